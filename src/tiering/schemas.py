@@ -1,0 +1,127 @@
+"""The column contracts of the input tables and of the scores frame.
+
+Every other module refers to columns through these names, never by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["id", "timestamp", "number", "text"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class TableContract:
+    name: str
+    id_column: str
+    time_column: str
+    columns: tuple[Column, ...]
+    # contract columns that together identify one source row; a repeat is a duplicate line
+    unique_key: tuple[str, ...]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if not c.required)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+TRANSACTIONS = TableContract(
+    name="transactions",
+    id_column="customer_id",
+    time_column="ordered_at",
+    columns=(
+        Column("customer_id", "id"),
+        Column("order_id", "id"),
+        Column("ordered_at", "timestamp"),
+        Column("amount", "number"),
+        Column("channel", "text", required=False),
+        Column("quantity", "number", required=False),
+        Column("product_id", "id", required=False),
+    ),
+    unique_key=("customer_id", "order_id", "ordered_at", "amount", "product_id", "quantity", "channel"),
+)
+
+INTERACTIONS = TableContract(
+    name="interactions",
+    id_column="customer_id",
+    time_column="occurred_at",
+    columns=(
+        Column("customer_id", "id"),
+        Column("occurred_at", "timestamp"),
+        Column("event_type", "text"),
+        Column("channel", "text", required=False),
+        Column("value", "number", required=False),
+    ),
+    unique_key=("customer_id", "occurred_at", "event_type", "channel", "value"),
+)
+
+CUSTOMERS = TableContract(
+    name="customers",
+    id_column="customer_id",
+    time_column="joined_at",
+    columns=(
+        Column("customer_id", "id"),
+        Column("joined_at", "timestamp"),
+        Column("acquisition_channel", "text", required=False),
+    ),
+    unique_key=("customer_id",),
+)
+
+CONTRACTS: dict[str, TableContract] = {c.name: c for c in (TRANSACTIONS, INTERACTIONS, CUSTOMERS)}
+
+EVENT_TYPES = (
+    "view",
+    "message",
+    "like",
+    "comment",
+    "share",
+    "referral",
+    "group_join",
+    "coupon_claim",
+    "live_watch",
+)
+
+TIERS = ("core", "value", "seed", "new", "ordinary")  # highest first
+
+SCORES_COLUMNS = (
+    "customer_id",
+    "as_of",
+    "horizon_days",
+    "p_purchase",
+    "churn_risk",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "engagement_score",
+    "tier",
+    "tier_reason",
+    "next_tier",
+    "next_tier_proba",
+    "rfm_segment",
+    "r_score",
+    "f_score",
+    "m_score",
+    "koc_candidate",
+    "at_risk",
+    "model_name",
+    "model_version",
+    "scored_at",
+)
