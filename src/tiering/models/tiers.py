@@ -1,0 +1,220 @@
+"""The tier ladder as a fitted policy, plus standard RFM segments and operator flags.
+
+Rules run from the top, first match wins (DESIGN.md):
+
+    core      has purchased, p_purchase >= core_min_p_purchase and CLV at or above the
+              core_clv_quantile of buyers' CLV (cut learned at fit time)
+    value     has purchased
+    seed      engagement_score at or above its seed_engagement_quantile (learned at fit time),
+              or shares + referrals in 90 days >= seed_min_social_actions_90d
+    new       tenure below new_max_tenure_days
+    ordinary  everyone else
+
+Quantile cut points (CLV, engagement, RFM quintile edges) are learned once in ``fit`` and
+stored, so scoring ten customers gives the same tiers as scoring the whole base.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from tiering.exceptions import ModelError
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    label: str
+    description: str
+    action: str
+
+
+TIER_LADDER: tuple[Tier, ...] = (
+    Tier("core", "Core", "Paid, and very likely to buy again with high predicted value.",
+         "VIP group, early access to launches, personal service by the account manager."),
+    Tier("value", "Value", "Has paid for the product.", "Repurchase coupon and replenishment reminders."),
+    Tier("seed", "Seed", "Engaged and spreading the word, not (yet) paying much: KOC candidates.",
+         "Invite to the ambassador programme; referral rewards."),
+    Tier("new", "New", "Joined recently.", "First-order incentive and a welcome journey."),
+    Tier("ordinary", "Ordinary", "Everyone else.", "Content nurture in groups and moments."),
+)
+TIER_BY_NAME = {t.name: t for t in TIER_LADDER}
+
+# (R score, F score) -> segment, the standard RFM segment map
+_SEGMENTS = {
+    "Hibernating": ((1, 2), (1, 2)),
+    "At Risk": ((1, 2), (3, 4)),
+    "Can't Lose": ((1, 2), (5,)),
+    "About to Sleep": ((3,), (1, 2)),
+    "Need Attention": ((3,), (3,)),
+    "Loyal": ((3, 4), (4, 5)),
+    "Promising": ((4,), (1,)),
+    "New": ((5,), (1,)),
+    "Potential Loyalists": ((4, 5), (2, 3)),
+    "Champions": ((5,), (4, 5)),
+}
+SEGMENT_TABLE = np.empty((6, 6), dtype=object)
+for _name, (_rs, _fs) in _SEGMENTS.items():
+    for _r in _rs:
+        for _f in _fs:
+            SEGMENT_TABLE[_r, _f] = _name
+NO_PURCHASE_SEGMENT = "No Purchase"
+
+REQUIRED_COLUMNS = (
+    "has_purchased", "p_purchase", "churn_risk", "clv", "engagement_score", "social_actions_90d",
+    "tenure_days", "days_since_last_purchase", "n_orders", "net_spend",
+)
+
+
+def _quintile_edges(values: np.ndarray) -> np.ndarray:
+    return np.quantile(values, [0.2, 0.4, 0.6, 0.8]) if len(values) else np.zeros(4)
+
+
+def _score(values: np.ndarray, edges: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    s = 1 + np.searchsorted(edges, values, side="left" if higher_is_better else "right")
+    return s if higher_is_better else 6 - s
+
+
+def _fmt(x: pd.Series, spec: str = "{:.2f}") -> pd.Series:
+    return x.map(spec.format)
+
+
+class TierPolicy(BaseEstimator):
+    """Assigns tiers, RFM segments and flags; cut points are learned by ``fit``."""
+
+    def __init__(self, core_min_p_purchase: float = 0.6, core_clv_quantile: float = 0.8,
+                 seed_engagement_quantile: float = 0.8, seed_min_social_actions_90d: int = 3,
+                 new_max_tenure_days: int = 30, at_risk_min_churn_risk: float = 0.5):
+        self.core_min_p_purchase = core_min_p_purchase
+        self.core_clv_quantile = core_clv_quantile
+        self.seed_engagement_quantile = seed_engagement_quantile
+        self.seed_min_social_actions_90d = seed_min_social_actions_90d
+        self.new_max_tenure_days = new_max_tenure_days
+        self.at_risk_min_churn_risk = at_risk_min_churn_risk
+
+    @staticmethod
+    def _check(frame: pd.DataFrame) -> None:
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ModelError(f"The tier policy needs columns {missing}; got {list(frame.columns)}.")
+
+    def fit(self, frame: pd.DataFrame) -> TierPolicy:
+        """Learn the quantile cut points on a scored base (predictions joined to features)."""
+        self._check(frame)
+        buyers = frame[frame["has_purchased"] > 0]
+        if buyers.empty:
+            raise ModelError("The tier policy cannot be fitted: no customer in the base has purchased.")
+        self.core_clv_cut_ = float(np.quantile(buyers["clv"], self.core_clv_quantile))
+        self.seed_engagement_cut_ = float(np.quantile(frame["engagement_score"], self.seed_engagement_quantile))
+        self.recency_edges_ = _quintile_edges(buyers["days_since_last_purchase"].to_numpy(float))
+        self.frequency_edges_ = _quintile_edges(buyers["n_orders"].to_numpy(float))
+        self.monetary_edges_ = _quintile_edges(buyers["net_spend"].to_numpy(float))
+        self.n_fit_ = int(len(frame))
+        return self
+
+    def assign(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """tier, tier_reason, rfm_segment, r/f/m scores, koc_candidate and at_risk, aligned to ``frame``."""
+        self._check(frame)
+        f = frame
+        buyer = f["has_purchased"].to_numpy() > 0
+        p = f["p_purchase"].to_numpy(float)
+        clv = f["clv"].to_numpy(float)
+        eng = f["engagement_score"].to_numpy(float)
+        social = f["social_actions_90d"].to_numpy(float)
+        tenure = f["tenure_days"].to_numpy(float)
+
+        is_core = buyer & (p >= self.core_min_p_purchase) & (clv >= self.core_clv_cut_)
+        eng_hit = eng >= self.seed_engagement_cut_
+        social_hit = social >= self.seed_min_social_actions_90d
+        is_seed = ~buyer & (eng_hit | social_hit)
+        is_new = ~buyer & ~is_seed & (tenure < self.new_max_tenure_days)
+        tier = np.select([is_core, buyer, is_seed, is_new], ["core", "value", "seed", "new"], "ordinary").astype(object)
+
+        reason = pd.Series("", index=f.index, dtype=object)
+        P, C = _fmt(f["p_purchase"]), _fmt(f["clv"])
+        reason[is_core] = ("has purchased; p_purchase " + P + f" >= {self.core_min_p_purchase:.2f} and CLV " + C
+                           + f" >= {self.core_clv_cut_:.2f} (top {1 - self.core_clv_quantile:.0%} of buyers)")[is_core]
+        value = buyer & ~is_core
+        why_not_core = np.where(p < self.core_min_p_purchase,
+                                "p_purchase " + P + f" < {self.core_min_p_purchase:.2f}",
+                                "CLV " + C + f" < core cut {self.core_clv_cut_:.2f}")
+        reason[value] = ("has purchased (" + _fmt(f["n_orders"], "{:.0f}") + " orders); not core: "
+                         + pd.Series(why_not_core, index=f.index))[value]
+        E, S = _fmt(f["engagement_score"]), _fmt(f["social_actions_90d"], "{:.0f}")
+        reason[is_seed & eng_hit] = ("no purchase yet; engagement score " + E
+                                     + f" >= {self.seed_engagement_cut_:.2f} (top {1 - self.seed_engagement_quantile:.0%})")[is_seed & eng_hit]
+        seed_social = is_seed & ~eng_hit
+        reason[seed_social] = ("no purchase yet; " + S + f" shares/referrals in 90 days >= {self.seed_min_social_actions_90d}")[seed_social]
+        reason[is_new] = ("no purchase yet; joined " + _fmt(f["tenure_days"], "{:.0f}") + f" days ago (< {self.new_max_tenure_days})")[is_new]
+        ordinary = tier == "ordinary"
+        reason[ordinary] = ("no purchase, engagement score " + E + f" below seed cut {self.seed_engagement_cut_:.2f}, member for "
+                            + _fmt(f["tenure_days"], "{:.0f}") + " days")[ordinary]
+
+        r = np.where(buyer, _score(f["days_since_last_purchase"].to_numpy(float), self.recency_edges_, higher_is_better=False), 0)
+        fs = np.where(buyer, _score(f["n_orders"].to_numpy(float), self.frequency_edges_), 0)
+        m = np.where(buyer, _score(f["net_spend"].to_numpy(float), self.monetary_edges_), 0)
+        segment = np.where(buyer, SEGMENT_TABLE[r, fs], NO_PURCHASE_SEGMENT)
+        churn = f["churn_risk"].to_numpy(float)
+        return pd.DataFrame(
+            {
+                "tier": tier,
+                "tier_reason": reason.to_numpy(),
+                "rfm_segment": segment.astype(object),
+                "r_score": r.astype("int64"),
+                "f_score": fs.astype("int64"),
+                "m_score": m.astype("int64"),
+                "koc_candidate": social_hit,
+                "at_risk": buyer & (np.nan_to_num(churn) >= self.at_risk_min_churn_risk),
+            },
+            index=f.index,
+        )
+
+
+class NextTierModel(BaseEstimator):
+    """Predicts the tier a customer will hold one horizon later, with class probabilities.
+
+    Gradient boosting on the feature frame plus the current tier (one-hot). Trained on
+    features at an earlier origin against the policy's tiers at the later origin.
+    """
+
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.1, random_state: int = 0):
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    @staticmethod
+    def _design(X: pd.DataFrame, tier: pd.Series | np.ndarray) -> np.ndarray:
+        t = np.asarray(tier, dtype=object)
+        onehot = np.stack([(t == x.name) for x in TIER_LADDER], axis=1).astype(float)
+        return np.hstack([X.to_numpy(dtype=float), onehot])
+
+    def fit(self, X: pd.DataFrame, current_tier, next_tier) -> NextTierModel:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        y = np.asarray(next_tier, dtype=object)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        if len(set(y)) < 2:  # one class only: the prediction is that class with certainty
+            self.model_ = None
+            self.classes_ = np.asarray(sorted(set(y)), dtype=object)
+            return self
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True,
+            random_state=self.random_state,
+        ).fit(self._design(X, current_tier), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame, current_tier) -> np.ndarray:
+        if self.model_ is None:
+            return np.ones((len(X), 1))
+        return self.model_.predict_proba(self._design(X[list(self.feature_names_in_)], current_tier))
+
+    def predict(self, X: pd.DataFrame, current_tier) -> tuple[np.ndarray, np.ndarray]:
+        """(next_tier, its probability) per row."""
+        proba = self.predict_proba(X, current_tier)
+        best = proba.argmax(axis=1)
+        return self.classes_[best], proba[np.arange(len(best)), best]

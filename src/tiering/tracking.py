@@ -1,0 +1,132 @@
+"""MLflow runs: the explicit tracking URI, run logging, and the pyfunc that carries a scoring bundle.
+
+With registry.py, the only module that imports mlflow. The tracking URI is always set
+explicitly (default: a SQLite database and an artifact folder under models/), never taken from
+the environment by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import mlflow.pyfunc
+
+from tiering.config import TrackingConfig
+from tiering.exceptions import TrackingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tiering.models.bundle import ScoringBundle
+
+BUNDLE_ARTIFACT = "bundle.joblib"
+# what a loaded bundle needs; pinned to the installed versions, so log_model skips its slow inference
+_REQUIREMENTS = ("numpy", "pandas", "scipy", "scikit-learn", "lifetimes", "joblib", "pyarrow")
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """sqlite:///relative.db resolved against the working directory (MLflow needs the folder to exist)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return uri
+
+
+def configure(cfg: TrackingConfig):
+    """Point MLflow at the configured store, make sure the experiment exists, return a client."""
+    from mlflow.tracking import MlflowClient
+
+    uri = _absolute_sqlite(cfg.uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        exp = client.get_experiment_by_name(cfg.experiment)
+        if exp is None:
+            artifacts = None
+            if "://" not in cfg.artifact_location:
+                artifacts = Path(cfg.artifact_location).resolve().as_uri()
+            client.create_experiment(cfg.experiment, artifact_location=artifacts or cfg.artifact_location)
+    except Exception as exc:
+        raise TrackingError(
+            f"Cannot reach the MLflow tracking store {cfg.uri!r}: {str(exc).splitlines()[0]}. "
+            "Check tracking.uri in the config and that the server is running."
+        ) from None
+    mlflow.set_experiment(cfg.experiment)
+    return client
+
+
+class TieringModel(mlflow.pyfunc.PythonModel):
+    """Scores a feature frame (one row per customer) with the bundle inside the artifact."""
+
+    def load_context(self, context):
+        import joblib
+
+        self.bundle = joblib.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        return self.bundle.predict(model_input)
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for name in _REQUIREMENTS:
+        try:
+            reqs.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            reqs.append(name)
+    return reqs
+
+
+def _flat(prefix: str, value: Any, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def log_training_run(
+    bundle: ScoringBundle,
+    *,
+    cfg: TrackingConfig,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    input_example: pd.DataFrame,
+    artifacts: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Log one training run with its bundle as a pyfunc model. Returns (run_id, model_uri)."""
+    import joblib
+    from mlflow.models import infer_signature
+
+    configure(cfg)
+    flat_params: dict[str, Any] = {}
+    _flat("", params, flat_params)
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params({k: str(v)[:500] for k, v in flat_params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN means "not measured"
+        mlflow.set_tags(tags)
+        for name, obj in (artifacts or {}).items():
+            mlflow.log_text(json.dumps(obj, indent=2, default=str), name)
+        bundle_path = Path(tmp) / BUNDLE_ARTIFACT
+        joblib.dump(bundle, bundle_path, compress=3)
+        example = input_example.head(5)
+        signature = infer_signature(example, bundle.predict(example))
+        info = mlflow.pyfunc.log_model(
+            name="scoring_bundle",
+            python_model=TieringModel(),
+            artifacts={"bundle": str(bundle_path)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )
+        return run.info.run_id, info.model_uri

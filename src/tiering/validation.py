@@ -1,0 +1,276 @@
+"""Checking input tables against their contracts, and setting bad rows aside.
+
+Two kinds of problem, two behaviours:
+- a schema problem (a missing column, a column of the wrong type, a column in which not one
+  value parses) stops the run with a SchemaError naming the table, the column, what was found
+  and the config key to fix;
+- a row problem goes to the quarantine Parquet file of its table with a ``reason`` column and
+  is counted. Reasons, first match wins: missing_customer_id, missing_order_id, missing_time,
+  unparseable_time, missing_<number>, unparseable_<number>, non_finite_<number>,
+  missing_event_type, after_as_of (only when an as_of is given), duplicate_line (an exact
+  repeat of an earlier row over the contract columns), duplicate_customer (customers: a second
+  row for an id; the earliest joined_at is kept).
+
+Refunds and cancellations (negative amounts) are valid rows: they are netted later, never
+dropped. Everything stays lazy in the engine (DuckDB by default); nothing is pulled into pandas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tiering.config import Config, SourceConfig
+from tiering.exceptions import DataQualityError, SchemaError
+from tiering.io import connect, map_columns, read_source
+from tiering.schemas import CONTRACTS, TableContract
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+REASON = "reason"
+
+
+@dataclass
+class TableReport:
+    """What validation did to one table."""
+
+    table: str
+    source: str
+    rows_in: int
+    rows_valid: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+    quarantine_path: str | None = None
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"rows_quarantined": self.rows_quarantined}
+
+
+@dataclass
+class ValidatedTables:
+    """The contract tables with bad rows removed (lazy Ibis expressions) and the reports."""
+
+    transactions: ir.Table
+    interactions: ir.Table | None
+    customers: ir.Table | None
+    reports: list[TableReport]
+    con: object = None
+
+
+def _day_after(as_of: dt.date):
+    import ibis
+
+    return ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+
+
+def _coerce(mapped: ir.Table, contract: TableContract, source: str) -> tuple[dict, list]:
+    """Typed contract columns, and (condition, reason) pairs in priority order.
+
+    A column whose type can never hold its kind raises SchemaError; a text column that should
+    be a number or a timestamp is parsed value by value, unparseable values become reasons.
+    """
+    import ibis
+
+    typed: dict[str, ir.Value] = {}
+    reasons: list[tuple[ir.BooleanValue, str]] = []
+    to_check: list[tuple[str, ir.Value, ir.Value]] = []  # (column, raw, parsed) for text-typed columns
+    for col in contract.columns:
+        if col.name not in mapped.columns:
+            continue
+        raw = mapped[col.name]
+        t = raw.type()
+
+        def wrong(expected: str, col=col, t=t) -> SchemaError:
+            return SchemaError(
+                f"The {contract.name} table column '{col.name}' has type {t}; expected {expected}. "
+                f"Fix the source '{source}' or map another column under data.{contract.name}.columns.{col.name}."
+            )
+
+        if col.kind == "id":
+            if t.is_string():
+                value = raw.strip().nullif("")
+            elif t.is_integer():
+                value = raw.cast("string")
+            elif t.is_floating():  # ids read as float (e.g. 13085.0 from a CSV with blanks)
+                value = raw.cast("int64").cast("string")
+            else:
+                raise wrong("an identifier (text or integer)")
+            typed[col.name] = value
+            if col.required:
+                reasons.append((value.isnull(), f"missing_{col.name}"))
+        elif col.kind == "timestamp":
+            missing = raw.isnull()
+            if t.is_timestamp():
+                value = raw
+            elif t.is_date():
+                value = raw.cast("timestamp")
+            elif t.is_string():
+                blank = raw.strip().nullif("")
+                missing = blank.isnull()
+                value = blank.try_cast("timestamp")
+                to_check.append((col.name, raw, value))
+            else:
+                raise wrong("a timestamp (or ISO text such as 2024-05-01 13:45:00)")
+            typed[col.name] = value
+            reasons.append((missing, "missing_time"))
+            reasons.append((value.isnull(), "unparseable_time"))
+        elif col.kind == "number":
+            missing = raw.isnull()
+            if t.is_numeric():
+                value = raw.cast("float64")
+                parse_failed = ibis.literal(False)
+            elif t.is_string():
+                blank = raw.strip().nullif("")
+                missing = blank.isnull()
+                value = blank.try_cast("float64")
+                parse_failed = blank.notnull() & value.isnull()
+                to_check.append((col.name, raw, value))
+            else:
+                raise wrong("a number")
+            typed[col.name] = value
+            if col.required:
+                reasons.append((missing, f"missing_{col.name}"))
+                reasons.append((parse_failed, f"unparseable_{col.name}"))
+                reasons.append((value.isnan() | value.isinf(), f"non_finite_{col.name}"))
+        else:
+            value = raw.cast("string")
+            typed[col.name] = value
+            if col.required:
+                reasons.append((value.isnull(), f"missing_{col.name}"))
+    _check_parseable(mapped, contract, source, to_check)
+    return typed, reasons
+
+
+def _check_parseable(mapped: ir.Table, contract: TableContract, source: str, to_check: list) -> None:
+    """A text column in which not a single value parses is a mapping error, not bad rows."""
+    if not to_check:
+        return
+    aggs = {}
+    for name, raw, parsed in to_check:
+        aggs[f"{name}__present"] = raw.count()
+        aggs[f"{name}__parsed"] = parsed.count()
+    counts = mapped.aggregate(**aggs).execute().iloc[0]
+    for name, raw, _ in to_check:
+        if counts[f"{name}__present"] > 0 and counts[f"{name}__parsed"] == 0:
+            examples = mapped.select(v=raw).filter(raw.notnull()).limit(3).execute()["v"].tolist()
+            kind = contract.column(name).kind
+            expected = "numbers" if kind == "number" else "timestamps such as 2024-05-01 13:45:00"
+            raise SchemaError(
+                f"The {contract.name} table column '{name}' holds text that does not parse as {expected}; "
+                f"e.g. {examples}. Fix the source '{source}' or map another column under "
+                f"data.{contract.name}.columns.{name} in the config."
+            )
+
+
+def annotate(mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None = None, source: str = "") -> ir.Table:
+    """The typed contract columns, the raw values as text, and a ``reason`` (null for good rows)."""
+    import ibis
+
+    typed, reasons = _coerce(mapped, contract, source)
+    if as_of is not None:
+        reasons.append((typed[contract.time_column] >= _day_after(as_of), "after_as_of"))
+    case = ibis.cases(*reasons, else_=ibis.null("string"))
+    t = mapped.select(
+        **typed,
+        **{f"raw_{c}": mapped[c].cast("string") for c in typed},
+        **{REASON: case},
+    )
+    # duplicates are judged among rows that are otherwise good
+    if contract.unique_key == (contract.id_column,):
+        order = [t[contract.time_column], t[contract.id_column]]
+        dup_reason = "duplicate_customer"
+    else:
+        order = [t[k] for k in contract.unique_key if k in typed]
+        dup_reason = "duplicate_line"
+    keys = [t[k] for k in contract.unique_key if k in typed] + [t[REASON].isnull()]
+    rank = ibis.row_number().over(group_by=keys, order_by=order)
+    return t.mutate(**{REASON: ibis.ifelse(t[REASON].isnull() & (rank > 0), ibis.literal(dup_reason), t[REASON])})
+
+
+def validate_table(
+    raw: ir.Table,
+    contract: TableContract,
+    mapping: dict[str, str] | None = None,
+    *,
+    as_of: dt.date | None = None,
+    source: str = "",
+    quarantine_dir: str | Path | None = None,
+    max_quarantine_share: float = 0.5,
+) -> tuple[ir.Table, TableReport]:
+    """Map, type and check one table. Returns the good rows (lazy) and the report.
+
+    The quarantine (bad rows with their raw values and reason) is written to
+    ``quarantine_dir/<table>.parquet`` when there is any, and a stale file is removed when not.
+    """
+    mapped = map_columns(raw, contract, mapping or {})
+    annotated = annotate(mapped, contract, as_of=as_of, source=source)
+    counts_df = annotated.group_by(REASON).aggregate(n=annotated.count()).execute()
+    counts = {str(r): int(n) for r, n in zip(counts_df[REASON], counts_df["n"]) if r is not None and r == r}
+    rows_in = int(counts_df["n"].sum())
+    rows_valid = rows_in - sum(counts.values())
+    report = TableReport(contract.name, source, rows_in, rows_valid, dict(sorted(counts.items(), key=lambda kv: -kv[1])))
+    if quarantine_dir is not None:
+        path = Path(quarantine_dir) / f"{contract.name}.parquet"
+        if counts:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            bad = annotated.filter(annotated[REASON].notnull())
+            bad.select(REASON, *[c for c in bad.columns if c.startswith("raw_")]).to_parquet(str(path))
+            report.quarantine_path = str(path)
+        elif path.exists():
+            path.unlink()
+    if rows_in == 0 or rows_valid == 0:
+        raise DataQualityError(
+            f"The {contract.name} table from '{source}' has no usable rows ({rows_in} read, set aside: {counts or 'none'}). "
+            "Check the source path, its column mapping and the as_of date."
+        )
+    share = 1 - rows_valid / rows_in
+    if share > max_quarantine_share:
+        raise DataQualityError(
+            f"{share:.0%} of the {contract.name} rows from '{source}' were set aside ({counts}), above "
+            f"validation.max_quarantine_share = {max_quarantine_share}. The column mapping is probably wrong; "
+            f"see the quarantine at {report.quarantine_path}, or raise the limit in the config."
+        )
+    good = annotated.filter(annotated[REASON].isnull()).select(*[c.name for c in contract.columns if c.name in mapped.columns])
+    return good, report
+
+
+def load_tables(
+    config: Config,
+    *,
+    as_of: dt.date | None = None,
+    con=None,
+    write_quarantine: bool = True,
+) -> ValidatedTables:
+    """Read every configured source, validate it, and return the good rows and the reports.
+
+    Transactions are required; interactions and customers are optional (None when not configured).
+    """
+    con = con if con is not None else connect(config.features.engine)
+    out: dict[str, ir.Table | None] = {}
+    reports = []
+    for name, contract in CONTRACTS.items():
+        src: SourceConfig | None = getattr(config.data, name)
+        if src is None or not src.path:
+            if name == "transactions":
+                read_source(con, src or SourceConfig(), name)  # raises the "no path" message
+            out[name] = None
+            continue
+        raw = read_source(con, src, name)
+        good, report = validate_table(
+            raw,
+            contract,
+            src.columns,
+            as_of=as_of,
+            source=src.path,
+            quarantine_dir=config.validation.quarantine_dir if write_quarantine else None,
+            max_quarantine_share=config.validation.max_quarantine_share,
+        )
+        out[name] = good
+        reports.append(report)
+    return ValidatedTables(out["transactions"], out["interactions"], out["customers"], reports, con)
