@@ -189,7 +189,7 @@ class ScoresStore:
     def read_batch(self, batch: Batch) -> pd.DataFrame:
         import sqlalchemy as sa
 
-        df = self._frame(sa.select(self.scores).where(self.scores.c.batch_id == batch.batch_id), batch)
+        df = self._frame(sa.select(self.scores).where(self.scores.c.batch_id == batch.batch_id).order_by(self.scores.c.customer_id), batch)
         return df[list(SCORES_COLUMNS)]
 
     def get_customer(self, customer_id: str, as_of: dt.date | None = None) -> dict | None:
