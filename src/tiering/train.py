@@ -41,6 +41,7 @@ class TrainResult:
     metrics: dict[str, float]
     fit_seconds: dict[str, float]
     data_fingerprint: dict
+    input_example: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     model_uri: str | None = None
@@ -187,7 +188,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
                                        X, pair["tier_then"], pair["tier"])
         metrics["next_tier_train_stay_share"] = float((pair["tier_then"] == pair["tier"]).mean())
     bundle.metrics = metrics
-    return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), notes)
+    return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), feats_now.head(5), notes)
 
 
 def _scored_inputs(bundle: ScoringBundle, features: pd.DataFrame) -> pd.DataFrame:
@@ -205,7 +206,6 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainRe
     tables = load_tables(cfg, as_of=as_of)
     result = fit(tables, as_of=as_of, cfg=cfg, progress=progress)
     step("logging to MLflow and registering")
-    feats = features_at(tables, as_of, feature_spec(cfg))
     result.run_id, result.model_uri = tracking.log_training_run(
         result.bundle,
         cfg=cfg.tracking,
@@ -214,7 +214,7 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainRe
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
         tags={"as_of": as_of.isoformat(), "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
               "tiering_version": result.bundle.version, "kind": "train"},
-        input_example=feats.head(5),
+        input_example=result.input_example,
         artifacts={"data_fingerprint.json": result.data_fingerprint, "validation.json": [r.to_dict() for r in tables.reports],
                    "notes.json": result.notes},
     )

@@ -1,0 +1,231 @@
+"""Transaction features per customer: lifetimes RFM summary plus spend, order, window and breadth features.
+
+All day arithmetic is on integer day numbers (days since 1970-01-01) of the timestamps' calendar
+day, so the same expressions compile on DuckDB, PySpark and warehouses. The bounded lines are
+grouped by (customer, day) and by (customer, order); everything else derives from those two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tiering.features._spec import FeatureSpec, epoch_day, guard_as_of, left_join_on_id
+
+_WEEK_SHIFT = 3 + 7 * 1_000_000  # epoch day 0 is a Thursday: (dn + 3) // 7 counts Monday-start weeks
+
+
+def period_of_day(dn: Any, time_unit: str) -> Any:
+    """Period number of an epoch day: the day itself ('D') or its Monday-to-Sunday week ('W').
+
+    'W' matches pandas ``to_period('W')`` (weeks ending Sunday). Works on ints and Ibis ints.
+    """
+    if time_unit == "D":
+        return dn
+    if isinstance(dn, int):
+        return (dn + _WEEK_SHIFT) // 7
+    return ((dn + _WEEK_SHIFT) // 7).cast("int64")
+
+
+def _day_number(ts: Any) -> Any:
+    """Days since 1970-01-01 of a timestamp's calendar day (int64)."""
+    return ts.date().epoch_days().cast("int64")
+
+
+def _daily(lines: ir.Table, time_unit: str) -> ir.Table:
+    """Per (customer, day): net and gross amounts, prev_dn (the customer's previous transaction
+    day, null on the first) and, for weeks, first_dn; one window sorted by (customer, day)."""
+    daily = lines.group_by(["customer_id", "dn"]).agg(
+        net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum()
+    )
+    w = ibis.window(group_by=daily.customer_id, order_by=daily.dn)
+    if time_unit == "D":
+        return daily.mutate(prev_dn=daily.dn.lag().over(w))
+    return daily.mutate(prev_dn=daily.dn.lag().over(w), first_dn=daily.dn.min().over(w))
+
+
+def _rfm_aggs(d: ir.Table, time_unit: str) -> dict[str, Any]:
+    """Per-customer aggregates over ``_daily`` rows from which _rfm_columns derives the summary.
+
+    Days: periods = days; the repeat days are those with a previous day. Weeks: a day opens a new
+    period when its week differs from the previous day's; repeat-period totals are the net
+    amounts of the days outside the first day's week (so their mean needs no second grouping).
+    """
+    if time_unit == "D":
+        return {
+            "_n_periods": d.count(),
+            "_p_min": d.dn.min(),
+            "_p_max": d.dn.max(),
+            "_repeat_sum": d.net.sum(where=d.prev_dn.notnull()),
+        }
+    p = period_of_day(d.dn, time_unit)
+    prev_p = period_of_day(d.prev_dn, time_unit)
+    new_period = d.prev_dn.isnull() | (p != prev_p)
+    return {
+        "_n_periods": d.count(where=new_period),
+        "_p_min": p.min(),
+        "_p_max": p.max(),
+        "_repeat_sum": d.net.sum(where=p != period_of_day(d.first_dn, time_unit)),
+    }
+
+
+def _rfm_columns(t: ir.Table, as_of: dt.date, time_unit: str) -> dict[str, Any]:
+    """frequency, recency, T, monetary_value (float64) from the _rfm_aggs columns of ``t``."""
+    as_of_p = period_of_day(epoch_day(as_of), time_unit)
+    freq = t._n_periods - 1
+    return {
+        "frequency": freq.cast("float64"),
+        "recency": (t._p_max - t._p_min).cast("float64"),
+        "T": (ibis.literal(as_of_p, type="int64") - t._p_min).cast("float64"),
+        "monetary_value": ibis.ifelse(freq > 0, t._repeat_sum.cast("float64") / freq.cast("float64"), 0.0),
+    }
+
+
+def rfm_summary(transactions: Any, *, as_of: dt.date, time_unit: str = "D") -> ir.Table:
+    """Only the lifetimes summary (customer_id, frequency, recency, T, monetary_value) for buyers.
+
+    Same numbers as ``lifetimes.utils.summary_data_from_transaction_data(df, 'customer_id',
+    'ordered_at', monetary_value_col='amount', observation_period_end=as_of, freq=time_unit)`` on the
+    rows at or before as_of. ``transactions`` must already be bounded to as_of (see build_features).
+    """
+    tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
+    lines = tx.select(
+        customer_id=tx.customer_id.cast("string"), dn=_day_number(tx.ordered_at), amount=tx.amount.cast("float64")
+    )
+    d = _daily(lines, time_unit)
+    agg = d.group_by("customer_id").agg(**_rfm_aggs(d, time_unit))
+    return agg.select("customer_id", **_rfm_columns(agg, as_of, time_unit))
+
+
+def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec) -> ir.Table:
+    """One row per customer with at least one transaction at or before as_of.
+
+    Columns: the RFM summary, has_purchased, n_orders, n_refund_orders, total_spend, net_spend, refund_share,
+    avg_order_value, ipi_mean_days, ipi_std_days, orders_{w}d, spend_{w}d, spend_trend,
+    n_products, n_channels, top_channel_share, and helper day numbers tx_first_dn, tx_last_dn.
+
+    Plan: the bounded lines are aggregated by (customer, day) and by (customer, order); every
+    day-based feature (RFM included) comes from one window + one group-by over the daily rows,
+    the order-based ones from the orders (via (customer, channel) when channel is present);
+    n_products is a third pass over the lines (distinct (customer, product)).
+    """
+    tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
+    A = epoch_day(as_of)
+    windows = spec.windows_days
+    has_channel = "channel" in tx.columns
+    has_product = "product_id" in tx.columns
+    cid = tx.customer_id.cast("string").name("customer_id")
+    amount = tx.amount.cast("float64")
+    # each pass reads only the columns it needs straight from the (bounded) input: no shared
+    # intermediate to materialise, so the engine streams every pass
+    day_lines = tx.select(cid, dn=_day_number(tx.ordered_at), amount=amount)
+    order_cols = {"order_id": tx.order_id.cast("string"), "dn": _day_number(tx.ordered_at), "amount": amount}
+    if has_channel:
+        order_cols["channel"] = tx.channel.cast("string")
+    order_lines = tx.select(cid, **order_cols)
+
+    # ---- per (customer, day) -> RFM and the day-based features
+    d = _daily(day_lines, spec.time_unit)
+    gap = (d.dn - d.prev_dn).cast("float64")
+    short = windows[0]
+    long_ = windows[-1] if windows[-1] > short else 2 * short
+    in_short = d.dn > A - short
+    in_prior = (d.dn > A - long_) & (d.dn <= A - short)
+    day_aggs: dict[str, Any] = {
+        **_rfm_aggs(d, spec.time_unit),
+        "tx_first_dn": d.dn.min(),
+        "tx_last_dn": d.dn.max(),
+        "_n_days": d.count(),
+        "total_spend": d.gross.sum(),
+        "net_spend": d.net.sum(),
+        "ipi_std_days": gap.std(how="pop"),
+        "_g_short": d.gross.sum(where=in_short),
+        "_g_prior": d.gross.sum(where=in_prior),
+    }
+    for w in windows:
+        day_aggs[f"spend_{w}d"] = d.net.sum(where=d.dn > A - w)
+    dayf = d.group_by("customer_id").agg(**day_aggs)
+    refunds = dayf.total_spend - dayf.net_spend  # gross positive minus net = refunded amount (>= 0)
+    r_rate = dayf._g_short.fill_null(0.0) / short
+    p_rate = dayf._g_prior.fill_null(0.0) / (long_ - short)
+    dayf = dayf.mutate(
+        **_rfm_columns(dayf, as_of, spec.time_unit),
+        refund_share=ibis.ifelse(refunds > 0, refunds / ibis.greatest(dayf.total_spend, refunds), 0.0),
+        ipi_mean_days=ibis.ifelse(
+            dayf._n_days > 1, (dayf.tx_last_dn - dayf.tx_first_dn).cast("float64") / (dayf._n_days - 1), 0.0
+        ),
+        spend_trend=ibis.ifelse(r_rate + p_rate > 0, (r_rate - p_rate) / (r_rate + p_rate), 0.0),
+    )
+
+    # ---- per order -> order counts; with channels, per (customer, channel) first, so the channel
+    # mix and the order counts come from the same two group-bys
+    ol = order_lines
+    o_aggs: dict[str, Any] = {
+        "net": ol.amount.sum(),
+        "dn": ol.dn.min(),
+        "gross": ibis.ifelse(ol.amount > 0, ol.amount, 0.0).sum(),
+    }
+    if has_channel:
+        o_aggs["channel"] = ol.channel.max()
+    orders = ol.group_by(["customer_id", "order_id"]).agg(**o_aggs)
+    is_purchase = orders.net > 0
+    ord_aggs: dict[str, Any] = {
+        "n_orders": orders.count(where=is_purchase),
+        "n_refund_orders": orders.count(where=orders.net < 0),
+        "_purchase_value": orders.net.sum(where=is_purchase),
+    }
+    for w in windows:
+        ord_aggs[f"orders_{w}d"] = orders.count(where=is_purchase & (orders.dn > A - w))
+    if has_channel:
+        oc = orders.group_by(["customer_id", "channel"]).agg(**ord_aggs, _gross=orders.gross.sum())
+        known = oc.channel.notnull() & (oc._gross > 0)
+        ch_total = oc._gross.sum(where=known)
+        c_aggs: dict[str, Any] = {c: oc[c].sum() for c in ord_aggs}
+        c_aggs["n_channels"] = oc.count(where=known)
+        c_aggs["top_channel_share"] = ibis.ifelse(
+            ch_total.fill_null(0.0) > 0, oc._gross.max(where=known) / ch_total, 0.0
+        )
+        ordf = oc.group_by("customer_id").agg(**c_aggs)
+    else:
+        ordf = orders.group_by("customer_id").agg(**ord_aggs)
+    ordf = ordf.mutate(
+        avg_order_value=ibis.ifelse(ordf.n_orders > 0, ordf._purchase_value.fill_null(0.0) / ordf.n_orders, 0.0)
+    )
+
+    out = left_join_on_id(dayf, ordf)
+    if has_product:
+        pr = tx.filter((tx.amount > 0) & tx.product_id.notnull())
+        cp = pr.select(cid, product_id=pr.product_id.cast("string")).distinct()
+        prf = cp.group_by("customer_id").agg(n_products=cp.count())
+        out = left_join_on_id(out, prf)
+
+    cols: dict[str, Any] = {c: out[c] for c in ("customer_id", "frequency", "recency", "T", "monetary_value")}
+    cols["has_purchased"] = ibis.literal(1, type="int64")
+    cols["n_orders"] = out.n_orders.cast("int64")
+    cols["n_refund_orders"] = out.n_refund_orders.cast("int64")
+    cols["total_spend"] = out.total_spend.cast("float64")
+    cols["net_spend"] = out.net_spend.cast("float64")
+    cols["refund_share"] = out.refund_share.cast("float64")
+    cols["avg_order_value"] = out.avg_order_value.cast("float64")
+    cols["tx_first_dn"] = out.tx_first_dn.cast("int64")
+    cols["tx_last_dn"] = out.tx_last_dn.cast("int64")
+    cols["ipi_mean_days"] = out.ipi_mean_days.cast("float64")
+    cols["ipi_std_days"] = out.ipi_std_days.fill_null(0.0).cast("float64")
+    for w in windows:
+        cols[f"orders_{w}d"] = out[f"orders_{w}d"].cast("int64")
+    for w in windows:
+        cols[f"spend_{w}d"] = out[f"spend_{w}d"].fill_null(0.0).cast("float64")
+    cols["spend_trend"] = out.spend_trend.cast("float64")
+    zero_i = ibis.literal(0, type="int64")
+    zero_f = ibis.literal(0.0, type="float64")
+    cols["n_products"] = out.n_products.fill_null(0).cast("int64") if has_product else zero_i
+    if has_channel:
+        cols["n_channels"] = out.n_channels.fill_null(0).cast("int64")
+        cols["top_channel_share"] = out.top_channel_share.fill_null(0.0).cast("float64")
+    else:
+        cols["n_channels"] = zero_i
+        cols["top_channel_share"] = zero_f
+    return out.select(**cols)

@@ -1,0 +1,1 @@
+"""Estimators: BTYD (BG/NBD, Pareto/NBD, Gamma-Gamma), propensity, tiers, and the scoring bundle."""
