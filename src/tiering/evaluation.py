@@ -63,9 +63,17 @@ def clv_metrics(actual, predicted) -> dict[str, float]:
     }
 
 
+def ranking_auc(actual, score) -> float:
+    """ROC-AUC of any ranking score (not necessarily a probability); NaN when one class is absent."""
+    from sklearn.metrics import roc_auc_score
+
+    y, s = _as_arrays(actual, score)
+    return float(roc_auc_score(y, s)) if 0 < y.mean() < 1 else float("nan")
+
+
 def propensity_metrics(actual, proba) -> dict[str, float]:
     """roc_auc, pr_auc, brier, top_decile_lift, base_rate for binary outcomes."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+    from sklearn.metrics import average_precision_score, brier_score_loss
 
     y, p = _as_arrays(actual, proba)
     base = float(y.mean())
@@ -73,7 +81,7 @@ def propensity_metrics(actual, proba) -> dict[str, float]:
     k = max(1, int(np.ceil(0.1 * len(y))))
     top = np.argsort(-p, kind="stable")[:k]
     return {
-        "roc_auc": float(roc_auc_score(y, p)) if two_classes else float("nan"),
+        "roc_auc": ranking_auc(y, p),
         "pr_auc": float(average_precision_score(y, p)) if two_classes else float("nan"),
         "brier": float(brier_score_loss(y, p)),
         "top_decile_lift": float(y[top].mean() / base) if base else float("nan"),

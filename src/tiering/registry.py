@@ -53,6 +53,7 @@ def versions(cfg: TrackingConfig) -> list[ModelVersion]:
         return []
     out = []
     for mv in sorted(found, key=lambda v: -int(v.version)):
+        mv = client.get_model_version(mv.name, mv.version)  # search results carry no aliases
         run = client.get_run(mv.run_id) if mv.run_id else None
         out.append(ModelVersion(
             mv.name, str(mv.version), mv.run_id or "", tuple(getattr(mv, "aliases", ()) or ()),

@@ -23,7 +23,7 @@ import pandas as pd
 
 from tiering import __version__
 from tiering.config import Config
-from tiering.evaluation import clv_metrics, propensity_metrics
+from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
 from tiering.exceptions import DataQualityError
 from tiering.features import FeatureSpec, build_features, build_labels
 from tiering.models.btyd import BetaGeoModel, GammaGammaModel, ParetoNBDModel
@@ -154,7 +154,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     for k, v in propensity_metrics(y_buy[buyer], 1 - b_test["btyd_p_no_purchase"].to_numpy()[buyer]).items():
         metrics[f"churn_btyd_{k}"] = v
     naive_rank = -feats_test["days_since_last_purchase"].to_numpy(float)
-    metrics["churn_naive_roc_auc"] = propensity_metrics(y_buy[buyer], naive_rank[buyer])["roc_auc"]
+    metrics["churn_naive_roc_auc"] = ranking_auc(y_buy[buyer], naive_rank[buyer])
     metrics["clv_normalized_gini"] = metrics["clv_btyd_normalized_gini"]  # the chosen CLV model is BTYD for now
 
     if has_eval:

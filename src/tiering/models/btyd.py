@@ -611,9 +611,14 @@ class GammaGammaModel(_BTYDModel):
 
     def expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> np.ndarray:
         """E[mean spend per purchase | frequency, monetary_value] (note 025, eq. 5); the population
-        mean p v / (q - 1) where frequency is 0."""
+        mean p v / (q - 1) where frequency is 0.
+
+        A repeat buyer whose refunds net their repeat spend to zero or below lies outside the model
+        (fitted on monetary_value > 0); their monetary_value counts as 0, so the estimate is the
+        population mean shrunk by their evidence, never a negative spend."""
         p, q, v = self._params()
         x, m = _broadcast(frequency, monetary_value)
+        m = np.maximum(m, 0.0)
         mean = p * v / (q - 1.0)
         with np.errstate(invalid="ignore"):
             weight = p * x / (p * x + q - 1.0)
