@@ -7,6 +7,7 @@ the environment by accident.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -37,21 +38,65 @@ def _absolute_sqlite(uri: str) -> str:
     return uri
 
 
+def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an unreachable tracking server (MLflow's own client retries for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        return  # something answers: let MLflow judge the rest
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"Cannot reach the MLflow tracking server {uri!r}: {reason}. Check tracking.uri in the config and that "
+            "the server is running (or use the local default sqlite:///models/mlflow.db)."
+        ) from None
+
+
+def code_version() -> str:
+    """tiering's version, plus the git commit (and '-dirty') when running from a checkout."""
+    import subprocess
+
+    from tiering import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                               text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}{'-dirty' if dirty else ''}" if commit else __version__
+
+
+def _artifact_location(cfg: TrackingConfig, uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: a URI as given; a local folder only for a local store
+    (a tracking server keeps artifacts where it was told to, so the server decides)."""
+    if "://" in cfg.artifact_location:
+        return cfg.artifact_location
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return Path(cfg.artifact_location).resolve().as_uri()
+
+
 def configure(cfg: TrackingConfig):
     """Point MLflow at the configured store, make sure the experiment exists, return a client."""
     from mlflow.tracking import MlflowClient
 
     uri = _absolute_sqlite(cfg.uri)
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         exp = client.get_experiment_by_name(cfg.experiment)
         if exp is None:
-            artifacts = None
-            if "://" not in cfg.artifact_location:
-                artifacts = Path(cfg.artifact_location).resolve().as_uri()
-            client.create_experiment(cfg.experiment, artifact_location=artifacts or cfg.artifact_location)
+            client.create_experiment(cfg.experiment, artifact_location=_artifact_location(cfg, uri))
     except Exception as exc:
         raise TrackingError(
             f"Cannot reach the MLflow tracking store {cfg.uri!r}: {str(exc).splitlines()[0]}. "
@@ -130,3 +175,17 @@ def log_training_run(
             pip_requirements=pip_requirements(),
         )
         return run.info.run_id, info.model_uri
+
+
+def runs(cfg: TrackingConfig, *, max_results: int = 50) -> list[dict[str, Any]]:
+    """The experiment's runs, newest first: id, name, kind, as_of, data hash, code version, metrics."""
+    client = configure(cfg)
+    exp = client.get_experiment_by_name(cfg.experiment)
+    found = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=max_results)
+    return [{
+        "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+        "started": str(dt.datetime.fromtimestamp(r.info.start_time / 1000, dt.UTC).replace(tzinfo=None, microsecond=0)),
+        "kind": r.data.tags.get("kind", ""), "as_of": r.data.tags.get("as_of", ""),
+        "data_hash": r.data.tags.get("data_hash", ""), "code_version": r.data.tags.get("code_version", ""),
+        "metrics": dict(r.data.metrics),
+    } for r in found]
