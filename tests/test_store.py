@@ -1,6 +1,16 @@
-"""The scores store: atomic batches, replacement of a re-run, reads of the latest complete batch."""
+"""The scores store on SQLite and on a real PostgreSQL: atomic batches, replacement of a re-run,
+interrupted writes, readers during a write, locked and unreachable stores.
+
+PostgreSQL runs when TIERING_TEST_POSTGRES_URL is set (CI: .ci/run starts the server); with
+TIERING_REQUIRE_SERVICES=1 a missing or unreachable server fails these tests instead of skipping.
+Each PostgreSQL test works in its own schema, dropped afterwards.
+"""
 
 import datetime as dt
+import os
+import sqlite3
+import uuid
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -8,7 +18,10 @@ import pytest
 
 from tiering.exceptions import StoreError
 from tiering.schemas import SCORES_COLUMNS, TIERS
-from tiering.store import ScoresStore
+from tiering.store import ScoresStore, normalize_url
+
+PG_URL = os.environ.get("TIERING_TEST_POSTGRES_URL")
+REQUIRE = os.environ.get("TIERING_REQUIRE_SERVICES") == "1"
 
 
 def scores_frame(n=500, as_of=dt.date(2025, 1, 1), version="1", seed=0):
@@ -24,12 +37,56 @@ def scores_frame(n=500, as_of=dt.date(2025, 1, 1), version="1", seed=0):
         "model_version": version, "scored_at": pd.Timestamp("2025-01-02 03:00"),
     })
     df.loc[0, "churn_risk"] = np.nan
+    df.loc[1, "tier_reason"] = ""
     return df[list(SCORES_COLUMNS)]
 
 
+def chunks_of(df, size):
+    return [df.iloc[i:i + size] for i in range(0, len(df), size)]
+
+
+def _pg_schema_url():
+    """A fresh schema on the test server; yields its URL, drops it afterwards."""
+    if not PG_URL:
+        if REQUIRE:
+            pytest.fail("TIERING_REQUIRE_SERVICES=1 but TIERING_TEST_POSTGRES_URL is not set (.ci/run sets it).")
+        pytest.skip("set TIERING_TEST_POSTGRES_URL (bash .ci/start-postgres) to run the PostgreSQL store tests")
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(normalize_url(PG_URL), connect_args={"connect_timeout": 5})
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except Exception as exc:
+        admin.dispose()
+        msg = f"PostgreSQL at {PG_URL} is not usable: {str(exc).splitlines()[0]}"
+        if REQUIRE:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{normalize_url(PG_URL)}{sep}options={quote(f'-csearch_path={schema}')}", schema
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/scores.db"
+    else:
+        gen = _pg_schema_url()
+        pg_url, _ = next(gen)
+        yield pg_url
+        next(gen, None)
+
+
 @pytest.fixture
-def store(tmp_path):
-    return ScoresStore(f"sqlite:///{tmp_path}/scores.db")
+def store(url):
+    s = ScoresStore(url)
+    yield s
+    s.engine.dispose()
 
 
 def test_round_trip_and_latest(store):
@@ -41,9 +98,23 @@ def test_round_trip_and_latest(store):
     assert back["customer_id"].tolist() == df["customer_id"].tolist()
     np.testing.assert_allclose(back["clv"], df["clv"])
     assert back["churn_risk"].isna().sum() == 1
+    assert back.loc[1, "tier_reason"] == "" and back.loc[2, "tier_reason"] == "because"
+    assert back["koc_candidate"].tolist() == df["koc_candidate"].tolist()
+    assert pd.Timestamp(back.loc[0, "scored_at"]) == pd.Timestamp("2025-01-02 03:00")
+    assert batch.finished_at == dt.datetime(2025, 1, 2, 3, 0)
     row = store.get_customer("C00003")
     assert row["tier"] == df.loc[3, "tier"] and row["model_version"] == "1"
     assert store.get_customer("nobody") is None
+
+
+def test_write_chunks_streams_one_batch(store):
+    df = scores_frame(n=1000)
+    seen = []
+    batch = store.write_chunks(chunks_of(df, 300), as_of=dt.date(2025, 1, 1), model_name="customer-tiering",
+                               model_version="1", scored_at=dt.datetime(2025, 1, 2, 3), on_chunk=seen.append)
+    assert seen == [300, 600, 900, 1000] and batch.rows == 1000
+    assert store.latest_batch().rows == 1000
+    np.testing.assert_allclose(store.read_batch(batch)["p_purchase"], df["p_purchase"])
 
 
 def test_rerun_replaces_and_history_keeps_other_dates(store):
@@ -59,10 +130,58 @@ def test_failed_write_leaves_previous_batch(store):
     store.write_batch(scores_frame())
     bad = scores_frame(seed=9)
     bad.loc[10, "customer_id"] = bad.loc[11, "customer_id"]  # violates the unique index mid-batch
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError, match=r"Nothing was written; the previous scores are intact\. A customer appears twice"):
         store.write_batch(bad)
     np.testing.assert_allclose(store.read_batch(store.latest_batch())["clv"], scores_frame()["clv"])
     assert len(store.batches_list()) == 1
+
+
+def test_interrupted_run_leaves_previous_scores_and_readers_see_only_complete_batches(store, url):
+    before = scores_frame()
+    store.write_batch(before)
+    reader = ScoresStore(url)
+    seen_mid_write = []
+
+    def chunks():
+        new = scores_frame(seed=7)
+        for i, chunk in enumerate(chunks_of(new, 200)):
+            if i == 1:  # one chunk of the re-run is in: another connection still sees the old batch, whole
+                latest = reader.latest_batch()
+                seen_mid_write.append((latest.rows, reader.read_batch(latest)["clv"].to_numpy()))
+            if i == 2:
+                raise RuntimeError("killed mid-write")
+            yield chunk
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        store.write_chunks(chunks(), as_of=dt.date(2025, 1, 1), model_name="customer-tiering", model_version="1",
+                           scored_at=dt.datetime(2025, 1, 3))
+    (rows, clv), = seen_mid_write
+    assert rows == 500
+    np.testing.assert_allclose(clv, before["clv"])
+    for s in (store, reader):
+        assert len(s.batches_list()) == 1
+        np.testing.assert_allclose(s.read_batch(s.latest_batch())["clv"], before["clv"])
+    reader.engine.dispose()
+
+
+def test_readers_see_the_latest_complete_batch(store):
+    store.write_batch(scores_frame(as_of=dt.date(2024, 12, 1)))
+    store.write_batch(scores_frame(as_of=dt.date(2025, 1, 1), seed=2))
+    with pytest.raises(StoreError, match="The scores frame is empty"):
+        store.write_chunks(iter([]), as_of=dt.date(2025, 2, 1), model_name="customer-tiering", model_version="1",
+                           scored_at=dt.datetime(2025, 2, 2))
+    latest = store.latest_batch()
+    assert latest.as_of == dt.date(2025, 1, 1)
+    assert store.previous_batch(latest).as_of == dt.date(2024, 12, 1)
+    assert store.latest_batch(dt.date(2024, 12, 1)).as_of == dt.date(2024, 12, 1)
+
+
+def test_chunk_of_another_batch_is_refused(store):
+    df = scores_frame()
+    with pytest.raises(StoreError, match=r"expected model_version '2', got \['1'\]"):
+        store.write_chunks([df], as_of=dt.date(2025, 1, 1), model_name="customer-tiering", model_version="2",
+                           scored_at=dt.datetime(2025, 1, 2))
+    assert store.batches_list() == []
 
 
 def test_lists_counts_and_migration(store):
@@ -90,3 +209,27 @@ def test_clear_errors(store, tmp_path):
         store.write_batch(scores_frame().iloc[:0])
     with pytest.raises(StoreError, match=r"does not exist yet\. Run `tiering predict`"):
         ScoresStore(f"sqlite:///{tmp_path}/none.db", create=False)
+
+
+def test_locked_sqlite_store_is_a_clear_error(tmp_path):
+    url = f"sqlite:///{tmp_path}/scores.db"
+    ScoresStore(url).write_batch(scores_frame())
+    other = sqlite3.connect(tmp_path / "scores.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        store = ScoresStore(url, lock_timeout_s=0.2)
+        assert store.latest_batch().rows == 500  # readers are not blocked (WAL)
+        with pytest.raises(StoreError, match=r"database is locked\. Nothing was written.*Another process holds the write lock"):
+            store.check_writable()
+        with pytest.raises(StoreError, match=r"database is locked\. Nothing was written"):
+            store.write_batch(scores_frame(seed=3))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    np.testing.assert_allclose(store.read_batch(store.latest_batch())["clv"], scores_frame()["clv"])
+
+
+def test_unreachable_postgres_is_a_clear_error():
+    with pytest.raises(StoreError, match=r"Cannot reach the scores store 'postgresql\+psycopg://tiering:\*\*\*@127\.0\.0\.1:9/tiering'.*"
+                                         r"Check store\.url and that the database is running"):
+        ScoresStore("postgresql://tiering:secret@127.0.0.1:9/tiering", lock_timeout_s=2)

@@ -76,6 +76,31 @@ def _progress(console):
     return lambda msg: console.print(f"[dim]- {msg}[/dim]")
 
 
+class _ChunkBars:
+    """Rich progress bars per stage of batch scoring, fed by predict's on_chunk(stage, done, total)."""
+
+    _LABELS = {"score": "scoring", "write": "writing to the store"}
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:>22}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=False)
+        self.tasks: dict[str, object] = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(self._LABELS.get(stage, stage), total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def simulate(
@@ -133,6 +158,7 @@ def features(
 ):
     """Build the feature frame (one row per customer) as of a date."""
     from tiering.features import build_features
+    from tiering.io import write_table
     from tiering.train import feature_spec
     from tiering.validation import load_tables
 
@@ -142,12 +168,7 @@ def features(
     d = _date(as_of, "--as-of")
     tables = load_tables(cfg, as_of=d)
     expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=d, spec=feature_spec(cfg))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        expr.to_csv(str(out))
-    else:
-        expr.to_parquet(str(out))
-    n = int(expr.count().to_pandas())
+    n = write_table(expr, out)  # one file on either engine; rows counted from the file, not by a second build
     _emit(as_json, {"out": str(out), "customers": n, "columns": list(expr.columns)},
           lambda c: c.print(f"Wrote features for {n:,} customers ({len(expr.columns)} columns) as of {d} to {out}."))
 
@@ -199,22 +220,38 @@ def promote(
           lambda c: c.print(f"{mv.name} version {mv.version} is now {alias!r}."))
 
 
+_COMPARE_METRICS = ("clv_normalized_gini", "clv_btyd_normalized_gini", "propensity_roc_auc", "churn_btyd_roc_auc",
+                    "churn_model_brier", "churn_btyd_brier")
+
+
 @app.command()
-def compare(config: ConfigOpt = None, as_json: JsonOpt = False):
-    """Registered versions side by side: metrics, data, as_of, aliases."""
+def compare(
+    limit: Annotated[int, typer.Option("--limit", help="Most recent runs to show.")] = 20,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+):
+    """Runs and registered versions side by side: metrics, data, as_of, code, aliases."""
     import pandas as pd
 
     from tiering.registry import versions
+    from tiering.tracking import runs
 
     cfg = _config(config)
-    rows = []
-    for v in versions(cfg.tracking):
-        rows.append({"version": v.version, "aliases": ",".join(v.aliases), "as_of": v.tags.get("as_of", ""),
-                     "data_hash": v.tags.get("data_hash", ""),
-                     **{k: v.metrics.get(k) for k in ("clv_normalized_gini", "clv_btyd_normalized_gini", "propensity_roc_auc",
-                                                      "churn_btyd_roc_auc", "churn_model_brier")}})
-    _emit(as_json, rows, lambda c: c.print(_table(f"Versions of {cfg.tracking.registered_model}", pd.DataFrame(rows),
-                                                  {k: "{:.4f}" for k in rows[0] if k not in ("version", "aliases", "as_of", "data_hash")} if rows else None)))
+    version_rows = [{"version": v.version, "aliases": ",".join(v.aliases), "run_id": v.run_id[:8], "as_of": v.tags.get("as_of", ""),
+                     "data_hash": v.tags.get("data_hash", ""), **{k: v.metrics.get(k) for k in _COMPARE_METRICS}}
+                    for v in versions(cfg.tracking)]
+    run_rows = runs(cfg.tracking, max_results=limit)
+
+    def render(c):
+        fmt = {k: "{:.4f}" for k in _COMPARE_METRICS}
+        c.print(_table(f"Versions of {cfg.tracking.registered_model}", pd.DataFrame(version_rows), fmt) if version_rows
+                else f"No registered versions of {cfg.tracking.registered_model} yet: run `tiering train`.")
+        flat = [{"run": r["run_id"][:8], "name": r["run_name"], "kind": r["kind"], "started": r["started"], "as_of": r["as_of"],
+                 "data_hash": r["data_hash"], "code": r["code_version"], **{k: r["metrics"].get(k) for k in _COMPARE_METRICS}}
+                for r in run_rows]
+        if flat:
+            c.print(_table(f"Runs in experiment {cfg.tracking.experiment} (newest first)", pd.DataFrame(flat), fmt))
+
+    _emit(as_json, {"versions": version_rows, "runs": run_rows}, render)
 
 
 @app.command()
@@ -223,19 +260,27 @@ def predict(
     model: Annotated[str, typer.Option("--model", help="Model URI, version number or alias.")] = "champion",
     out: Annotated[Path | None, typer.Option(help="Also write the scores to this Parquet/CSV file.")] = None,
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default from config).")] = None,
+    chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", min=1, help="Customers per chunk (default predict.chunk_rows).")] = None,
     config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """Score the whole customer base with the champion (or --model) into the scores store."""
+    import contextlib
+
     from tiering.predict import predict_and_store
 
     cfg = _config(config, transactions, interactions, customers)
     if engine:
+        if engine not in ("duckdb", "spark"):
+            raise ConfigError(f"--engine must be duckdb or spark; got {engine!r}.")
         cfg.features.engine = engine
+    if chunk_rows:
+        cfg.predict.chunk_rows = chunk_rows
     console = _console()
-    res = predict_and_store(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out,
-                            scored_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                            progress=None if as_json else _progress(console))
+    scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the CLI edge: recorded on every row and on the batch
+    with contextlib.nullcontext(None) if as_json else _ChunkBars(console) as bars:
+        res = predict_and_store(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out, scored_at=scored_at,
+                                progress=None if as_json else _progress(console), on_chunk=bars)
     _emit(as_json, res.to_dict(), lambda c: _print_tiers(c, res.summary, f"Scored {res.batch.rows:,} customers as of {res.batch.as_of} "
                                                          f"with {res.batch.model_name} v{res.batch.model_version} -> {cfg.store.url}"))
 
@@ -269,78 +314,180 @@ def demo(
 
 
 # --------------------------------------------------------------------------------------------- ops
-@tiers_app.command("get")
-def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")],
-              as_of: Annotated[str | None, typer.Option("--as-of")] = None, config: ConfigOpt = None, as_json: JsonOpt = False):
-    """One customer's tier, reason, action, churn risk, CLV, next tier, RFM segment and tier history."""
-    from tiering.models.tiers import TIER_BY_NAME
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Scoring date YYYY-MM-DD (default: the latest complete batch).")]
+
+
+def _ops_store(cfg):
     from tiering.store import ScoresStore
 
+    return ScoresStore(cfg.store.url, create=False)
+
+
+def _ladder(cfg):
+    from tiering.models.tiers import ladder
+
+    return ladder(cfg.tiers)
+
+
+@tiers_app.command("get")
+def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], as_of: AsOfOpt = None,
+              config: ConfigOpt = None, as_json: JsonOpt = False):
+    """One customer's tier, reason, action, churn risk, CLV, next tier, RFM segment and tier history."""
+    import pandas as pd
+
+    from tiering.serve import customer_card
+
     cfg = _config(config)
-    store = ScoresStore(cfg.store.url, create=False)
-    row = store.get_customer(customer_id, _date(as_of, "--as-of"))
-    if row is None:
-        raise ConfigError(f"Customer {customer_id!r} is not in the latest scoring batch of {cfg.store.url}. Check the id.")
-    row["action"] = TIER_BY_NAME[row["tier"]].action
-    history = store.customer_history(customer_id)
-    row.pop("batch_id", None)
-    payload = row | {"history": history.to_dict("records")}
+    card = customer_card(_ops_store(cfg), customer_id, _date(as_of, "--as-of"), ladder=_ladder(cfg))
+
+    def pct(x):
+        return "n/a" if x is None else f"{x:.1%}"
 
     def render(c):
-        for k in ("customer_id", "as_of", "tier", "tier_reason", "action", "churn_risk", "p_purchase", "clv", "next_tier",
-                  "next_tier_proba", "rfm_segment", "at_risk", "koc_candidate", "model_version"):
-            c.print(f"{k:>16}: {row.get(k)}")
-        c.print(_table("History", history))
+        flags = "".join(f"  [bold red]{f}[/bold red]" for f, on in (("AT RISK", card["at_risk"]), ("KOC candidate", card["koc_candidate"])) if on)
+        c.print(f"[bold]Customer {card['customer_id']}[/bold]: [bold]{card['tier_label']}[/bold] ({card['tier']}){flags}"
+                f"  [dim]as of {card['as_of']}, model {card['model_name']} v{card['model_version']}[/dim]")
+        churn = pct(card["churn_risk"]) + (" (no purchase yet)" if card["churn_risk"] is None else "")
+        clv = "n/a" if card["clv"] is None else f"{card['clv']:,.2f}"
+        for k, v in (("why", card["tier_reason"]), ("action", card["action"]), ("churn risk", churn),
+                     (f"P(buy in {card['horizon_days']}d)", pct(card["p_purchase"])), ("CLV", clv),
+                     ("next tier", f"{card['next_tier_label']} ({pct(card['next_tier_proba'])})"),
+                     ("RFM segment", f"{card['rfm_segment']} (R{card['r_score']} F{card['f_score']} M{card['m_score']})")):
+            c.print(f"{k:>16}: {v}")
+        hist = pd.DataFrame(card["history"], columns=["as_of", "tier", "churn_risk", "clv", "at_risk", "model_version"])
+        c.print(_table("Tier history", hist, {"churn_risk": "{:.1%}", "clv": "{:,.2f}"}))
 
-    _emit(as_json, payload, render)
+    _emit(as_json, card, render)
 
 
 @tiers_app.command("list")
 def tiers_list(
-    tier: Annotated[str | None, typer.Option("--tier", help="core, value, seed, new or ordinary.")] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="core, value, seed, new or ordinary (default: every tier).")] = None,
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only at-risk customers.")] = False,
-    limit: Annotated[int, typer.Option(help="Maximum rows.")] = 100,
+    limit: Annotated[int, typer.Option(help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
+    offset: Annotated[int, typer.Option(help="Rows to skip (paging).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    as_of: Annotated[str | None, typer.Option("--as-of")] = None,
-    config: ConfigOpt = None, as_json: JsonOpt = False,
+    as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ):
-    """The members of a tier, highest CLV first."""
-    from tiering.store import ScoresStore
+    """The members of a tier, highest CLV first: a table, CSV (streamed, every column) or JSON."""
+    import pandas as pd
 
+    from tiering.serve import iter_tier_csv, resolve_batch, tier_page
+    from tiering.serve._lookup import check_tier
+
+    fmt = "json" if as_json else fmt.lower()
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json; got {fmt!r}.")
+    if limit < 0 or offset < 0:
+        raise ConfigError(f"--limit and --offset must be 0 or more; got --limit {limit} --offset {offset}.")
+    if tier is not None:
+        check_tier(tier)
     cfg = _config(config)
-    df = ScoresStore(cfg.store.url, create=False).list_tier(tier, as_of=_date(as_of, "--as-of"), at_risk=True if at_risk else None, limit=limit)
-    cols = ["customer_id", "tier", "clv", "churn_risk", "p_purchase", "rfm_segment", "at_risk", "tier_reason"]
-    if as_json or fmt == "json":
-        typer.echo(df.to_json(orient="records", date_format="iso"))
-    elif fmt == "csv":
-        df.to_csv(sys.stdout, index=False)
-    else:
-        _console().print(_table(f"Tier {tier or 'all'} ({len(df)} rows)", df[cols], {"clv": "{:,.2f}", "churn_risk": "{:.3f}", "p_purchase": "{:.3f}"}))
+    store = _ops_store(cfg)
+    d = _date(as_of, "--as-of")
+    risk = True if at_risk else None
+    if fmt == "csv":
+        for text in iter_tier_csv(store, tier, batch=resolve_batch(store, d), at_risk=risk, limit=limit or None, offset=offset):
+            sys.stdout.write(text)
+        return
+    page = tier_page(store, tier, as_of=d, at_risk=risk, limit=limit or None, offset=offset)
+    if fmt == "json":
+        typer.echo(json.dumps(page, indent=2, default=str))
+        return
+    cols = {"customer_id": "customer", "tier": "tier", "clv": "CLV", "churn_risk": "churn", "p_purchase": "P(buy)",
+            "next_tier": "next tier", "rfm_segment": "RFM segment", "at_risk": "at risk"}
+    if tier is not None:
+        cols.pop("tier")
+    df = pd.DataFrame(page["items"], columns=list(cols)).rename(columns=cols)
+    shown = f"rows {offset + 1:,}-{offset + len(df):,} of {page['total']:,}" if len(df) else f"none of {page['total']:,}"
+    _console().print(_table(f"Tier {tier or 'all'}{' (at risk)' if at_risk else ''} as of {page['batch']['as_of']}: {shown}, highest CLV first",
+                            df, {"CLV": "{:,.2f}", "churn": "{:.3f}", "P(buy)": "{:.3f}"}))
 
 
 @tiers_app.command("summary")
-def tiers_summary(as_of: Annotated[str | None, typer.Option("--as-of")] = None, config: ConfigOpt = None, as_json: JsonOpt = False):
+def tiers_summary(as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False):
     """Counts and shares per tier for the latest and previous as_of, with the migration between them."""
-    from tiering.store import ScoresStore
+    import pandas as pd
+
+    from tiering.serve import summary
 
     cfg = _config(config)
-    store = ScoresStore(cfg.store.url, create=False)
-    latest = store.latest_batch(_date(as_of, "--as-of"))
-    prev = store.previous_batch(latest)
-    now = store.tier_counts(latest)
-    payload = {"as_of": latest.as_of, "tiers": now.to_dict("records")}
-    if prev is not None:
-        mig = store.migration(prev, latest)
-        payload |= {"previous_as_of": prev.as_of, "previous": store.tier_counts(prev).to_dict("records"),
-                    "migration": mig.to_dict()}
+    s = summary(_ops_store(cfg), _date(as_of, "--as-of"), ladder=_ladder(cfg))
 
     def render(c):
-        _print_tiers(c, now, f"Tiers as of {latest.as_of}")
-        if prev is not None:
-            _print_tiers(c, store.tier_counts(prev), f"Tiers as of {prev.as_of}")
-            c.print(_table(f"Migration {prev.as_of} (rows) -> {latest.as_of} (columns)", mig.reset_index(names="from")))
+        cols = ["tier", "customers", "share", "mean_clv", "mean_churn_risk", "mean_p_purchase", "at_risk"]
+        now = pd.DataFrame(s["tiers"])
+        if s["previous"] is not None:
+            now["previous_share"] = [r["share"] for r in s["previous"]]
+            cols.insert(3, "previous_share")
+        names = {"customers": "customers", "share": "share", "previous_share": "before",
+                 "mean_clv": "mean CLV", "mean_churn_risk": "churn", "mean_p_purchase": "P(buy)", "at_risk": "at risk"}
+        fmt = {"customers": "{:,}", "share": "{:.1%}", names["previous_share"]: "{:.1%}", "mean CLV": "{:,.2f}", "churn": "{:.3f}",
+               "P(buy)": "{:.3f}", "at risk": "{:,}"}
+        title = f"Tiers as of {s['as_of']} ({s['batch']['rows']:,} customers, model v{s['batch']['model_version']})"
+        if s["previous"] is not None:
+            title += f"; share before: as of {s['previous_as_of']}"
+        c.print(_table(title, now[cols].rename(columns=names), fmt))
+        m = s["migration"]
+        if m is None:
+            c.print("No earlier scoring date in the store: no migration to show.")
+            return
+        mat = pd.DataFrame(m["counts"], index=m["tiers"], columns=m["tiers"]).reset_index(names=f"from {m['from_as_of']}")
+        c.print(_table(f"Migration {m['from_as_of']} (rows) -> {m['to_as_of']} (columns), customers", mat,
+                       {t: "{:,}" for t in m["tiers"]}))
+        stay = "n/a" if m["share_staying"] is None else f"{m['share_staying']:.1%}"
+        c.print(f"{m['customers_in_both']:,} customers scored on both dates: {stay} kept their tier, "
+                f"{m['moved_up']:,} moved up, {m['moved_down']:,} moved down.")
 
-    _emit(as_json, payload, render)
+    _emit(as_json, s, render)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default serve.port, 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (default serve.workers, 1).")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+):
+    """REST API and ops web page over the scores store (read-only); needs a token (TIERING_API_TOKEN) off loopback."""
+    from tiering.serve import check_bind, check_port_free, resolve_token
+
+    cfg = _config(config)
+    host, port, workers = host or cfg.serve.host, port or cfg.serve.port, workers or cfg.serve.workers
+    if not 1 <= port <= 65535 or workers < 1:
+        raise ConfigError(f"--port must be 1..65535 and --workers at least 1; got --port {port} --workers {workers}.")
+    token = resolve_token(cfg.serve.token)
+    check_bind(host, token)
+    _ops_store(cfg)  # a missing store fails now, with its message
+    check_port_free(host, port)
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    info = {"url": f"{base}/", "api": f"{base}/api", "docs": f"{base}/docs", "auth": "bearer token" if token else "none (loopback only)",
+            "workers": workers}
+    _emit(as_json, info, lambda c: c.print(f"Serving the ops page at {info['url']} (API {info['api']}, reference {info['docs']}); "
+                                           f"authentication: {info['auth']}; {workers} worker(s). Ctrl+C stops."))
+    from tiering.serve import run_server
+
+    run_server(cfg, host=host, port=port, workers=workers, token=token, access_log=access_log,
+               config_path=str(config) if config else None)
+
+
+@app.command()
+def report(
+    as_of: Annotated[str, typer.Option("--as-of", help="Scoring date of the batch to report on, YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option(help="Output HTML file (self-contained, opens offline).")] = Path("outputs/report.html"),
+    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    as_json: JsonOpt = False,
+):
+    """HTML report: tier mix and migration, CLV/churn per tier, gain and calibration, funnel per cohort and channel."""
+    from tiering.report import build_report
+
+    cfg = _config(config, transactions, interactions, customers)
+    console = _console()
+    res = build_report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=None if as_json else _progress(console))
+    _emit(as_json, res.to_dict(), lambda c: c.print(
+        f"Wrote the report on {res.customers:,} customers as of {res.as_of} to {res.out} "
+        f"(migration from {res.previous_as_of or 'no earlier batch'}; realised outcomes: {res.outcomes})."))
 
 
 def main() -> None:

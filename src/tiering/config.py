@@ -60,10 +60,26 @@ class FeaturesConfig(_Strict):
 
 
 class TierRule(_Strict):
-    tier: str
-    label: str
-    description: str
-    action: str
+    """Operator texts of one ladder tier; a field left out keeps the built-in default (DESIGN.md).
+
+    The rules themselves (first match from the top: core, value, seed, new, ordinary) take their
+    thresholds from the ``model`` section; quantile cut points are learned at fit time.
+    """
+
+    tier: Literal["core", "value", "seed", "new", "ordinary"]
+    label: str | None = None
+    description: str | None = None
+    action: str | None = None
+
+
+class ReportConfig(_Strict):
+    """`tiering report`: funnel window, optional reach counts (for the diversion rate), reference levels."""
+
+    funnel_window_days: int = Field(30, gt=0)
+    # CSV/Parquet with columns month (YYYY-MM), acquisition_channel, reached: people reached on public platforms
+    reach_path: str | None = None
+    reference: dict[str, float] = Field(default_factory=lambda: {
+        "diversion_rate": 0.15, "first_purchase_conversion": 0.20, "repurchase_ratio": 1.2})
 
 
 class ModelConfig(_Strict):
@@ -82,6 +98,10 @@ class ModelConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    """The MLflow store, always explicit. ``uri``: a SQLite file (default, local) or any tracking server
+    (http://host:port). ``artifact_location``: for a local store, the artifact folder; with a server, a
+    folder is ignored (the server's own artifact store is used) and only a URI (s3://...) overrides it."""
+
     uri: str = "sqlite:///models/mlflow.db"
     artifact_location: str = "models/artifacts"
     experiment: str = "customer-tiering"
@@ -89,7 +109,36 @@ class TrackingConfig(_Strict):
 
 
 class StoreConfig(_Strict):
+    """The scores store: ``url`` is sqlite:///path (default) or postgresql+psycopg://user:pw@host:5432/db.
+    ``lock_timeout_s``: how long a write waits for another writer before failing."""
+
     url: str = "sqlite:///models/scores.db"
+    lock_timeout_s: float = Field(30.0, ge=0)
+
+
+class PredictConfig(_Strict):
+    """Batch scoring. ``chunk_rows``: customers scored and written per chunk (sets peak memory).
+    ``max_days_after_data``: refuse an as_of more than this many days after the latest transaction,
+    interaction or join in the sources (the gap would read as inactivity). ``work_dir``: where the
+    temporary feature and score files go (default: the system temp folder). ``duckdb_memory_limit``
+    caps DuckDB's memory while it builds features (it spills to work_dir beyond it)."""
+
+    chunk_rows: int = Field(100_000, gt=0)
+    max_days_after_data: int = Field(7, ge=0)
+    work_dir: str | None = None
+    # DuckDB's memory limit for the feature stage (it spills to work_dir beyond it), e.g. "2GB"; None: DuckDB's default
+    duckdb_memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+
+
+class ServeConfig(_Strict):
+    """`tiering serve`: where the ops API and page listen. ``token``: the bearer token (the environment
+    variable TIERING_API_TOKEN takes precedence; prefer it to a token written in a file). Without a
+    token the server only starts on a loopback address. ``workers``: uvicorn processes."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    token: str | None = None
+    workers: int = Field(1, ge=1, le=64)
 
 
 class Config(_Strict):
@@ -99,6 +148,10 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    tiers: list[TierRule] = Field(default_factory=list)  # overrides of labels, descriptions, actions
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     source_path: str | None = Field(None, exclude=True)
 
     def with_sources(

@@ -1,15 +1,24 @@
-"""Reading sources: connect an engine, read a configured file, map its columns to the contract.
+"""Reading sources: connect an engine, read a configured file, map its columns to the contract;
+and writing one result table to one file on any engine.
 
 Nothing here judges rows; that is validation's job. This module only answers "which source
 column (or expression over source columns) is each contract column", and fails with one
 clear message when it cannot.
+
+Engines: ``connect("duckdb")`` (in-process, the default) or ``connect("spark")`` (a local
+PySpark session from tiering._spark; pass ``ibis.pyspark.connect(your_session)`` to use a
+cluster's). Every source read gets a fresh table name, so several reads on one Spark session
+never replace each other's views.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import operator
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +32,7 @@ if TYPE_CHECKING:
 
 _BACKTICK = re.compile(r"`([^`]+)`")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_READS = itertools.count()  # numbers source views: src_<table>_<n>, unique per process
 
 
 def connect(engine: str = "duckdb"):
@@ -52,11 +62,14 @@ def read_source(con, source: SourceConfig, table: str) -> ir.Table:
     if fmt == "auto":
         suffix = "".join(path.suffixes).lower() if path.is_file() else ".parquet"
         fmt = "csv" if ".csv" in suffix or suffix.endswith(".tsv") else "parquet"
-    name = f"src_{table}"
+    # a Spark session's temp views are shared by every Ibis connection on it: a fixed name would
+    # let a later read silently replace the table behind an earlier, still lazy, expression
+    name = f"src_{table}_{next(_READS)}"
     try:
+        # absolute: a Spark JVM resolves relative paths against its own working directory
         if fmt == "csv":
-            return con.read_csv(str(path), table_name=name)
-        return con.read_parquet(str(path), table_name=name)
+            return con.read_csv(str(path.resolve()), table_name=name)
+        return con.read_parquet(str(path.resolve()), table_name=name)
     except Exception as exc:  # the engine's own parse error, reworded
         raise SchemaError(
             f"The {table} source '{path}' could not be read as {fmt.upper()}: {str(exc).splitlines()[0]}. "
@@ -150,3 +163,63 @@ def compile_expression(spec: str, raw: ir.Table, key: str, table: str) -> ir.Val
         )
 
     return build(tree)
+
+
+def is_spark(expr: ir.Table) -> bool:
+    """Whether ``expr`` runs on the PySpark backend."""
+    return expr._find_backend(use_default=True).name == "pyspark"
+
+
+def write_table(expr: ir.Table, path: str | Path) -> int:
+    """Execute ``expr`` into one Parquet file (or CSV when ``path`` ends in .csv); return its rows.
+
+    The result streams from the engine to the file, never through pandas: DuckDB writes the file
+    itself; Spark writes one part file into a temporary folder beside ``path`` (the computation
+    stays parallel, only the final write is a single task), which is then moved to ``path``.
+    An existing file is replaced; a folder at ``path`` is replaced only when it is an earlier
+    Spark output (it holds _SUCCESS).
+    """
+    path = Path(path)
+    csv = path.suffix.lower() == ".csv"
+    if path.is_dir():
+        if not (path / "_SUCCESS").exists():
+            raise ConfigError(f"The output path '{path}' is a folder; give a file name ending in .parquet or .csv.")
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_spark(expr):
+        backend = expr._find_backend(use_default=True)
+        tmp = path.resolve().parent / f".{path.name}.{os.getpid()}-{next(_READS)}.tmp"  # absolute, as for reads
+        try:
+            writer = backend.raw_sql(backend.compile(expr)).repartition(1).write.mode("overwrite")
+            if csv:
+                writer.option("header", True).csv(str(tmp))
+            else:
+                writer.parquet(str(tmp))
+            parts = sorted(tmp.glob("part-*"))
+            if len(parts) != 1:  # cannot happen after repartition(1); never pick one of several silently
+                raise RuntimeError(f"Spark wrote {len(parts)} part files to {tmp}; expected 1.")
+            parts[0].replace(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    elif csv:
+        expr.to_csv(str(path))
+    else:
+        expr.to_parquet(str(path))
+    return _count_rows(path, expr.columns[0] if csv else None)
+
+
+def _count_rows(path: Path, csv_first_column: str | None) -> int:
+    """Rows in a written file: Parquet from its footer, CSV by streaming one column as text."""
+    if csv_first_column is None:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    convert = pacsv.ConvertOptions(column_types={csv_first_column: pa.string()}, include_columns=[csv_first_column])
+    n = 0
+    with pacsv.open_csv(path, convert_options=convert) as reader:
+        for batch in reader:
+            n += batch.num_rows
+    return n

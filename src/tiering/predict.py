@@ -1,24 +1,129 @@
 """Batch scoring: read, validate, build features with the model's own feature spec, score in chunks, write.
 
 The bundle decides the features: its stored spec rebuilds exactly the frame it was trained on,
-and a frame that does not match is refused before anything is written.
+and a model whose spec or columns do not match is refused before anything is written.
+
+Memory is bounded by the chunk, not by the base. :func:`predict_and_store` runs in stages, each
+timed:
+
+1. features: the engine (DuckDB by default, Spark with ``features.engine: spark``) writes the
+   Ibis feature table to a temporary Parquet file; nothing of it is held in pandas;
+2. score: the file is read back ``predict.chunk_rows`` customers at a time, each chunk scored
+   by the bundle (Spark: by ``mlflow.pyfunc.spark_udf`` over the whole frame) and appended to a
+   temporary scores Parquet file;
+3. write: the scores file is streamed into the scores store in one transaction, so the batch
+   becomes visible to readers only when it is complete, and replaces an earlier run of the same
+   as_of and model version; a failure anywhere leaves the store as it was;
+4. out (optional): the scores file is moved to ``--out`` (Parquet) or converted to CSV.
+
+Safety rules, each a clear error before anything is written: the model's feature spec must be
+the one this package builds and must produce every column the model was trained on; the as_of
+must have data (validation stops when no transaction is at or before it) and may be at most
+``predict.max_days_after_data`` days after the latest transaction, interaction or join at or
+before it (later, the gap would read as inactivity); the base must not be empty; the store must
+be reachable and not locked by another writer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tiering.config import Config
-from tiering.exceptions import DataQualityError
+from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.features import FeatureSpec, build_features
 from tiering.models.bundle import ScoringBundle
+from tiering.schemas import SCORES_COLUMNS
 from tiering.store import Batch, ScoresStore
 from tiering.validation import ValidatedTables
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# on_chunk(stage, done, total): stage is "score" or "write", done/total count customers
+ChunkCallback = Callable[[str, int, int], None]
+
+_FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv", "engagement_score",
+          "next_tier_proba")
+_INT = ("horizon_days", "r_score", "f_score", "m_score")
+_BOOL = ("koc_candidate", "at_risk")
+
+
+def scores_schema() -> pa.Schema:
+    """The Arrow schema of the scores frame (DESIGN.md), as written to files."""
+    import pyarrow as pa
+
+    types = {"as_of": pa.date32(), "scored_at": pa.timestamp("us")}
+    types |= {c: pa.float64() for c in _FLOAT} | {c: pa.int64() for c in _INT} | {c: pa.bool_() for c in _BOOL}
+    return pa.schema([(c, types.get(c, pa.string())) for c in SCORES_COLUMNS])
+
+
+def check_model_spec(bundle: ScoringBundle) -> FeatureSpec:
+    """The bundle's feature spec, refused when this package cannot rebuild the frame the model was trained on."""
+    spec = FeatureSpec.from_dict(bundle.feature_spec)
+    current = FeatureSpec().version
+    if spec.version != current:
+        raise ModelError(
+            f"The model was trained on feature spec version {spec.version}; this tiering builds version {current}. "
+            "Retrain the model (`tiering train`) and promote it, or score with a tiering release of that spec version."
+        )
+    built = set(spec.feature_columns)
+    missing = [c for c in bundle.feature_columns if c not in built]
+    if missing:
+        raise ModelError(
+            f"The model's feature spec (time_unit {spec.time_unit}, windows_days {list(spec.windows_days)}, version "
+            f"{spec.version}) does not build columns the model was trained on: {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}. The model is inconsistent; retrain it with `tiering train`."
+        )
+    return spec
+
+
+def _check_frame_columns(bundle: ScoringBundle, columns: list[str]) -> None:
+    bundle.check_features(pd.DataFrame(columns=columns))
+
+
+def _check_as_of(gap_days: int | None, as_of: dt.date, max_days_after_data: int) -> None:
+    """The as_of rule: at most ``max_days_after_data`` days after the latest event at or before it."""
+    if gap_days is None:
+        raise DataQualityError(f"No customer is known at {as_of}: the base is empty, nothing was scored or written.")
+    if gap_days > max_days_after_data:
+        latest = as_of - dt.timedelta(days=gap_days)
+        raise DataQualityError(
+            f"--as-of {as_of} is {gap_days} days after the latest transaction, interaction or join in the sources "
+            f"({latest}); scoring there would read those {gap_days} days as inactivity. Score at {latest} or earlier, "
+            f"refresh the sources, or raise predict.max_days_after_data (now {max_days_after_data}) in the config."
+        )
+
+
+def _gap_days_sql(path: str) -> str:
+    """Days between as_of and the latest event of anyone: the smallest of days since last purchase (buyers),
+    days since last interaction and tenure (each falls back to tenure, i.e. the first activity, when absent)."""
+    return (f"SELECT min(least(days_since_last_purchase, days_since_last_interaction, tenure_days)) "
+            f"FROM read_parquet('{path}')")
+
+
+def _finish(scores: pd.DataFrame, model_name: str, model_version: str, scored_at: dt.datetime) -> pd.DataFrame:
+    scores["model_name"] = model_name
+    scores["model_version"] = str(model_version)
+    scores["scored_at"] = pd.Timestamp(scored_at)
+    return scores[list(SCORES_COLUMNS)]
+
+
+def score_frames(
+    frames: Iterator[pd.DataFrame], bundle: ScoringBundle, *, model_name: str, model_version: str,
+    scored_at: dt.datetime,
+) -> Iterator[pd.DataFrame]:
+    """Score feature frames one by one: the scores frames, with model name, version and scored_at."""
+    for features in frames:
+        yield _finish(bundle.predict(features), model_name, model_version, scored_at)
 
 
 def score(
@@ -32,8 +137,8 @@ def score(
     chunk_rows: int = 100_000,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """The scores frame of every customer known at ``as_of``."""
-    spec = FeatureSpec.from_dict(bundle.feature_spec)
+    """The scores frame of every customer known at ``as_of``, in memory (small bases; see predict_and_store)."""
+    spec = check_model_spec(bundle)
     features = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec).to_pandas()
     if features.empty:
         raise DataQualityError(f"No customer is known at {as_of}: the base is empty, nothing was scored or written.")
@@ -43,11 +148,7 @@ def score(
         parts.append(bundle.predict(features.iloc[start:start + chunk_rows]))
         if on_chunk:
             on_chunk(min(start + chunk_rows, len(features)), len(features))
-    scores = pd.concat(parts, ignore_index=True)
-    scores["model_name"] = model_name
-    scores["model_version"] = str(model_version)
-    scores["scored_at"] = pd.Timestamp(scored_at)
-    return scores
+    return _finish(pd.concat(parts, ignore_index=True), model_name, model_version, scored_at)
 
 
 @dataclass
@@ -56,32 +157,226 @@ class PredictResult:
     summary: pd.DataFrame
     reports: list
     out: str | None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    engine: str = "duckdb"
 
     def to_dict(self) -> dict:
         return {"batch": asdict(self.batch), "tiers": self.summary.to_dict("records"),
-                "validation": [r.to_dict() for r in self.reports], "out": self.out}
+                "validation": [r.to_dict() for r in self.reports], "out": self.out, "engine": self.engine,
+                "seconds": self.timings}
+
+
+def _read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A Parquet file or folder of files, ``chunk_rows`` rows at a time, as pandas."""
+    import pyarrow.dataset as ds
+
+    for rb in ds.dataset(str(path), format="parquet").to_batches(batch_size=chunk_rows):
+        if rb.num_rows:
+            yield rb.to_pandas()
+
+
+def _write_out(scores_path: Path, out: Path, chunk_rows: int) -> None:
+    """The scores file to ``out``: moved when Parquet, streamed to CSV otherwise; atomic (temp name, then rename)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    if out.suffix.lower() == ".csv":
+        schema = scores_schema()
+        with pacsv.CSVWriter(str(tmp), schema) as writer:
+            for rb in ds.dataset(str(scores_path), format="parquet").to_batches(batch_size=chunk_rows):
+                writer.write_batch(rb)
+    else:
+        shutil.copyfile(scores_path, tmp)
+    tmp.replace(out)
+
+
+def _connect(engine: str, cfg: Config, work_dir: Path):
+    """The engine connection; DuckDB streams the feature file in any row order, within its memory limit."""
+    from tiering.io import connect
+
+    if engine == "spark":
+        # spark_udf runs the model in Python workers: this interpreter (its packages), unless set otherwise
+        import os
+        import sys
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    con = connect(engine)
+    if engine == "duckdb":
+        con.raw_sql("SET preserve_insertion_order = false")
+        con.raw_sql(f"SET temp_directory = '{str(work_dir / 'duckdb_spill').replace(chr(39), chr(39) * 2)}'")
+        if cfg.predict.duckdb_memory_limit:
+            con.raw_sql(f"SET memory_limit = '{cfg.predict.duckdb_memory_limit}'")  # validated by the config pattern
+    return con
+
+
+def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path) -> tuple[int, int | None]:
+    """Write the feature table to ``path``; (rows, days from the latest event to as_of)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
+    expr.to_parquet(str(path))
+    rows = pq.ParquetFile(str(path)).metadata.num_rows
+    gap = duckdb.connect().execute(_gap_days_sql(str(path))).fetchone()[0] if rows else None
+    return rows, (int(gap) if gap is not None else None)
+
+
+def _write_scores_file(chunks: Iterator[pd.DataFrame], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = scores_schema()
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for chunk in chunks:
+            writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
 
 
 def predict_and_store(
-    cfg: Config, *, as_of: dt.date, model: str = "champion", out: str | Path | None = None,
-    scored_at: dt.datetime, progress: Callable[[str], None] | None = None,
+    cfg: Config,
+    *,
+    as_of: dt.date,
+    model: str = "champion",
+    out: str | Path | None = None,
+    scored_at: dt.datetime,
+    progress: Callable[[str], None] | None = None,
+    on_chunk: ChunkCallback | None = None,
 ) -> PredictResult:
-    """Load the model, validate the sources at ``as_of``, score everyone, write the store (and ``out``)."""
+    """Load the model, validate the sources at ``as_of``, score everyone in chunks, write the store (and ``out``).
+
+    ``model``: a version number, an alias (default champion) or a full model URI. ``scored_at`` is
+    recorded on every row and as the batch's finished_at. The engine is ``cfg.features.engine``.
+    """
     from tiering.registry import load_bundle
     from tiering.validation import load_tables
 
     step = progress or (lambda msg: None)
-    store = ScoresStore(cfg.store.url)  # fail on an unreachable store before the long part
+    tick = on_chunk or (lambda stage, done, total: None)
+    engine = cfg.features.engine
+    chunk_rows = cfg.predict.chunk_rows
+    out = Path(out) if out is not None else None
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigError(f"--out must end in .parquet or .csv; got {str(out)!r}.")
+    timings: dict[str, float] = {}
+
+    def timed(name: str, t0: float) -> None:
+        timings[name] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    store = ScoresStore(cfg.store.url, lock_timeout_s=cfg.store.lock_timeout_s)
+    store.check_writable()  # fail on an unreachable or locked store before the long part
     step(f"loading model {model}")
     bundle, name, version = load_bundle(model, cfg.tracking)
-    step(f"validating sources at {as_of}")
-    tables = load_tables(cfg, as_of=as_of)
-    step("building features and scoring")
-    scores = score(tables, bundle, as_of=as_of, model_name=name, model_version=version, scored_at=scored_at)
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scores.to_csv(out, index=False) if out.suffix == ".csv" else scores.to_parquet(out, index=False)
-    step(f"writing {len(scores):,} scores to the store")
-    batch = store.write_batch(scores)
-    return PredictResult(batch, store.tier_counts(batch), tables.reports, str(out) if out else None)
+    spec = check_model_spec(bundle)
+    timed("load_model", t0)
+
+    if cfg.predict.work_dir:
+        Path(cfg.predict.work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tiering-predict-", dir=cfg.predict.work_dir) as work:
+        work_dir = Path(work)
+        features_path, scores_path = work_dir / "features.parquet", work_dir / "scores.parquet"
+        con = _connect(engine, cfg, work_dir)
+        t0 = time.perf_counter()
+        step(f"validating sources at {as_of} ({engine})")
+        tables = load_tables(cfg, as_of=as_of, con=con)
+        timed("validate", t0)
+
+        t0 = time.perf_counter()
+        if engine == "spark":
+            step("building features and scoring on Spark (mlflow spark_udf)")
+            rows, gap = _spark_features_and_scores(tables, spec, bundle, model, cfg, as_of=as_of, name=name, version=version,
+                                                   scored_at=scored_at, scores_dir=work_dir / "scores_spark")
+            scores_path = work_dir / "scores_spark"
+            timed("features_and_score", t0)
+            _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
+            tick("score", rows, rows)
+        else:
+            step(f"building features with spec {spec.to_dict()}")
+            rows, gap = _features_duckdb(tables, spec, as_of, features_path)
+            timed("features", t0)
+            _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
+            import pyarrow.parquet as pq
+
+            _check_frame_columns(bundle, pq.read_schema(str(features_path)).names)
+            t0 = time.perf_counter()
+            step(f"scoring {rows:,} customers in chunks of {chunk_rows:,}")
+            done = 0
+
+            def counted(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+                nonlocal done
+                for f in frames:
+                    yield f
+                    done += len(f)
+                    tick("score", done, rows)
+
+            _write_scores_file(counted(score_frames(_read_chunks(features_path, chunk_rows), bundle, model_name=name,
+                                                    model_version=version, scored_at=scored_at)), scores_path)
+            timed("score", t0)
+
+        t0 = time.perf_counter()
+        step(f"writing {rows:,} scores to the store in one transaction")
+        batch = store.write_chunks(_read_chunks(scores_path, chunk_rows), as_of=as_of, model_name=name,
+                                   model_version=version, scored_at=scored_at,
+                                   on_chunk=lambda n: tick("write", n, rows))
+        timed("write", t0)
+        if out is not None:
+            t0 = time.perf_counter()
+            if scores_path.is_dir():  # Spark wrote a folder of part files: one file for the user
+                single = work_dir / "scores_single.parquet"
+                _write_scores_file(_read_chunks(scores_path, chunk_rows), single)
+                scores_path = single
+            _write_out(scores_path, out, chunk_rows)
+            timed("out", t0)
+        if engine == "duckdb":
+            con.disconnect()  # before its spill folder goes
+    summary = store.tier_counts(batch)
+    return PredictResult(batch, summary, tables.reports, str(out) if out else None, timings, engine)
+
+
+# --------------------------------------------------------------------------------------------- spark
+
+def _spark_features_and_scores(
+    tables: ValidatedTables, spec: FeatureSpec, bundle: ScoringBundle, model: str, cfg: Config, *,
+    as_of: dt.date, name: str, version: str, scored_at: dt.datetime, scores_dir: Path,
+) -> tuple[int, int | None]:
+    """Features through Ibis on PySpark, scored by mlflow.pyfunc.spark_udf, written by Spark as Parquet part files.
+
+    Returns (rows, days from the latest event to as_of). Nothing of the base is collected to the driver.
+    """
+    import pyspark.sql.functions as F
+
+    from tiering.registry import spark_scoring_udf
+
+    con = tables.con
+    expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
+    _check_frame_columns(bundle, list(expr.columns))
+    spark = con._session
+    features = spark.sql(str(con.compile(expr)))
+    features = features.select(*bundle.feature_columns).cache()
+    stats = features.agg(F.count(F.lit(1)).alias("rows"), F.min(F.least(
+        "days_since_last_purchase", "days_since_last_interaction", "tenure_days")).alias("gap")).collect()[0]
+    rows, gap = int(stats["rows"]), stats["gap"]
+    if rows == 0:
+        features.unpersist()
+        return 0, None
+    if gap is not None and gap > cfg.predict.max_days_after_data:
+        features.unpersist()
+        return rows, int(gap)
+    uri = f"models:/{name}/{version}" if version else model  # the version loaded, not a moving alias
+    udf = spark_scoring_udf(spark, uri, cfg.tracking, _spark_result_type())
+    scored = features.select(udf(F.struct(*[F.col(c) for c in bundle.feature_columns])).alias("s")).select("s.*")
+    scored = (scored.withColumn("as_of", F.to_date(F.lit(as_of.isoformat())))
+              .withColumn("model_name", F.lit(name)).withColumn("model_version", F.lit(str(version)))
+              .withColumn("scored_at", F.lit(pd.Timestamp(scored_at).to_pydatetime()).cast("timestamp_ntz"))
+              .select(*SCORES_COLUMNS))
+    scored.write.mode("overwrite").parquet(str(scores_dir))
+    features.unpersist()
+    return rows, (int(gap) if gap is not None else None)
+
+
+def _spark_result_type() -> str:
+    """The UDF's struct: the scores frame less the columns added afterwards (as_of, model, scored_at)."""
+    kinds = {c: "double" for c in _FLOAT} | {c: "long" for c in _INT} | {c: "boolean" for c in _BOOL}
+    skip = ("as_of", "model_name", "model_version", "scored_at")
+    return ", ".join(f"{c} {kinds.get(c, 'string')}" for c in SCORES_COLUMNS if c not in skip)

@@ -120,3 +120,14 @@ def load_bundle(uri: str, cfg: TrackingConfig) -> tuple[ScoringBundle, str, str]
     except Exception as exc:
         raise TrackingError(f"Cannot load model {uri!r} from {cfg.uri}: {str(exc).splitlines()[0]}.") from None
     return model.unwrap_python_model().bundle, name, version
+
+
+def spark_scoring_udf(spark, uri_or_version: str, cfg: TrackingConfig, result_type: str):
+    """``mlflow.pyfunc.spark_udf`` over a model (version number, alias or URI): scores a struct of
+    feature columns on the Spark executors and returns a struct of ``result_type`` (a DDL string)."""
+    configure(cfg)
+    uri = resolve(uri_or_version, cfg)
+    try:
+        return mlflow.pyfunc.spark_udf(spark, uri, result_type=result_type, env_manager="local")
+    except MlflowException as exc:
+        raise TrackingError(f"Cannot build a Spark UDF for model {uri!r} from {cfg.uri}: {exc.message.splitlines()[0]}.") from None

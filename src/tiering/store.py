@@ -1,18 +1,28 @@
 """The scores store: every scoring batch, kept per as_of and model version, through SQLAlchemy.
 
-SQLite (WAL, so ops can read while a batch writes) by default, PostgreSQL by URL. A batch is
-written in one transaction: its rows and its ``complete`` marker appear together, a re-run of
-the same (as_of, model name, model version) replaces the earlier batch in that same
-transaction, and an interrupted run leaves the previous scores untouched. Readers always see
-the latest complete batch unless they ask for an as_of.
+SQLite (WAL, so ops can read while a batch writes) by default, PostgreSQL by URL
+(``postgresql+psycopg://user:password@host:5432/db``; ``postgresql://`` is read as psycopg 3).
+
+A batch is written in one transaction: its rows and its ``score_batches`` row appear together
+at commit, a re-run of the same (as_of, model name, model version) replaces the earlier batch in
+that same transaction, and an interrupted run (an exception or a kill mid-write) leaves the
+previous scores untouched. Readers always see the latest complete batch unless they ask for an
+as_of. Rows go in through the fastest path of each database: ``executemany`` of prepared tuples
+on SQLite, ``COPY ... FROM STDIN`` (CSV) through psycopg on PostgreSQL. A batch can be written
+from one frame (:meth:`ScoresStore.write_batch`) or streamed in chunks
+(:meth:`ScoresStore.write_chunks`), so memory is set by the chunk, not by the base.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tiering.exceptions import StoreError
@@ -22,6 +32,9 @@ _FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected
           "engagement_score", "next_tier_proba")
 _INT = ("horizon_days", "r_score", "f_score", "m_score")
 _BOOL = ("koc_candidate", "at_risk")
+_BATCH_KEYS = ("as_of", "model_name", "model_version")
+# the columns of the scores table, in order (the batch carries as_of, model name and version)
+ROW_COLUMNS = ("batch_id", *(c for c in SCORES_COLUMNS if c not in _BATCH_KEYS))
 
 
 @dataclass(frozen=True)
@@ -46,12 +59,11 @@ def _metadata():
         sa.Column("model_version", sa.String(50), nullable=False),
         sa.Column("rows", sa.Integer, nullable=False),
         sa.Column("finished_at", sa.DateTime, nullable=False),
-        sa.Index("ix_batches_asof", "as_of", "model_name", "model_version"),
+        # one batch per (as_of, model, version): a concurrent second writer fails instead of duplicating
+        sa.Index("ix_batches_asof", "as_of", "model_name", "model_version", unique=True),
     )
     cols = [sa.Column("batch_id", sa.Integer, sa.ForeignKey("score_batches.batch_id"), nullable=False)]
-    for name in SCORES_COLUMNS:
-        if name in ("as_of", "model_name", "model_version"):
-            continue  # carried by the batch
+    for name in ROW_COLUMNS[1:]:
         if name in _FLOAT:
             typ = sa.Float
         elif name in _INT:
@@ -72,83 +84,280 @@ def _metadata():
     return md, batches, scores
 
 
-class ScoresStore:
-    """Read and write scoring batches. ``url`` is any SQLAlchemy URL (sqlite:///path, postgresql://...)."""
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 (the driver tiering installs)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
 
-    def __init__(self, url: str, *, create: bool = True):
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
         import sqlalchemy as sa
 
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy as sa
+
+    errors: list[type[BaseException]] = [sa.exc.DBAPIError, sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _column_lists(chunk: pd.DataFrame, scored_at: object, batch_id: int) -> list[list]:
+    """One Python list per ROW_COLUMNS entry, NaN/NA as None: the rows of an executemany."""
+    n = len(chunk)
+    out: list[list] = [[batch_id] * n]
+    for name in ROW_COLUMNS[1:]:
+        if name == "scored_at":
+            out.append([scored_at] * n)
+            continue
+        s = chunk[name]
+        if name in _FLOAT:
+            v = s.to_numpy(dtype=float, na_value=np.nan)
+            values = v.tolist()
+            if np.isnan(v).any():
+                values = [None if x != x else x for x in values]
+        elif name in _INT:
+            values = [None if pd.isna(x) else int(x) for x in s.tolist()] if s.isna().any() else s.astype("int64").tolist()
+        elif name in _BOOL:
+            values = [None if pd.isna(x) else bool(x) for x in s.tolist()] if s.isna().any() else s.astype(bool).tolist()
+        else:
+            values = s.astype(object).where(s.notna(), None).tolist()
+            values = [None if x is None else str(x) for x in values]
+        out.append(values)
+    return out
+
+
+def _csv_chunk(chunk: pd.DataFrame, scored_at: str, batch_id: int) -> bytes:
+    """The chunk as CSV for PostgreSQL COPY: every value quoted, NULL as an unquoted empty field."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    n = len(chunk)
+    arrays = [pa.array(np.full(n, batch_id, dtype=np.int64))]
+    for name in ROW_COLUMNS[1:]:
+        if name == "scored_at":
+            arrays.append(pa.array([scored_at] * n, pa.string()))
+            continue
+        s = chunk[name]
+        if name in _FLOAT:
+            arrays.append(pa.array(s.to_numpy(dtype=float, na_value=np.nan), pa.float64(), from_pandas=True))
+        elif name in _INT:
+            arrays.append(pa.array(s, pa.int64(), from_pandas=True))
+        elif name in _BOOL:
+            arrays.append(pa.array(s.astype(object).where(s.notna(), None), pa.bool_(), from_pandas=True))
+        else:
+            arrays.append(pa.array(s.astype(object).where(s.notna(), None).map(lambda x: x if x is None else str(x)),
+                                   pa.string(), from_pandas=True))
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.Table.from_arrays(arrays, names=list(ROW_COLUMNS)), buf,
+                    pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return buf.getvalue()
+
+
+class ScoresStore:
+    """Read and write scoring batches. ``url`` is any SQLAlchemy URL (sqlite:///path, postgresql+psycopg://...).
+
+    ``lock_timeout_s``: how long a write waits for another writer (SQLite's busy timeout) before
+    failing with StoreError; it also bounds the PostgreSQL connect timeout.
+    """
+
+    def __init__(self, url: str, *, create: bool = True, lock_timeout_s: float = 30.0):
+        import sqlalchemy as sa
+
+        url = normalize_url(url)
         self.url = url
+        self.lock_timeout_s = float(lock_timeout_s)
+        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             if not create and not path.exists():
                 raise StoreError(f"The scores store {url} does not exist yet. Run `tiering predict` (or `tiering demo`) first.")
             path.parent.mkdir(parents=True, exist_ok=True)
+        connect_args: dict = {}
+        if self.dialect == "sqlite":
+            connect_args = {"timeout": self.lock_timeout_s}
+        elif self.dialect == "postgresql":
+            connect_args = {"connect_timeout": max(1, int(round(min(self.lock_timeout_s, 10))))}
         try:
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+            self.engine = sa.create_engine(url, connect_args=connect_args)
+        except ModuleNotFoundError as exc:
+            raise StoreError(f"The scores store {_redact(url)!r} needs the database driver {exc.name!r}: "
+                             "pip install 'tiering[postgres]' (psycopg 3) for PostgreSQL.") from None
         except Exception as exc:
-            raise StoreError(f"Cannot open the scores store {url!r}: {exc}. Check store.url in the config.") from None
-        if url.startswith("sqlite"):
+            raise StoreError(f"Cannot open the scores store {_redact(url)!r}: {exc}. Check store.url in the config.") from None
+        if self.dialect == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(conn, _record):  # pragma: no cover - trivial
+                conn.isolation_level = None  # transactions are begun below, so a write can BEGIN IMMEDIATE
                 cur = conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
+
+            @sa.event.listens_for(self.engine, "begin")
+            def _begin(conn):  # pragma: no cover - trivial
+                # a writer takes the write lock up front (waiting up to the busy timeout), readers never do
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("tiering_write") else "BEGIN")
 
         self.metadata, self.batches, self.scores = _metadata()
         if create:
             try:
                 self.metadata.create_all(self.engine)
             except Exception as exc:
-                raise StoreError(f"Cannot reach the scores store {url!r}: {str(exc).splitlines()[0]}. "
+                raise StoreError(f"Cannot reach the scores store {_redact(url)!r}: {_first_line(exc)}. "
                                  "Check store.url and that the database is running.") from None
 
     # ---- writing -----------------------------------------------------------------------
-    def write_batch(self, scores: pd.DataFrame, *, chunk_rows: int = 20_000) -> Batch:
-        """Write one batch atomically; replaces an earlier batch of the same as_of, model and version."""
+    def _write_error(self, exc: BaseException) -> StoreError:
+        text = _first_line(exc)
+        hint = ""
+        if "locked" in text or "busy" in text:
+            hint = (f" Another process holds the write lock (waited {self.lock_timeout_s:g} s, store.lock_timeout_s); "
+                    "retry when the other writer ends.")
+        elif "unique" in text.lower() or "duplicate" in text.lower():
+            hint = (" A customer appears twice in the batch, or another run wrote the same as_of and model version "
+                    "at the same time.")
+        return StoreError(f"Writing to the scores store {_redact(self.url)!r} failed: {text}. Nothing was written; "
+                          f"the previous scores are intact.{hint}")
+
+    def check_writable(self) -> None:
+        """Fail now, with StoreError, if a batch could not be written (unreachable, locked, read-only)."""
         import sqlalchemy as sa
 
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(tiering_write=True)
+                with conn.begin() as tx:
+                    conn.execute(sa.select(sa.func.count()).select_from(self.batches))  # SQLite: the write lock is held here
+                    tx.rollback()
+        except _db_errors() as exc:
+            raise self._write_error(exc) from None
+
+    def write_batch(self, scores: pd.DataFrame, *, chunk_rows: int = 100_000) -> Batch:
+        """Write one batch atomically; replaces an earlier batch of the same as_of, model and version."""
         missing = [c for c in SCORES_COLUMNS if c not in scores.columns]
         if missing:
             raise StoreError(f"The scores frame lacks columns {missing}; it cannot be written.")
         if scores.empty:
             raise StoreError("The scores frame is empty: nothing to write, the store is left as it was.")
-        keys = scores[["as_of", "model_name", "model_version"]].drop_duplicates()
+        keys = scores[list(_BATCH_KEYS)].drop_duplicates()
         if len(keys) != 1:
             raise StoreError(f"A batch must hold one as_of, model name and version; got {len(keys)} combinations.")
         as_of, model_name, model_version = keys.iloc[0]
-        as_of = pd.Timestamp(as_of).date()
-        body = scores[[c for c in SCORES_COLUMNS if c not in ("as_of", "model_name", "model_version")]].copy()
-        body["scored_at"] = pd.to_datetime(body["scored_at"]).dt.tz_localize(None).astype(object)
-        body = body.astype(object).where(body.notna(), None)
-        finished = pd.Timestamp(scores["scored_at"].max()).tz_localize(None).to_pydatetime()
+        scored_at = pd.Timestamp(scores["scored_at"].max())
+        chunks = (scores.iloc[i:i + chunk_rows] for i in range(0, len(scores), chunk_rows))
+        return self.write_chunks(chunks, as_of=pd.Timestamp(as_of).date(), model_name=str(model_name),
+                                 model_version=str(model_version), scored_at=scored_at.to_pydatetime())
+
+    def write_chunks(
+        self,
+        chunks: Iterable[pd.DataFrame],
+        *,
+        as_of: dt.date,
+        model_name: str,
+        model_version: str,
+        scored_at: dt.datetime,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> Batch:
+        """Stream a batch in chunks (scores frames of DESIGN.md) inside one transaction.
+
+        The batch becomes visible only when the last chunk is in; an exception raised by the
+        iterator or by the database rolls everything back (the previous batch of the same as_of
+        and version stays). ``on_chunk(rows_so_far)`` is called after each chunk. Every chunk
+        must carry this batch's as_of, model name and version; ``scored_at`` is recorded on every
+        row and as the batch's ``finished_at``.
+        """
+        import sqlalchemy as sa
+
+        model_name, model_version = str(model_name), str(model_version)
+        scored_at = pd.Timestamp(scored_at)
+        if scored_at.tzinfo is not None:
+            scored_at = scored_at.tz_convert("UTC").tz_localize(None)
+        finished = scored_at.to_pydatetime()
+        stamp = finished.strftime("%Y-%m-%d %H:%M:%S.%f")
+        written = 0
         try:
-            with self.engine.begin() as conn:
-                old = conn.execute(
-                    sa.select(self.batches.c.batch_id).where(
-                        self.batches.c.as_of == as_of,
-                        self.batches.c.model_name == str(model_name),
-                        self.batches.c.model_version == str(model_version),
-                    )
-                ).scalars().all()
-                if old:
-                    conn.execute(self.scores.delete().where(self.scores.c.batch_id.in_(old)))
-                    conn.execute(self.batches.delete().where(self.batches.c.batch_id.in_(old)))
-                batch_id = conn.execute(
-                    self.batches.insert().values(as_of=as_of, model_name=str(model_name), model_version=str(model_version),
-                                                 rows=len(body), finished_at=finished)
-                ).inserted_primary_key[0]
-                records = body.to_dict("records")
-                for i in range(0, len(records), chunk_rows):
-                    chunk = records[i:i + chunk_rows]
-                    for r in chunk:
-                        r["batch_id"] = batch_id
-                    conn.execute(self.scores.insert(), chunk)
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"Writing to the scores store {self.url!r} failed: {str(exc.orig).splitlines()[0]}. "
-                             "Nothing was written; the previous scores are intact. If it is locked, retry when the other writer ends.") from None
-        return Batch(int(batch_id), as_of, str(model_name), str(model_version), len(body), finished)
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(tiering_write=True)
+                with conn.begin():
+                    old = conn.execute(sa.select(self.batches.c.batch_id).where(
+                        self.batches.c.as_of == as_of, self.batches.c.model_name == model_name,
+                        self.batches.c.model_version == model_version)).scalars().all()
+                    if old:
+                        conn.execute(self.scores.delete().where(self.scores.c.batch_id.in_(old)))
+                        conn.execute(self.batches.delete().where(self.batches.c.batch_id.in_(old)))
+                    batch_id = int(conn.execute(self.batches.insert().values(
+                        as_of=as_of, model_name=model_name, model_version=model_version, rows=0, finished_at=finished,
+                    )).inserted_primary_key[0])
+                    dbapi = conn.connection.driver_connection
+                    for chunk in chunks:
+                        if chunk is None or len(chunk) == 0:
+                            continue
+                        self._check_chunk(chunk, as_of, model_name, model_version)
+                        if self.dialect == "postgresql":
+                            self._copy_postgres(dbapi, chunk, stamp, batch_id)
+                        elif self.dialect == "sqlite":
+                            self._insert_sqlite(dbapi, chunk, stamp, batch_id)
+                        else:
+                            rows = zip(*_column_lists(chunk, finished, batch_id))
+                            conn.execute(self.scores.insert(), [dict(zip(ROW_COLUMNS, r)) for r in rows])
+                        written += len(chunk)
+                        if on_chunk:
+                            on_chunk(written)
+                    if written == 0:
+                        raise StoreError("The scores frame is empty: nothing to write, the store is left as it was.")
+                    conn.execute(self.batches.update().where(self.batches.c.batch_id == batch_id).values(rows=written))
+        except _db_errors() as exc:
+            raise self._write_error(exc) from None
+        return Batch(batch_id, as_of, model_name, model_version, written, finished)
+
+    @staticmethod
+    def _check_chunk(chunk: pd.DataFrame, as_of: dt.date, model_name: str, model_version: str) -> None:
+        missing = [c for c in SCORES_COLUMNS if c not in chunk.columns]
+        if missing:
+            raise StoreError(f"The scores frame lacks columns {missing}; it cannot be written.")
+        for key, want in (("as_of", as_of), ("model_name", model_name), ("model_version", model_version)):
+            got = chunk[key].drop_duplicates().tolist()
+            got = [pd.Timestamp(g).date() for g in got] if key == "as_of" else [str(g) for g in got]
+            if got != [want]:
+                raise StoreError(f"A batch must hold one as_of, model name and version: expected {key} {want!r}, "
+                                 f"got {got[:5]}.")
+
+    @staticmethod
+    def _insert_sqlite(dbapi, chunk: pd.DataFrame, stamp: str, batch_id: int) -> None:
+        cols = ", ".join(ROW_COLUMNS)
+        marks = ", ".join("?" * len(ROW_COLUMNS))
+        cur = dbapi.cursor()
+        try:
+            cur.executemany(f"INSERT INTO scores ({cols}) VALUES ({marks})", zip(*_column_lists(chunk, stamp, batch_id)))
+        finally:
+            cur.close()
+
+    @staticmethod
+    def _copy_postgres(dbapi, chunk: pd.DataFrame, stamp: str, batch_id: int) -> None:
+        data = _csv_chunk(chunk, stamp, batch_id)
+        with dbapi.cursor() as cur, cur.copy(f"COPY scores ({', '.join(ROW_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(data)
 
     # ---- reading -----------------------------------------------------------------------
     def _run(self, stmt) -> list:
@@ -157,8 +366,8 @@ class ScoresStore:
         try:
             with self.engine.connect() as conn:
                 return conn.execute(stmt).mappings().all()
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"Reading the scores store {self.url!r} failed: {str(exc.orig).splitlines()[0]}.") from None
+        except _db_errors() as exc:
+            raise StoreError(f"Reading the scores store {_redact(self.url)!r} failed: {_first_line(exc)}.") from None
 
     def batches_list(self) -> list[Batch]:
         import sqlalchemy as sa

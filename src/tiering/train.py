@@ -187,6 +187,10 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         bundle.next_tier_model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed).fit,
                                        X, pair["tier_then"], pair["tier"])
         metrics["next_tier_train_stay_share"] = float((pair["tier_then"] == pair["tier"]).mean())
+        from tiering.tier_eval import next_tier_backtest  # out of time: fit eval->test origin, score test origin->as_of
+
+        metrics |= timed("next_tier_eval", next_tier_backtest, eval_bundle, prop_eval, feats_eval, pair,
+                         test_bundle.tier_policy, random_state=cfg.model.seed)
     bundle.metrics = metrics
     return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), feats_now.head(5), notes)
 
@@ -213,9 +217,9 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainRe
         params={"config": cfg.model_dump(mode="json"), "as_of": as_of.isoformat(), "horizon_days": cfg.model.horizon_days},
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
         tags={"as_of": as_of.isoformat(), "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
-              "tiering_version": result.bundle.version, "kind": "train"},
+              "tiering_version": result.bundle.version, "code_version": tracking.code_version(), "kind": "train"},
         input_example=result.input_example,
-        artifacts={"data_fingerprint.json": result.data_fingerprint, "validation.json": [r.to_dict() for r in tables.reports],
+        artifacts={"config.json": cfg.model_dump(mode="json"), "data_fingerprint.json": result.data_fingerprint, "validation.json": [r.to_dict() for r in tables.reports],
                    "notes.json": result.notes},
     )
     result.version = registry.register(result.model_uri, cfg.tracking)

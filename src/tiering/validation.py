@@ -18,13 +18,14 @@ dropped. Everything stays lazy in the engine (DuckDB by default); nothing is pul
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tiering.config import Config, SourceConfig
 from tiering.exceptions import DataQualityError, SchemaError
-from tiering.io import connect, map_columns, read_source
+from tiering.io import connect, is_spark, map_columns, read_source, write_table
 from tiering.schemas import CONTRACTS, TableContract
 
 if TYPE_CHECKING:
@@ -210,6 +211,11 @@ def validate_table(
     """
     mapped = map_columns(raw, contract, mapping or {})
     annotated = annotate(mapped, contract, as_of=as_of, source=source)
+    if is_spark(annotated):
+        # Spark would recompute the typing and duplicate ranking (a shuffle) for the counts, the
+        # quarantine and every feature pass: cache it once (memory and disk; released by Ibis
+        # when the returned tables are garbage collected). DuckDB streams each pass instead.
+        annotated = annotated.cache()
     counts_df = annotated.group_by(REASON).aggregate(n=annotated.count()).execute()
     counts = {str(r): int(n) for r, n in zip(counts_df[REASON], counts_df["n"]) if r is not None and r == r}
     rows_in = int(counts_df["n"].sum())
@@ -220,8 +226,10 @@ def validate_table(
         if counts:
             path.parent.mkdir(parents=True, exist_ok=True)
             bad = annotated.filter(annotated[REASON].notnull())
-            bad.select(REASON, *[c for c in bad.columns if c.startswith("raw_")]).to_parquet(str(path))
+            write_table(bad.select(REASON, *[c for c in bad.columns if c.startswith("raw_")]), path)
             report.quarantine_path = str(path)
+        elif path.is_dir() and (path / "_SUCCESS").exists():  # a stale Spark output folder
+            shutil.rmtree(path)
         elif path.exists():
             path.unlink()
     if rows_in == 0 or rows_valid == 0:

@@ -49,16 +49,6 @@ def test_subset_scores_like_the_whole_base():
     pd.testing.assert_frame_equal(whole.iloc[:10], part)
 
 
-def test_reasons_name_rule_and_values():
-    f = _frame()
-    pol = TierPolicy().fit(f)
-    out = pol.assign(f)
-    row = out[out["tier"] == "core"].index[0]
-    reason = out.loc[row, "tier_reason"]
-    assert f"p_purchase {f.loc[row, 'p_purchase']:.2f} >= 0.60" in reason and f"{pol.core_clv_cut_:.2f}" in reason
-    assert out["tier_reason"].str.len().gt(10).all()
-
-
 def test_rfm_segments_and_flags():
     f = _frame()
     out = TierPolicy().fit(f).assign(f)
@@ -91,3 +81,188 @@ def test_next_tier_model_learns_a_stable_ladder():
     pred, proba = m.predict(X, now)
     assert (pred == now).mean() > 0.95
     assert ((proba > 0.8) & (proba <= 1)).mean() > 0.9
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+def test_ladder_texts_come_from_config(tmp_path):
+    from tiering.config import load_config
+    from tiering.models.tiers import TIER_LADDER, ladder
+
+    p = tmp_path / "c.yaml"
+    p.write_text("tiers:\n  - tier: core\n    action: Call within 24 hours.\n  - tier: seed\n    label: KOC\n")
+    steps = ladder(load_config(p).tiers)
+    assert [t.name for t in steps] == ["core", "value", "seed", "new", "ordinary"]
+    assert steps[0].action == "Call within 24 hours." and steps[0].label == TIER_LADDER[0].label
+    assert steps[2].label == "KOC" and steps[2].action == TIER_LADDER[2].action
+    assert steps[1:2] + steps[3:] == TIER_LADDER[1:2] + TIER_LADDER[3:]
+    assert ladder(load_config(tmp_path / "c.yaml").tiers)[0].description.startswith("Paid")
+
+
+def test_ladder_config_errors(tmp_path):
+    from tiering.config import load_config
+    from tiering.exceptions import ConfigError
+    from tiering.models.tiers import ladder
+
+    p = tmp_path / "c.yaml"
+    p.write_text("tiers:\n  - tier: platinum\n    action: x\n")
+    with pytest.raises(ConfigError, match=r"tiers\.0\.tier.*platinum"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="tier 'core' is listed twice"):
+        ladder([{"tier": "core", "action": "a"}, {"tier": "core", "label": "b"}])
+    with pytest.raises(ConfigError, match="unknown tier 'gold'"):
+        ladder([{"tier": "gold"}])
+
+
+def test_thresholds_are_parameters():
+    f = _frame()
+    strict = TierPolicy(core_min_p_purchase=0.9, seed_min_social_actions_90d=1, new_max_tenure_days=100).fit(f).assign(f)
+    loose = TierPolicy().fit(f).assign(f)
+    assert (strict["tier"] == "core").sum() < (loose["tier"] == "core").sum()
+    assert ((strict["tier"] == "core") <= (loose["tier"] == "core")).all()
+    assert strict["koc_candidate"].eq(f["social_actions_90d"] >= 1).all()
+    assert (f.loc[strict["tier"] == "new", "tenure_days"] < 100).all()
+
+
+# ---------------------------------------------------------------------------------------------- subsets
+
+def test_any_subset_in_any_order_scores_like_the_whole_base():
+    f = _frame(n=3000, seed=4)
+    pol = TierPolicy().fit(f)
+    whole = pol.assign(f)
+    rng = np.random.default_rng(1)
+    for size in (1, 10, 257):
+        idx = rng.choice(len(f), size=size, replace=False)
+        part = pol.assign(f.iloc[idx].reset_index(drop=True))
+        pd.testing.assert_frame_equal(whole.iloc[idx].reset_index(drop=True), part)
+
+
+def test_a_base_without_interactions_has_no_seed_by_engagement():
+    f = _frame()
+    f["engagement_score"] = 0.0
+    f["social_actions_90d"] = 0
+    out = TierPolicy().fit(f).assign(f)
+    assert not (out["tier"] == "seed").any()
+    nonbuyer = f["has_purchased"] == 0
+    assert out.loc[nonbuyer, "tier"].isin(["new", "ordinary"]).all()
+    assert out.loc[out["tier"] == "ordinary", "tier_reason"].str.startswith("no purchase; no recent interactions, 0 shares").all()
+
+
+# ---------------------------------------------------------------------------------------------- reasons
+
+def test_every_reason_names_the_values_that_triggered_it():
+    f = _frame(n=4000, seed=2)
+    pol = TierPolicy().fit(f)
+    out = pol.assign(f)
+    assert set(out["tier"]) == {"core", "value", "seed", "new", "ordinary"}
+    for i in out.index:
+        r, x, tier = out.at[i, "tier_reason"], f.loc[i], out.at[i, "tier"]
+        if tier == "core":
+            assert f"bought {x['n_orders']:,.0f} order{'s' if x['n_orders'] != 1 else ''}; {x['p_purchase']:.0%} likely" in r
+            assert f"predicted value {x['clv']:,.2f} is in the top 20% of buyers (core cut {pol.core_clv_cut_:,.2f})" in r
+        elif tier == "value":
+            assert r.startswith(f"bought {x['n_orders']:,.0f} order{'s' if x['n_orders'] != 1 else ''}, "
+                                f"net spend {x['net_spend']:,.2f}; not core: ")
+            assert ("(core needs 60%)" in r) == (x["p_purchase"] < 0.6)
+            assert ("below the core cut" in r) == (x["clv"] < pol.core_clv_cut_)
+        elif tier == "seed":
+            assert f"engagement score {x['engagement_score']:.3f}" in r or f"{x['social_actions_90d']:.0f} shares or referrals" in r
+        elif tier == "new":
+            assert r == f"no purchase yet; joined {x['tenure_days']:.0f} days ago (new means under 30 days)"
+        else:
+            assert f"member for {x['tenure_days']:.0f} days" in r and f"seed cut {pol.seed_engagement_cut_:.3f}" in r
+
+
+# ---------------------------------------------------------------------------------------------- RFM
+
+STANDARD_RFM_MAP = {  # R score 1..5 (rows) x F score 1..5 (columns), the usual 10-segment map
+    1: ["Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose"],
+    2: ["Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose"],
+    3: ["About to Sleep", "About to Sleep", "Need Attention", "Loyal", "Loyal"],
+    4: ["Promising", "Potential Loyalists", "Potential Loyalists", "Loyal", "Loyal"],
+    5: ["New", "Potential Loyalists", "Potential Loyalists", "Champions", "Champions"],
+}
+
+
+def test_segment_table_is_the_standard_map():
+    from tiering.models.tiers import SEGMENT_TABLE
+
+    for r, row in STANDARD_RFM_MAP.items():
+        for fscore, name in enumerate(row, start=1):
+            assert SEGMENT_TABLE[r, fscore] == name, (r, fscore)
+    assert len({n for row in STANDARD_RFM_MAP.values() for n in row}) == 10
+
+
+def test_quintile_scores_and_segments_on_a_known_grid():
+    # 25 x 8 buyers: recency and frequency on distinct quintile levels, so every (R, F) pair is known
+    rows = []
+    for rq in range(5):
+        for fq in range(5):
+            for k in range(8):
+                rows.append({"days_since_last_purchase": 10 + 100 * rq + k, "n_orders": 1 + 10 * fq + k,
+                             "net_spend": float(1 + 40 * rq + 8 * fq + k)})
+    g = pd.DataFrame(rows)
+    n = len(g)
+    f = g.assign(has_purchased=1, p_purchase=0.5, churn_risk=0.5, clv=1.0, engagement_score=0.0,
+                 social_actions_90d=0, tenure_days=900)
+    out = TierPolicy().fit(f).assign(f)
+    r_expected = 5 - (g["days_since_last_purchase"] // 100)  # most recent quintile scores 5
+    f_expected = 1 + (g["n_orders"] - 1) // 10
+    assert (out["r_score"] == r_expected).all() and (out["f_score"] == f_expected).all()
+    assert out["m_score"].value_counts().to_dict() == {s: n // 5 for s in range(1, 6)}
+    expected = [STANDARD_RFM_MAP[r][fs - 1] for r, fs in zip(r_expected, f_expected)]
+    assert out["rfm_segment"].tolist() == expected
+
+
+# ---------------------------------------------------------------------------------------------- next tier
+
+def test_next_tier_probabilities_over_the_whole_ladder():
+    from tiering.models.tiers import TIER_NAMES
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.random(400)})
+    now = np.where(X["x"] > 0.5, "value", "ordinary")
+    m = NextTierModel(max_iter=20).fit(X, now, now)
+    p = m.predict_proba_ladder(X, now)
+    assert p.shape == (400, 5) and np.allclose(p.sum(axis=1), 1)
+    assert (p[:, TIER_NAMES.index("core")] == 0).all()
+    assert (np.array(TIER_NAMES)[p.argmax(axis=1)] == now).all()
+
+
+def test_next_tier_metrics_by_hand():
+    from tiering.tier_eval import next_tier_metrics, stay_proba, transition_proba
+
+    proba = np.array([[0.7, 0.3, 0, 0, 0], [0.2, 0.8, 0, 0, 0], [0, 0, 0, 0.5, 0.5]])
+    m = next_tier_metrics(["core", "core", "new"], proba)
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["log_loss"] == pytest.approx(-(np.log(0.7) + np.log(0.2) + np.log(0.5)) / 3)
+    # macro-F1 over core, value, new: core 2/3, value 0, new 1
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+    s = stay_proba(["seed"], 0.8)
+    assert s[0].tolist() == pytest.approx([0.05, 0.05, 0.8, 0.05, 0.05])
+    t = transition_proba(["core", "core", "value"], ["core", "value", "value"], ["core"], alpha=0)
+    assert t[0].tolist() == pytest.approx([0.5, 0.5, 0, 0, 0])
+    with pytest.raises(ValueError, match="unknown tiers"):
+        next_tier_metrics(["gold"], proba[:1])
+
+
+def test_next_tier_model_beats_the_stay_baseline_out_of_time():
+    from tiering.tier_eval import evaluate_next_tier
+
+    # known truth: customers with x > 0.8 move up one step, everyone else stays (90% / 10% noise)
+    def draw(seed, n=1500):
+        rng = np.random.default_rng(seed)
+        X = pd.DataFrame({"x": rng.random(n), "noise": rng.random(n)})
+        now = rng.choice(["value", "seed", "ordinary"], size=n, p=[0.3, 0.2, 0.5])
+        up = {"value": "core", "seed": "value", "ordinary": "seed"}
+        nxt = np.where(X["x"] > 0.8, [up[t] for t in now], now)
+        flip = rng.random(n) < 0.05
+        nxt = np.where(flip, "new", nxt)
+        return X, now, nxt
+
+    m = evaluate_next_tier(*draw(0), *draw(1), model=NextTierModel(max_iter=40, learning_rate=0.3))
+    assert m["next_tier_test_stay_share"] == pytest.approx(m["next_tier_stay_accuracy"])
+    assert 0.7 < m["next_tier_stay_accuracy"] < 0.8
+    assert m["next_tier_model_accuracy"] > 0.93
+    assert m["next_tier_model_macro_f1"] > m["next_tier_stay_macro_f1"] + 0.2
+    assert m["next_tier_model_log_loss"] < m["next_tier_markov_log_loss"] < m["next_tier_stay_log_loss"]

@@ -183,7 +183,10 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         oc = orders.group_by(["customer_id", "channel"]).agg(**ord_aggs, _gross=orders.gross.sum())
         known = oc.channel.notnull() & (oc._gross > 0)
         ch_total = oc._gross.sum(where=known)
-        c_aggs: dict[str, Any] = {c: oc[c].sum() for c in ord_aggs}
+        # counts are summed as double and cast back: DuckDB sums BIGINT to HUGEINT, which Ibis
+        # still types int64 (so a later cast is dropped) and Parquet then stores as double
+        c_aggs: dict[str, Any] = {c: oc[c].cast("float64").sum().cast("int64") for c in ord_aggs if c != "_purchase_value"}
+        c_aggs["_purchase_value"] = oc._purchase_value.sum()
         c_aggs["n_channels"] = oc.count(where=known)
         c_aggs["top_channel_share"] = ibis.ifelse(
             ch_total.fill_null(0.0) > 0, oc._gross.max(where=known) / ch_total, 0.0

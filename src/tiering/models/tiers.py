@@ -11,7 +11,12 @@ Rules run from the top, first match wins (DESIGN.md):
     ordinary  everyone else
 
 Quantile cut points (CLV, engagement, RFM quintile edges) are learned once in ``fit`` and
-stored, so scoring ten customers gives the same tiers as scoring the whole base.
+stored, so scoring ten customers gives the same tiers as scoring the whole base. A customer with
+no interactions at all (engagement score 0) is never a seed by engagement, even when the learned
+cut is 0 (a base without interaction data).
+
+The thresholds come from the ``model`` section of the config; labels, descriptions and actions
+from its ``tiers`` section (:func:`ladder` merges them over the defaults of DESIGN.md).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from tiering.exceptions import ModelError
+from tiering.exceptions import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,28 @@ TIER_LADDER: tuple[Tier, ...] = (
     Tier("ordinary", "Ordinary", "Everyone else.", "Content nurture in groups and moments."),
 )
 TIER_BY_NAME = {t.name: t for t in TIER_LADDER}
+TIER_NAMES: tuple[str, ...] = tuple(t.name for t in TIER_LADDER)  # highest first
+
+
+def ladder(overrides=()) -> tuple[Tier, ...]:
+    """The ladder with config overrides (``Config.tiers``: TierRule objects or dicts) applied.
+
+    A rule names one of the five tiers and replaces any of label, description and action; fields
+    left out keep the defaults. The order of the ladder (first match from the top) is fixed.
+    """
+    by_name = dict(TIER_BY_NAME)
+    seen: set[str] = set()
+    for rule in overrides or ():
+        r = rule if isinstance(rule, dict) else rule.model_dump()
+        name = r.get("tier")
+        if name not in by_name:
+            raise ConfigError(f"tiers: unknown tier {name!r}; the ladder is {list(TIER_NAMES)}. Fix the tiers section of the config.")
+        if name in seen:
+            raise ConfigError(f"tiers: tier {name!r} is listed twice; list each tier at most once in the tiers section of the config.")
+        seen.add(name)
+        t = by_name[name]
+        by_name[name] = Tier(name, r.get("label") or t.label, r.get("description") or t.description, r.get("action") or t.action)
+    return tuple(by_name[n] for n in TIER_NAMES)
 
 # (R score, F score) -> segment, the standard RFM segment map
 _SEGMENTS = {
@@ -128,31 +155,12 @@ class TierPolicy(BaseEstimator):
         tenure = f["tenure_days"].to_numpy(float)
 
         is_core = buyer & (p >= self.core_min_p_purchase) & (clv >= self.core_clv_cut_)
-        eng_hit = eng >= self.seed_engagement_cut_
+        eng_hit = (eng >= self.seed_engagement_cut_) & (eng > 0)
         social_hit = social >= self.seed_min_social_actions_90d
         is_seed = ~buyer & (eng_hit | social_hit)
         is_new = ~buyer & ~is_seed & (tenure < self.new_max_tenure_days)
         tier = np.select([is_core, buyer, is_seed, is_new], ["core", "value", "seed", "new"], "ordinary").astype(object)
-
-        reason = pd.Series("", index=f.index, dtype=object)
-        P, C = _fmt(f["p_purchase"]), _fmt(f["clv"])
-        reason[is_core] = ("has purchased; p_purchase " + P + f" >= {self.core_min_p_purchase:.2f} and CLV " + C
-                           + f" >= {self.core_clv_cut_:.2f} (top {1 - self.core_clv_quantile:.0%} of buyers)")[is_core]
-        value = buyer & ~is_core
-        why_not_core = np.where(p < self.core_min_p_purchase,
-                                "p_purchase " + P + f" < {self.core_min_p_purchase:.2f}",
-                                "CLV " + C + f" < core cut {self.core_clv_cut_:.2f}")
-        reason[value] = ("has purchased (" + _fmt(f["n_orders"], "{:.0f}") + " orders); not core: "
-                         + pd.Series(why_not_core, index=f.index))[value]
-        E, S = _fmt(f["engagement_score"]), _fmt(f["social_actions_90d"], "{:.0f}")
-        reason[is_seed & eng_hit] = ("no purchase yet; engagement score " + E
-                                     + f" >= {self.seed_engagement_cut_:.2f} (top {1 - self.seed_engagement_quantile:.0%})")[is_seed & eng_hit]
-        seed_social = is_seed & ~eng_hit
-        reason[seed_social] = ("no purchase yet; " + S + f" shares/referrals in 90 days >= {self.seed_min_social_actions_90d}")[seed_social]
-        reason[is_new] = ("no purchase yet; joined " + _fmt(f["tenure_days"], "{:.0f}") + f" days ago (< {self.new_max_tenure_days})")[is_new]
-        ordinary = tier == "ordinary"
-        reason[ordinary] = ("no purchase, engagement score " + E + f" below seed cut {self.seed_engagement_cut_:.2f}, member for "
-                            + _fmt(f["tenure_days"], "{:.0f}") + " days")[ordinary]
+        reason = _reasons(self, f, tier, buyer, is_core, eng_hit, social_hit)
 
         r = np.where(buyer, _score(f["days_since_last_purchase"].to_numpy(float), self.recency_edges_, higher_is_better=False), 0)
         fs = np.where(buyer, _score(f["n_orders"].to_numpy(float), self.frequency_edges_), 0)
@@ -172,6 +180,45 @@ class TierPolicy(BaseEstimator):
             },
             index=f.index,
         )
+
+
+def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, is_core, eng_hit, social_hit) -> pd.Series:
+    """The rule that fired, in operator words, with the customer's values and the thresholds."""
+    idx = f.index
+    p_min, clv_cut, eng_cut = pol.core_min_p_purchase, pol.core_clv_cut_, pol.seed_engagement_cut_
+    top_clv, top_eng = f"{1 - pol.core_clv_quantile:.0%}", f"{1 - pol.seed_engagement_quantile:.0%}"
+    P = _fmt(f["p_purchase"].fillna(0), "{:.0%}")
+    C = _fmt(f["clv"].fillna(0), "{:,.2f}")
+    N = f["n_orders"].map(lambda n: f"{n:,.0f} order" + ("" if n == 1 else "s"))
+    M = _fmt(f["net_spend"], "{:,.2f}")
+    E = _fmt(f["engagement_score"], "{:.3f}")
+    S = _fmt(f["social_actions_90d"], "{:.0f}")
+    T = _fmt(f["tenure_days"], "{:.0f}")
+    reason = pd.Series("", index=idx, dtype=object)
+
+    def put(mask, text: pd.Series) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        reason[mask] = text[mask]
+
+    put(is_core, "bought " + N + "; " + P + f" likely to buy within the horizon (core needs {p_min:.0%}) and predicted "
+        "value " + C + f" is in the top {top_clv} of buyers (core cut {clv_cut:,.2f})")
+    low_p = pd.Series(~(f["p_purchase"].to_numpy(float) >= p_min), index=idx)  # NaN fails the rule too
+    low_clv = pd.Series(~(f["clv"].to_numpy(float) >= clv_cut), index=idx)
+    why_p = ("only " + P + f" likely to buy within the horizon (core needs {p_min:.0%})").where(low_p, "")
+    why_c = ("predicted value " + C + f" is below the core cut {clv_cut:,.2f} (top {top_clv} of buyers)").where(low_clv, "")
+    why = (why_p + np.where(low_p & low_clv, " and ", "") + why_c)
+    put(buyer & ~is_core, "bought " + N + ", net spend " + M + "; not core: " + why)
+    social = " and " + S + " shares or referrals in 90 days"
+    put(~buyer & eng_hit, "no purchase yet; engagement score " + E + f" is in the top {top_eng} of members "
+        f"(seed cut {eng_cut:.3f})" + social.where(social_hit, ""))
+    put(~buyer & ~eng_hit & social_hit, "no purchase yet; " + S + " shares or referrals in the last 90 days "
+        f"(seed needs {pol.seed_min_social_actions_90d})")
+    put(tier == "new", "no purchase yet; joined " + T + f" days ago (new means under {pol.new_max_tenure_days} days)")
+    engaged = pd.Series(f["engagement_score"].to_numpy(float) > 0, index=idx)
+    why_not_seed = ("engagement score " + E + f" below the seed cut {eng_cut:.3f}").where(engaged, "no recent interactions")
+    put(tier == "ordinary", "no purchase; " + why_not_seed + ", " + S
+        + f" shares or referrals in 90 days (seed needs {pol.seed_min_social_actions_90d}), member for " + T + " days")
+    return reason
 
 
 class NextTierModel(BaseEstimator):
@@ -212,6 +259,14 @@ class NextTierModel(BaseEstimator):
         if self.model_ is None:
             return np.ones((len(X), 1))
         return self.model_.predict_proba(self._design(X[list(self.feature_names_in_)], current_tier))
+
+    def predict_proba_ladder(self, X: pd.DataFrame, current_tier) -> np.ndarray:
+        """Probabilities over all five tiers in ladder order (TIER_NAMES); 0 for a tier never seen in training."""
+        proba = self.predict_proba(X, current_tier)
+        out = np.zeros((len(X), len(TIER_NAMES)))
+        for j, c in enumerate(self.classes_):
+            out[:, TIER_NAMES.index(c)] = proba[:, j]
+        return out
 
     def predict(self, X: pd.DataFrame, current_tier) -> tuple[np.ndarray, np.ndarray]:
         """(next_tier, its probability) per row."""

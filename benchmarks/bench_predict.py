@@ -1,0 +1,256 @@
+"""Batch scoring end to end: simulated Parquet sources -> validation -> features -> model -> scores store.
+
+What it runs (all on this machine, fixed seeds):
+1. data: ``tiering.datasets.simulate`` bases of N customers (2024-01-01 .. 2025-12-31; ~10 transactions
+   and ~10 interactions per customer), cached as Parquet under --cache (bases above 1M are written as
+   1M-customer parts with distinct ids, streamed into one file per table);
+2. model: trained once on a separate --train-customers simulation (seed 99), logged to a local MLflow
+   store in a temp folder, registered and promoted to champion (training time printed, not part of
+   scoring);
+3. end to end: ``predict_and_store`` (the code behind ``tiering predict``) on the N-customer base into a
+   fresh SQLite store, each run in a fresh Python process so that its peak RSS (ru_maxrss, the whole
+   process: Python, pandas, DuckDB) is its own; --runs repeats, medians reported, with seconds and
+   customers per second per stage (validate, features, score, write);
+4. bounded memory: one run per (base, chunk) in --bounded, peak RSS beside base size and chunk size,
+   with DuckDB's memory limit set to --duckdb-memory-limit for the feature stage;
+5. store write path: the scores of the base written by the store's bulk path (SQLite executemany of
+   prepared tuples; PostgreSQL COPY when --postgres-url is given) against the generic SQLAlchemy Core
+   ``insert()`` executemany of dicts (the baseline) on --write-rows rows, medians of --runs.
+
+    .venv/bin/python benchmarks/bench_predict.py [--customers 1000000] [--runs 3] \\
+        [--bounded 1000000:25000,1000000:400000,3000000:100000] [--postgres-url postgresql+psycopg://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
+PART = 1_000_000
+TABLES = ("customers", "transactions", "interactions")
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+# --------------------------------------------------------------------------------------------- data
+def base(n: int, cache: Path) -> Path:
+    """The cached simulated base of n customers (simulated in parts of 1M, ids made distinct per part)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from tiering.datasets import simulate
+
+    d = cache / f"sim-{n}"
+    if all((d / f"{t}.parquet").exists() for t in TABLES):
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    writers: dict[str, pq.ParquetWriter] = {}
+    try:
+        for part, start in enumerate(range(0, n, PART)):
+            size = min(PART, n - start)
+            data = simulate(size, START, END, seed=part)
+            for name in TABLES:
+                table = pa.Table.from_pandas(getattr(data, name), preserve_index=False)
+                if part:  # distinct customer (and order) ids per part
+                    for col in ("customer_id", "order_id"):
+                        if col in table.column_names:
+                            i = table.column_names.index(col)
+                            table = table.set_column(i, col, pc.binary_join_element_wise(f"P{part}", table[col].cast(pa.string()), ""))
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(str(d / f"{name}.parquet.partial"), table.schema)
+                writers[name].write_table(table.cast(writers[name].schema))
+            del data
+    finally:
+        for name, w in writers.items():
+            w.close()
+    for name in TABLES:
+        (d / f"{name}.parquet.partial").replace(d / f"{name}.parquet")
+    rows = {t: pq.ParquetFile(str(d / f"{t}.parquet")).metadata.num_rows for t in TABLES}
+    print(f"simulated {n:,} customers in {time.perf_counter() - t0:.0f} s -> {d}: {rows}")
+    return d
+
+
+def train(root: Path, n: int) -> dict:
+    """Train, register and promote a model on an n-customer simulation; the config dict for scoring."""
+    from tiering.config import Config
+    from tiering.registry import promote
+    from tiering.train import train_and_register
+
+    from tiering.datasets import simulate
+
+    simulate(n, START, END, seed=99).write(root / "train")
+    cfg = Config().with_sources(*(root / "train" / f"{t}.parquet" for t in ("transactions", "interactions", "customers")))
+    cfg.tracking.uri = f"sqlite:///{root}/mlflow.db"
+    cfg.tracking.artifact_location = str(root / "artifacts")
+    cfg.validation.quarantine_dir = str(root / "quarantine-train")
+    t0 = time.perf_counter()
+    result = train_and_register(cfg, as_of=END)
+    promote(result.version, cfg.tracking, force=True)
+    print(f"trained on {n:,} simulated customers, registered version {result.version} and promoted it: "
+          f"{time.perf_counter() - t0:.0f} s")
+    return cfg.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------- one run
+def child(args: argparse.Namespace) -> None:
+    """One predict_and_store run in this (fresh) process; prints a JSON line."""
+    rss0 = _peak_rss_gib()
+    from tiering.config import Config
+    from tiering.predict import predict_and_store
+
+    cfg = Config.model_validate(json.loads(Path(args.child).read_text()))
+    rss_import = _peak_rss_gib()
+    t0 = time.perf_counter()
+    res = predict_and_store(cfg, as_of=END, scored_at=dt.datetime(2026, 1, 1), out=args.out)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"wall": wall, "rows": res.batch.rows, "timings": res.timings, "peak_rss_gib": _peak_rss_gib(),
+                      "rss_after_import_gib": rss_import, "rss_start_gib": rss0}))
+
+
+def run_once(cfg: dict, sim: Path, work: Path, chunk_rows: int, memory_limit: str | None, out: Path | None = None) -> dict:
+    cfg = json.loads(json.dumps(cfg))
+    cfg["data"] = {t: {"path": str(sim / f"{t}.parquet")} for t in TABLES}
+    cfg["validation"]["quarantine_dir"] = str(work / "quarantine")
+    store = work / f"scores-{time.time_ns()}.db"
+    cfg["store"]["url"] = f"sqlite:///{store}"
+    cfg["predict"] = {"chunk_rows": chunk_rows, "work_dir": str(work / "tmp"), "duckdb_memory_limit": memory_limit}
+    path = work / "run-config.json"
+    path.write_text(json.dumps(cfg))
+    cmd = [sys.executable, __file__, "--child", str(path)] + (["--out", str(out)] if out else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- write path
+def write_bench(scores_file: Path, rows: int, runs: int, work: Path, postgres_url: str | None) -> list[dict]:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from tiering.store import ROW_COLUMNS, ScoresStore, _column_lists
+
+    scores = pd.read_parquet(scores_file).head(rows)
+    out = []
+
+    def baseline(store: ScoresStore) -> None:
+        """The generic path: SQLAlchemy Core insert() with a list of dicts, one transaction."""
+        with store.engine.begin() as conn:
+            bid = conn.execute(store.batches.insert().values(as_of=END, model_name="bench", model_version=str(time.time_ns()),
+                                                             rows=len(scores), finished_at=dt.datetime(2026, 1, 1))).inserted_primary_key[0]
+            for i in range(0, len(scores), 100_000):
+                chunk = scores.iloc[i:i + 100_000]
+                records = [dict(zip(ROW_COLUMNS, r)) for r in zip(*_column_lists(chunk, dt.datetime(2026, 1, 1), bid))]
+                conn.execute(store.scores.insert(), records)
+
+    def fast(store: ScoresStore) -> None:
+        store.write_batch(scores.assign(model_version=str(time.time_ns())))
+
+    targets = [("SQLite", lambda: f"sqlite:///{work}/write-{time.time_ns()}.db")]
+    if postgres_url:
+        targets.append(("PostgreSQL", lambda: postgres_url))
+    for label, make_url in targets:
+        for method, fn in (("bulk (store)", fast), ("SQLAlchemy insert() baseline", baseline)):
+            secs = []
+            for _ in range(runs):
+                store = ScoresStore(make_url())
+                if label == "PostgreSQL":  # a clean slate per run
+                    with store.engine.begin() as conn:
+                        conn.execute(sa.text("DELETE FROM scores WHERE batch_id IN (SELECT batch_id FROM score_batches "
+                                             "WHERE model_name IN ('bench', 'customer-tiering'))"))
+                        conn.execute(sa.text("DELETE FROM score_batches WHERE model_name IN ('bench', 'customer-tiering')"))
+                t0 = time.perf_counter()
+                fn(store)
+                secs.append(time.perf_counter() - t0)
+                store.engine.dispose()
+            out.append({"db": label, "method": method, "rows": len(scores), "median_s": statistics.median(secs)})
+    return out
+
+
+# --------------------------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--chunk-rows", type=int, default=100_000)
+    ap.add_argument("--train-customers", type=int, default=20_000)
+    ap.add_argument("--bounded", default="1000000:25000,1000000:400000,3000000:100000",
+                    help="comma list of customers:chunk_rows for the bounded-memory runs ('' to skip)")
+    ap.add_argument("--duckdb-memory-limit", default="1GB")
+    ap.add_argument("--write-rows", type=int, default=200_000)
+    ap.add_argument("--postgres-url", default=os.environ.get("TIERING_TEST_POSTGRES_URL"))
+    ap.add_argument("--cache", type=Path, default=Path("outputs/bench"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    import warnings
+
+    warnings.simplefilter("ignore")  # MLflow/lifetimes chatter; benchmark script only
+    print(f"bench_predict: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    sim = base(args.customers, args.cache)
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        root = Path(tmp)
+        cfg = train(root, args.train_customers)
+
+        # --- end to end, medians of runs -------------------------------------------------------
+        results = []
+        for i in range(args.runs):
+            r = run_once(cfg, sim, root, args.chunk_rows, args.duckdb_memory_limit, out=root / "scores.parquet" if i == 0 else None)
+            results.append(r)
+            print(f"run {i + 1}: {r['wall']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, stages {r['timings']}")
+        n = results[0]["rows"]
+        print(f"\nEnd to end, {n:,} customers, chunk {args.chunk_rows:,}, DuckDB memory limit {args.duckdb_memory_limit}, "
+              f"median of {args.runs} (run 1 also writes --out Parquet):")
+        print(f"{'stage':<12}{'seconds':>10}{'customers/s':>14}")
+        for stage in ("load_model", "validate", "features", "score", "write"):
+            s = statistics.median(r["timings"].get(stage, float("nan")) for r in results)
+            print(f"{stage:<12}{s:>10.2f}{n / s if s else float('nan'):>14,.0f}")
+        wall = statistics.median(r["wall"] for r in results)
+        print(f"{'total':<12}{wall:>10.2f}{n / wall:>14,.0f}")
+        print(f"peak RSS (whole process) median {statistics.median(r['peak_rss_gib'] for r in results):.2f} GiB; "
+              f"after imports {results[0]['rss_after_import_gib']:.2f} GiB")
+
+        # --- store write path ----------------------------------------------------------------------
+        if args.write_rows:
+            print(f"\nStore write path, {args.write_rows:,} score rows, median of {args.runs}:")
+            rows = write_bench(root / "scores.parquet", args.write_rows, args.runs, root, args.postgres_url)
+            for db in dict.fromkeys(r["db"] for r in rows):
+                fast, base_ = (next(r for r in rows if r["db"] == db and r["method"].startswith(m)) for m in ("bulk", "SQLAlchemy"))
+                for r in (fast, base_):
+                    print(f"{db:<11} {r['method']:<30} {r['median_s']:>7.2f} s {r['rows'] / r['median_s']:>12,.0f} rows/s")
+                print(f"{db:<11} speed-up of the bulk path: {base_['median_s'] / fast['median_s']:.1f}x")
+
+        # --- bounded memory ----------------------------------------------------------------------
+        if args.bounded:
+            print(f"\nBounded memory (one run each, DuckDB memory limit {args.duckdb_memory_limit}):")
+            print(f"{'customers':>11}{'chunk':>9}{'seconds':>9}{'peak RSS GiB':>14}{'features s':>12}{'score s':>9}{'write s':>9}")
+            for spec in args.bounded.split(","):
+                customers, chunk = (int(x) for x in spec.split(":"))
+                r = run_once(cfg, base(customers, args.cache), root, chunk, args.duckdb_memory_limit)
+                t = r["timings"]
+                print(f"{r['rows']:>11,}{chunk:>9,}{r['wall']:>9.1f}{r['peak_rss_gib']:>14.2f}{t['features']:>12.1f}"
+                      f"{t['score']:>9.1f}{t['write']:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()

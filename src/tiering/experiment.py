@@ -1,0 +1,205 @@
+"""`tiering experiment run experiments/NAME`: one comparison, every variant backtested and logged.
+
+An experiment is a folder with a ``spec.yaml``::
+
+    description: BTYD vs supervised vs hybrid CLV on Online Retail II
+    mlflow_experiment: exp-clv-online-retail     # every variant is one run in this MLflow experiment
+    data:                                        # one of:
+      config: configs/base.yaml                  #   the sources of a config file (relative to the cwd)
+      # simulate: {customers: 20000, start: 2024-01-01, end: 2025-12-31, seed: 0}
+      # cdnow: true                              #   CDNOW's 23,570 customers, from the lifetimes package
+    origins: [2010-09-01, 2010-12-01, 2011-03-01, 2011-06-01]
+    horizon_days: 180
+    variants:                                    # name -> overrides merged into the config
+      bgnbd: {}
+      paretonbd: {model: {btyd_model: paretonbd}}
+
+Each variant runs the backtest (every model and baseline fitted at each origin, judged on the
+holdout that follows it) and logs one MLflow run with the spec, the resolved config, the data
+fingerprint, the metrics per origin and averaged, and the plots. The tidy table of every
+variant x origin x task x model x metric goes to ``results.csv`` in the experiment folder and the
+averages over origins to ``results.md`` (the table the experiment's README quotes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tiering.config import Config, load_config
+from tiering.exceptions import ConfigError
+
+SPEC_FILE = "spec.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimulateSpec(_Strict):
+    customers: int = Field(20_000, gt=0)
+    start: dt.date
+    end: dt.date
+    seed: int = 0
+
+
+class DataSpec(_Strict):
+    config: str | None = None
+    simulate: SimulateSpec | None = None
+    cdnow: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> DataSpec:
+        given = [k for k in ("config", "simulate", "cdnow") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of config, simulate, cdnow; got {given or 'none'}")
+        return self
+
+
+class ExperimentSpec(_Strict):
+    description: str = ""
+    mlflow_experiment: str
+    data: DataSpec
+    origins: list[dt.date] = Field(min_length=1)
+    horizon_days: int = Field(gt=0)
+    config: str | None = None  # base config for the models and tracking (default: the --config in use)
+    variants: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+def read_spec(folder: str | Path) -> ExperimentSpec:
+    """Parse ``folder/spec.yaml`` with one clear message per problem."""
+    import yaml
+
+    path = Path(folder) / SPEC_FILE
+    if not path.exists():
+        raise ConfigError(f"No experiment spec at '{path}'. An experiment is a folder holding {SPEC_FILE} (see experiments/README.md).")
+    try:
+        return ExperimentSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        if isinstance(exc, ValidationError):
+            exc = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Experiment spec '{path}' is invalid: {exc}.") from None
+
+
+def _merge(base: dict, over: dict, where: str = "") -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = _merge(base[k], v, f"{where}{k}.")
+        else:
+            out[k] = v
+    return out
+
+
+def variant_config(base: Config, overrides: dict[str, Any], name: str) -> Config:
+    """The base config with one variant's overrides merged in (validated like a config file)."""
+    try:
+        return Config.model_validate(_merge(base.model_dump(mode="json"), overrides))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Variant {name!r} of the experiment has invalid overrides: {problems}.") from None
+
+
+def _data_config(spec: ExperimentSpec, base: Config, workdir: Path) -> Config:
+    """The base config whose sources are the experiment's data."""
+    if spec.data.config:
+        return base.model_copy(update={"data": load_config(spec.data.config).data})
+    if spec.data.simulate:
+        from tiering.datasets import simulate
+
+        s = spec.data.simulate
+        simulate(s.customers, s.start, s.end, seed=s.seed).write(workdir / "data")
+        return base.with_sources(*(workdir / "data" / f"{t}.parquet" for t in ("transactions", "interactions", "customers")))
+    from tiering.datasets import load_cdnow
+
+    tx = load_cdnow()
+    path = workdir / "data" / "cdnow_transactions.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tx.to_parquet(path, index=False)
+    cfg = base.with_sources(transactions=path)
+    cfg.data.interactions = cfg.data.customers = None
+    return cfg
+
+
+@dataclass
+class ExperimentResult:
+    spec: ExperimentSpec
+    table: pd.DataFrame  # variant, origin, task, model, metric, value
+    summary: pd.DataFrame  # averages over origins: variant, task, model, metric, mean, min, max, origins
+    run_ids: dict[str, str]
+    results_csv: Path
+    results_md: Path
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean (and range) over origins per variant, task, model and metric."""
+    g = table.groupby(["variant", "task", "model", "metric"], sort=False)["value"]
+    return g.agg(mean="mean", min="min", max="max", origins="count").reset_index()
+
+
+def to_markdown(summary: pd.DataFrame, spec: ExperimentSpec) -> str:
+    """One table per task: rows variant/model, columns metrics (mean over origins)."""
+    lines = [f"# Results: {spec.description or spec.mlflow_experiment}", "",
+             f"Origins {', '.join(o.isoformat() for o in spec.origins)}; horizon {spec.horizon_days} days; "
+             f"mean over origins. Generated by `tiering experiment run`; do not edit by hand.", ""]
+    for task, part in summary.groupby("task", sort=False):
+        wide = part.pivot_table(index=["variant", "model"], columns="metric", values="mean", sort=False)
+        cols = list(wide.columns)
+        lines += [f"## {task}", "", "| variant | model | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+        for (variant, model), row in wide.iterrows():
+            lines.append(f"| {variant} | {model} | " + " | ".join("" if pd.isna(row[c]) else f"{row[c]:.4f}" for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_experiment(folder: str | Path, base: Config, *, progress=None) -> ExperimentResult:
+    """Backtest every variant of the experiment in ``folder`` and log each as one MLflow run."""
+    from tiering.backtest import backtest
+    from tiering.tracking import code_version, log_run
+    from tiering.train import data_fingerprint
+    from tiering.validation import load_tables
+
+    step = progress or (lambda msg: None)
+    folder = Path(folder)
+    spec = read_spec(folder)
+    if spec.config:
+        base = load_config(spec.config)
+    tracking = base.tracking.model_copy(update={"experiment": spec.mlflow_experiment})
+    tables_out, run_ids = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        data_cfg = _data_config(spec, base, workdir)
+        data_cfg.validation.quarantine_dir = str(workdir / "quarantine")
+        step(f"validating the data of {folder.name}")
+        tables = load_tables(data_cfg, as_of=None)
+        fingerprint = data_fingerprint(tables)
+        for name, overrides in spec.variants.items():
+            cfg = variant_config(data_cfg, overrides, name)
+            step(f"variant {name}: backtest at {len(spec.origins)} origins")
+            res = backtest(tables, spec.origins, cfg, horizon_days=spec.horizon_days, out_dir=workdir / name)
+            table = res.table.assign(variant=name)
+            tables_out.append(table)
+            avg = summarise(table)
+            metrics = {f"{r.task}_{r.model}_{r.metric}": r.mean for r in avg.itertuples()}
+            metrics |= {f"{r.task}_{r.model}_{r.metric}_{pd.Timestamp(r.origin):%Y%m%d}": r.value for r in table.itertuples()}
+            run_ids[name] = log_run(
+                tracking, run_name=f"{folder.name}/{name}",
+                params={"variant": name, "overrides": overrides, "origins": [o.isoformat() for o in spec.origins],
+                        "horizon_days": spec.horizon_days, "config": cfg.model_dump(mode="json")},
+                metrics=metrics,
+                tags={"kind": "experiment", "experiment": folder.name, "variant": name, "data_hash": fingerprint["hash"],
+                      "code_version": code_version()},
+                artifacts_dir=workdir / name,
+            )
+    table = pd.concat(tables_out, ignore_index=True)[["variant", "origin", "task", "model", "metric", "value"]]
+    summary = summarise(table)
+    results_csv, results_md = folder / "results.csv", folder / "results.md"
+    table.to_csv(results_csv, index=False)
+    results_md.write_text(to_markdown(summary, spec))
+    return ExperimentResult(spec, table, summary, run_ids, results_csv, results_md)

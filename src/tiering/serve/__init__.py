@@ -1,0 +1,51 @@
+"""The ops server and lookups: the REST API and web page (``tiering serve``) and the queries behind ``tiering tiers``.
+
+The lookups and access-control helpers import without FastAPI; ``create_app``,
+``app_from_config``, ``app_from_environ`` and ``run_server`` load FastAPI/uvicorn only when first used.
+"""
+
+from tiering.serve._auth import TOKEN_ENV, check_bind, check_port_free, is_loopback, resolve_token
+from tiering.serve._lookup import (
+    CUSTOMER_ID_PATTERN,
+    NotFoundError,
+    customer_card,
+    iter_tier_csv,
+    migration,
+    resolve_batch,
+    summary,
+    tier_mix,
+    tier_page,
+)
+
+__all__ = [
+    "CUSTOMER_ID_PATTERN",
+    "NotFoundError",
+    "TOKEN_ENV",
+    "app_from_config",
+    "app_from_environ",
+    "check_bind",
+    "check_port_free",
+    "create_app",
+    "customer_card",
+    "is_loopback",
+    "iter_tier_csv",
+    "migration",
+    "resolve_batch",
+    "resolve_token",
+    "run_server",
+    "summary",
+    "tier_mix",
+    "tier_page",
+]
+
+
+def __getattr__(name: str):
+    if name in ("create_app", "app_from_config", "app_from_environ"):
+        from tiering.serve import _app
+
+        return getattr(_app, name)
+    if name == "run_server":
+        from tiering.serve._run import run_server
+
+        return run_server
+    raise AttributeError(f"module 'tiering.serve' has no attribute {name!r}")

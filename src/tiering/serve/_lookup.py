@@ -1,0 +1,282 @@
+"""Ops lookups over the scores store: one customer's card, a tier's members, the tier mix and migration.
+
+Read-only and shared by the command line (``tiering tiers ...``) and the REST API / web page, so
+both answer the same question the same way. Every query is SQLAlchemy Core over the store's own
+tables (values are bound parameters, never formatted into SQL). Batches: the latest complete batch
+unless an ``as_of`` is given; a store only ever shows complete batches (see ``tiering.store``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as dt
+import functools
+import io
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from tiering.exceptions import ConfigError, StoreError, TieringError
+from tiering.models.tiers import TIER_LADDER, Tier
+from tiering.schemas import SCORES_COLUMNS, TIERS
+from tiering.store import Batch, ScoresStore
+
+# customer ids the API accepts: letters, digits and . _ : @ - (what ids in retail systems use);
+# anything else cannot be an id in the store and is refused before any query runs
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+CUSTOMER_ID_MAX_LENGTH = 64
+_ID_RE = re.compile(CUSTOMER_ID_PATTERN)
+
+# columns of a tier listing (page rows and CSV export), in this order
+LIST_COLUMNS = ("customer_id", "tier", "clv", "churn_risk", "p_purchase", "p_alive", "expected_purchases",
+                "expected_spend", "engagement_score", "next_tier", "next_tier_proba", "rfm_segment", "r_score",
+                "f_score", "m_score", "at_risk", "koc_candidate", "tier_reason")
+
+
+class NotFoundError(TieringError, LookupError):
+    """The customer, tier or batch asked for is not in the scores store."""
+
+
+def check_customer_id(customer_id: str) -> str:
+    """The id, stripped of surrounding blanks; ConfigError (bad input) when it cannot be a customer id."""
+    cid = str(customer_id).strip()
+    if not cid or len(cid) > CUSTOMER_ID_MAX_LENGTH or not _ID_RE.match(cid):
+        raise ConfigError(f"Customer id {customer_id!r} is not valid: ids are 1 to {CUSTOMER_ID_MAX_LENGTH} characters, "
+                          "letters, digits and . _ : @ - (starting with a letter or digit).")
+    return cid
+
+
+def check_tier(tier: str) -> str:
+    if tier not in TIERS:
+        raise ConfigError(f"Unknown tier {tier!r}; tiers are {list(TIERS)}.")
+    return tier
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN -> None, dates -> ISO strings, numpy scalars -> Python."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _by_name(ladder: tuple[Tier, ...] | None) -> dict[str, Tier]:
+    """Tier texts by name: the given ladder (config overrides applied, see ``tiering.models.tiers.ladder``) or the defaults."""
+    return {t.name: t for t in (ladder or TIER_LADDER)}
+
+
+def _batch_dict(batch: Batch) -> dict:
+    return {"batch_id": batch.batch_id, "as_of": batch.as_of.isoformat(), "model_name": batch.model_name,
+            "model_version": batch.model_version, "rows": batch.rows, "finished_at": batch.finished_at.isoformat()}
+
+
+def _redacted(store: ScoresStore) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(store.url).render_as_string(hide_password=True)
+    except Exception:
+        return "(configured in store.url)"
+
+
+def resolve_batch(store: ScoresStore, as_of: dt.date | None = None, batches: list[Batch] | None = None) -> Batch:
+    """The latest complete batch, of ``as_of`` if given. NotFoundError when there is none."""
+    batches = store.batches_list() if batches is None else batches
+    every = batches
+    if not batches:
+        raise NotFoundError(f"The scores store {_redacted(store)} holds no batch yet. Run `tiering predict --as-of DATE` "
+                            "(or `tiering demo`) first.")
+    if as_of is not None:
+        batches = [b for b in batches if b.as_of == as_of]
+        if not batches:
+            dates = sorted({b.as_of.isoformat() for b in every})
+            raise NotFoundError(f"The scores store holds no batch as of {as_of.isoformat()}; scoring dates are {dates}.")
+    return max(batches, key=lambda b: (b.as_of, b.finished_at, b.batch_id))
+
+
+def _latest_per_as_of(batches: list[Batch]) -> dict[int, Batch]:
+    best: dict[dt.date, Batch] = {}
+    for b in batches:
+        if b.as_of not in best or (b.finished_at, b.batch_id) > (best[b.as_of].finished_at, best[b.as_of].batch_id):
+            best[b.as_of] = b
+    return {b.batch_id: b for b in best.values()}
+
+
+@functools.lru_cache(maxsize=16)
+def _customer_statements(batches, scores):
+    """Built once per store: the batch list and every stored row of one customer (by the customer_id index)."""
+    import sqlalchemy as sa
+
+    return (sa.select(batches),
+            sa.select(scores).where(scores.c.customer_id == sa.bindparam("customer_id")))
+
+
+def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = None, *,
+                  ladder: tuple[Tier, ...] | None = None) -> dict:
+    """One customer in the batch: scores, tier label and recommended action, and the tier at every scoring date.
+
+    Two indexed reads on one connection (the batch list; the customer's rows in every batch), so a
+    lookup stays cheap on a store of millions of customers.
+    """
+    import sqlalchemy as sa
+
+    cid = check_customer_id(customer_id)
+    batches_stmt, rows_stmt = _customer_statements(store.batches, store.scores)
+    try:
+        with store.engine.connect() as conn:
+            batches = [Batch(r.batch_id, r.as_of, r.model_name, r.model_version, r.rows, r.finished_at)
+                       for r in conn.execute(batches_stmt)]
+            rows = {r["batch_id"]: r for r in conn.execute(rows_stmt, {"customer_id": cid}).mappings()}
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(f"Reading the scores store {_redacted(store)} failed: {str(exc.orig).splitlines()[0]}.") from None
+    batch = resolve_batch(store, as_of, batches)
+    if batch.batch_id not in rows:
+        raise NotFoundError(f"Customer {cid!r} is not in the scoring batch as of {batch.as_of.isoformat()} "
+                            f"({batch.rows:,} customers, model {batch.model_name} v{batch.model_version}). Check the id.")
+    row = rows[batch.batch_id]
+    texts = _by_name(ladder)
+    tier = texts.get(row["tier"])
+    card = {k: _clean(row[k]) for k in SCORES_COLUMNS if k in row}
+    card |= {"as_of": batch.as_of.isoformat(), "model_name": batch.model_name, "model_version": batch.model_version,
+             "tier_label": tier.label if tier else row["tier"], "tier_description": tier.description if tier else "",
+             "action": tier.action if tier else "",
+             "next_tier_label": texts[row["next_tier"]].label if row["next_tier"] in texts else row["next_tier"]}
+    # the tier at every scoring date: one batch per as_of (the latest finished), oldest first
+    per_date = _latest_per_as_of(batches)
+    card["history"] = [{"as_of": b.as_of.isoformat(), "model_version": b.model_version, "tier": rows[i]["tier"],
+                        "churn_risk": _clean(rows[i]["churn_risk"]), "clv": _clean(rows[i]["clv"]), "at_risk": rows[i]["at_risk"]}
+                       for i, b in sorted(per_date.items(), key=lambda kv: kv[1].as_of) if i in rows]
+    return card
+
+
+def _run(store: ScoresStore, stmt) -> list:
+    return store._run(stmt)  # the store's read path: its connection handling and error messages
+
+
+def _tier_select(store: ScoresStore, batch: Batch, tier: str | None, at_risk: bool | None):
+    import sqlalchemy as sa
+
+    s = store.scores
+    stmt = sa.select(*[s.c[c] for c in LIST_COLUMNS]).where(s.c.batch_id == batch.batch_id)
+    if tier is not None:
+        stmt = stmt.where(s.c.tier == check_tier(tier))
+    if at_risk is not None:
+        stmt = stmt.where(s.c.at_risk == at_risk)
+    return stmt
+
+
+def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
+              limit: int = 50, offset: int = 0) -> dict:
+    """One page of a tier's members, highest CLV first, with the total count for paging."""
+    import sqlalchemy as sa
+
+    if tier is not None:
+        check_tier(tier)
+    batch = resolve_batch(store, as_of)
+    base = _tier_select(store, batch, tier, at_risk)
+    total = _run(store, sa.select(sa.func.count()).select_from(base.subquery()))[0]
+    total = int(next(iter(total.values())))
+    s = store.scores
+    rows = _run(store, base.order_by(s.c.clv.desc(), s.c.customer_id).limit(limit).offset(offset))
+    items = [{k: _clean(v) for k, v in r.items()} for r in rows]
+    nxt = offset + len(items)
+    return {"tier": tier, "at_risk": at_risk, "batch": _batch_dict(batch), "total": total, "limit": limit,
+            "offset": offset, "next_offset": nxt if nxt < total else None, "items": items}
+
+
+def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk: bool | None = None,
+                  limit: int | None = None, offset: int = 0, chunk_rows: int = 5_000) -> Iterator[str]:
+    """CSV text of a tier's members (highest CLV first) in chunks, read from the store as it goes."""
+    import sqlalchemy as sa
+
+    s = store.scores
+    stmt = _tier_select(store, batch, tier, at_risk).order_by(s.c.clv.desc(), s.c.customer_id).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    header = [*LIST_COLUMNS, "as_of", "model_version"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    yield buf.getvalue()
+    try:
+        with store.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
+            for part in result.partitions():
+                buf.seek(0)
+                buf.truncate()
+                for r in part:
+                    writer.writerow([*("" if v is None else v for v in r), batch.as_of.isoformat(), batch.model_version])
+                yield buf.getvalue()
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(f"Reading the scores store failed: {str(exc.orig).splitlines()[0]}.") from None
+
+
+def tier_mix(store: ScoresStore, batch: Batch, *, ladder: tuple[Tier, ...] | None = None) -> list[dict]:
+    """Per tier (ladder order, every tier present even when empty): customers, share, means, at-risk count."""
+    counts = {r["tier"]: r for r in store.tier_counts(batch).to_dict("records")}
+    texts = _by_name(ladder)
+    out = []
+    for t in TIERS:
+        r = counts.get(t, {})
+        out.append({"tier": t, "label": texts[t].label, "action": texts[t].action,
+                    "customers": int(r.get("customers", 0)), "share": _clean(float(r.get("share", 0.0))),
+                    "mean_clv": _clean(r.get("mean_clv")), "mean_churn_risk": _clean(r.get("mean_churn_risk")),
+                    "mean_p_purchase": _clean(r.get("mean_p_purchase")), "at_risk": int(r.get("at_risk") or 0)})
+    return out
+
+
+def migration(store: ScoresStore, before: Batch, after: Batch) -> dict:
+    """Customers per (tier before, tier after) over customers scored in both batches, with row shares.
+
+    The same definition as ``tiering.migration.migration_matrix`` (rows: tier before, ladder order, all
+    five tiers), aggregated in the database (``ScoresStore.migration``) instead of over two frames in memory.
+    """
+    mat = store.migration(before, after).reindex(index=list(TIERS), columns=list(TIERS)).fillna(0).astype(int)
+    counts = [[int(v) for v in row] for row in mat.to_numpy()]
+    both = sum(map(sum, counts))
+    stayed = sum(counts[i][i] for i in range(len(TIERS)))
+    up = sum(counts[i][j] for i in range(len(TIERS)) for j in range(len(TIERS)) if j < i)
+    down = sum(counts[i][j] for i in range(len(TIERS)) for j in range(len(TIERS)) if j > i)
+    row_share = [[(c / sum(row)) if sum(row) else None for c in row] for row in counts]
+    return {"from_as_of": before.as_of.isoformat(), "to_as_of": after.as_of.isoformat(), "tiers": list(TIERS),
+            "counts": counts, "row_share": row_share, "customers_in_both": both,
+            "share_staying": stayed / both if both else None, "moved_up": up, "moved_down": down,
+            "entered": after.rows - both, "left": before.rows - both}
+
+
+def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[Tier, ...] | None = None,
+            cache: dict | None = None) -> dict:
+    """Tier mix of the batch (latest unless ``as_of``) and of the previous scoring date, and the migration between them.
+
+    ``cache``: a dict kept by the caller (the server). A stored batch never changes (a re-run replaces it
+    with a new batch record), so the answer for a pair of batches is computed once: on a base of millions the
+    aggregation and the migration join take seconds, a cached answer microseconds.
+    """
+    batches = store.batches_list()
+    batch = resolve_batch(store, as_of, batches)
+    earlier = [b for b in batches if b.as_of < batch.as_of]
+    prev = max(earlier, key=lambda b: (b.as_of, b.finished_at, b.batch_id)) if earlier else None
+    dates = sorted({b.as_of.isoformat() for b in batches})
+    key = (batch, prev, tuple(ladder or TIER_LADDER))  # whole Batch records: a re-run that reuses an id differs in finished_at
+    if cache is not None and key in cache:
+        return copy.deepcopy(cache[key]) | {"scoring_dates": dates}
+    out = {"as_of": batch.as_of.isoformat(), "batch": _batch_dict(batch), "tiers": tier_mix(store, batch, ladder=ladder),
+           "previous_as_of": None, "previous_batch": None, "previous": None, "migration": None, "scoring_dates": dates}
+    if prev is not None:
+        out |= {"previous_as_of": prev.as_of.isoformat(), "previous_batch": _batch_dict(prev),
+                "previous": tier_mix(store, prev, ladder=ladder), "migration": migration(store, prev, batch)}
+        prev_share = {r["tier"]: r["share"] for r in out["previous"]}
+        for r in out["tiers"]:
+            r["share_change"] = r["share"] - prev_share[r["tier"]]
+    if cache is not None:
+        if len(cache) >= 32:
+            cache.clear()
+        cache[key] = copy.deepcopy(out)
+    return out

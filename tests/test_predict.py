@@ -1,0 +1,236 @@
+"""Batch scoring end to end on a small simulation: a model trained and registered once, then
+`tiering predict` through the real command line (tiering.cli.main) and the Python API.
+
+Covers: chunked scoring equal to in-memory scoring, the scores file (Parquet/CSV), the model
+by version, alias or URI, re-runs replacing their batch, and the safety rules (feature spec
+mismatch, as_of outside the data, empty base, locked SQLite and unreachable PostgreSQL stores,
+a crash mid-run): each a clear message, exit status 2 and nothing written.
+"""
+
+import datetime as dt
+import json
+import sqlite3
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tiering import cli
+from tiering.datasets import simulate
+from tiering.predict import predict_and_store, score
+from tiering.schemas import SCORES_COLUMNS
+from tiering.store import ScoresStore
+
+START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
+SCORED_AT = dt.datetime(2026, 1, 1, 6, 0)
+
+
+def _config_file(root, **overrides) -> str:
+    raw = {
+        "data": {"transactions": {"path": str(root / "data/transactions.parquet")},
+                 "interactions": {"path": str(root / "data/interactions.parquet")},
+                 "customers": {"path": str(root / "data/customers.parquet")}},
+        "validation": {"quarantine_dir": str(root / "quarantine")},
+        "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "artifact_location": str(root / "artifacts")},
+        "store": {"url": f"sqlite:///{root}/scores.db", "lock_timeout_s": 0.2},
+        "predict": {"chunk_rows": 700},
+    }
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        raw.setdefault(section, {})[name] = value
+    path = root / f"config-{abs(hash(repr(sorted(overrides.items()))))}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """1,500 simulated customers, one model trained as of END, registered and promoted to champion."""
+    from tiering.config import load_config
+    from tiering.registry import promote
+    from tiering.train import train_and_register
+
+    root = tmp_path_factory.mktemp("predict")
+    simulate(1500, START, END, seed=11).write(root / "data")
+    cfg = load_config(_config_file(root))
+    result = train_and_register(cfg, as_of=END)
+    promote(result.version, cfg.tracking, force=True)
+    return root, cfg, result
+
+
+def run(monkeypatch, capsys, *args):
+    """The real entry point (tiering.cli.main, as installed): (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["tiering", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+def _batches(cfg) -> list:
+    return ScoresStore(cfg.store.url).batches_list()
+
+
+def test_chunked_predict_equals_in_memory_scoring_and_writes_store_and_file(trained, tmp_path):
+    root, cfg, result = trained
+    from tiering.registry import load_bundle
+    from tiering.validation import load_tables
+
+    cfg = cfg.model_copy(deep=True)
+    cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
+    ticks = []
+    res = predict_and_store(cfg, as_of=END, out=tmp_path / "scores.parquet", scored_at=SCORED_AT,
+                            on_chunk=lambda stage, done, total: ticks.append((stage, done, total)))
+    n = len(pd.read_parquet(root / "data/customers.parquet"))
+    assert res.batch.rows == n and res.batch.model_version == result.version and res.batch.finished_at == SCORED_AT
+    assert [t for t in ticks if t[0] == "score"][-1] == ("score", n, n)
+    assert len([t for t in ticks if t[0] == "score"]) == -(-n // 700) and ticks[-1] == ("write", n, n)
+    assert set(res.timings) >= {"load_model", "validate", "features", "score", "write", "out"}
+
+    store = ScoresStore(cfg.store.url)
+    stored = store.read_batch(store.latest_batch())
+    bundle, name, version = load_bundle("champion", cfg.tracking)
+    expected = score(load_tables(cfg, as_of=END), bundle, as_of=END, model_name=name, model_version=version,
+                     scored_at=SCORED_AT).sort_values("customer_id").reset_index(drop=True)
+    assert stored["customer_id"].tolist() == expected["customer_id"].tolist()
+    for c in ("p_purchase", "churn_risk", "clv", "expected_spend", "next_tier_proba"):
+        np.testing.assert_allclose(stored[c].to_numpy(float), expected[c].to_numpy(float), rtol=1e-12, equal_nan=True)
+    for c in ("tier", "tier_reason", "rfm_segment", "next_tier", "r_score", "koc_candidate", "at_risk"):
+        assert stored[c].tolist() == expected[c].tolist(), c
+    assert (pd.to_datetime(stored["scored_at"]) == pd.Timestamp(SCORED_AT)).all()
+
+    file = pd.read_parquet(tmp_path / "scores.parquet").sort_values("customer_id").reset_index(drop=True)
+    assert list(file.columns) == list(SCORES_COLUMNS) and len(file) == n
+    np.testing.assert_allclose(file["clv"], stored["clv"])
+    assert res.summary["customers"].sum() == n
+
+
+def test_cli_predict_by_version_alias_and_uri_with_progress_and_csv(trained, monkeypatch, capsys, tmp_path):
+    root, cfg, result = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    v = result.version
+    code, out, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--out",
+                         str(tmp_path / "scores.csv"))
+    assert code == 0, err
+    assert "scoring" in out and "writing to the store" in out and f"with customer-tiering v{v}" in out
+    csv = pd.read_csv(tmp_path / "scores.csv")
+    assert list(csv.columns) == list(SCORES_COLUMNS) and len(csv) == _batches(cfg.model_copy(
+        update={"store": cfg.store.model_copy(update={"url": f"sqlite:///{tmp_path}/scores.db"})}))[0].rows
+
+    for model in (v, f"models:/customer-tiering/{v}"):
+        code, out, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--model", model, "--config", config,
+                             "--json", "--chunk-rows", "5000")
+        assert code == 0, err
+        payload = json.loads(out)
+        assert payload["batch"]["model_version"] == v and payload["engine"] == "duckdb"
+    store = ScoresStore(f"sqlite:///{tmp_path}/scores.db")
+    assert len(store.batches_list()) == 1  # every re-run of the same as_of and version replaced the batch
+
+    code, out, err = run(monkeypatch, capsys, "predict", "--as-of", "2025-12-01", "--config", config, "--json")
+    assert code == 0, err
+    assert [b.as_of for b in store.batches_list()] == [dt.date(2025, 12, 1), END]
+
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--model", "99", "--config", config)
+    assert code == 2 and "error: Cannot load model 'models:/customer-tiering/99'" in err
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--out", "x.txt")
+    assert code == 2 and "error: --out must end in .parquet or .csv; got 'x.txt'." in err
+
+
+def test_feature_spec_mismatch_is_refused(trained, monkeypatch, capsys, tmp_path):
+    import copy
+
+    from tiering import registry, tracking
+    from tiering.features import FeatureSpec
+
+    root, cfg, result = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    example = result.input_example
+    for spec_change, message in (
+        ({"windows_days": [30, 60]}, r"does not build columns the model was trained on: \['orders_90d', 'orders_180d'"),
+        ({"version": "0"}, f"trained on feature spec version 0; this tiering builds version {FeatureSpec().version}"),
+    ):
+        bundle = copy.deepcopy(result.bundle)
+        bundle.feature_spec = bundle.feature_spec | spec_change
+        _, uri = tracking.log_training_run(bundle, cfg=cfg.tracking, run_name="tampered", params={}, metrics={}, tags={},
+                                           input_example=example)
+        version = registry.register(uri, cfg.tracking)
+        code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--model", version, "--config", config)
+        assert code == 2 and "Traceback" not in err
+        assert pd.Series([err]).str.contains(message).all(), err
+    assert ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list() == []
+
+
+def test_as_of_outside_the_data_is_refused(trained, monkeypatch, capsys, tmp_path):
+    root, _, _ = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2026-03-01", "--config", config)
+    assert code == 2
+    assert ("error: --as-of 2026-03-01 is 60 days after the latest transaction, interaction or join in the sources "
+            "(2025-12-31)") in err and "predict.max_days_after_data (now 7)" in err
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2023-06-01", "--config", config)
+    assert code == 2 and "has no usable rows" in err and "'after_as_of'" in err and "the as_of date" in err
+    assert ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list() == []
+    # within the allowed gap it scores
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2026-01-05", "--config", config, "--json")
+    assert code == 0, err
+
+
+def test_empty_base_is_refused(trained, monkeypatch, capsys, tmp_path):
+    root, _, _ = trained
+    empty = tmp_path / "transactions.parquet"
+    pd.read_parquet(root / "data/transactions.parquet").iloc[:0].to_parquet(empty)
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--transactions", str(empty))
+    assert code == 2 and "error: The transactions table from" in err and "has no usable rows (0 read" in err
+    assert ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list() == []
+
+
+def test_locked_and_unreachable_stores_exit_non_zero(trained, monkeypatch, capsys, tmp_path):
+    root, _, _ = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--json")
+    assert code == 0, err
+    other = sqlite3.connect(tmp_path / "scores.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2025-12-01", "--config", config)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert code == 2 and "database is locked. Nothing was written; the previous scores are intact." in err
+    assert "Another process holds the write lock (waited 0.2 s, store.lock_timeout_s)" in err
+    assert [b.as_of for b in ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list()] == [END]
+
+    pg = _config_file(root, store__url="postgresql://tiering:secret@127.0.0.1:9/tiering")
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", pg)
+    assert code == 2 and "error: Cannot reach the scores store 'postgresql+psycopg://tiering:***@127.0.0.1:9/tiering'" in err
+    assert "secret" not in err
+
+
+def test_crash_mid_run_leaves_previous_scores_and_no_file(trained, monkeypatch, tmp_path):
+    from tiering.models.bundle import ScoringBundle
+
+    root, cfg, _ = trained
+    cfg = cfg.model_copy(deep=True)
+    cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
+    first = predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
+    before = ScoresStore(cfg.store.url).read_batch(first.batch)
+
+    real, calls = ScoringBundle.predict, []
+
+    def flaky(self, features):
+        calls.append(len(features))
+        if len(calls) == 2:
+            raise MemoryError("killed mid-run")
+        return real(self, features)
+
+    monkeypatch.setattr(ScoringBundle, "predict", flaky)
+    with pytest.raises(MemoryError):
+        predict_and_store(cfg, as_of=END, out=tmp_path / "scores.parquet", scored_at=dt.datetime(2026, 1, 2))
+    store = ScoresStore(cfg.store.url)
+    (batch,) = store.batches_list()
+    assert batch.finished_at == SCORED_AT
+    pd.testing.assert_frame_equal(store.read_batch(batch), before)
+    assert not (tmp_path / "scores.parquet").exists()

@@ -1,0 +1,428 @@
+"""The ops REST API and page (tiering.serve) with the real FastAPI app over a scores store of many customers.
+
+The store holds two scoring dates (some customers only in one), written with ScoresStore.write_batch,
+so paging, CSV export, history and the migration are checked against the frames that went in.
+"""
+
+import csv
+import datetime as dt
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tiering.exceptions import ConfigError
+from tiering.schemas import SCORES_COLUMNS, TIERS
+from tiering.store import ScoresStore
+
+from fastapi.testclient import TestClient
+
+from tiering.serve import check_bind, create_app, resolve_token
+
+TOKEN = "test-token-0123456789abcdef"
+AS_OF_1, AS_OF_2 = dt.date(2025, 6, 30), dt.date(2025, 12, 31)
+N = 3_000
+
+
+def make_scores(n: int = N, as_of: dt.date = AS_OF_2, *, seed: int = 0, start: int = 0, previous: pd.DataFrame | None = None,
+                version: str = "1") -> pd.DataFrame:
+    """A scores frame with the columns of SCORES_COLUMNS; with ``previous``, 80% of shared customers keep their tier."""
+    rng = np.random.default_rng(seed)
+    ids = [f"C{i:07d}" for i in range(start, start + n)]
+    tier = rng.choice(list(TIERS), n, p=[0.05, 0.2, 0.15, 0.05, 0.55])
+    if previous is not None:
+        before = previous.set_index("customer_id")["tier"].reindex(ids).to_numpy()
+        keep = pd.notna(before) & (rng.random(n) < 0.8)
+        tier = np.where(keep, before, tier)
+    buyer = np.isin(tier, ["core", "value"])
+    p = np.where(buyer, rng.uniform(0.2, 0.95, n), rng.uniform(0, 0.1, n))
+    churn = np.where(buyer, 1 - p, np.nan)
+    clv = np.round(rng.lognormal(5, 1.2, n) * np.where(buyer, 3, 0.05), 4)
+    df = pd.DataFrame({
+        "customer_id": ids, "as_of": as_of, "horizon_days": 180, "p_purchase": p, "churn_risk": churn,
+        "p_alive": np.where(buyer, rng.uniform(0.3, 1, n), np.nan), "expected_purchases": p * 2, "expected_spend": rng.uniform(10, 90, n),
+        "clv": clv, "engagement_score": rng.random(n), "tier": tier, "tier_reason": [f"rule fired for {t}" for t in tier],
+        "next_tier": rng.choice(list(TIERS), n), "next_tier_proba": rng.uniform(0.3, 1, n),
+        "rfm_segment": np.where(buyer, "Champions", "No Purchase"), "r_score": np.where(buyer, 5, 0), "f_score": np.where(buyer, 4, 0),
+        "m_score": np.where(buyer, 3, 0), "koc_candidate": rng.random(n) < 0.05, "at_risk": buyer & (churn > 0.5),
+        "model_name": "customer-tiering", "model_version": version, "scored_at": pd.Timestamp(as_of) + pd.Timedelta(hours=26),
+    })
+    return df[list(SCORES_COLUMNS)]
+
+
+@pytest.fixture(scope="module")
+def frames():
+    first = make_scores(N, AS_OF_1, seed=1)
+    second = make_scores(N, AS_OF_2, seed=2, start=200, previous=first)  # C0000000..199 left, 200 new ones joined
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory, frames):
+    url = f"sqlite:///{tmp_path_factory.mktemp('serve')}/scores.db"
+    store = ScoresStore(url)
+    for f in frames:
+        store.write_batch(f)
+    return url
+
+
+@pytest.fixture(scope="module")
+def client(store_url):
+    with TestClient(create_app(store_url, token=TOKEN)) as c:
+        c.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield c
+
+
+@pytest.fixture(scope="module")
+def open_client(store_url):
+    with TestClient(create_app(store_url)) as c:
+        yield c
+
+
+def ranked(df: pd.DataFrame) -> list[str]:
+    return df.sort_values(["clv", "customer_id"], ascending=[False, True])["customer_id"].tolist()
+
+
+# ---- access control ------------------------------------------------------------------------------
+def test_token_required_and_constant_answers(store_url):
+    c = TestClient(create_app(store_url, token=TOKEN))
+    for path in ("/api/customers/C0000300", "/api/tiers/core", "/api/summary", "/api/tiers/core?format=csv"):
+        r = c.get(path)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert "Missing or wrong API token" in r.json()["detail"]
+        assert c.get(path, headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+        assert c.get(path, headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+        assert c.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    health = c.get("/api/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok", "latest_as_of": "2025-12-31", "auth": True}
+
+
+def test_token_source_and_bind_rules(monkeypatch):
+    assert resolve_token("config-token-0123456789", environ={}) == "config-token-0123456789"
+    assert resolve_token("config-token-0123456789", environ={"TIERING_API_TOKEN": "env-token-0123456789ab"}) == "env-token-0123456789ab"
+    assert resolve_token(None, environ={"TIERING_API_TOKEN": "  "}) is None
+    with pytest.raises(ConfigError, match=r"The API token is 5 characters long; use at least 16"):
+        resolve_token("short", environ={})
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("localhost", None)
+    check_bind("0.0.0.0", TOKEN)
+    for host in ("0.0.0.0", "192.168.1.10", "::", "example.com"):
+        with pytest.raises(ConfigError, match=r"Refusing to serve on .* without an API token"):
+            check_bind(host, None)
+
+
+def test_serve_refuses_public_address_without_token(tmp_path, store_url):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"store:\n  url: {store_url}\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TIERING_API_TOKEN"}
+    r = subprocess.run([sys.executable, "-m", "tiering", "serve", "--host", "0.0.0.0", "--config", str(cfg)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "error: Refusing to serve on '0.0.0.0' without an API token" in r.stderr
+
+
+def test_loopback_server_without_token_is_open(open_client):
+    assert open_client.get("/api/customers/C0000300").status_code == 200
+    assert open_client.get("/api/health").json()["auth"] is False
+    assert open_client.get("/", follow_redirects=False).status_code == 200
+
+
+# ---- customers ---------------------------------------------------------------------------------------
+def test_customer_card_matches_the_store(client, frames):
+    first, second = frames
+    row = second.set_index("customer_id").loc["C0000777"]
+    r = client.get("/api/customers/C0000777")
+    assert r.status_code == 200
+    card = r.json()
+    assert card["as_of"] == "2025-12-31" and card["model_version"] == "1"
+    assert card["tier"] == row["tier"] and card["tier_reason"] == row["tier_reason"]
+    assert card["clv"] == pytest.approx(row["clv"]) and card["rfm_segment"] == row["rfm_segment"]
+    assert (card["churn_risk"] is None) == pd.isna(row["churn_risk"])
+    from tiering.models.tiers import TIER_BY_NAME
+
+    assert card["action"] == TIER_BY_NAME[row["tier"]].action and card["tier_label"] == TIER_BY_NAME[row["tier"]].label
+    before = first.set_index("customer_id").loc["C0000777", "tier"]
+    assert [(h["as_of"], h["tier"]) for h in card["history"]] == [("2025-06-30", before), ("2025-12-31", row["tier"])]
+    # an earlier batch on request; a customer who left is only there
+    assert client.get("/api/customers/C0000777", params={"as_of": "2025-06-30"}).json()["tier"] == before
+    gone = client.get("/api/customers/C0000005")
+    assert gone.status_code == 404
+    assert gone.json()["detail"].startswith("Customer 'C0000005' is not in the scoring batch as of 2025-12-31 (3,000 customers")
+    old = client.get("/api/customers/C0000005", params={"as_of": "2025-06-30"}).json()
+    assert old["as_of"] == "2025-06-30" and len(old["history"]) == 1
+
+
+def test_customer_ids_are_validated(client):
+    for bad in ("a%20b", "x" * 65, "1'%20OR%20'1'='1", "%3Bdrop", "-dash-first"):
+        r = client.get(f"/api/customers/{bad}")
+        assert r.status_code == 422, bad
+        assert r.json()["detail"][0]["loc"] == ["path", "customer_id"]
+    assert client.get("/api/customers/" + "9" * 64).status_code == 404  # well formed, just absent
+    assert client.get("/api/customers/C0000300", params={"as_of": "2025-13-01"}).status_code == 422
+    r = client.get("/api/customers/C0000300", params={"as_of": "2024-01-01"})
+    assert r.status_code == 404 and r.json()["detail"] == ("The scores store holds no batch as of 2024-01-01; "
+                                                            "scoring dates are ['2025-06-30', '2025-12-31'].")
+
+
+# ---- tiers --------------------------------------------------------------------------------------------
+def test_tier_pages_cover_the_tier_in_clv_order(client, frames):
+    second = frames[1]
+    want = ranked(second[second["tier"] == "value"])
+    got, offset = [], 0
+    while offset is not None:
+        page = client.get("/api/tiers/value", params={"limit": 250, "offset": offset}).json()
+        assert page["total"] == len(want) and page["batch"]["as_of"] == "2025-12-31"
+        got += [m["customer_id"] for m in page["items"]]
+        offset = page["next_offset"]
+    assert got == want
+    default = client.get("/api/tiers/value").json()
+    assert default["limit"] == 50 and len(default["items"]) == 50 and default["next_offset"] == 50
+    risk = client.get("/api/tiers/value", params={"at_risk": "true", "limit": 1000}).json()
+    assert risk["total"] == int((second["tier"].eq("value") & second["at_risk"]).sum())
+    assert all(m["at_risk"] for m in risk["items"])
+    assert client.get("/api/tiers/value", params={"offset": 10**6}).json()["items"] == []
+
+
+def test_tier_parameters_are_validated(client):
+    r = client.get("/api/tiers/gold")
+    assert r.status_code == 422 and "'core', 'value', 'seed', 'new' or 'ordinary'" in r.text
+    assert client.get("/api/tiers/core", params={"limit": 1001}).status_code == 422
+    assert client.get("/api/tiers/core", params={"limit": 0}).status_code == 422
+    assert client.get("/api/tiers/core", params={"offset": -1}).status_code == 422
+    assert client.get("/api/tiers/core", params={"format": "xlsx"}).status_code == 422
+
+
+def test_csv_export_streams_every_member(client, frames):
+    second = frames[1]
+    ordinary = second[second["tier"] == "ordinary"]
+    with client.stream("GET", "/api/tiers/ordinary", params={"format": "csv"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        assert r.headers["content-disposition"] == 'attachment; filename="tier-ordinary-2025-12-31.csv"'
+        assert "content-length" not in r.headers  # streamed in chunks
+        chunks = list(r.iter_text())
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert len(rows) == len(ordinary) > 1000
+    assert [x["customer_id"] for x in rows] == ranked(ordinary)
+    assert {x["as_of"] for x in rows} == {"2025-12-31"} and rows[0]["tier_reason"] == "rule fired for ordinary"
+    assert rows[0]["churn_risk"] == ""  # NaN (no purchase) is an empty field
+    risky = client.get("/api/tiers/value", params={"format": "csv", "at_risk": "true"})
+    body = list(csv.DictReader(io.StringIO(risky.text)))
+    assert len(body) == int((second["tier"].eq("value") & second["at_risk"]).sum()) and {x["at_risk"] for x in body} == {"True"}
+    top = list(csv.DictReader(io.StringIO(client.get("/api/tiers/core", params={"format": "csv", "limit": 5}).text)))
+    assert [x["customer_id"] for x in top] == ranked(second[second["tier"] == "core"])[:5]
+
+
+# ---- summary ---------------------------------------------------------------------------------------
+def test_summary_counts_shares_and_migration(client, frames):
+    first, second = frames
+    s = client.get("/api/summary").json()
+    assert s["as_of"] == "2025-12-31" and s["previous_as_of"] == "2025-06-30" and s["scoring_dates"] == ["2025-06-30", "2025-12-31"]
+    counts = second["tier"].value_counts()
+    assert [t["tier"] for t in s["tiers"]] == list(TIERS)
+    assert {t["tier"]: t["customers"] for t in s["tiers"]} == {t: int(counts.get(t, 0)) for t in TIERS}
+    assert sum(t["share"] for t in s["tiers"]) == pytest.approx(1)
+    prev = first["tier"].value_counts()
+    for t in s["tiers"]:
+        assert t["share_change"] == pytest.approx(counts.get(t["tier"], 0) / N - prev.get(t["tier"], 0) / N)
+    m = s["migration"]
+    both = first.merge(second, on="customer_id", suffixes=("_a", "_b"))
+    want = pd.crosstab(both["tier_a"], both["tier_b"]).reindex(index=list(TIERS), columns=list(TIERS), fill_value=0)
+    assert m["counts"] == want.to_numpy().tolist() and m["customers_in_both"] == len(both) == N - 200
+    assert m["share_staying"] == pytest.approx((both["tier_a"] == both["tier_b"]).mean())
+    assert m["moved_up"] + m["moved_down"] + round(m["share_staying"] * len(both)) == len(both)
+    early = client.get("/api/summary", params={"as_of": "2025-06-30"}).json()
+    assert early["previous"] is None and early["migration"] is None
+
+
+def test_empty_and_missing_store(tmp_path):
+    url = f"sqlite:///{tmp_path}/empty.db"
+    ScoresStore(url)  # tables, no batch
+    c = TestClient(create_app(url))
+    assert c.get("/api/health").json() == {"status": "ok", "latest_as_of": None, "auth": False}
+    for path in ("/api/summary", "/api/customers/C1", "/api/tiers/core", "/api/tiers/core?format=csv"):
+        r = c.get(path)
+        assert r.status_code == 404 and "holds no batch yet. Run `tiering predict --as-of DATE`" in r.json()["detail"], path
+    page = c.get("/")
+    assert page.status_code == 404 and "holds no batch yet" in page.text
+    from tiering.exceptions import StoreError
+
+    with pytest.raises(StoreError, match=r"does not exist yet\. Run `tiering predict`"):
+        create_app(f"sqlite:///{tmp_path}/none.db")
+
+
+def test_server_cannot_write_the_store(client, store_url):
+    import sqlalchemy as sa
+
+    store = client.app.state.store
+    with pytest.raises(sa.exc.OperationalError, match="readonly|read-only|query_only"):
+        with store.engine.begin() as conn:
+            conn.execute(store.batches.delete())
+    assert len(ScoresStore(store_url).batches_list()) == 2
+
+
+def test_config_texts_reach_the_api(store_url, frames):
+    from tiering.models.tiers import ladder
+
+    app = create_app(store_url, ladder=ladder([{"tier": "core", "label": "VIP", "action": "Call them within a day."}]))
+    c = TestClient(app)
+    core_id = frames[1].loc[frames[1]["tier"] == "core", "customer_id"].iloc[0]
+    card = c.get(f"/api/customers/{core_id}").json()
+    assert card["tier_label"] == "VIP" and card["action"] == "Call them within a day."
+    assert c.get("/api/summary").json()["tiers"][0]["label"] == "VIP"
+    assert "VIP" in c.get("/").text
+
+
+# ---- web page ----------------------------------------------------------------------------------------
+def test_page_sign_in_with_session_cookie(store_url, frames):
+    c = TestClient(create_app(store_url, token=TOKEN))
+    r = c.get("/tiers/core?page=2", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Ftiers%2Fcore%3Fpage%3D2"
+    bad = c.post("/login", data={"token": "wrong-token-0123456789", "next": "/"}, follow_redirects=False)
+    assert bad.status_code == 401 and "That token is not right." in bad.text and "tiering_session" not in bad.headers.get("set-cookie", "")
+    ok = c.post("/login", data={"token": TOKEN, "next": "/tiers/core?page=2"}, follow_redirects=False)
+    assert ok.status_code == 303 and ok.headers["location"] == "/tiers/core?page=2"
+    cookie = ok.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and TOKEN not in cookie
+    assert c.get("/tiers/core?page=2").status_code == 200
+    # the cookie also opens the CSV export the page links to, but a forged cookie does not
+    assert c.get("/api/tiers/core?format=csv").status_code == 200
+    forged = TestClient(create_app(store_url, token=TOKEN), cookies={"tiering_session": TOKEN})
+    assert forged.get("/api/summary").status_code == 401
+    out = c.post("/logout", follow_redirects=False)
+    assert out.status_code == 303 and c.get("/", follow_redirects=False).status_code == 303
+    # no open redirect after sign-in
+    evil = c.post("/login", data={"token": TOKEN, "next": "//evil.example/x"}, follow_redirects=False)
+    assert evil.headers["location"] == "/"
+
+
+def test_pages_render_the_store(open_client, frames):
+    first, second = frames
+    home = open_client.get("/")
+    assert home.status_code == 200 and 'id="tier-mix-chart"' in home.text and 'id="migration-chart"' in home.text
+    assert "Tiers as of 2025-12-31" in home.text and f"{N - 200:,} customers scored on both dates" in home.text
+    assert "<script" not in home.text and "http://" not in home.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "script-src" not in home.headers["content-security-policy"] and "default-src 'none'" in home.headers["content-security-policy"]
+    row = second.set_index("customer_id").loc["C0000777"]
+    card = open_client.get("/customer", params={"id": "C0000777"})
+    assert card.status_code == 200 and f'data-tier="{row["tier"]}"' in card.text and row["tier_reason"] in card.text
+    assert open_client.get("/customer", params={"id": "C0000005"}).status_code == 404
+    assert "is not valid" in open_client.get("/customer", params={"id": "<script>"}).text
+    assert "&lt;script&gt;" in open_client.get("/customer", params={"id": "<script>"}).text
+    members = second[second["tier"] == "ordinary"]
+    pages = -(-len(members) // 50)
+    last = open_client.get(f"/tiers/ordinary?page={pages}")
+    assert f"Page {pages} of {pages}" in last.text and 'id="next-page"' not in last.text
+    assert ranked(members)[-1] in last.text
+    assert 'href="/api/tiers/ordinary?format=csv"' in last.text
+
+
+def test_docs_are_offline_and_describe_the_api(open_client):
+    docs = open_client.get("/docs")
+    assert docs.status_code == 200 and "GET /api/customers/{customer_id}" in docs.text and "cdn" not in docs.text.lower()
+    schema = open_client.get("/openapi.json").json()
+    assert {"/api/customers/{customer_id}", "/api/tiers/{tier}", "/api/summary", "/api/health"} <= set(schema["paths"])
+    assert "/login" not in schema["paths"]
+
+
+def test_serve_command_with_two_workers(tmp_path, store_url):
+    """`tiering serve --workers 2` (supervisor + worker processes re-reading the config) answers with the token."""
+    import json
+    import os
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"store:\n  url: {store_url}\nserve:\n  token: {TOKEN}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "TIERING_API_TOKEN"}  # the token comes from the config file
+    proc = subprocess.Popen([sys.executable, "-m", "tiering", "serve", "--port", str(port), "--workers", "2", "--config", str(cfg),
+                             "--no-access-log"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(900):  # readiness wait, not a timing assertion
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                urllib.request.urlopen(f"{base}/api/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(f"{base}/api/customers/C0000777", timeout=30)
+        assert denied.value.code == 401
+        for _ in range(6):  # a few requests, so both workers are likely to answer one
+            req = urllib.request.Request(f"{base}/api/customers/C0000777", headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert json.loads(r.read())["customer_id"] == "C0000777"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_summary_follows_a_new_batch(tmp_path, frames):
+    """The server caches the summary per batch pair; a batch written while it runs shows at once."""
+    url = f"sqlite:///{tmp_path}/scores.db"
+    writer = ScoresStore(url)
+    writer.write_batch(frames[0])
+    c = TestClient(create_app(url))
+    assert c.get("/api/summary").json()["migration"] is None
+    assert c.get("/api/summary").json()["as_of"] == "2025-06-30"  # served from the cache
+    writer.write_batch(frames[1])
+    s = c.get("/api/summary").json()
+    assert s["as_of"] == "2025-12-31" and s["migration"]["entered"] == 200 and s["migration"]["left"] == 200
+    rerun = frames[1].assign(tier="ordinary", scored_at=frames[1]["scored_at"] + pd.Timedelta(hours=1))
+    writer.write_batch(rerun)  # same as_of and version: replaces the batch
+    assert c.get("/api/summary").json()["tiers"][-1]["customers"] == N
+
+
+def test_over_postgresql_read_only(frames):
+    """The same API over a PostgreSQL store (TIERING_TEST_POSTGRES_URL; CI starts one): reads work, writes are refused."""
+    import os
+    import uuid
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    from tiering.store import normalize_url
+
+    pg = os.environ.get("TIERING_TEST_POSTGRES_URL")
+    if not pg:
+        if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
+            pytest.fail("TIERING_REQUIRE_SERVICES=1 but TIERING_TEST_POSTGRES_URL is not set (.ci/run sets it).")
+        pytest.skip("set TIERING_TEST_POSTGRES_URL (bash .ci/start-postgres) to run the PostgreSQL serve test")
+    schema = f"serve_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(normalize_url(pg), connect_args={"connect_timeout": 5})
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = f"{normalize_url(pg)}{'&' if '?' in pg else '?'}options={quote(f'-csearch_path={schema}')}"
+    try:
+        writer = ScoresStore(url)
+        for f in frames:
+            writer.write_batch(f.iloc[:500])
+        writer.engine.dispose()
+        with TestClient(create_app(url, token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            row = frames[1].set_index("customer_id").loc["C0000300"]
+            card = c.get("/api/customers/C0000300").json()
+            assert card["tier"] == row["tier"] and [h["as_of"] for h in card["history"]] == ["2025-06-30", "2025-12-31"]
+            assert c.get("/api/summary").json()["migration"]["customers_in_both"] == 300
+            rows = list(csv.DictReader(io.StringIO(c.get("/api/tiers/ordinary", params={"format": "csv"}).text)))
+            assert len(rows) == int((frames[1].iloc[:500]["tier"] == "ordinary").sum())
+            store = c.app.state.store
+            with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+                with store.engine.begin() as conn:
+                    conn.execute(store.batches.delete())
+            store.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
