@@ -10,6 +10,7 @@ process), median of --runs:
 - rfm: tiering.features.rfm_summary on the same Parquet -> Parquet;
 - features_tx: build_features on transactions only -> Parquet;
 - features: build_features on transactions + interactions + customers -> Parquet (the full frame);
+- features_1g: the same with DuckDB's memory_limit at 1GB (tiering.io.connect("duckdb", memory_limit="1GB"));
 - lifetimes (once): lifetimes.utils.summary_data_from_transaction_data on the transactions, read into
   pandas (customer_id, ordered_at, amount) before the clock starts.
 Prints a table with ratios against sql_rfm, and whether the rfm and sql_rfm outputs agree.
@@ -33,7 +34,7 @@ from pathlib import Path
 
 AS_OF = dt.date(2025, 12, 31)
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
-JOBS = ("sql_rfm", "rfm", "features_tx", "features")
+JOBS = ("sql_rfm", "rfm", "features_tx", "features", "features_1g")
 
 
 def _peak_rss_gib() -> float:
@@ -95,9 +96,10 @@ def run_job(job: str, data: Path, out: Path) -> dict:
     from tiering.io import connect, write_table
 
     t0 = time.perf_counter()
-    con = connect("duckdb")
+    con = connect("duckdb", **({"memory_limit": "1GB"} if job == "features_1g" else {}))
     if job == "sql_rfm":
         cutoff = dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time())
+        con.raw_sql("SET preserve_insertion_order = false")  # as write_table does for ours
         con.raw_sql(SQL_RFM.format(tx=tx_path, cutoff=cutoff, as_of=AS_OF, out=out))
         import pyarrow.parquet as pq
 

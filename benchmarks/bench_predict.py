@@ -121,13 +121,15 @@ def child(args: argparse.Namespace) -> None:
                       "rss_after_import_gib": rss_import, "rss_start_gib": rss0}))
 
 
-def run_once(cfg: dict, sim: Path, work: Path, chunk_rows: int, memory_limit: str | None, out: Path | None = None) -> dict:
+def run_once(cfg: dict, sim: Path, work: Path, chunk_rows: int, memory_limit: str | None, out: Path | None = None,
+             model_threads: int | None = None) -> dict:
     cfg = json.loads(json.dumps(cfg))
     cfg["data"] = {t: {"path": str(sim / f"{t}.parquet")} for t in TABLES}
     cfg["validation"]["quarantine_dir"] = str(work / "quarantine")
     store = work / f"scores-{time.time_ns()}.db"
     cfg["store"]["url"] = f"sqlite:///{store}"
-    cfg["predict"] = {"chunk_rows": chunk_rows, "work_dir": str(work / "tmp"), "duckdb_memory_limit": memory_limit}
+    cfg["predict"] = {"chunk_rows": chunk_rows, "work_dir": str(work / "tmp"), "duckdb_memory_limit": memory_limit,
+                      "model_threads": model_threads}
     path = work / "run-config.json"
     path.write_text(json.dumps(cfg))
     cmd = [sys.executable, __file__, "--child", str(path)] + (["--out", str(out)] if out else [])
@@ -164,8 +166,17 @@ def write_bench(scores_file: Path, rows: int, runs: int, work: Path, postgres_ur
         store.write_batch(scores.assign(model_version=str(time.time_ns())))
 
     targets = [("SQLite", lambda: f"sqlite:///{work}/write-{time.time_ns()}.db")]
+    schema = f"bench_predict_{os.getpid()}"  # its own schema: nothing else in the database is touched
     if postgres_url:
-        targets.append(("PostgreSQL", lambda: postgres_url))
+        from urllib.parse import quote
+
+        from tiering.store import normalize_url
+
+        admin = sa.create_engine(normalize_url(postgres_url))
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        pg = f"{normalize_url(postgres_url)}{'&' if '?' in postgres_url else '?'}options={quote(f'-csearch_path={schema}')}"
+        targets.append(("PostgreSQL", lambda: pg))
     for label, make_url in targets:
         for method, fn in (("bulk (store)", fast), ("SQLAlchemy insert() baseline", baseline)):
             secs = []
@@ -181,6 +192,10 @@ def write_bench(scores_file: Path, rows: int, runs: int, work: Path, postgres_ur
                 secs.append(time.perf_counter() - t0)
                 store.engine.dispose()
             out.append({"db": label, "method": method, "rows": len(scores), "median_s": statistics.median(secs)})
+    if postgres_url:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
     return out
 
 
@@ -194,6 +209,7 @@ def main() -> None:
     ap.add_argument("--bounded", default="1000000:25000,1000000:400000,3000000:100000",
                     help="comma list of customers:chunk_rows for the bounded-memory runs ('' to skip)")
     ap.add_argument("--duckdb-memory-limit", default="1GB")
+    ap.add_argument("--model-threads", type=int, default=None, help="predict.model_threads (OpenMP threads of the models)")
     ap.add_argument("--write-rows", type=int, default=200_000)
     ap.add_argument("--postgres-url", default=os.environ.get("TIERING_TEST_POSTGRES_URL"))
     ap.add_argument("--cache", type=Path, default=Path("outputs/bench"))
@@ -215,12 +231,13 @@ def main() -> None:
         # --- end to end, medians of runs -------------------------------------------------------
         results = []
         for i in range(args.runs):
-            r = run_once(cfg, sim, root, args.chunk_rows, args.duckdb_memory_limit, out=root / "scores.parquet" if i == 0 else None)
+            r = run_once(cfg, sim, root, args.chunk_rows, args.duckdb_memory_limit, out=root / "scores.parquet" if i == 0 else None,
+                         model_threads=args.model_threads)
             results.append(r)
             print(f"run {i + 1}: {r['wall']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, stages {r['timings']}")
         n = results[0]["rows"]
         print(f"\nEnd to end, {n:,} customers, chunk {args.chunk_rows:,}, DuckDB memory limit {args.duckdb_memory_limit}, "
-              f"median of {args.runs} (run 1 also writes --out Parquet):")
+              f"model threads {args.model_threads or 'default'}, median of {args.runs} (run 1 also writes --out Parquet):")
         print(f"{'stage':<12}{'seconds':>10}{'customers/s':>14}")
         for stage in ("load_model", "validate", "features", "score", "write"):
             s = statistics.median(r["timings"].get(stage, float("nan")) for r in results)
@@ -246,7 +263,7 @@ def main() -> None:
             print(f"{'customers':>11}{'chunk':>9}{'seconds':>9}{'peak RSS GiB':>14}{'features s':>12}{'score s':>9}{'write s':>9}")
             for spec in args.bounded.split(","):
                 customers, chunk = (int(x) for x in spec.split(":"))
-                r = run_once(cfg, base(customers, args.cache), root, chunk, args.duckdb_memory_limit)
+                r = run_once(cfg, base(customers, args.cache), root, chunk, args.duckdb_memory_limit, model_threads=args.model_threads)
                 t = r["timings"]
                 print(f"{r['rows']:>11,}{chunk:>9,}{r['wall']:>9.1f}{r['peak_rss_gib']:>14.2f}{t['features']:>12.1f}"
                       f"{t['score']:>9.1f}{t['write']:>9.1f}")

@@ -210,6 +210,7 @@ def test_report_page_holds_every_section(world, page):
     assert {"ladder", "migration", "distributions", "quality", "funnel"} <= p.ids
     assert p.external == [] and "script" not in p.tags  # self-contained: nothing to fetch
     assert p.tags.count("svg") == 7  # mix, migration, next tier, distributions, gain, calibration, funnel
+    assert len(html) < 400_000  # curves are thinned: the page does not grow with the base
     counts = world["batches"][AS_OF]["tier"].value_counts()
     assert res.sections["tiers"] == {t: int(counts.get(t, 0)) for t in ("core", "value", "seed", "new", "ordinary")}
     for t in ("core", "value", "ordinary"):

@@ -201,7 +201,41 @@ def _print_training(c, result) -> None:
     c.print(_table("Out-of-time metrics (test origin = as_of - horizon)", pd.DataFrame(rows), {"value": "{:.4f}"}))
     for n in result.notes:
         c.print(f"[yellow]note:[/yellow] {n}")
+    c.print(f"CLV model (the clv column): {result.bundle.clv_kind}; clv_normalized_gini is its metric.")
     c.print(f"Registered version {result.version} (alias challenger), run {result.run_id}.")
+
+
+@app.command()
+def backtest(
+    origins: Annotated[str, typer.Option("--origins", help="Comma-separated origin dates, YYYY-MM-DD,YYYY-MM-DD,...")],
+    horizon_days: Annotated[int | None, typer.Option("--horizon-days", help="Holdout horizon H (default from config).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the plots and backtest.csv.")] = Path("outputs/backtest"),
+    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Fit every CLV and churn model at each origin, judge it on the horizon after, log one MLflow run."""
+    from tiering.backtest import backtest_and_log
+
+    cfg = _config(config, transactions, interactions, customers)
+    dates = [_date(o.strip(), "--origins") for o in origins.split(",") if o.strip()]
+    console = _console()
+    res, run_id = backtest_and_log(cfg, dates, horizon_days=horizon_days, out_dir=out,
+                                   progress=None if as_json else _progress(console))
+    summary = res.summary
+    payload = {"run_id": run_id, "horizon_days": res.horizon_days, "origins": [str(d) for d in sorted(set(dates))],
+               "mean": summary.to_dict("records"), "table": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
+               "plots": [str(p) for p in res.plots], "notes": res.notes}
+
+    def render(c):
+        for task, part in summary.groupby("task", sort=False):
+            wide = part.pivot_table(index="model", columns="metric", values="mean", sort=False).reset_index()
+            c.print(_table(f"{task}: mean over {len(payload['origins'])} origins, horizon {res.horizon_days} days", wide,
+                           {k: "{:.4f}" for k in wide.columns if k != "model"}))
+        for n in res.notes:
+            c.print(f"[yellow]note:[/yellow] {n}")
+        c.print(f"Per-origin table and plots in {out}/; MLflow run {run_id}.")
+
+    _emit(as_json, payload, render)
 
 
 @app.command()

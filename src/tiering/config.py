@@ -87,6 +87,14 @@ class ModelConfig(_Strict):
     discount_rate_annual: float = Field(0.10, ge=0)
     btyd_model: Literal["bgnbd", "paretonbd"] = "bgnbd"
     penalizer: float = Field(0.0, ge=0)
+    # the `clv` column: BTYD, or spend learned one horizon earlier without (supervised) or with (hybrid) BTYD inputs
+    clv_model: Literal["btyd", "supervised", "hybrid"] = "hybrid"
+    # supervised models train on this many origins, H, H + step, ... days before the scoring origin, stacked
+    training_origins: int = Field(1, ge=1, le=12)
+    training_origin_step_days: int = Field(30, gt=0)
+    propensity_learner: Literal["logistic", "gbm"] = "logistic"
+    # weight of BTYD's P(purchase) in buyers' p_purchase (0: the supervised model alone)
+    propensity_btyd_weight: float = Field(0.5, ge=0, le=1)
     # tier ladder thresholds (quantiles are learned at fit time and stored in the bundle)
     core_min_p_purchase: float = Field(0.6, ge=0, le=1)
     core_clv_quantile: float = Field(0.8, ge=0, le=1)
@@ -128,6 +136,8 @@ class PredictConfig(_Strict):
     work_dir: str | None = None
     # DuckDB's memory limit for the feature stage (it spills to work_dir beyond it), e.g. "2GB"; None: DuckDB's default
     duckdb_memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    # OpenMP threads for the models while scoring (None: the library default, all cores); 1 is faster on a busy machine
+    model_threads: int | None = Field(None, gt=0)
 
 
 class ServeConfig(_Strict):

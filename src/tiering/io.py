@@ -35,12 +35,16 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _READS = itertools.count()  # numbers source views: src_<table>_<n>, unique per process
 
 
-def connect(engine: str = "duckdb"):
-    """An Ibis backend: in-process DuckDB by default, a local PySpark session with ``spark``."""
+def connect(engine: str = "duckdb", **settings):
+    """An Ibis backend: in-process DuckDB by default, a local PySpark session with ``spark``.
+
+    ``settings`` are DuckDB settings, e.g. ``memory_limit="1GB"`` (DuckDB then spills to disk
+    instead of growing; its default is 80% of RAM) or ``threads=2``; ignored for spark.
+    """
     import ibis
 
     if engine == "duckdb":
-        return ibis.duckdb.connect()
+        return ibis.duckdb.connect(**settings)
     if engine == "spark":
         from tiering._spark import spark_session
 
@@ -201,10 +205,20 @@ def write_table(expr: ir.Table, path: str | Path) -> int:
             parts[0].replace(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    elif csv:
-        expr.to_csv(str(path))
     else:
-        expr.to_parquet(str(path))
+        backend = expr._find_backend(use_default=True)
+        duck = backend.name == "duckdb"
+        if duck:  # a file's row order is unspecified anyway: let DuckDB write in parallel, with less memory
+            before = backend.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+            backend.raw_sql("SET preserve_insertion_order = false")
+        try:
+            if csv:
+                expr.to_csv(str(path))
+            else:
+                expr.to_parquet(str(path))
+        finally:
+            if duck:
+                backend.raw_sql(f"SET preserve_insertion_order = {'true' if before else 'false'}")
     return _count_rows(path, expr.columns[0] if csv else None)
 
 

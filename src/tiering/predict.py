@@ -107,7 +107,7 @@ def _gap_days_sql(path: str) -> str:
     """Days between as_of and the latest event of anyone: the smallest of days since last purchase (buyers),
     days since last interaction and tenure (each falls back to tenure, i.e. the first activity, when absent)."""
     return (f"SELECT min(least(days_since_last_purchase, days_since_last_interaction, tenure_days)) "
-            f"FROM read_parquet('{path}')")
+            f"FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')")
 
 
 def _finish(scores: pd.DataFrame, model_name: str, model_version: str, scored_at: dt.datetime) -> pd.DataFrame:
@@ -124,6 +124,17 @@ def score_frames(
     """Score feature frames one by one: the scores frames, with model name, version and scored_at."""
     for features in frames:
         yield _finish(bundle.predict(features), model_name, model_version, scored_at)
+
+
+def _model_threads(n: int | None):
+    """A context that caps the models' OpenMP threads at ``n`` (no cap when None)."""
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="openmp")
 
 
 def score(
@@ -217,7 +228,7 @@ def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date,
     import pyarrow.parquet as pq
 
     expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
-    expr.to_parquet(str(path))
+    expr.order_by("customer_id").to_parquet(str(path))  # in id order: the store's index inserts go ~2x faster
     rows = pq.ParquetFile(str(path)).metadata.num_rows
     gap = duckdb.connect().execute(_gap_days_sql(str(path))).fetchone()[0] if rows else None
     return rows, (int(gap) if gap is not None else None)
@@ -310,8 +321,9 @@ def predict_and_store(
                     done += len(f)
                     tick("score", done, rows)
 
-            _write_scores_file(counted(score_frames(_read_chunks(features_path, chunk_rows), bundle, model_name=name,
-                                                    model_version=version, scored_at=scored_at)), scores_path)
+            with _model_threads(cfg.predict.model_threads):
+                _write_scores_file(counted(score_frames(_read_chunks(features_path, chunk_rows), bundle, model_name=name,
+                                                        model_version=version, scored_at=scored_at)), scores_path)
             timed("score", t0)
 
         t0 = time.perf_counter()
@@ -369,7 +381,7 @@ def _spark_features_and_scores(
     scored = (scored.withColumn("as_of", F.to_date(F.lit(as_of.isoformat())))
               .withColumn("model_name", F.lit(name)).withColumn("model_version", F.lit(str(version)))
               .withColumn("scored_at", F.lit(pd.Timestamp(scored_at).to_pydatetime()).cast("timestamp_ntz"))
-              .select(*SCORES_COLUMNS))
+              .select(*SCORES_COLUMNS).orderBy("customer_id"))
     scored.write.mode("overwrite").parquet(str(scores_dir))
     features.unpersist()
     return rows, (int(gap) if gap is not None else None)

@@ -248,8 +248,9 @@ def chart_gain(m: pd.DataFrame) -> str:
                                                  ("p_purchase", "purchased_in_horizon", "Purchasers captured, ranked by p_purchase"))):
         x, y = gain_curve(m[actual], m[score])
         xb, yb = gain_curve(m[actual], m[actual])
-        ax.plot(x, y, label="model", color="#2f6fb0")
-        ax.plot(xb, yb, label="perfect", color="#2e9a5b", linestyle="--", linewidth=1)
+        keep = np.unique(np.linspace(0, len(x) - 1, 801).astype(int))  # a page of 1M customers stays small
+        ax.plot(x[keep], y[keep], label="model", color="#2f6fb0")
+        ax.plot(xb[keep], yb[keep], label="perfect", color="#2e9a5b", linestyle="--", linewidth=1)
         ax.plot([0, 1], [0, 1], label="random", color="#9a9a9a", linestyle=":", linewidth=1)
         ax.set_xlabel("share of customers (highest score first)")
         ax.set_ylabel("cumulative share")
@@ -277,11 +278,16 @@ def chart_funnel(by_month: pd.DataFrame, reference: dict[str, float]) -> str:
     fig = _figure(8.0, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(len(by_month))
+    plotted = 0
     for col, color in (("first_purchase_conversion", "#2f6fb0"), ("interaction_rate", "#2e9a5b"), ("share_rate", "#e0a526"),
                        ("diversion_rate", "#7b2d8e")):
         if by_month[col].notna().any():
             ax1.plot(x, by_month[col], marker=".", color=color, label=col.replace("_", " "))
-    if "first_purchase_conversion" in reference:
+            plotted += 1
+    if not plotted:
+        ax1.text(0.5, 0.5, "no rate can be measured:\nthe sources lack customers,\ninteractions and reach counts",
+                 ha="center", va="center", transform=ax1.transAxes, fontsize=9, color="#666666")
+    elif "first_purchase_conversion" in reference and by_month["first_purchase_conversion"].notna().any():
         ax1.axhline(reference["first_purchase_conversion"], color="#2f6fb0", linestyle=":", linewidth=1, label="conversion reference")
     if "diversion_rate" in reference and by_month["diversion_rate"].notna().any():
         ax1.axhline(reference["diversion_rate"], color="#7b2d8e", linestyle=":", linewidth=1, label="diversion reference")
@@ -293,8 +299,10 @@ def chart_funnel(by_month: pd.DataFrame, reference: dict[str, float]) -> str:
     ax2.set_title("Orders per buyer in the window", fontsize=10)
     step = max(1, len(x) // 8)
     for ax in (ax1, ax2):
+        ax.set_xlim(-0.5, len(x) - 0.5)
         ax.set_xticks(x[::step], list(by_month["month"])[::step], rotation=45, fontsize=8)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax.spines[["top", "right"]].set_visible(False)
         incomplete = np.flatnonzero(~by_month["window_complete"].to_numpy(bool))
         if len(incomplete):
@@ -374,7 +382,7 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
         raise DataQualityError(f"The batch of {as_of} in {cfg.store.url} holds no customers; nothing to report.")
     horizon = int(scores["horizon_days"].iloc[0])
     ctx: dict = {"as_of": batch.as_of, "model": f"{batch.model_name} v{batch.model_version}",
-                 "scored_at": batch.finished_at, "horizon_days": horizon, "customers": len(scores),
+                 "scored_at": f"{batch.finished_at:%Y-%m-%d %H:%M}", "horizon_days": horizon, "customers": len(scores),
                  "store": cfg.store.url, "reference": cfg.report.reference, "window_days": cfg.report.funnel_window_days,
                  "colors": _TIER_COLORS}
 

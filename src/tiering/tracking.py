@@ -177,6 +177,29 @@ def log_training_run(
         return run.info.run_id, info.model_uri
 
 
+def log_run(
+    cfg: TrackingConfig,
+    *,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts_dir: str | Path | None = None,
+) -> str:
+    """Log one run without a model (a backtest, an experiment variant): params, metrics, tags and
+    every file under ``artifacts_dir`` (plots, tables). Returns the run id."""
+    configure(cfg)
+    flat_params: dict[str, Any] = {}
+    _flat("", params, flat_params)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in flat_params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN means "not measured"
+        mlflow.set_tags(tags)
+        if artifacts_dir is not None and Path(artifacts_dir).is_dir():
+            mlflow.log_artifacts(str(artifacts_dir))
+        return run.info.run_id
+
+
 def runs(cfg: TrackingConfig, *, max_results: int = 50) -> list[dict[str, Any]]:
     """The experiment's runs, newest first: id, name, kind, as_of, data hash, code version, metrics."""
     client = configure(cfg)

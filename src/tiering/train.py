@@ -2,14 +2,19 @@
 
 Three origins, one horizon H apart, keep every evaluation out of time:
 
-    as_of - 2H  (eval origin)  propensity model for evaluation is trained here, labels from (as_of-2H, as_of-H]
+    as_of - 2H  (eval origin)  propensity and supervised/hybrid CLV models for evaluation are trained here,
+                               labels from (as_of-2H, as_of-H]
     as_of - H   (test origin)  evaluation: BTYD fitted on data <= as_of-H, every model scored against (as_of-H, as_of];
-                               the final propensity and next-tier models are trained here
+                               the final propensity, supervised/hybrid CLV and next-tier models are trained here
     as_of                       the final BTYD models are fitted here; the bundle scores from here on
 
-Baselines on the same split: naive (trailing spend for CLV, recency for propensity) and
-plain BG/NBD + Gamma-Gamma. When the data do not reach back to as_of - 2H, the propensity model
-is not evaluated (reported, not hidden) and the next-tier model is left out.
+With ``model.training_origins`` = k > 1 the supervised models stack k training origins, each
+``model.training_origin_step_days`` before the previous one (every label window still ends by the
+origin they score). Their level is aligned without labels to BTYD fitted at the scoring origin
+(tiering.models.propensity, tiering.models.clv). Baselines on the same split: naive (trailing spend
+for CLV, recency for propensity) and plain BG/NBD + Gamma-Gamma. When the data do not reach back to
+as_of - 2H, the supervised models are not evaluated (reported, not hidden), the chosen CLV
+metric falls back to BTYD's and the next-tier model is left out.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from tiering import __version__
@@ -28,6 +34,7 @@ from tiering.exceptions import DataQualityError
 from tiering.features import FeatureSpec, build_features, build_labels
 from tiering.models.btyd import BetaGeoModel, GammaGammaModel, ParetoNBDModel
 from tiering.models.bundle import ScoringBundle, model_features
+from tiering.models.clv import BTYD_FEATURES, SpendRegressor
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 from tiering.validation import ValidatedTables
@@ -110,9 +117,88 @@ def _policy(cfg: Config) -> TierPolicy:
                       new_max_tenure_days=m.new_max_tenure_days, at_risk_min_churn_risk=m.at_risk_min_churn_risk)
 
 
-def _fit_propensity(bundle: ScoringBundle, train: pd.DataFrame, cfg: Config) -> PropensityModel:
-    X = bundle.propensity_input(train[bundle.feature_columns], bundle.btyd(train))
-    return PropensityModel(random_state=cfg.model.seed).fit(X, train["purchased_in_horizon"])
+@dataclass
+class OriginFit:
+    """Features at an origin (with labels from its horizon where the data reach), BTYD fitted there, its outputs."""
+
+    origin: dt.date
+    frame: pd.DataFrame
+    bundle: ScoringBundle
+    btyd: pd.DataFrame
+
+
+def fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec, *, labels: bool = True,
+               features: pd.DataFrame | None = None) -> OriginFit:
+    """Features at ``origin`` (labels from (origin, origin + H] when ``labels``) and BTYD fitted on them."""
+    H = cfg.model.horizon_days
+    frame = features if features is not None else features_at(tables, origin, spec)
+    if labels:
+        frame = with_labels(tables, frame, origin, H)
+    tm, sm = _fit_btyd(frame, cfg)
+    bundle = _bundle(cfg, spec, frame[list(spec.feature_columns)], origin, tm, sm)
+    return OriginFit(origin, frame, bundle, bundle.btyd(frame))
+
+
+def training_origins(origin: dt.date, cfg: Config) -> list[dt.date]:
+    """Origins a supervised model scoring at ``origin`` trains on: origin - H - k * step, k < training_origins."""
+    H, step = cfg.model.horizon_days, cfg.model.training_origin_step_days
+    return [origin - dt.timedelta(days=H + k * step) for k in range(cfg.model.training_origins)]
+
+
+def usable(fit: OriginFit) -> bool:
+    """Enough buyers for BTYD and both outcomes present: a frame a supervised model can learn from."""
+    f = fit.frame
+    return (f["has_purchased"] > 0).sum() >= 20 and f["purchased_in_horizon"].nunique() == 2
+
+
+def fit_training_origins(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec,
+                         cache: dict | None = None) -> list[OriginFit]:
+    """The usable training frames for a supervised model scoring at ``origin`` (labels end by ``origin``)."""
+    fits = []
+    for t in training_origins(origin, cfg):
+        if cache is not None and t in cache:
+            fits.append(cache[t])
+            continue
+        try:
+            f = fit_origin(tables, t, cfg, spec)
+        except DataQualityError:  # too few buyers that early: that origin adds nothing
+            continue
+        if cache is not None:
+            cache[t] = f
+        fits.append(f)
+    return [f for f in fits if usable(f)]
+
+
+def _stacked(fits: list[OriginFit], columns) -> tuple[pd.DataFrame, pd.DataFrame]:
+    X = pd.concat([columns(f) for f in fits], ignore_index=True)
+    y = pd.concat([f.frame[list(LABELS)] for f in fits], ignore_index=True)
+    return X, y
+
+
+def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> PropensityModel:
+    """Propensity model trained on ``fits``, its level aligned (no labels) to BTYD on ``score_at``'s base."""
+    X, y = _stacked(fits, lambda f: f.bundle.propensity_input(f.frame[f.bundle.feature_columns], f.btyd))
+    model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
+                            random_state=cfg.model.seed).fit(X, y["purchased_in_horizon"])
+    if score_at is not None:
+        model.align_level(score_at.bundle.propensity_input(score_at.frame[score_at.bundle.feature_columns], score_at.btyd))
+    return model
+
+
+def clv_columns(fit: OriginFit, kind: str) -> pd.DataFrame:
+    X = fit.bundle.clv_input(fit.frame[fit.bundle.feature_columns], fit.btyd)
+    return X if kind == "hybrid" else X.drop(columns=list(BTYD_FEATURES))
+
+
+def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> SpendRegressor:
+    """Supervised (features) or hybrid (features + BTYD outputs) spend model trained on ``fits``;
+    its level aligned (no labels) to BTYD's total CLV over ``score_at``'s buyers."""
+    X, y = _stacked(fits, lambda f: clv_columns(f, kind))
+    model = SpendRegressor(random_state=cfg.model.seed).fit(X, y["holdout_spend"])
+    if score_at is not None:
+        buyer = score_at.frame["has_purchased"].to_numpy() > 0
+        model.align_level(clv_columns(score_at, kind)[buyer], float(np.nansum(score_at.btyd["btyd_clv"].to_numpy()[buyer])))
+    return model
 
 
 def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) -> TrainResult:
@@ -132,19 +218,18 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         seconds[name] = round(time.perf_counter() - t0, 3)
         return out
 
-    step(f"features at {as_of}, {test_origin} and {eval_origin}")
+    step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
     feats_now = timed("features_as_of", features_at, tables, as_of, spec)
-    feats_test = timed("features_test_origin", with_labels, tables, features_at(tables, test_origin, spec), test_origin, H)
-    feats_eval = with_labels(tables, features_at(tables, eval_origin, spec), eval_origin, H)
-    has_eval = (feats_eval["has_purchased"] > 0).sum() >= 20 and feats_eval["purchased_in_horizon"].nunique() == 2
+    test = timed("fit_test_origin", fit_origin, tables, test_origin, cfg, spec)
+    cache: dict = {}
+    eval_fits = timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache)
+    has_eval = bool(eval_fits) and eval_fits[0].origin == eval_origin
     if not has_eval:
-        notes.append(f"data before {eval_origin} too thin: the propensity model is not evaluated and no next-tier model is fitted")
+        notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated, "
+                     "the chosen CLV metric is BTYD's and no next-tier model is fitted")
 
     # --- evaluation at the test origin: BTYD fitted on data <= test_origin --------------------------
-    step(f"BTYD fit at {test_origin} (evaluation)")
-    tm_test, sm_test = timed("btyd_fit_test", _fit_btyd, feats_test, cfg)
-    test_bundle = _bundle(cfg, spec, feats_now, test_origin, tm_test, sm_test)
-    b_test = test_bundle.btyd(feats_test)
+    feats_test, b_test, test_bundle = test.frame, test.btyd, test.bundle
     buyer = feats_test["has_purchased"].to_numpy() > 0
     y_spend, y_buy = feats_test["holdout_spend"].to_numpy(float), feats_test["purchased_in_horizon"].to_numpy(int)
     largest = max(spec.windows_days)
@@ -155,13 +240,12 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         metrics[f"churn_btyd_{k}"] = v
     naive_rank = -feats_test["days_since_last_purchase"].to_numpy(float)
     metrics["churn_naive_roc_auc"] = ranking_auc(y_buy[buyer], naive_rank[buyer])
-    metrics["clv_normalized_gini"] = metrics["clv_btyd_normalized_gini"]  # the chosen CLV model is BTYD for now
+    metrics["clv_normalized_gini"] = metrics["clv_btyd_normalized_gini"]
 
     if has_eval:
-        step(f"propensity fit at {eval_origin}, scored at {test_origin} (evaluation)")
-        tm_e, sm_e = _fit_btyd(feats_eval, cfg)
-        eval_bundle = _bundle(cfg, spec, feats_now, eval_origin, tm_e, sm_e)
-        prop_eval = timed("propensity_fit_eval", _fit_propensity, eval_bundle, feats_eval, cfg)
+        eval_bundle, feats_eval = eval_fits[0].bundle, eval_fits[0].frame
+        step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
+        prop_eval = timed("propensity_fit_eval", fit_propensity, eval_fits, cfg, test)
         test_bundle.propensity = prop_eval
         p_test = prop_eval.predict_purchase(test_bundle.propensity_input(feats_test[test_bundle.feature_columns], b_test))
         for k, v in propensity_metrics(y_buy[buyer], p_test[buyer]).items():
@@ -169,12 +253,30 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         for k, v in propensity_metrics(y_buy, p_test).items():
             metrics[f"propensity_all_{k}"] = v
         metrics["propensity_roc_auc"] = metrics["churn_model_roc_auc"]
+        for kind in ("supervised", "hybrid"):
+            clv_eval = timed(f"clv_{kind}_fit_eval", fit_clv, kind, eval_fits, cfg, test)
+            pred = clv_eval.predict(clv_columns(test, kind))
+            for k, v in clv_metrics(y_spend[buyer], pred[buyer]).items():
+                metrics[f"clv_{kind}_{k}"] = v
+            if kind == cfg.model.clv_model:  # tiers at the test origin use the chosen CLV model, as the bundle will
+                test_bundle.clv_kind, test_bundle.clv_model = kind, clv_eval
+        metrics["clv_normalized_gini"] = metrics[f"clv_{cfg.model.clv_model}_normalized_gini"]
 
     # --- final models -----------------------------------------------------------------------------
-    step(f"BTYD fit at {as_of}; propensity fit at {test_origin}")
-    tm, sm = timed("btyd_fit", _fit_btyd, feats_now, cfg)
-    bundle = _bundle(cfg, spec, feats_now, as_of, tm, sm)
-    bundle.propensity = timed("propensity_fit", _fit_propensity, test_bundle, feats_test, cfg)
+    step(f"BTYD fit at {as_of}; propensity and CLV models fitted at {test_origin} and before")
+    now = timed("btyd_fit", fit_origin, tables, as_of, cfg, spec, labels=False, features=feats_now)
+    bundle = now.bundle
+    cache[test_origin] = test
+    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
+    if not train_fits:
+        raise DataQualityError(
+            f"No customer base before {as_of} to train the propensity model on: at {test_origin} fewer than 20 customers "
+            f"had purchased or the {H}-day outcome took one value only. Use a later as_of or a shorter horizon."
+        )
+    bundle.propensity = timed("propensity_fit", fit_propensity, train_fits, cfg, now)
+    bundle.clv_kind = cfg.model.clv_model
+    if cfg.model.clv_model != "btyd":
+        bundle.clv_model = timed("clv_fit", fit_clv, cfg.model.clv_model, train_fits, cfg, now)
 
     step("tier policy and next-tier model")
     bundle.tier_policy = _policy(cfg).fit(_scored_inputs(bundle, feats_now))

@@ -59,9 +59,14 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
     W = spec.max_window_days
     horizon = max(W, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)
     cid = ix.customer_id.cast("string").name("customer_id")
-    dn = ix.occurred_at.date().epoch_days().cast("int64").name("dn")
 
-    span = ix.group_by(cid).agg(ix_first_dn=dn.min(), ix_last_dn=dn.max())
+    # first/last time per customer, turned into day numbers after the group-by (once per customer)
+    span = ix.group_by(cid).agg(_first=ix.occurred_at.min(), _last=ix.occurred_at.max())
+    span = span.select(
+        "customer_id",
+        ix_first_dn=span._first.date().epoch_days().cast("int64"),
+        ix_last_dn=span._last.date().epoch_days().cast("int64"),
+    )
 
     start = ibis.literal(dt.datetime.combine(as_of - dt.timedelta(days=horizon - 1), dt.time()), type="timestamp")
     rx = ix.filter(ix.occurred_at >= start)
@@ -76,7 +81,8 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
     # sums of BIGINT counts are HUGEINT/DECIMAL in some engines (slow to fetch): sum as double, cast back
     daily = daily.select("customer_id", "dn", *[daily[c].cast("float64").name(c) for c in aggs])
 
-    in_w = {w: daily.dn > A - w for w in (*windows, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)}
+    # the daily rows are already cut to the horizon: a window as long as it needs no filter
+    in_w = {w: (daily.dn > A - w) if w < horizon else None for w in (*windows, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)}
     c_aggs: dict[str, Any] = {}
     for w in windows:
         c_aggs[f"events_{w}d"] = daily.n.sum(where=in_w[w])

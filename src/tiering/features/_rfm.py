@@ -13,7 +13,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tiering.features._spec import FeatureSpec, epoch_day, guard_as_of, left_join_on_id
+from tiering.features._spec import FeatureSpec, const, epoch_day, guard_as_of, left_join_on_id
 
 _WEEK_SHIFT = 3 + 7 * 1_000_000  # epoch day 0 is a Thursday: (dn + 3) // 7 counts Monday-start weeks
 
@@ -92,11 +92,20 @@ def rfm_summary(transactions: Any, *, as_of: dt.date, time_unit: str = "D") -> i
     rows at or before as_of. ``transactions`` must already be bounded to as_of (see build_features).
     """
     tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
+    # the plan of a hand-written query: lines -> (customer, period) totals -> one group-by, no
+    # window (repeat-period total = all periods' total - the first period's, an arg-min)
     lines = tx.select(
-        customer_id=tx.customer_id.cast("string"), dn=_day_number(tx.ordered_at), amount=tx.amount.cast("float64")
+        customer_id=tx.customer_id.cast("string"),
+        p=period_of_day(_day_number(tx.ordered_at), time_unit),
+        amount=tx.amount.cast("float64"),
     )
-    d = _daily(lines, time_unit)
-    agg = d.group_by("customer_id").agg(**_rfm_aggs(d, time_unit))
+    per = lines.group_by(["customer_id", "p"]).agg(net=lines.amount.sum())
+    agg = per.group_by("customer_id").agg(
+        _n_periods=per.count(),
+        _p_min=per.p.min(),
+        _p_max=per.p.max(),
+        _repeat_sum=per.net.sum() - per.net.argmin(per.p),
+    )
     return agg.select("customer_id", **_rfm_columns(agg, as_of, time_unit))
 
 
@@ -206,7 +215,7 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         out = left_join_on_id(out, prf)
 
     cols: dict[str, Any] = {c: out[c] for c in ("customer_id", "frequency", "recency", "T", "monetary_value")}
-    cols["has_purchased"] = ibis.literal(1, type="int64")
+    cols["has_purchased"] = const(1, "int64")
     cols["n_orders"] = out.n_orders.cast("int64")
     cols["n_refund_orders"] = out.n_refund_orders.cast("int64")
     cols["total_spend"] = out.total_spend.cast("float64")
@@ -222,8 +231,8 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     for w in windows:
         cols[f"spend_{w}d"] = out[f"spend_{w}d"].fill_null(0.0).cast("float64")
     cols["spend_trend"] = out.spend_trend.cast("float64")
-    zero_i = ibis.literal(0, type="int64")
-    zero_f = ibis.literal(0.0, type="float64")
+    zero_i = const(0, "int64")
+    zero_f = const(0, "float64")
     cols["n_products"] = out.n_products.fill_null(0).cast("int64") if has_product else zero_i
     if has_channel:
         cols["n_channels"] = out.n_channels.fill_null(0).cast("int64")

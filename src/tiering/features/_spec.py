@@ -104,6 +104,17 @@ class FeatureSpec:
         )
 
 
+def const(value: int, dtype: str) -> Any:
+    """A small integer constant of ``dtype`` with an explicit cast in the SQL.
+
+    Bare literals are INTEGER or DECIMAL in DuckDB (and so in a written Parquet file), while Ibis
+    already types ``literal(0, type="int64")`` as int64 and drops any later cast to it.
+    """
+    import ibis
+
+    return ibis.literal(int(value)).cast(dtype)  # typed as the narrowest integer, so the cast stays
+
+
 def left_join_on_id(left: Any, right: Any) -> Any:
     """``left`` left-joined with ``right`` on customer_id, keeping one customer_id column."""
     j = left.left_join(right, left.customer_id == right.customer_id)

@@ -16,6 +16,7 @@ from tiering.features._spec import (
     FeatureSpec,
     as_date,
     bound_to_as_of,
+    const,
     cutoff,
     epoch_day,
     left_join_on_id,
@@ -72,7 +73,9 @@ def build_features(
         t = _outer_join_on_id(t, cuf)
 
     def col(name: str, default: Any) -> Any:
-        return t[name].fill_null(default) if name in t.columns else ibis.literal(default)
+        if name in t.columns:
+            return t[name].fill_null(default)
+        return const(default, "float64" if isinstance(default, float) else "int64")
 
     buyer = t.tx_first_dn.notnull()
     first_activity = ibis.least(
@@ -83,7 +86,7 @@ def build_features(
     tenure = t._tenure
     events_W = col(f"events_{W}d", 0)
 
-    zero_f = ibis.literal(0.0, type="float64")
+    zero_f = const(0, "float64")
     out: dict[str, Any] = {
         "customer_id": t.customer_id.cast("string"),
         "as_of": ibis.literal(as_of, type="date"),

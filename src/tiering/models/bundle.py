@@ -8,12 +8,14 @@ adds).
 
 Per customer:
 - buyers: p_alive, expected_purchases and expected_spend from BG/NBD (or Pareto/NBD) and
-  Gamma-Gamma; clv = discounted BTYD CLV over the horizon; p_purchase from the propensity
-  model; churn_risk = 1 - p_purchase;
+  Gamma-Gamma; p_purchase from the propensity model; churn_risk = 1 - p_purchase;
 - non-buyers: p_purchase from the propensity model; expected_purchases = p_purchase (at least
   one order expected with that probability); expected_spend = the population mean order value
-  of Gamma-Gamma; clv = p_purchase * that value, undiscounted; p_alive and churn_risk are
-  undefined (NaN) for someone who never bought.
+  of Gamma-Gamma; p_alive and churn_risk are undefined (NaN) for someone who never bought;
+- clv: the chosen CLV model's prediction (``clv_kind``): "btyd" gives the discounted BTYD CLV over
+  the horizon for buyers and p_purchase * the mean order value (undiscounted) for non-buyers;
+  "supervised" and "hybrid" give ``clv_model``'s expected spend over the horizon for everyone,
+  its level aligned at fit time to BTYD's total CLV over the buyers of the training base.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models.btyd import GammaGammaModel, discounted_clv
+from tiering.models.clv import BTYD_FEATURES, SpendRegressor
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 
@@ -52,6 +55,8 @@ class ScoringBundle:
     next_tier_model: NextTierModel | None
     version: str
     metrics: dict[str, float] = field(default_factory=dict)
+    clv_kind: str = "btyd"
+    clv_model: SpendRegressor | None = None
 
     @property
     def time_unit_days(self) -> float:
@@ -90,19 +95,28 @@ class ScoringBundle:
     def propensity_input(self, features: pd.DataFrame, btyd: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([model_features(features[self.feature_columns]), btyd[list(BTYD_COLUMNS)]], axis=1)
 
+    def clv_input(self, features: pd.DataFrame, btyd: pd.DataFrame) -> pd.DataFrame:
+        """Inputs of the supervised/hybrid CLV model: the model features and every BTYD output."""
+        return pd.concat([model_features(features[self.feature_columns]), btyd[list(BTYD_FEATURES)]], axis=1)
+
     def predictions(self, features: pd.DataFrame) -> pd.DataFrame:
         """p_purchase, churn_risk, p_alive, expected_purchases, expected_spend, clv per row of ``features``."""
         b = self.btyd(features)
         p = self.propensity.predict_purchase(self.propensity_input(features, b))
         buyer = features["has_purchased"].to_numpy() > 0
         mean_order_value = float(self.spend_model.expected_spend(np.zeros(1), np.zeros(1))[0])  # population mean
+        clv_model = getattr(self, "clv_model", None)  # bundles saved before clv_model existed score with BTYD
+        if clv_model is not None:
+            clv = clv_model.predict(self.clv_input(features, b))
+        else:
+            clv = np.where(buyer, b["btyd_clv"], p * mean_order_value)
         return pd.DataFrame({
             "p_purchase": p,
             "churn_risk": np.where(buyer, 1 - p, np.nan),
             "p_alive": b["btyd_p_alive"].to_numpy(),
             "expected_purchases": np.where(buyer, b["btyd_expected_purchases"], p),
             "expected_spend": np.where(buyer, b["btyd_expected_spend"], mean_order_value),
-            "clv": np.where(buyer, b["btyd_clv"], p * mean_order_value),
+            "clv": clv,
         }, index=features.index)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:

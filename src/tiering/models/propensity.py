@@ -1,8 +1,19 @@
 """Purchase propensity: P(at least one purchase in the next H days), for buyers and non-buyers.
 
-Gradient boosting on the feature frame, with probabilities calibrated by cross-validation
-(isotonic when there are enough positives, Platt scaling otherwise). Churn risk is
-1 - propensity for customers who have purchased.
+Trained at an earlier origin (labels from its own horizon, which ends by the scoring origin), so
+the purchase rate it learned is that of another period and an older or younger base. Three steps
+keep it both sharp and calibrated at the scoring origin:
+
+1. a classifier of purchase in the horizon on the feature frame plus the BTYD outputs: by default
+   a logistic regression on signed-log features (BTYD probabilities as logits), which extrapolates
+   to customers older than any seen in training; or calibrated gradient boosting (``learner="gbm"``,
+   isotonic when there are enough positives, Platt scaling otherwise);
+2. ``align_level``: a logit offset, learned without labels on the scoring base, that moves the
+   model's mean probability over buyers to BTYD's mean P(purchase) there (BTYD is fitted at the
+   scoring origin, so it knows the current base; the model knows the shape);
+3. for buyers, the mean of that probability and BTYD's 1 - P(no purchase) (``btyd_weight``).
+
+Churn risk is 1 - propensity for customers who have purchased.
 """
 
 from __future__ import annotations
@@ -13,16 +24,31 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from tiering.exceptions import ModelError
 
+BTYD_PURCHASE_COLUMN = "btyd_p_no_purchase"
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
 
 class PropensityModel(ClassifierMixin, BaseEstimator):
-    """Calibrated gradient-boosted classifier of purchase in the horizon.
+    """Classifier of purchase in the horizon, level-aligned to BTYD and blended with it for buyers.
 
     Parameters are stored as given; ``fit`` sets ``feature_names_in_``, ``model_``,
-    ``calibration_``, ``base_rate_`` and ``n_train_``.
+    ``calibration_``, ``base_rate_``, ``n_train_`` and ``offset_`` (0 until ``align_level``).
     """
 
-    def __init__(self, max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+    def __init__(self, learner: str = "logistic", C: float = 1.0, btyd_weight: float = 0.5,
+                 max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
                  calibration: str = "auto", cv: int = 3, random_state: int = 0):
+        self.learner = learner
+        self.C = C
+        self.btyd_weight = btyd_weight
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -31,10 +57,11 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y) -> PropensityModel:
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
         y = np.asarray(y, dtype=int)
+        if self.learner not in ("logistic", "gbm"):
+            raise ModelError(f"PropensityModel learner must be 'logistic' or 'gbm'; got {self.learner!r}.")
+        if not 0 <= self.btyd_weight <= 1:
+            raise ModelError(f"PropensityModel btyd_weight must be in [0, 1]; got {self.btyd_weight!r}.")
         if len(X) != len(y):
             raise ModelError(f"Propensity fit got {len(X)} feature rows but {len(y)} labels.")
         positives = int(y.sum())
@@ -43,31 +70,80 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                 f"Propensity fit needs at least {self.cv} customers who purchased in the horizon and {self.cv} "
                 f"who did not; got {positives} and {len(y) - positives}. Use an earlier as_of or a shorter horizon."
             )
-        method = self.calibration
-        if method == "auto":
-            method = "isotonic" if min(positives, len(y) - positives) >= 500 else "sigmoid"
-        base = HistGradientBoostingClassifier(
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            early_stopping=True,
-            validation_fraction=0.15,
-            n_iter_no_change=20,
-            random_state=self.random_state,
-        )
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(X.to_numpy(dtype=float), y)
-        self.classes_ = self.model_.classes_
-        self.calibration_ = method
+        if self.learner == "logistic":
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+
+            from tiering.models.clv import signed_log
+
+            self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=3000)).fit(signed_log(X), y)
+            self.calibration_ = "logistic"
+        else:
+            from sklearn.calibration import CalibratedClassifierCV
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
+            method = self.calibration
+            if method == "auto":
+                method = "isotonic" if min(positives, len(y) - positives) >= 500 else "sigmoid"
+            base = HistGradientBoostingClassifier(
+                max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+                early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, random_state=self.random_state,
+            )
+            self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(X.to_numpy(dtype=float), y)
+            self.calibration_ = method
+        self.classes_ = np.array([0, 1])
         self.base_rate_ = float(y.mean())
         self.n_train_ = int(len(y))
+        self.offset_ = 0.0
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        if getattr(self, "model_", None) is None:
+            raise ModelError("PropensityModel is not fitted yet: call fit(...) first.")
         missing = [c for c in self.feature_names_in_ if c not in X.columns]
         if missing:
             raise ModelError(f"Propensity model needs feature columns {missing}, which the feature frame lacks.")
-        return self.model_.predict_proba(X[list(self.feature_names_in_)].to_numpy(dtype=float))
+        return X[list(self.feature_names_in_)]
+
+    def _model_logit(self, X: pd.DataFrame) -> np.ndarray:
+        X = self._inputs(X)
+        if getattr(self, "learner", "gbm") == "logistic":  # models pickled before `learner` existed were gbm
+            from tiering.models.clv import signed_log
+
+            return self.model_.decision_function(signed_log(X))
+        return _logit(self.model_.predict_proba(X.to_numpy(dtype=float))[:, 1])
+
+    @staticmethod
+    def _btyd(X: pd.DataFrame) -> np.ndarray:
+        if BTYD_PURCHASE_COLUMN not in X.columns:
+            return np.full(len(X), np.nan)
+        return 1.0 - X[BTYD_PURCHASE_COLUMN].to_numpy(dtype=float)
+
+    def align_level(self, X: pd.DataFrame) -> PropensityModel:
+        """Learn the logit offset that makes the mean model probability over rows with a BTYD
+        prediction equal BTYD's mean there (no labels used). Without such rows the offset stays 0."""
+        from scipy.optimize import brentq
+
+        z = self._model_logit(X)
+        pb = self._btyd(X)
+        has = np.isfinite(pb)
+        self.offset_ = 0.0
+        if has.sum() >= 10:
+            target = float(pb[has].mean())
+            gap = lambda d: float(_expit(z[has] + d).mean()) - target  # noqa: E731
+            if gap(-20.0) < 0 < gap(20.0):
+                self.offset_ = float(brentq(gap, -20.0, 20.0, xtol=1e-8))
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = _expit(self._model_logit(X) + getattr(self, "offset_", 0.0))
+        pb = self._btyd(X)
+        has = np.isfinite(pb)
+        w = getattr(self, "btyd_weight", 0.0)
+        p[has] = (1.0 - w) * p[has] + w * pb[has]
+        return np.column_stack([1.0 - p, p])
 
     def predict_purchase(self, X: pd.DataFrame) -> np.ndarray:
         """P(at least one purchase in the horizon), one value per row."""

@@ -1,0 +1,133 @@
+"""Supervised and hybrid CLV: spend over the next H days learned out of time from an earlier origin.
+
+``SpendRegressor`` predicts a customer's net spend in (as_of, as_of + H]. It is trained on the
+feature frame at an earlier origin t against the spend realised in (t, t + H], with t + H at or
+before the origin it scores (the caller picks t; see tiering.train.training_origins), and averages
+two learners suited to zero-heavy, heavy-tailed spend, both with a Poisson (log-link) loss on the
+target clipped at 0 (net refunds can make it negative):
+
+- a gradient-boosted regressor (scikit-learn HistGradientBoostingRegressor, loss="poisson") on
+  the raw features: non-linear, but flat outside the training range;
+- a Poisson GLM on signed-log features (sign(x) log(1 + |x|); probabilities as logits), which
+  extrapolates along the log-linear trend: it matters when the scoring base is older than the
+  training one (T, tenure and recency beyond anything seen at training time).
+
+"supervised" uses the RFM + engagement features only; "hybrid" adds the BTYD outputs
+(``BTYD_FEATURES``) fitted at the same origin as the features. The level can be aligned, without
+labels, to a forecast of the total (``align_level``): the bundle aligns it to BTYD's total CLV on
+the scoring base, so that the supervised model gives the ranking and BTYD the level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from tiering.exceptions import ModelError
+
+__all__ = ["BTYD_FEATURES", "CLV_MODELS", "SpendRegressor", "signed_log"]
+
+BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases", "btyd_p_no_purchase", "btyd_expected_spend", "btyd_clv")
+CLV_MODELS = ("btyd", "supervised", "hybrid")
+_PROBABILITY_PREFIX = "btyd_p_"
+
+
+def signed_log(X: pd.DataFrame) -> np.ndarray:
+    """sign(x) log(1 + |x|) per column; columns named btyd_p_* as logits; missing values as 0."""
+    out = np.empty((len(X), X.shape[1]))
+    for j, c in enumerate(X.columns):
+        v = X[c].to_numpy(dtype=float)
+        if str(c).startswith(_PROBABILITY_PREFIX):
+            p = np.clip(v, 1e-4, 1 - 1e-4)
+            out[:, j] = np.log(p) - np.log1p(-p)
+        else:
+            out[:, j] = np.sign(v) * np.log1p(np.abs(v))
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+def _check_columns(owner: str, names: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in names if c not in X.columns]
+    if missing:
+        raise ModelError(f"{owner} needs feature columns {missing[:8]}, which the input lacks.")
+    return X[list(names)]
+
+
+class SpendRegressor(RegressorMixin, BaseEstimator):
+    """Expected net spend over the horizon: mean of a Poisson GBM and a Poisson GLM on signed-log features.
+
+    Parameters are stored as given. ``learner`` is "ensemble" (both, averaged), "gbm" or "glm".
+    ``fit`` sets ``feature_names_in_``, ``gbm_``, ``glm_``, ``y_scale_``, ``n_train_``,
+    ``train_mean_`` and ``level_`` (1.0 until ``align_level``).
+    """
+
+    def __init__(self, learner: str = "ensemble", max_iter: int = 300, learning_rate: float = 0.03,
+                 min_samples_leaf: int = 50, l2_regularization: float = 1.0, glm_alpha: float = 1e-3,
+                 random_state: int = 0):
+        self.learner = learner
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.glm_alpha = glm_alpha
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y) -> SpendRegressor:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from sklearn.linear_model import PoissonRegressor
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if self.learner not in ("ensemble", "gbm", "glm"):
+            raise ModelError(f"SpendRegressor learner must be 'ensemble', 'gbm' or 'glm'; got {self.learner!r}.")
+        y = np.asarray(y, dtype=float)
+        if len(X) != len(y):
+            raise ModelError(f"SpendRegressor fit got {len(X)} feature rows but {len(y)} labels.")
+        if not np.isfinite(y).all():
+            raise ModelError(f"SpendRegressor fit got {int((~np.isfinite(y)).sum())} missing or infinite spend labels.")
+        y = np.clip(y, 0.0, None)
+        if (y > 0).sum() < 10:
+            raise ModelError(
+                f"SpendRegressor needs at least 10 customers who spent in the training horizon; got {int((y > 0).sum())}. "
+                "Use a later training origin or more data."
+            )
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.y_scale_ = float(y.mean())
+        target = y / self.y_scale_  # unit mean: the GLM's penalty and tolerance do not depend on the currency
+        self.gbm_ = self.glm_ = None
+        if self.learner in ("ensemble", "gbm"):
+            self.gbm_ = HistGradientBoostingRegressor(
+                loss="poisson", max_iter=self.max_iter, learning_rate=self.learning_rate,
+                min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+                random_state=self.random_state,
+            ).fit(X.to_numpy(dtype=float), target)
+        if self.learner in ("ensemble", "glm"):
+            self.glm_ = make_pipeline(StandardScaler(), PoissonRegressor(alpha=self.glm_alpha, solver="newton-cholesky", max_iter=300)).fit(
+                signed_log(X), target)
+        self.n_train_ = int(len(y))
+        self.train_mean_ = self.y_scale_
+        self.level_ = 1.0
+        return self
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        if getattr(self, "feature_names_in_", None) is None:
+            raise ModelError("SpendRegressor is not fitted yet: call fit(...) first.")
+        X = _check_columns("SpendRegressor", self.feature_names_in_, X)
+        parts = []
+        if self.gbm_ is not None:
+            parts.append(self.gbm_.predict(X.to_numpy(dtype=float)))
+        if self.glm_ is not None:
+            parts.append(self.glm_.predict(signed_log(X)))
+        return np.mean(parts, axis=0) * self.y_scale_
+
+    def align_level(self, X: pd.DataFrame, target_total: float) -> SpendRegressor:
+        """Scale predictions so that they sum to ``target_total`` over the rows of ``X`` (a label-free forecast)."""
+        raw = self._raw(X).sum()
+        if np.isfinite(target_total) and target_total > 0 and raw > 0:
+            self.level_ = float(target_total / raw)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected net spend over the horizon, one value per row (>= 0)."""
+        return self._raw(X) * self.level_

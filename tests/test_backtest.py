@@ -1,0 +1,121 @@
+"""The backtest: one tidy table per model and origin, plots, and the models beating naive on simulated data."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from tiering.backtest import COLUMNS, VARIANTS, backtest, summarise, to_markdown
+from tiering.config import Config
+from tiering.datasets import simulate
+from tiering.exceptions import ConfigError
+from tiering.validation import load_tables
+
+START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
+ORIGINS = [dt.date(2025, 4, 1), dt.date(2025, 7, 1)]
+H = 90
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backtest")
+    simulate(2000, START, END, seed=5).write(root / "data")
+    cfg = Config().with_sources(root / "data/transactions.parquet", root / "data/interactions.parquet",
+                                root / "data/customers.parquet")
+    cfg.validation.quarantine_dir = str(root / "quarantine")
+    return root, cfg, load_tables(cfg)
+
+
+@pytest.fixture(scope="module")
+def result(sim):
+    root, cfg, tables = sim
+    with threadpool_limits(1):
+        return backtest(tables, ORIGINS, cfg, horizon_days=H, out_dir=root / "out", keep_predictions=True)
+
+
+def test_table_is_tidy_with_every_model_and_origin(result):
+    t = result.table
+    assert list(t.columns) == COLUMNS and result.horizon_days == H
+    assert set(t["origin"]) == set(ORIGINS)
+    for task, models in VARIANTS.items():
+        for model in models:
+            part = t[(t["task"] == task) & (t["model"] == model)]
+            assert set(part["origin"]) == set(ORIGINS), (task, model)
+    clv = t[t["task"] == "clv"]
+    assert set(clv["metric"]) == {"normalized_gini", "spearman", "top_decile_capture", "mae", "aggregate_error_pct"}
+    assert set(t[(t["task"] == "churn") & (t["model"] == "model")]["metric"]) >= {"roc_auc", "pr_auc", "brier", "top_decile_lift"}
+    assert t["value"].notna().all()
+    s = summarise(t)
+    assert (s["origins"] == len(ORIGINS)).all()
+    assert "| hybrid |" in to_markdown(s)
+
+
+def test_models_beat_naive_and_churn_is_calibrated_on_simulated_data(result):
+    mean = summarise(result.table).set_index(["task", "model", "metric"])["mean"]
+    gini = mean.xs(("clv", "normalized_gini"), level=("task", "metric"))
+    assert gini["hybrid"] > gini["naive"] + 0.02 and gini["supervised"] > gini["naive"] + 0.02
+    auc = mean.xs(("churn", "roc_auc"), level=("task", "metric"))
+    assert auc["model"] > auc["naive"] and auc["btyd"] > auc["naive"]
+    brier = mean.xs(("churn", "brier"), level=("task", "metric"))
+    assert brier["model"] < brier["btyd"] + 0.01  # trained a horizon earlier, still as calibrated as BTYD fitted at the origin
+
+
+def test_plots_csv_and_predictions_are_written(result, sim):
+    root = sim[0]
+    names = {p.name for p in result.plots}
+    for o in ORIGINS:
+        assert {f"{o}_clv_gain.png", f"{o}_clv_deciles.png", f"{o}_churn_calibration.png"} <= names
+    for p in result.plots:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pd.read_csv(root / "out/backtest.csv").shape == result.table.shape
+    pred = result.predictions[ORIGINS[0]]
+    assert {"clv_hybrid", "clv_btyd", "p_purchase_model", "holdout_spend"} <= set(pred.columns)
+    assert pred["p_purchase_model"].between(0, 1).all() and np.isfinite(pred["clv_hybrid"]).all()
+
+
+def test_variant_selection_and_bad_origins(sim):
+    root, cfg, tables = sim
+    with threadpool_limits(1):
+        res = backtest(tables, ORIGINS[:1], cfg, horizon_days=H, variants=["btyd", "clv:naive"])
+    assert set(zip(res.table["task"], res.table["model"])) == {("clv", "btyd"), ("clv", "naive"), ("churn", "btyd")}
+    with pytest.raises(ConfigError, match="Unknown backtest variant 'clv:model'"):
+        backtest(tables, ORIGINS, cfg, horizon_days=H, variants=["clv:model"])
+    with pytest.raises(ConfigError, match=r"must leave a full 90-day holdout inside the data.*2025-12-01"):
+        backtest(tables, [dt.date(2025, 12, 1)], cfg, horizon_days=H)
+    with pytest.raises(ConfigError, match="at least one origin"):
+        backtest(tables, [], cfg, horizon_days=H)
+
+
+def test_cli_backtest_prints_means_and_logs_one_run(sim, tmp_path):
+    root, _, _ = sim
+    d = root / "data"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    args = ["backtest", "--origins", "2025-07-01", "--horizon-days", "90", "--out", "bt", "--json",
+            "--transactions", str(d / "transactions.parquet"), "--interactions", str(d / "interactions.parquet"),
+            "--customers", str(d / "customers.parquet")]
+    r = subprocess.run([sys.executable, "-m", "tiering", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["origins"] == ["2025-07-01"] and out["horizon_days"] == 90
+    means = {(m["task"], m["model"], m["metric"]): m["mean"] for m in out["mean"]}
+    assert ("clv", "hybrid", "normalized_gini") in means and ("churn", "model", "brier") in means
+    assert (tmp_path / "bt/2025-07-01_clv_gain.png").exists() and (tmp_path / "bt/backtest.csv").exists()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/models/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("customer-tiering").experiment_id])
+    assert run.data.tags["kind"] == "backtest"
+    assert run.data.metrics["clv_hybrid_normalized_gini_20250701"] == pytest.approx(means[("clv", "hybrid", "normalized_gini")])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"backtest.csv", "2025-07-01_clv_gain.png"}
+
+    bad = subprocess.run([sys.executable, "-m", "tiering", "backtest", "--origins", "2025-07-01,2025-13-01"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--origins must be a date as YYYY-MM-DD; got '2025-13-01'" in bad.stderr
