@@ -186,7 +186,7 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
             written.append(plots.calibration_curve(y_buy[buyer], {k: v[buyer] for k, v in churn_pred.items()},
                                                    out_dir / f"{o}_churn_calibration.png",
                                                    title=f"P(purchase in horizon), buyers, origin {o}"))
-    preds = f[["customer_id", "has_purchased", "holdout_spend", "purchased_in_horizon"]].copy()
+    preds = f[["customer_id", "has_purchased", "days_since_last_purchase", "holdout_spend", "purchased_in_horizon"]].copy()
     for name, p in clv_pred.items():
         preds[f"clv_{name}"] = p
     for name, p in churn_pred.items():

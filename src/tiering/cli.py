@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Customer tiering: features, churn and CLV models, tiers, MLflow registry, batch scoring.")
 tiers_app = typer.Typer(no_args_is_help=True, help="Ops lookups over the scores store.")
 app.add_typer(tiers_app, name="tiers")
+experiment_app = typer.Typer(no_args_is_help=True, help="Comparisons of model variants, each a folder with spec.yaml.")
+app.add_typer(experiment_app, name="experiment")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -522,6 +524,30 @@ def report(
     _emit(as_json, res.to_dict(), lambda c: c.print(
         f"Wrote the report on {res.customers:,} customers as of {res.as_of} to {res.out} "
         f"(migration from {res.previous_as_of or 'no earlier batch'}; realised outcomes: {res.outcomes})."))
+
+
+@experiment_app.command("run")
+def experiment_run(
+    folder: Annotated[Path, typer.Argument(help="Experiment folder holding spec.yaml, e.g. experiments/clv_online_retail.")],
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+):
+    """Backtest every variant of an experiment, log each as an MLflow run, write results.csv and results.md."""
+    from tiering.experiment import run_experiment
+
+    cfg = _config(config)
+    console = _console()
+    res = run_experiment(folder, cfg, progress=None if as_json else _progress(console))
+    payload = {"experiment": res.spec.mlflow_experiment, "runs": res.run_ids, "results_csv": str(res.results_csv),
+               "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records")}
+
+    def render(c):
+        from rich.markdown import Markdown
+
+        c.print(Markdown(res.results_md.read_text()))
+        c.print(f"Logged {len(res.run_ids)} runs to MLflow experiment {res.spec.mlflow_experiment!r}; tables in {res.results_csv}, "
+                f"{res.results_md}.")
+
+    _emit(as_json, payload, render)
 
 
 def main() -> None:

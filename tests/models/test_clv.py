@@ -130,3 +130,25 @@ def test_no_leakage_data_after_the_origin_changes_nothing(sim):
     assert list(a.index) == list(b.index)
     np.testing.assert_allclose(a["clv"], b["clv"], rtol=1e-6)  # row order may differ: float sums
     np.testing.assert_allclose(a["p"], b["p"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("learner", ["logistic", "gbm"])
+def test_propensity_level_follows_btyd_at_the_scoring_origin(fits, learner):
+    from tiering.models.propensity import PropensityModel
+
+    test, train_fits = fits
+    (train,) = train_fits[:1]
+    X = train.bundle.propensity_input(train.frame[train.bundle.feature_columns], train.btyd)
+    Xs = test.bundle.propensity_input(test.frame[test.bundle.feature_columns], test.btyd)
+    y = train.frame["purchased_in_horizon"]
+    alone = PropensityModel(learner=learner, btyd_weight=0.0).fit(X, y).align_level(Xs)
+    p = alone.predict_purchase(Xs)
+    btyd = 1 - Xs["btyd_p_no_purchase"].to_numpy()
+    buyer = np.isfinite(btyd)
+    assert p[buyer].mean() == pytest.approx(btyd[buyer].mean(), abs=1e-6)  # the level of BTYD fitted at the origin
+    assert ((p >= 0) & (p <= 1)).all()
+    blended = PropensityModel(learner=learner, btyd_weight=0.5).fit(X, y).align_level(Xs).predict_purchase(Xs)
+    np.testing.assert_allclose(blended[buyer], (p[buyer] + btyd[buyer]) / 2, atol=1e-9)
+    np.testing.assert_allclose(blended[~buyer], p[~buyer], atol=1e-9)  # non-buyers have no BTYD prediction
+    with pytest.raises(ModelError, match="learner must be"):
+        PropensityModel(learner="forest").fit(X, y)
