@@ -36,3 +36,17 @@ def test_propensity_metrics_and_calibration():
     assert m["top_decile_lift"] > 1.7
     for row in calibration_table(y, p):
         assert abs(row["mean_predicted"] - row["observed_rate"]) < 0.06
+
+
+def test_plots_write_png_files(tmp_path):
+    from tiering.plots import calibration_curve, decile_chart, gain_curve
+
+    rng = np.random.default_rng(2)
+    y = rng.gamma(0.5, 100, 500) * (rng.random(500) < 0.4)
+    p = rng.random(500)
+    b = (rng.random(500) < p).astype(int)
+    paths = [gain_curve(y, {"model": y + rng.random(500), "random": p}, tmp_path / "g.png"),
+             decile_chart(y, {"model": y}, tmp_path / "sub/d.png"),
+             calibration_curve(b, {"model": p}, tmp_path / "c.png")]
+    for path in paths:
+        assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"

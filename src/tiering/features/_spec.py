@@ -105,7 +105,7 @@ class FeatureSpec:
 
 
 def const(value: int, dtype: str) -> Any:
-    """A small integer constant of ``dtype`` with an explicit cast in the SQL.
+    """An integer constant as ``dtype`` (int64, float64) with an explicit cast in the SQL.
 
     Bare literals are INTEGER or DECIMAL in DuckDB (and so in a written Parquet file), while Ibis
     already types ``literal(0, type="int64")`` as int64 and drops any later cast to it.
