@@ -114,9 +114,15 @@ def test_mapping_errors_name_the_config_key():
 
 def test_too_many_bad_rows_stops_the_run():
     df = _tx(customer_id=[None, None, None, None, "a", "b"])
-    with pytest.raises(DataQualityError, match=r"67% of the transactions rows from 'test\.parquet' were set aside "
+    with pytest.raises(DataQualityError, match=r"67% of the transactions rows from 'test\.parquet' were set aside as defective "
                        r"\(\{'missing_customer_id': 4\}\), above validation\.max_quarantine_share = 0\.5"):
         _validate(df, max_quarantine_share=0.5)
+
+
+def test_rows_after_as_of_do_not_count_toward_the_guard():
+    # scoring an early as_of on a long history sets most rows aside as after_as_of: not a defect
+    _, report = _validate(_tx(), as_of=dt.date(2024, 1, 1), max_quarantine_share=0.5)
+    assert report.quarantined["after_as_of"] >= 4 and report.rows_valid >= 1
 
 
 def test_empty_table_is_refused():

@@ -237,10 +237,12 @@ def validate_table(
             f"The {contract.name} table from '{source}' has no usable rows ({rows_in} read, set aside: {counts or 'none'}). "
             "Check the source path, its column mapping and the as_of date."
         )
-    share = 1 - rows_valid / rows_in
+    # rows after as_of are data for a later date, not defects: they do not count toward the guard
+    later = counts.get("after_as_of", 0)
+    share = (rows_in - rows_valid - later) / max(rows_in - later, 1)
     if share > max_quarantine_share:
         raise DataQualityError(
-            f"{share:.0%} of the {contract.name} rows from '{source}' were set aside ({counts}), above "
+            f"{share:.0%} of the {contract.name} rows from '{source}' were set aside as defective ({counts}), above "
             f"validation.max_quarantine_share = {max_quarantine_share}. The column mapping is probably wrong; "
             f"see the quarantine at {report.quarantine_path}, or raise the limit in the config."
         )
