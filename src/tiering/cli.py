@@ -360,7 +360,7 @@ def _ops_store(cfg):
 
 
 def _ladder(cfg):
-    from tiering.models.tiers import ladder
+    from tiering.ladder import ladder
 
     return ladder(cfg.tiers)
 

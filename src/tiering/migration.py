@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tiering.models.tiers import TIER_NAMES
+from tiering.ladder import TIER_NAMES
 
 LADDER_LOW_TO_HIGH: tuple[str, ...] = tuple(reversed(TIER_NAMES))
 

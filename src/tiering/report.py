@@ -40,7 +40,7 @@ import pandas as pd
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError
 from tiering.migration import ladder_check, ladder_outcomes, migration_matrix, migration_summary
-from tiering.models.tiers import TIER_NAMES, ladder
+from tiering.ladder import TIER_NAMES, ladder
 from tiering.validation import ValidatedTables
 
 FUNNEL_COUNTS = ("members", "reached", "converted", "orders_in_window", "interacted", "shared")

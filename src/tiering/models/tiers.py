@@ -21,55 +21,13 @@ from its ``tiers`` section (:func:`ladder` merges them over the defaults of DESI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from tiering.exceptions import ConfigError, ModelError
+from tiering.exceptions import ModelError
+from tiering.ladder import TIER_BY_NAME, TIER_LADDER, TIER_NAMES, Tier, ladder  # noqa: F401  (re-exported)
 
-
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    label: str
-    description: str
-    action: str
-
-
-TIER_LADDER: tuple[Tier, ...] = (
-    Tier("core", "Core", "Paid, and very likely to buy again with high predicted value.",
-         "VIP group, early access to launches, personal service by the account manager."),
-    Tier("value", "Value", "Has paid for the product.", "Repurchase coupon and replenishment reminders."),
-    Tier("seed", "Seed", "Engaged and spreading the word, not (yet) paying much: KOC candidates.",
-         "Invite to the ambassador programme; referral rewards."),
-    Tier("new", "New", "Joined recently.", "First-order incentive and a welcome journey."),
-    Tier("ordinary", "Ordinary", "Everyone else.", "Content nurture in groups and moments."),
-)
-TIER_BY_NAME = {t.name: t for t in TIER_LADDER}
-TIER_NAMES: tuple[str, ...] = tuple(t.name for t in TIER_LADDER)  # highest first
-
-
-def ladder(overrides=()) -> tuple[Tier, ...]:
-    """The ladder with config overrides (``Config.tiers``: TierRule objects or dicts) applied.
-
-    A rule names one of the five tiers and replaces any of label, description and action; fields
-    left out keep the defaults. The order of the ladder (first match from the top) is fixed.
-    """
-    by_name = dict(TIER_BY_NAME)
-    seen: set[str] = set()
-    for rule in overrides or ():
-        r = rule if isinstance(rule, dict) else rule.model_dump()
-        name = r.get("tier")
-        if name not in by_name:
-            raise ConfigError(f"tiers: unknown tier {name!r}; the ladder is {list(TIER_NAMES)}. Fix the tiers section of the config.")
-        if name in seen:
-            raise ConfigError(f"tiers: tier {name!r} is listed twice; list each tier at most once in the tiers section of the config.")
-        seen.add(name)
-        t = by_name[name]
-        by_name[name] = Tier(name, r.get("label") or t.label, r.get("description") or t.description, r.get("action") or t.action)
-    return tuple(by_name[n] for n in TIER_NAMES)
 
 # (R score, F score) -> segment, the standard RFM segment map
 _SEGMENTS = {

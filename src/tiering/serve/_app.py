@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from tiering.exceptions import ConfigError, StoreError
-from tiering.models.tiers import TIER_LADDER, Tier
+from tiering.ladder import TIER_LADDER, Tier
 from tiering.schemas import TIERS
 from tiering.serve import _auth, _charts, _lookup
 from tiering.store import ScoresStore
@@ -422,7 +422,7 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
 
 def app_from_config(cfg) -> FastAPI:
     """The app as configured: ``store.url``, the token (TIERING_API_TOKEN, else ``serve.token``), the ``tiers`` texts."""
-    from tiering.models.tiers import ladder
+    from tiering.ladder import ladder
 
     return create_app(cfg.store.url, token=_auth.resolve_token(cfg.serve.token), ladder=ladder(cfg.tiers))
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tiering.exceptions import ConfigError, StoreError, TieringError
-from tiering.models.tiers import TIER_LADDER, Tier
+from tiering.ladder import TIER_LADDER, Tier
 from tiering.schemas import SCORES_COLUMNS, TIERS
 from tiering.store import Batch, ScoresStore
 
