@@ -18,7 +18,7 @@ What it runs (all on this machine, fixed seeds):
    ``insert()`` executemany of dicts (the baseline) on --write-rows rows, medians of --runs.
 
     .venv/bin/python benchmarks/bench_predict.py [--customers 1000000] [--runs 3] \\
-        [--bounded 1000000:25000,1000000:400000,3000000:100000] [--postgres-url postgresql+psycopg://...]
+        [--model-threads 1] [--bounded 1000000:25000,1000000:400000,2000000:100000] [--postgres-url postgresql+psycopg://...]
 """
 
 from __future__ import annotations
@@ -106,6 +106,39 @@ def train(root: Path, n: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- one run
+class StageRss:
+    """Samples this process's resident memory (VmRSS) every 20 ms; keeps the peak per stage of predict."""
+
+    STAGES = (("loading model", "load_model"), ("validating", "validate"), ("building features", "features"),
+              ("scoring", "score"), ("writing", "write"))
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stage, self.peaks, self._stop = "start", {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss_gib() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+        return float("nan")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), self.rss_gib())
+
+    def step(self, msg: str) -> None:
+        self.stage = next((name for prefix, name in self.STAGES if msg.startswith(prefix)), self.stage)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {k: round(v, 3) for k, v in self.peaks.items()}
+
+
 def child(args: argparse.Namespace) -> None:
     """One predict_and_store run in this (fresh) process; prints a JSON line."""
     rss0 = _peak_rss_gib()
@@ -114,11 +147,12 @@ def child(args: argparse.Namespace) -> None:
 
     cfg = Config.model_validate(json.loads(Path(args.child).read_text()))
     rss_import = _peak_rss_gib()
+    sampler = StageRss()
     t0 = time.perf_counter()
-    res = predict_and_store(cfg, as_of=END, scored_at=dt.datetime(2026, 1, 1), out=args.out)
+    res = predict_and_store(cfg, as_of=END, scored_at=dt.datetime(2026, 1, 1), out=args.out, progress=sampler.step)
     wall = time.perf_counter() - t0
     print(json.dumps({"wall": wall, "rows": res.batch.rows, "timings": res.timings, "peak_rss_gib": _peak_rss_gib(),
-                      "rss_after_import_gib": rss_import, "rss_start_gib": rss0}))
+                      "rss_after_import_gib": rss_import, "rss_start_gib": rss0, "stage_peak_rss_gib": sampler.stop()}))
 
 
 def run_once(cfg: dict, sim: Path, work: Path, chunk_rows: int, memory_limit: str | None, out: Path | None = None,
@@ -200,15 +234,30 @@ def write_bench(scores_file: Path, rows: int, runs: int, work: Path, postgres_ur
 
 
 # --------------------------------------------------------------------------------------------- main
+def report_end_to_end(results: list[dict], args: argparse.Namespace) -> None:
+    n = results[0]["rows"]
+    print(f"\nEnd to end, {n:,} customers, chunk {args.chunk_rows:,}, DuckDB memory limit {args.duckdb_memory_limit}, "
+          f"model threads {args.model_threads or 'default'}, median of {args.runs} (run 1 also writes --out Parquet):")
+    print(f"{'stage':<12}{'seconds':>10}{'customers/s':>14}{'peak RSS GiB':>14}")
+    for stage in ("load_model", "validate", "features", "score", "write"):
+        s = statistics.median(r["timings"].get(stage, float("nan")) for r in results)
+        mem = statistics.median(r["stage_peak_rss_gib"].get(stage, float("nan")) for r in results)
+        print(f"{stage:<12}{s:>10.2f}{n / s if s else float('nan'):>14,.0f}{mem:>14.2f}")
+    wall = statistics.median(r["wall"] for r in results)
+    print(f"{'total':<12}{wall:>10.2f}{n / wall:>14,.0f}")
+    print(f"peak RSS (whole process) median {statistics.median(r['peak_rss_gib'] for r in results):.2f} GiB; "
+          f"after imports {results[0]['rss_after_import_gib']:.2f} GiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="end-to-end repeats (0: only the bounded-memory runs)")
     ap.add_argument("--chunk-rows", type=int, default=100_000)
     ap.add_argument("--train-customers", type=int, default=20_000)
-    ap.add_argument("--bounded", default="1000000:25000,1000000:400000,3000000:100000",
+    ap.add_argument("--bounded", default="1000000:25000,1000000:400000,2000000:100000",
                     help="comma list of customers:chunk_rows for the bounded-memory runs ('' to skip)")
-    ap.add_argument("--duckdb-memory-limit", default="1GB")
+    ap.add_argument("--duckdb-memory-limit", default="2GB")
     ap.add_argument("--model-threads", type=int, default=None, help="predict.model_threads (OpenMP threads of the models)")
     ap.add_argument("--write-rows", type=int, default=200_000)
     ap.add_argument("--postgres-url", default=os.environ.get("TIERING_TEST_POSTGRES_URL"))
@@ -234,21 +283,11 @@ def main() -> None:
             r = run_once(cfg, sim, root, args.chunk_rows, args.duckdb_memory_limit, out=root / "scores.parquet" if i == 0 else None,
                          model_threads=args.model_threads)
             results.append(r)
-            print(f"run {i + 1}: {r['wall']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, stages {r['timings']}")
-        n = results[0]["rows"]
-        print(f"\nEnd to end, {n:,} customers, chunk {args.chunk_rows:,}, DuckDB memory limit {args.duckdb_memory_limit}, "
-              f"model threads {args.model_threads or 'default'}, median of {args.runs} (run 1 also writes --out Parquet):")
-        print(f"{'stage':<12}{'seconds':>10}{'customers/s':>14}")
-        for stage in ("load_model", "validate", "features", "score", "write"):
-            s = statistics.median(r["timings"].get(stage, float("nan")) for r in results)
-            print(f"{stage:<12}{s:>10.2f}{n / s if s else float('nan'):>14,.0f}")
-        wall = statistics.median(r["wall"] for r in results)
-        print(f"{'total':<12}{wall:>10.2f}{n / wall:>14,.0f}")
-        print(f"peak RSS (whole process) median {statistics.median(r['peak_rss_gib'] for r in results):.2f} GiB; "
-              f"after imports {results[0]['rss_after_import_gib']:.2f} GiB")
-
-        # --- store write path ----------------------------------------------------------------------
-        if args.write_rows:
+            print(f"run {i + 1}: {r['wall']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, stages {r['timings']}, "
+                  f"peak RSS per stage {r['stage_peak_rss_gib']}")
+        if results:
+            report_end_to_end(results, args)
+        if results and args.write_rows:  # the write benchmark reads the scores of run 1
             print(f"\nStore write path, {args.write_rows:,} score rows, median of {args.runs}:")
             rows = write_bench(root / "scores.parquet", args.write_rows, args.runs, root, args.postgres_url)
             for db in dict.fromkeys(r["db"] for r in rows):
@@ -260,13 +299,15 @@ def main() -> None:
         # --- bounded memory ----------------------------------------------------------------------
         if args.bounded:
             print(f"\nBounded memory (one run each, DuckDB memory limit {args.duckdb_memory_limit}):")
-            print(f"{'customers':>11}{'chunk':>9}{'seconds':>9}{'peak RSS GiB':>14}{'features s':>12}{'score s':>9}{'write s':>9}")
+            print(f"{'customers':>11}{'chunk':>9}{'seconds':>9}{'peak RSS GiB':>14}{'features s':>12}{'score s':>9}{'write s':>9}"
+                  f"   peak RSS GiB per stage (features / score / write)")
             for spec in args.bounded.split(","):
                 customers, chunk = (int(x) for x in spec.split(":"))
                 r = run_once(cfg, base(customers, args.cache), root, chunk, args.duckdb_memory_limit, model_threads=args.model_threads)
-                t = r["timings"]
+                t, m = r["timings"], r["stage_peak_rss_gib"]
                 print(f"{r['rows']:>11,}{chunk:>9,}{r['wall']:>9.1f}{r['peak_rss_gib']:>14.2f}{t['features']:>12.1f}"
-                      f"{t['score']:>9.1f}{t['write']:>9.1f}")
+                      f"{t['score']:>9.1f}{t['write']:>9.1f}   {m.get('features', 0):.2f} / {m.get('score', 0):.2f} / "
+                      f"{m.get('write', 0):.2f}")
 
 
 if __name__ == "__main__":

@@ -245,6 +245,14 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
 
 
 
+def run_metrics(result: BacktestResult) -> dict[str, float]:
+    """MLflow metrics of a backtest: ``{task}_{model}_{metric}`` (mean over origins) and
+    ``{task}_{model}_{metric}_{YYYYMMDD}`` (per origin)."""
+    metrics = {f"{r.task}_{r.model}_{r.metric}": r.mean for r in result.summary.itertuples()}
+    metrics |= {f"{r.task}_{r.model}_{r.metric}_{r.origin:%Y%m%d}": r.value for r in result.table.itertuples()}
+    return metrics
+
+
 def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, out_dir: str | Path = "outputs/backtest",
                      variants=None, progress=None) -> tuple[BacktestResult, str]:
     """Validate the sources, backtest at ``origins`` and log one MLflow run: metrics per model and origin
@@ -259,8 +267,7 @@ def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, o
     tables = load_tables(cfg, as_of=None)
     res = backtest(tables, origins, cfg, horizon_days, variants=variants, out_dir=out_dir, progress=progress)
     step("logging to MLflow")
-    metrics = {f"{r.task}_{r.model}_{r.metric}": r.mean for r in res.summary.itertuples()}
-    metrics |= {f"{r.task}_{r.model}_{r.metric}_{r.origin:%Y%m%d}": r.value for r in res.table.itertuples()}
+    metrics = run_metrics(res)
     origin_list = sorted({r.origin for r in res.table.itertuples()})
     run_id = tracking.log_run(
         cfg.tracking, run_name=f"backtest-{origin_list[0]}..{origin_list[-1]}" if origin_list else "backtest",

@@ -177,27 +177,38 @@ class PredictResult:
                 "seconds": self.timings}
 
 
+def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """A Parquet file, or a folder of part files in name order, ``chunk_rows`` rows at a time.
+
+    One row group is read at a time (no read-ahead), so memory is set by the chunk, not the file.
+    """
+    import pyarrow.parquet as pq
+
+    files = sorted(p for p in path.glob("*.parquet")) if path.is_dir() else [path]
+    for file in files:
+        with pq.ParquetFile(str(file)) as pf:
+            for rb in pf.iter_batches(batch_size=chunk_rows):
+                if rb.num_rows:
+                    yield rb
+
+
 def _read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """A Parquet file or folder of files, ``chunk_rows`` rows at a time, as pandas."""
-    import pyarrow.dataset as ds
-
-    for rb in ds.dataset(str(path), format="parquet").to_batches(batch_size=chunk_rows):
-        if rb.num_rows:
-            yield rb.to_pandas()
+    for rb in _parquet_batches(path, chunk_rows):
+        yield rb.to_pandas()
 
 
 def _write_out(scores_path: Path, out: Path, chunk_rows: int) -> None:
     """The scores file to ``out``: moved when Parquet, streamed to CSV otherwise; atomic (temp name, then rename)."""
     import pyarrow.csv as pacsv
-    import pyarrow.dataset as ds
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     if out.suffix.lower() == ".csv":
         schema = scores_schema()
         with pacsv.CSVWriter(str(tmp), schema) as writer:
-            for rb in ds.dataset(str(scores_path), format="parquet").to_batches(batch_size=chunk_rows):
-                writer.write_batch(rb)
+            for rb in _parquet_batches(scores_path, chunk_rows):
+                writer.write_batch(rb.cast(schema) if rb.schema != schema else rb)
     else:
         shutil.copyfile(scores_path, tmp)
     tmp.replace(out)
@@ -213,13 +224,11 @@ def _connect(engine: str, cfg: Config, work_dir: Path):
         import sys
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    con = connect(engine)
-    if engine == "duckdb":
-        con.raw_sql("SET preserve_insertion_order = false")
-        con.raw_sql(f"SET temp_directory = '{str(work_dir / 'duckdb_spill').replace(chr(39), chr(39) * 2)}'")
-        if cfg.predict.duckdb_memory_limit:
-            con.raw_sql(f"SET memory_limit = '{cfg.predict.duckdb_memory_limit}'")  # validated by the config pattern
-    return con
+        return connect(engine)
+    settings: dict = {"preserve_insertion_order": False, "temp_directory": str(work_dir / "duckdb_spill")}
+    if cfg.predict.duckdb_memory_limit:
+        settings["memory_limit"] = cfg.predict.duckdb_memory_limit
+    return connect(engine, **settings)
 
 
 def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path) -> tuple[int, int | None]:

@@ -134,6 +134,8 @@ def fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: Feat
     frame = features if features is not None else features_at(tables, origin, spec)
     if labels:
         frame = with_labels(tables, frame, origin, H)
+    # the engine returns rows in any order: sorted, the models trained on them do not depend on it
+    frame = frame.sort_values("customer_id", kind="stable", ignore_index=True)
     tm, sm = _fit_btyd(frame, cfg)
     bundle = _bundle(cfg, spec, frame[list(spec.feature_columns)], origin, tm, sm)
     return OriginFit(origin, frame, bundle, bundle.btyd(frame))

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from tiering.exceptions import ModelError
 
-__all__ = ["BTYD_FEATURES", "CLV_MODELS", "SpendRegressor", "signed_log"]
+__all__ = ["BTYD_FEATURES", "CLV_MODELS", "SpendRegressor", "signed_log", "tree_input"]
 
 BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases", "btyd_p_no_purchase", "btyd_expected_spend", "btyd_clv")
 CLV_MODELS = ("btyd", "supervised", "hybrid")
@@ -45,6 +45,12 @@ def signed_log(X: pd.DataFrame) -> np.ndarray:
             out[:, j] = np.sign(v) * np.log1p(np.abs(v))
     out[~np.isfinite(out)] = 0.0
     return out
+
+
+def tree_input(X: pd.DataFrame) -> np.ndarray:
+    """Features for tree models, rounded to 6 decimals: engines that add floats in another order
+    (DuckDB, Spark) give values equal to ~1e-12, and a tree must not split them apart."""
+    return np.round(X.to_numpy(dtype=float), 6)
 
 
 def _check_columns(owner: str, names: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +107,7 @@ class SpendRegressor(RegressorMixin, BaseEstimator):
                 loss="poisson", max_iter=self.max_iter, learning_rate=self.learning_rate,
                 min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
                 random_state=self.random_state,
-            ).fit(X.to_numpy(dtype=float), target)
+            ).fit(tree_input(X), target)
         if self.learner in ("ensemble", "glm"):
             self.glm_ = make_pipeline(StandardScaler(), PoissonRegressor(alpha=self.glm_alpha, solver="newton-cholesky", max_iter=300)).fit(
                 signed_log(X), target)
@@ -116,7 +122,7 @@ class SpendRegressor(RegressorMixin, BaseEstimator):
         X = _check_columns("SpendRegressor", self.feature_names_in_, X)
         parts = []
         if self.gbm_ is not None:
-            parts.append(self.gbm_.predict(X.to_numpy(dtype=float)))
+            parts.append(self.gbm_.predict(tree_input(X)))
         if self.glm_ is not None:
             parts.append(self.glm_.predict(signed_log(X)))
         return np.mean(parts, axis=0) * self.y_scale_

@@ -91,7 +91,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                 max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
                 early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, random_state=self.random_state,
             )
-            self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(X.to_numpy(dtype=float), y)
+            from tiering.models.clv import tree_input
+
+            self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(tree_input(X), y)
             self.calibration_ = method
         self.classes_ = np.array([0, 1])
         self.base_rate_ = float(y.mean())
@@ -113,7 +115,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             from tiering.models.clv import signed_log
 
             return self.model_.decision_function(signed_log(X))
-        return _logit(self.model_.predict_proba(X.to_numpy(dtype=float))[:, 1])
+        from tiering.models.clv import tree_input
+
+        return _logit(self.model_.predict_proba(tree_input(X))[:, 1])
 
     @staticmethod
     def _btyd(X: pd.DataFrame) -> np.ndarray:
