@@ -13,6 +13,7 @@ An experiment is a folder with a ``spec.yaml``::
     variants:                                    # name -> overrides merged into the config
       bgnbd: {}
       paretonbd: {model: {btyd_model: paretonbd}}
+    models: [naive, btyd]                        # optional: the backtest models to fit (default: all)
 
 Each variant runs the backtest (every model and baseline fitted at each origin, judged on the
 holdout that follows it) and logs one MLflow run with the spec, the resolved config, the data
@@ -73,6 +74,8 @@ class ExperimentSpec(_Strict):
     horizon_days: int = Field(gt=0)
     config: str | None = None  # base config for the models and tracking (default: the --config in use)
     variants: dict[str, dict[str, Any]] = Field(min_length=1)
+    # which backtest models to fit (e.g. [btyd, "clv:naive"]); all of them when left out
+    models: list[str] | None = None
 
 
 def read_spec(folder: str | Path) -> ExperimentSpec:
@@ -175,7 +178,8 @@ def run_experiment(folder: str | Path, base: Config, *, progress=None) -> Experi
         for name, overrides in spec.variants.items():
             cfg = variant_config(data_cfg, overrides, name)
             step(f"variant {name}: backtest at {len(spec.origins)} origins")
-            res = backtest(tables, spec.origins, cfg, horizon_days=spec.horizon_days, out_dir=workdir / name)
+            res = backtest(tables, spec.origins, cfg, horizon_days=spec.horizon_days, variants=spec.models,
+                           out_dir=workdir / name)
             results[name] = res
             run_ids[name] = log_run(
                 tracking, run_name=f"{folder.name}/{name}",
