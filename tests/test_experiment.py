@@ -20,7 +20,7 @@ SPEC = {
     "data": {"simulate": {"customers": 2000, "start": "2024-01-01", "end": "2025-06-30", "seed": 5}},
     "origins": ["2024-10-01", "2024-12-30"],
     "horizon_days": 90,
-    "variants": {"bgnbd": {}, "paretonbd": {"model": {"btyd_model": "paretonbd"}}},
+    "variants": {"bgnbd": {}, "paretonbd": {"config": {"model": {"btyd_model": "paretonbd"}}}},
     "models": ["naive", "btyd"],
 }
 
@@ -62,6 +62,7 @@ def test_experiment_logs_each_variant_and_writes_the_tables(tmp_path):
     run = next(x for x in logged if x["run_name"].endswith("/bgnbd"))
     assert run["metrics"]["clv_btyd_normalized_gini"] == pytest.approx(btyd[btyd.variant == "bgnbd"]["value"].mean())
     assert "clv_btyd_normalized_gini_20241001" in run["metrics"]
+    assert "| bgnbd | clv | btyd | normalized_gini |" in md  # the per-origin table
 
 
 def test_bad_specs_are_clear_errors(tmp_path):

@@ -10,10 +10,11 @@ An experiment is a folder with a ``spec.yaml``::
       # cdnow: true                              #   CDNOW's 23,570 customers, from the lifetimes package
     origins: [2010-09-01, 2010-12-01, 2011-03-01, 2011-06-01]
     horizon_days: 180
-    variants:                                    # name -> overrides merged into the config
-      bgnbd: {}
-      paretonbd: {model: {btyd_model: paretonbd}}
     models: [naive, btyd]                        # optional: the backtest models to fit (default: all)
+    variants:                                    # name -> config overrides, optionally models/origins/horizon_days
+      bgnbd: {}
+      paretonbd: {config: {model: {btyd_model: paretonbd}}}
+      weeks_26: {config: {features: {time_unit: W}}, origins: [2011-03-01], horizon_days: 182}
 
 Each variant runs the backtest (every model and baseline fitted at each origin, judged on the
 holdout that follows it) and logs one MLflow run with the spec, the resolved config, the data
@@ -66,6 +67,15 @@ class DataSpec(_Strict):
         return self
 
 
+class VariantSpec(_Strict):
+    """One variant: config overrides, and optionally its own models, origins or horizon."""
+
+    config: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] | None = None
+    origins: list[dt.date] | None = None
+    horizon_days: int | None = Field(None, gt=0)
+
+
 class ExperimentSpec(_Strict):
     description: str = ""
     mlflow_experiment: str
@@ -73,9 +83,9 @@ class ExperimentSpec(_Strict):
     origins: list[dt.date] = Field(min_length=1)
     horizon_days: int = Field(gt=0)
     config: str | None = None  # base config for the models and tracking (default: the --config in use)
-    variants: dict[str, dict[str, Any]] = Field(min_length=1)
     # which backtest models to fit (e.g. [btyd, "clv:naive"]); all of them when left out
     models: list[str] | None = None
+    variants: dict[str, VariantSpec] = Field(min_length=1)
 
 
 def read_spec(folder: str | Path) -> ExperimentSpec:
@@ -142,16 +152,28 @@ class ExperimentResult:
     results_md: Path
 
 
+_KEY_METRICS = ("normalized_gini", "roc_auc", "brier")
+
+
 def to_markdown(results: dict[str, BacktestResult], spec: ExperimentSpec) -> str:
-    """Per variant, the backtest's mean-over-origins tables."""
+    """Per variant, the backtest's mean-over-origins tables, then the key metrics per origin."""
     from tiering.backtest import to_markdown as backtest_markdown
 
     lines = [f"# Results: {spec.description or spec.mlflow_experiment}", "",
-             f"Origins {', '.join(o.isoformat() for o in spec.origins)}; horizon {spec.horizon_days} days; mean over "
-             "origins. Written by `tiering experiment run`; do not edit by hand.", ""]
+             "Written by `tiering experiment run`; do not edit by hand.", ""]
     for name, res in results.items():
-        lines += [f"## {name}", "", backtest_markdown(res.summary, digits=4)]
-    return "\n".join(lines)
+        origins = sorted({str(o) for o in res.table["origin"]})
+        lines += [f"## {name}: mean over {len(origins)} origins ({', '.join(origins)}), horizon {res.horizon_days} days", "",
+                  backtest_markdown(res.summary, digits=4)]
+    key = pd.concat([r.table.assign(variant=n) for n, r in results.items()], ignore_index=True)
+    key = key[key["metric"].isin(_KEY_METRICS)]
+    wide = key.pivot_table(index=["variant", "task", "model", "metric"], columns="origin", values="value", sort=False)
+    lines += ["## Per origin: normalized Gini (clv), ROC-AUC and Brier (churn, propensity)", "",
+              "| variant | task | model | metric | " + " | ".join(str(c) for c in wide.columns) + " |",
+              "|---|---|---|---|" + "---:|" * len(wide.columns)]
+    lines += ["| " + " | ".join(idx) + " | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in row) + " |"
+              for idx, row in wide.iterrows()]
+    return "\n".join(lines) + "\n"
 
 
 def run_experiment(folder: str | Path, base: Config, *, progress=None) -> ExperimentResult:
@@ -175,16 +197,17 @@ def run_experiment(folder: str | Path, base: Config, *, progress=None) -> Experi
         step(f"validating the data of {folder.name}")
         tables = load_tables(data_cfg, as_of=None)
         fingerprint = data_fingerprint(tables)
-        for name, overrides in spec.variants.items():
-            cfg = variant_config(data_cfg, overrides, name)
-            step(f"variant {name}: backtest at {len(spec.origins)} origins")
-            res = backtest(tables, spec.origins, cfg, horizon_days=spec.horizon_days, variants=spec.models,
-                           out_dir=workdir / name)
+        for name, v in spec.variants.items():
+            cfg = variant_config(data_cfg, v.config, name)
+            origins, horizon, models = v.origins or spec.origins, v.horizon_days or spec.horizon_days, v.models or spec.models
+            step(f"variant {name}: backtest at {len(origins)} origins, horizon {horizon} days")
+            res = backtest(tables, origins, cfg, horizon_days=horizon, variants=models, out_dir=workdir / name)
             results[name] = res
             run_ids[name] = log_run(
                 tracking, run_name=f"{folder.name}/{name}",
-                params={"variant": name, "overrides": overrides, "origins": [o.isoformat() for o in spec.origins],
-                        "horizon_days": spec.horizon_days, "config": cfg.model_dump(mode="json")},
+                params={"variant": name, "overrides": v.config, "models": models or "all",
+                        "origins": [o.isoformat() for o in origins], "horizon_days": horizon,
+                        "config": cfg.model_dump(mode="json")},
                 metrics=run_metrics(res),
                 tags={"kind": "experiment", "experiment": folder.name, "variant": name, "data_hash": fingerprint["hash"],
                       "code_version": code_version()},
