@@ -79,7 +79,6 @@ COPY (
 
 def run_job(job: str, data: Path, out: Path) -> dict:
     """One job in this process; returns wall seconds of the job and output rows."""
-    import ibis
 
     tx_path, ix_path, cu_path = (str(data / f"{n}.parquet") for n in ("transactions", "interactions", "customers"))
     if job == "lifetimes":

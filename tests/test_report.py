@@ -245,45 +245,18 @@ def test_report_cli_json_and_errors(world):
     assert r.returncode == 2 and "--as-of must be a date as YYYY-MM-DD; got '2025-02-30'" in r.stderr
 
 
-def _binary(env: str, *names: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env] if Path(os.environ[env]).exists() else None
-    return next((p for p in map(shutil.which, names) if p), None)
-
-
-def test_report_renders_in_headless_chromium(world, page, tmp_path):
-    chromium = _binary("TIERING_TEST_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
-    driver_path = _binary("TIERING_TEST_CHROMEDRIVER", "chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        chromium = None
-    if not chromium or not driver_path:
-        if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
-            pytest.fail("Chromium, chromedriver and selenium are required (TIERING_REQUIRE_SERVICES=1) but missing.")
-        pytest.skip("Chromium, chromedriver or selenium not installed")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000",
-                f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
-    try:
-        drv.set_page_load_timeout(60)
-        drv.get((world["root"] / "report.html").as_uri())
-        assert drv.title == f"Tiering report {AS_OF}"
-        # every chart is laid out with a real size, and every table has rows
-        sizes = drv.execute_script("return Array.from(document.querySelectorAll('svg')).map(s => "
-                                   "[s.getBoundingClientRect().width, s.getBoundingClientRect().height])")
-        assert len(sizes) == 7 and all(w > 200 and h > 100 for w, h in sizes)
-        rows = drv.execute_script("return ['funnel-channel', 'funnel-month'].map(i => document.getElementById(i).rows.length)")
-        assert rows[0] == 2 + 6 and rows[1] == 2 + 18  # header + reference + 6 channels; + 18 monthly cohorts
-        drv.set_window_size(1280, drv.execute_script("return document.body.scrollHeight") + 100)
-        shot = tmp_path / "report.png"
-        assert drv.save_screenshot(str(shot)) and shot.stat().st_size > 50_000
-        if os.environ.get("TIERING_TEST_SCREENSHOT_DIR"):  # keep it to look at
-            shutil.copy(shot, Path(os.environ["TIERING_TEST_SCREENSHOT_DIR"]) / "report.png")
-    finally:
-        drv.quit()
+def test_report_renders_in_headless_chromium(world, page, browser, tmp_path):
+    drv = browser
+    drv.get((world["root"] / "report.html").as_uri())
+    assert drv.title == f"Tiering report {AS_OF}"
+    # every chart is laid out with a real size, and every table has rows
+    sizes = drv.execute_script("return Array.from(document.querySelectorAll('svg')).map(s => "
+                               "[s.getBoundingClientRect().width, s.getBoundingClientRect().height])")
+    assert len(sizes) == 7 and all(w > 200 and h > 100 for w, h in sizes)
+    rows = drv.execute_script("return ['funnel-channel', 'funnel-month'].map(i => document.getElementById(i).rows.length)")
+    assert rows[0] == 2 + 6 and rows[1] == 2 + 18  # header + reference + 6 channels; + 18 monthly cohorts
+    drv.set_window_size(1280, drv.execute_script("return document.body.scrollHeight") + 100)
+    shot = tmp_path / "report.png"
+    assert drv.save_screenshot(str(shot)) and shot.stat().st_size > 50_000
+    if os.environ.get("TIERING_TEST_SCREENSHOT_DIR"):  # keep it to look at
+        shutil.copy(shot, Path(os.environ["TIERING_TEST_SCREENSHOT_DIR"]) / "report.png")

@@ -27,7 +27,6 @@ from tiering.exceptions import ConfigError, SchemaError
 from tiering.schemas import TableContract
 
 if TYPE_CHECKING:
-    import ibis
     import ibis.expr.types as ir
 
 _BACKTICK = re.compile(r"`([^`]+)`")
