@@ -361,7 +361,6 @@ class ScoresStore:
 
     # ---- reading -----------------------------------------------------------------------
     def _run(self, stmt) -> list:
-        import sqlalchemy as sa
 
         try:
             with self.engine.connect() as conn:
