@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 from tiering.exceptions import ConfigError
 
@@ -27,6 +28,8 @@ def spark_session(master: str = "local[2]", shuffle_partitions: int = 8):
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise ConfigError("The spark engine needs Java (a JDK 17 or 21): install one and put `java` on PATH or set JAVA_HOME.")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (UDFs such as mlflow's spark_udf) run this interpreter and its packages, unless set otherwise
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master(master)
         .appName("tiering")

@@ -219,11 +219,6 @@ def _connect(engine: str, cfg: Config, work_dir: Path):
     from tiering.io import connect
 
     if engine == "spark":
-        # spark_udf runs the model in Python workers: this interpreter (its packages), unless set otherwise
-        import os
-        import sys
-
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         return connect(engine)
     settings: dict = {"preserve_insertion_order": False, "temp_directory": str(work_dir / "duckdb_spill")}
     if cfg.predict.duckdb_memory_limit:
