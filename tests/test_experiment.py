@@ -62,6 +62,10 @@ def test_experiment_logs_each_variant_and_writes_the_tables(tmp_path):
     run = next(x for x in logged if x["run_name"].endswith("/bgnbd"))
     assert run["metrics"]["clv_btyd_normalized_gini"] == pytest.approx(btyd[btyd.variant == "bgnbd"]["value"].mean())
     assert "clv_btyd_normalized_gini_20241001" in run["metrics"]
+    import mlflow
+
+    arts = {a.path for a in mlflow.MlflowClient(tracking_uri=tracking.uri).list_artifacts(run["run_id"])}
+    assert "spec.yaml" in arts and "backtest.csv" in arts and any(a.endswith(".png") for a in arts)
     assert "| bgnbd | clv | btyd | normalized_gini |" in md  # the per-origin table
 
 

@@ -17,7 +17,7 @@ An experiment is a folder with a ``spec.yaml``::
       weeks_26: {config: {features: {time_unit: W}}, origins: [2011-03-01], horizon_days: 182}
 
 Each variant runs the backtest (every model and baseline fitted at each origin, judged on the
-holdout that follows it) and logs one MLflow run with the spec, the resolved config, the data
+holdout that follows it) and logs one MLflow run with spec.yaml, the resolved config, the data
 fingerprint, the metrics per origin and averaged, and the plots. The tidy table of every
 variant x origin x task x model x metric goes to ``results.csv`` in the experiment folder and the
 averages over origins to ``results.md`` (the table the experiment's README quotes).
@@ -26,6 +26,7 @@ averages over origins to ``results.md`` (the table the experiment's README quote
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,7 @@ def run_experiment(folder: str | Path, base: Config, *, progress=None) -> Experi
             step(f"variant {name}: backtest at {len(origins)} origins, horizon {horizon} days")
             res = backtest(tables, origins, cfg, horizon_days=horizon, variants=models, out_dir=workdir / name)
             results[name] = res
+            shutil.copy(folder / SPEC_FILE, workdir / name / SPEC_FILE)  # the spec travels with every run
             run_ids[name] = log_run(
                 tracking, run_name=f"{folder.name}/{name}",
                 params={"variant": name, "overrides": v.config, "models": models or "all",
