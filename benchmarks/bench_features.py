@@ -11,6 +11,8 @@ process), median of --runs:
 - features_tx: build_features on transactions only -> Parquet;
 - features: build_features on transactions + interactions + customers -> Parquet (the full frame);
 - features_1g: the same with DuckDB's memory_limit at 1GB (tiering.io.connect("duckdb", memory_limit="1GB"));
+- validated_1g: what batch scoring does before scoring, at the same 1GB limit: validate_table on the
+  three tables (as_of given, quarantine to a temp folder), then build_features on the good rows -> Parquet;
 - lifetimes (once): lifetimes.utils.summary_data_from_transaction_data on the transactions, read into
   pandas (customer_id, ordered_at, amount) before the clock starts.
 Prints a table with ratios against sql_rfm, and whether the rfm and sql_rfm outputs agree.
@@ -34,7 +36,7 @@ from pathlib import Path
 
 AS_OF = dt.date(2025, 12, 31)
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
-JOBS = ("sql_rfm", "rfm", "features_tx", "features", "features_1g")
+JOBS = ("sql_rfm", "rfm", "features_tx", "features", "features_1g", "validated_1g")
 
 
 def _peak_rss_gib() -> float:
@@ -91,11 +93,16 @@ def run_job(job: str, data: Path, out: Path) -> dict:
                                                  observation_period_end=str(AS_OF), freq="D")
         return {"wall": time.perf_counter() - t0, "rows": len(res)}
 
-    from tiering.features import FeatureSpec, bound_to_as_of, build_features, rfm_summary
+    from tiering.features import (
+        FeatureSpec,
+        bound_to_as_of,
+        build_features,
+        rfm_summary,
+    )
     from tiering.io import connect, write_table
 
     t0 = time.perf_counter()
-    con = connect("duckdb", **({"memory_limit": "1GB"} if job == "features_1g" else {}))
+    con = connect("duckdb", **({"memory_limit": "1GB"} if job.endswith("_1g") else {}))
     if job == "sql_rfm":
         cutoff = dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time())
         con.raw_sql("SET preserve_insertion_order = false")  # as write_table does for ours
@@ -105,7 +112,18 @@ def run_job(job: str, data: Path, out: Path) -> dict:
         rows = pq.ParquetFile(out).metadata.num_rows
     else:
         tx = con.read_parquet(tx_path)
-        if job == "rfm":
+        if job == "validated_1g":
+            from tiering.schemas import CONTRACTS
+            from tiering.validation import validate_table
+
+            good = {}
+            for name, path in (("transactions", tx_path), ("interactions", ix_path), ("customers", cu_path)):
+                raw = tx if name == "transactions" else con.read_parquet(path)
+                good[name], _ = validate_table(raw, CONTRACTS[name], as_of=AS_OF, source=path,
+                                               quarantine_dir=out.parent / "quarantine")
+            expr = build_features(good["transactions"], good["interactions"], good["customers"], as_of=AS_OF,
+                                  spec=FeatureSpec())
+        elif job == "rfm":
             expr = rfm_summary(bound_to_as_of(tx, "transactions", "ordered_at", AS_OF), as_of=AS_OF, time_unit="D")
         elif job == "features_tx":
             expr = build_features(tx, as_of=AS_OF, spec=FeatureSpec())

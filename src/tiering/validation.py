@@ -12,13 +12,18 @@ Two kinds of problem, two behaviours:
   row for an id; the earliest joined_at is kept).
 
 Refunds and cancellations (negative amounts) are valid rows: they are netted later, never
-dropped. Everything stays lazy in the engine (DuckDB by default); nothing is pulled into pandas.
+dropped. Everything stays in the engine (DuckDB by default); nothing is pulled into pandas. The
+typed, annotated rows are computed once per table: cached on Spark, written to a temporary
+Parquet file on DuckDB (see _materialize_duckdb); the good rows returned are a lazy scan of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import shutil
+import tempfile
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
 
 REASON = "reason"
+_MATERIALIZED = itertools.count()
 
 
 @dataclass
@@ -177,9 +183,11 @@ def annotate(mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None
     if as_of is not None:
         reasons.append((typed[contract.time_column] >= _day_after(as_of), "after_as_of"))
     case = ibis.cases(*reasons, else_=ibis.null("string"))
+    # raw values keep their source type through the duplicate ranking (text casts of every
+    # timestamp and amount made the window carry twice the bytes); cast to text after it
     t = mapped.select(
         **typed,
-        **{f"raw_{c}": mapped[c].cast("string") for c in typed},
+        **{f"raw_{c}": mapped[c] for c in typed},
         **{REASON: case},
     )
     # duplicates are judged among rows that are otherwise good
@@ -187,11 +195,49 @@ def annotate(mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None
         order = [t[contract.time_column], t[contract.id_column]]
         dup_reason = "duplicate_customer"
     else:
-        order = [t[k] for k in contract.unique_key if k in typed]
+        order = None  # the rows of a group are equal on every ordering key anyway
         dup_reason = "duplicate_line"
     keys = [t[k] for k in contract.unique_key if k in typed] + [t[REASON].isnull()]
     rank = ibis.row_number().over(group_by=keys, order_by=order)
-    return t.mutate(**{REASON: ibis.ifelse(t[REASON].isnull() & (rank > 0), ibis.literal(dup_reason), t[REASON])})
+    ranked = t.mutate(**{REASON: ibis.ifelse(t[REASON].isnull() & (rank > 0), ibis.literal(dup_reason), t[REASON])})
+    return ranked.mutate(**{f"raw_{c}": ranked[f"raw_{c}"].cast("string") for c in typed})
+
+
+def _is_duckdb(expr: ir.Table) -> bool:
+    return getattr(expr._find_backend(use_default=True), "name", None) == "duckdb"
+
+
+def _materialize_duckdb(annotated: ir.Table) -> ir.Table:
+    """The annotated table computed once into a Parquet file, returned as a scan of that file.
+
+    The raw_* text is kept for bad rows only (null for good ones, so it costs next to nothing).
+    The file lives in a private folder beside DuckDB's temp_directory when one is set (batch
+    scoring points it into its work dir), else in the system temp folder; the folder is removed
+    when the connection is garbage collected, or at exit. Measured at 1M customers (9.9M
+    transactions, 10M interactions, 1GB DuckDB limit): validate + build features 63 s -> 31 s,
+    peak RSS 1.3 -> 1.5 GiB (benchmarks/README.md, "Feature build").
+    """
+    import ibis
+
+    backend = annotated._find_backend(use_default=True)
+    bad = annotated[REASON].notnull()
+    slim = annotated.mutate(
+        **{c: ibis.ifelse(bad, annotated[c], ibis.null("string")) for c in annotated.columns if c.startswith("raw_")}
+    )
+    spill = backend.raw_sql("SELECT current_setting('temp_directory')").fetchone()[0]
+    base = Path(spill).resolve().parent if spill and spill != ".tmp" else None  # ".tmp": DuckDB's default
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="tiering-validated-", dir=base)
+    weakref.finalize(backend, shutil.rmtree, folder, True)
+    path = str(Path(folder) / "annotated.parquet")
+    before = backend.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    backend.raw_sql("SET preserve_insertion_order = false")  # row order carries no meaning here
+    try:
+        slim.to_parquet(path)
+    finally:
+        backend.raw_sql(f"SET preserve_insertion_order = {str(bool(before)).lower()}")
+    return backend.read_parquet(path, table_name=f"validated_{next(_MATERIALIZED)}")
 
 
 def validate_table(
@@ -214,8 +260,12 @@ def validate_table(
     if is_spark(annotated):
         # Spark would recompute the typing and duplicate ranking (a shuffle) for the counts, the
         # quarantine and every feature pass: cache it once (memory and disk; released by Ibis
-        # when the returned tables are garbage collected). DuckDB streams each pass instead.
+        # when the returned tables are garbage collected).
         annotated = annotated.cache()
+    elif _is_duckdb(annotated):
+        # DuckDB would likewise re-run it for the counts, the quarantine and every feature pass
+        # (~9 window rankings of the whole table for one feature build): compute it once
+        annotated = _materialize_duckdb(annotated)
     counts_df = annotated.group_by(REASON).aggregate(n=annotated.count()).execute()
     counts = {str(r): int(n) for r, n in zip(counts_df[REASON], counts_df["n"]) if r is not None and r == r}
     rows_in = int(counts_df["n"].sum())
