@@ -49,14 +49,15 @@ def versions(cfg: TrackingConfig) -> list[ModelVersion]:
     client = configure(cfg)
     try:
         found = client.search_model_versions(f"name = '{cfg.registered_model}'")
+        # search results carry no aliases: read them once from the registered model (alias -> version)
+        aliases = client.get_registered_model(cfg.registered_model).aliases if found else {}
     except MlflowException:
         return []
     out = []
     for mv in sorted(found, key=lambda v: -int(v.version)):
-        mv = client.get_model_version(mv.name, mv.version)  # search results carry no aliases
         run = client.get_run(mv.run_id) if mv.run_id else None
         out.append(ModelVersion(
-            mv.name, str(mv.version), mv.run_id or "", tuple(getattr(mv, "aliases", ()) or ()),
+            mv.name, str(mv.version), mv.run_id or "", tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version))),
             dict(run.data.metrics) if run else {}, dict(run.data.tags) if run else {},
         ))
     return out
