@@ -253,12 +253,30 @@ def run_metrics(result: BacktestResult) -> dict[str, float]:
     return metrics
 
 
+def log_backtest(cfg: Config, result: BacktestResult, *, run_name: str, kind: str, data_hash: str,
+                 params: dict | None = None, tags: dict | None = None, artifacts_dir: str | Path | None = None) -> str:
+    """Log one backtest as an MLflow run in ``cfg.tracking``: origins, horizon and the resolved config as
+    params, :func:`run_metrics` as metrics, kind/horizon/data hash/code version as tags (plus ``params``
+    and ``tags``), the files under ``artifacts_dir``. Returns the run id."""
+    from tiering import tracking
+
+    origins = sorted({r.origin for r in result.table.itertuples()})
+    return tracking.log_run(
+        cfg.tracking, run_name=run_name,
+        params={"origins": ",".join(str(o) for o in origins), "horizon_days": result.horizon_days,
+                "config": cfg.model_dump(mode="json")} | (params or {}),
+        metrics=run_metrics(result),
+        tags={"kind": kind, "horizon_days": str(result.horizon_days), "data_hash": data_hash,
+              "code_version": tracking.code_version()} | (tags or {}),
+        artifacts_dir=artifacts_dir,
+    )
+
+
 def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, out_dir: str | Path = "outputs/backtest",
                      variants=None, progress=None) -> tuple[BacktestResult, str]:
     """Validate the sources, backtest at ``origins`` and log one MLflow run: metrics per model and origin
     (``{task}_{model}_{metric}_{YYYYMMDD}``) and their means (``{task}_{model}_{metric}``), the plots and
     backtest.csv as artifacts. Returns the result and the run id."""
-    from tiering import tracking
     from tiering.train import data_fingerprint
     from tiering.validation import load_tables
 
@@ -267,15 +285,7 @@ def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, o
     tables = load_tables(cfg, as_of=None)
     res = backtest(tables, origins, cfg, horizon_days, variants=variants, out_dir=out_dir, progress=progress)
     step("logging to MLflow")
-    metrics = run_metrics(res)
     origin_list = sorted({r.origin for r in res.table.itertuples()})
-    run_id = tracking.log_run(
-        cfg.tracking, run_name=f"backtest-{origin_list[0]}..{origin_list[-1]}" if origin_list else "backtest",
-        params={"origins": ",".join(str(o) for o in origin_list), "horizon_days": res.horizon_days,
-                "config": cfg.model_dump(mode="json")},
-        metrics=metrics,
-        tags={"kind": "backtest", "horizon_days": str(res.horizon_days), "data_hash": data_fingerprint(tables)["hash"],
-              "code_version": tracking.code_version()},
-        artifacts_dir=out_dir,
-    )
+    run_id = log_backtest(cfg, res, run_name=f"backtest-{origin_list[0]}..{origin_list[-1]}" if origin_list else "backtest",
+                          kind="backtest", data_hash=data_fingerprint(tables)["hash"], artifacts_dir=out_dir)
     return res, run_id

@@ -179,8 +179,7 @@ def to_markdown(results: dict[str, BacktestResult], spec: ExperimentSpec) -> str
 
 def run_experiment(folder: str | Path, base: Config, *, progress=None) -> ExperimentResult:
     """Backtest every variant of the experiment in ``folder`` and log each as one MLflow run."""
-    from tiering.backtest import backtest, run_metrics
-    from tiering.tracking import code_version, log_run
+    from tiering.backtest import backtest, log_backtest
     from tiering.train import data_fingerprint
     from tiering.validation import load_tables
 
@@ -195,6 +194,7 @@ def run_experiment(folder: str | Path, base: Config, *, progress=None) -> Experi
         workdir = Path(tmp)
         data_cfg = _data_config(spec, base, workdir)
         data_cfg.validation.quarantine_dir = str(workdir / "quarantine")
+        data_cfg.tracking = tracking  # every variant logs to the spec's MLflow experiment
         step(f"validating the data of {folder.name}")
         tables = load_tables(data_cfg, as_of=None)
         fingerprint = data_fingerprint(tables)
@@ -205,15 +205,10 @@ def run_experiment(folder: str | Path, base: Config, *, progress=None) -> Experi
             res = backtest(tables, origins, cfg, horizon_days=horizon, variants=models, out_dir=workdir / name)
             results[name] = res
             shutil.copy(folder / SPEC_FILE, workdir / name / SPEC_FILE)  # the spec travels with every run
-            run_ids[name] = log_run(
-                tracking, run_name=f"{folder.name}/{name}",
-                params={"variant": name, "overrides": v.config, "models": models or "all",
-                        "origins": [o.isoformat() for o in origins], "horizon_days": horizon,
-                        "config": cfg.model_dump(mode="json")},
-                metrics=run_metrics(res),
-                tags={"kind": "experiment", "experiment": folder.name, "variant": name, "data_hash": fingerprint["hash"],
-                      "code_version": code_version()},
-                artifacts_dir=workdir / name,
+            run_ids[name] = log_backtest(
+                cfg, res, run_name=f"{folder.name}/{name}", kind="experiment",
+                data_hash=fingerprint["hash"], params={"variant": name, "overrides": v.config, "models": models or "all"},
+                tags={"experiment": folder.name, "variant": name}, artifacts_dir=workdir / name,
             )
     table = pd.concat([r.table.assign(variant=name) for name, r in results.items()], ignore_index=True)
     table = table[["variant", "origin", "task", "model", "metric", "value"]]
