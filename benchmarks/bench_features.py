@@ -7,6 +7,10 @@ outputs/bench/features-sim-<customers>-seed<seed>/) and reused. as_of 2025-12-31
 Jobs, each in a fresh Python process (wall time of the job itself after imports, peak RSS of the
 process), median of --runs:
 - sql_rfm: the floor, a hand-written DuckDB SQL RFM summary (lifetimes semantics) Parquet -> Parquet;
+- sql_floor: the groupings the feature set is defined on, and nothing else, in hand-written DuckDB SQL:
+  distinct (customer, day), (customer, order) and (customer, product) of the transactions and
+  (customer, day) of the interactions, each counted per customer and joined into one row per
+  customer (no amounts, windows or gaps); a lower bound for any build of these features on DuckDB;
 - rfm: tiering.features.rfm_summary on the same Parquet -> Parquet;
 - features_tx: build_features on transactions only -> Parquet;
 - features: build_features on transactions + interactions + customers -> Parquet (the full frame);
@@ -36,7 +40,7 @@ from pathlib import Path
 
 AS_OF = dt.date(2025, 12, 31)
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
-JOBS = ("sql_rfm", "rfm", "features_tx", "features", "features_1g", "validated_1g")
+JOBS = ("sql_rfm", "sql_floor", "rfm", "features_tx", "features", "features_1g", "validated_1g")
 
 
 def _peak_rss_gib() -> float:
@@ -79,6 +83,30 @@ COPY (
 """
 
 
+SQL_FLOOR = """
+COPY (
+  WITH tx AS (
+    SELECT customer_id, order_id, product_id, CAST(ordered_at AS DATE) AS day, amount
+    FROM read_parquet('{tx}') WHERE ordered_at < TIMESTAMP '{cutoff}'
+  ),
+  days AS (SELECT customer_id, COUNT(*) AS n_days FROM (SELECT DISTINCT customer_id, day FROM tx) GROUP BY customer_id),
+  orders AS (SELECT customer_id, COUNT(*) AS n_orders FROM (SELECT DISTINCT customer_id, order_id FROM tx) GROUP BY customer_id),
+  products AS (
+    SELECT customer_id, COUNT(*) AS n_products
+    FROM (SELECT DISTINCT customer_id, product_id FROM tx WHERE amount > 0) GROUP BY customer_id
+  ),
+  active AS (
+    SELECT customer_id, COUNT(*) AS n_active_days
+    FROM (SELECT DISTINCT customer_id, CAST(occurred_at AS DATE) AS day FROM read_parquet('{ix}')
+          WHERE occurred_at < TIMESTAMP '{cutoff}')
+    GROUP BY customer_id
+  )
+  SELECT * FROM days FULL JOIN orders USING (customer_id) FULL JOIN products USING (customer_id)
+  FULL JOIN active USING (customer_id)
+) TO '{out}' (FORMAT parquet)
+"""
+
+
 def run_job(job: str, data: Path, out: Path) -> dict:
     """One job in this process; returns wall seconds of the job and output rows."""
 
@@ -103,10 +131,11 @@ def run_job(job: str, data: Path, out: Path) -> dict:
 
     t0 = time.perf_counter()
     con = connect("duckdb", **({"memory_limit": "1GB"} if job.endswith("_1g") else {}))
-    if job == "sql_rfm":
+    if job in ("sql_rfm", "sql_floor"):
         cutoff = dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time())
         con.raw_sql("SET preserve_insertion_order = false")  # as write_table does for ours
-        con.raw_sql(SQL_RFM.format(tx=tx_path, cutoff=cutoff, as_of=AS_OF, out=out))
+        sql = SQL_RFM if job == "sql_rfm" else SQL_FLOOR
+        con.raw_sql(sql.format(tx=tx_path, ix=ix_path, cutoff=cutoff, as_of=AS_OF, out=out))
         import pyarrow.parquet as pq
 
         rows = pq.ParquetFile(out).metadata.num_rows

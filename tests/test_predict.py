@@ -4,7 +4,8 @@
 Covers: chunked scoring equal to in-memory scoring, the scores file (Parquet/CSV), the model
 by version, alias or URI, re-runs replacing their batch, and the safety rules (feature spec
 mismatch, as_of outside the data, empty base, locked SQLite and unreachable PostgreSQL stores,
-a crash mid-run): each a clear message, exit status 2 and nothing written.
+a crash mid-run): each a clear message, exit status 2 and nothing written; and resuming a run
+interrupted while scoring or writing (predict.work_dir, --work-dir), never from stale files.
 """
 
 import datetime as dt
@@ -73,6 +74,20 @@ def _batches(cfg) -> list:
     return ScoresStore(cfg.store.url).batches_list()
 
 
+def _assert_same_scores(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """The same customers, tiers and segments, and the same scores up to rare last-digit moves."""
+    assert a["customer_id"].tolist() == b["customer_id"].tolist()
+    # two DuckDB builds may add floats in another order (last-bit feature differences), and a tree input
+    # rounded at 6 decimals can then step once: the same scores, up to rare last-digit moves
+    for c in ("p_purchase", "churn_risk", "clv", "expected_spend", "next_tier_proba"):
+        x, y = a[c].to_numpy(float), b[c].to_numpy(float)
+        close = np.isclose(x, y, rtol=1e-12, atol=0, equal_nan=True)
+        assert close.mean() >= 0.995, (c, np.flatnonzero(~close)[:10])
+        np.testing.assert_allclose(x, y, rtol=1e-4, equal_nan=True)
+    for c in ("tier", "tier_reason", "rfm_segment", "next_tier", "r_score", "koc_candidate", "at_risk"):
+        assert a[c].tolist() == b[c].tolist(), c
+
+
 def test_chunked_predict_equals_in_memory_scoring_and_writes_store_and_file(trained, tmp_path):
     root, cfg, result = trained
     from tiering.registry import load_bundle
@@ -94,16 +109,7 @@ def test_chunked_predict_equals_in_memory_scoring_and_writes_store_and_file(trai
     bundle, name, version = load_bundle("champion", cfg.tracking)
     expected = score(load_tables(cfg, as_of=END), bundle, as_of=END, model_name=name, model_version=version,
                      scored_at=SCORED_AT).sort_values("customer_id").reset_index(drop=True)
-    assert stored["customer_id"].tolist() == expected["customer_id"].tolist()
-    # two DuckDB builds may add floats in another order (last-bit feature differences), and a tree input
-    # rounded at 6 decimals can then step once: the same scores, up to rare last-digit moves
-    for c in ("p_purchase", "churn_risk", "clv", "expected_spend", "next_tier_proba"):
-        a, b = stored[c].to_numpy(float), expected[c].to_numpy(float)
-        close = np.isclose(a, b, rtol=1e-12, atol=0, equal_nan=True)
-        assert close.mean() >= 0.995, (c, np.flatnonzero(~close)[:10])
-        np.testing.assert_allclose(a, b, rtol=1e-4, equal_nan=True)
-    for c in ("tier", "tier_reason", "rfm_segment", "next_tier", "r_score", "koc_candidate", "at_risk"):
-        assert stored[c].tolist() == expected[c].tolist(), c
+    _assert_same_scores(stored, expected)
     assert (pd.to_datetime(stored["scored_at"]) == pd.Timestamp(SCORED_AT)).all()
 
     file = pd.read_parquet(tmp_path / "scores.parquet").sort_values("customer_id").reset_index(drop=True)
@@ -239,6 +245,142 @@ def test_crash_mid_run_leaves_previous_scores_and_no_file(trained, monkeypatch, 
     assert batch.finished_at == SCORED_AT
     pd.testing.assert_frame_equal(store.read_batch(batch), before)
     assert not (tmp_path / "scores.parquet").exists()
+
+
+def _resumable(cfg, tmp_path, store: str = "scores"):
+    """A copy of ``cfg`` writing to its own store, with checkpoints in tmp_path/work, 300 customers a chunk."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.store.url = f"sqlite:///{tmp_path}/{store}.db"
+    cfg.predict.work_dir = str(tmp_path / "work")
+    cfg.predict.chunk_rows = 300
+    return cfg
+
+
+def _count_predicts(monkeypatch, fail_at: int | None = None) -> list:
+    """ScoringBundle.predict counting its calls (the list returned), raising MemoryError on call ``fail_at``."""
+    from tiering.models.bundle import ScoringBundle
+
+    real, calls = ScoringBundle.predict, []
+
+    def counted(self, features):
+        calls.append(len(features))
+        if len(calls) == fail_at:
+            raise MemoryError("killed mid-run")
+        return real(self, features)
+
+    monkeypatch.setattr(ScoringBundle, "predict", counted)
+    return calls
+
+
+def _forbid_features(monkeypatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a resumed run validated the sources or built the features again")
+
+    monkeypatch.setattr("tiering.validation.load_tables", forbidden)
+    monkeypatch.setattr("tiering.predict.build_features", forbidden)
+
+
+def test_run_interrupted_while_scoring_resumes_from_its_part_files(trained, monkeypatch, tmp_path):
+    root, cfg, _ = trained
+    cfg = _resumable(cfg, tmp_path)
+    n = len(pd.read_parquet(root / "data/customers.parquet"))
+    total = -(-n // 300)
+    calls = _count_predicts(monkeypatch, fail_at=3)
+    with pytest.raises(MemoryError, match="killed mid-run"):
+        predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
+    assert _batches(cfg) == [] and len(calls) == 3
+    (run,) = (tmp_path / "work").iterdir()
+    assert run.name.startswith("run-") and (run / "features.parquet").exists()
+    assert sorted(p.name for p in (run / "scores").glob("*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
+    assert json.loads((run / "manifest.json").read_text())["scored_at"] == SCORED_AT.isoformat()
+
+    monkeypatch.undo()
+    calls = _count_predicts(monkeypatch)
+    _forbid_features(monkeypatch)
+    steps, ticks = [], []
+    res = predict_and_store(cfg, as_of=END, scored_at=dt.datetime(2026, 1, 2), progress=steps.append,
+                            on_chunk=lambda stage, done, rows: ticks.append((stage, done, rows)))
+    assert len(calls) == total - 2 and sum(calls) == n - 600
+    assert res.resumed == {"features": True, "chunks_done": 2, "chunks_total": total}
+    assert res.to_dict()["resumed"] == res.resumed
+    assert any(f"features done, 2/{total} chunks already scored" in s for s in steps), steps
+    assert ("score", n, n) in ticks and ticks[-1] == ("write", n, n)
+    assert res.batch.rows == n and res.batch.finished_at == SCORED_AT  # the first attempt's scored_at
+    assert not run.exists()
+    resumed = ScoresStore(cfg.store.url).read_batch(res.batch)
+    assert (pd.to_datetime(resumed["scored_at"]) == pd.Timestamp(SCORED_AT)).all()
+
+    monkeypatch.undo()
+    whole = _resumable(cfg, tmp_path, store="uninterrupted")
+    whole.predict.work_dir = None
+    ref = predict_and_store(whole, as_of=END, scored_at=SCORED_AT)
+    assert ref.resumed is None
+    assert [r.to_dict() for r in res.reports] == [r.to_dict() for r in ref.reports]
+    _assert_same_scores(resumed, ScoresStore(whole.store.url).read_batch(ref.batch))
+
+
+def test_run_interrupted_while_writing_resumes_without_scoring(trained, monkeypatch, tmp_path):
+    root, cfg, _ = trained
+    cfg = _resumable(cfg, tmp_path)
+    real_write = ScoresStore.write_chunks
+
+    def disk_full(self, chunks, **kwargs):
+        def broken():
+            yield next(iter(chunks))
+            raise OSError("disk full")
+
+        return real_write(self, broken(), **kwargs)
+
+    monkeypatch.setattr(ScoresStore, "write_chunks", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
+    assert _batches(cfg) == []
+
+    monkeypatch.undo()
+    calls = _count_predicts(monkeypatch)
+    _forbid_features(monkeypatch)
+    res = predict_and_store(cfg, as_of=END, scored_at=SCORED_AT, out=tmp_path / "scores.parquet")
+    total = res.resumed["chunks_total"]
+    assert calls == [] and res.resumed == {"features": True, "chunks_done": total, "chunks_total": total}
+    assert [b.rows for b in _batches(cfg)] == [len(pd.read_parquet(root / "data/customers.parquet"))]
+    assert len(pd.read_parquet(tmp_path / "scores.parquet")) == res.batch.rows
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_changed_source_starts_a_fresh_run(trained, monkeypatch, tmp_path):
+    import tiering.validation
+
+    root, cfg, _ = trained
+    transactions = tmp_path / "transactions.parquet"
+    pd.read_parquet(root / "data/transactions.parquet").to_parquet(transactions)
+    cfg = _resumable(cfg.with_sources(transactions=transactions), tmp_path)
+    _count_predicts(monkeypatch, fail_at=1)
+    with pytest.raises(MemoryError):
+        predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
+    (stale,) = (tmp_path / "work").iterdir()
+
+    monkeypatch.undo()
+    pd.read_parquet(transactions).iloc[1:].to_parquet(transactions)  # one row fewer
+    real, validations = tiering.validation.load_tables, []
+    monkeypatch.setattr("tiering.validation.load_tables", lambda *a, **k: validations.append(1) or real(*a, **k))
+    res = predict_and_store(cfg, as_of=END, scored_at=dt.datetime(2026, 1, 2))
+    assert validations == [1] and res.resumed is None and res.batch.finished_at == dt.datetime(2026, 1, 2)
+    assert list((tmp_path / "work").iterdir()) == [stale]  # the other run's folder is left alone
+
+
+def test_cli_work_dir_sets_predict_work_dir(trained, monkeypatch, capsys, tmp_path):
+    import tiering.predict
+
+    root, _, _ = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    real, seen = tiering.predict.predict_and_store, []
+    monkeypatch.setattr(tiering.predict, "predict_and_store",
+                        lambda cfg, **kwargs: seen.append(cfg.predict.work_dir) or real(cfg, **kwargs))
+    code, out, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--json",
+                         "--work-dir", str(tmp_path / "work"))
+    assert code == 0, err
+    assert seen == [str(tmp_path / "work")] and json.loads(out)["resumed"] is None
+    assert list((tmp_path / "work").iterdir()) == []  # the run's folder goes when it succeeds
 
 
 @pytest.mark.spark

@@ -154,6 +154,18 @@ def test_load_tables_reads_files_and_reports(tmp_path):
     assert tables.reports[0].rows_valid == 6
 
 
+def test_features_memory_limit_reaches_duckdb(tmp_path):
+    path = tmp_path / "tx.csv"
+    _tx().to_csv(path, index=False)
+    cfg = Config().with_sources(transactions=path)
+    cfg.validation.quarantine_dir = str(tmp_path / "q")
+    cfg.features.duckdb_memory_limit = "256MB"
+    tables = load_tables(cfg)
+    limit = tables.con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.replace(" ", "") in ("244.1MiB", "256.0MB", "256MB")
+    assert tables.reports[0].rows_valid == 6
+
+
 def test_missing_source_file_and_missing_config():
     cfg = Config().with_sources(transactions="nope/tx.parquet")
     with pytest.raises(ConfigError, match=r"The transactions source 'nope/tx\.parquet' does not exist .* Fix data\.transactions\.path"):

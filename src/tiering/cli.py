@@ -297,6 +297,8 @@ def predict(
     out: Annotated[Path | None, typer.Option(help="Also write the scores to this Parquet/CSV file.")] = None,
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default from config).")] = None,
     chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", min=1, help="Customers per chunk (default predict.chunk_rows).")] = None,
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Keep the run's files here; the same command resumes "
+                                                  "an interrupted run (default predict.work_dir).")] = None,
     config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -312,6 +314,8 @@ def predict(
         cfg.features.engine = engine
     if chunk_rows:
         cfg.predict.chunk_rows = chunk_rows
+    if work_dir:
+        cfg.predict.work_dir = str(work_dir)
     console = _console()
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the CLI edge: recorded on every row and on the batch
     with contextlib.nullcontext(None) if as_json else _ChunkBars(console) as bars:

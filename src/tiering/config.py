@@ -46,10 +46,18 @@ class ValidationConfig(_Strict):
     max_quarantine_share: float = Field(0.5, gt=0, le=1)
 
 
+_MEMORY = r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+
+
 class FeaturesConfig(_Strict):
+    """How features are built. ``duckdb_memory_limit`` (e.g. "1GB") caps DuckDB's memory while it
+    validates the sources and builds features (it spills to disk beyond it; None: DuckDB's default,
+    80% of RAM); batch scoring uses ``predict.duckdb_memory_limit`` when that is set."""
+
     time_unit: Literal["D", "W"] = "D"
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     engine: Literal["duckdb", "spark"] = "duckdb"
+    duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
 
     @field_validator("windows_days")
     @classmethod
@@ -129,14 +137,17 @@ class PredictConfig(_Strict):
     """Batch scoring. ``chunk_rows``: customers scored and written per chunk (sets peak memory).
     ``max_days_after_data``: refuse an as_of more than this many days after the latest transaction,
     interaction or join in the sources (the gap would read as inactivity). ``work_dir``: where the
-    temporary feature and score files go (default: the system temp folder). ``duckdb_memory_limit``
-    caps DuckDB's memory while it builds features (it spills to work_dir beyond it)."""
+    feature and score files go (default: a temporary folder, removed after the run); when set, a run
+    keeps them as checkpoints in ``work_dir/run-<key>/`` (DuckDB engine), the key a hash of its inputs,
+    and the same run started again after a failure resumes from them; the folder is removed when the
+    run succeeds. ``duckdb_memory_limit`` caps DuckDB's memory while it builds features (it spills to
+    work_dir beyond it)."""
 
     chunk_rows: int = Field(100_000, gt=0)
     max_days_after_data: int = Field(7, ge=0)
     work_dir: str | None = None
     # DuckDB's memory limit for the feature stage (it spills to work_dir beyond it), e.g. "2GB"; None: DuckDB's default
-    duckdb_memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
     # OpenMP threads for the models while scoring (None: the library default, all cores); 1 is faster on a busy machine
     model_threads: int | None = Field(None, gt=0)
 

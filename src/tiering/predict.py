@@ -7,14 +7,23 @@ Memory is bounded by the chunk, not by the base. :func:`predict_and_store` runs 
 timed:
 
 1. features: the engine (DuckDB by default, Spark with ``features.engine: spark``) writes the
-   Ibis feature table to a temporary Parquet file; nothing of it is held in pandas;
+   Ibis feature table to a Parquet file in the run folder; nothing of it is held in pandas;
 2. score: the file is read back ``predict.chunk_rows`` customers at a time, each chunk scored
-   by the bundle (Spark: by ``mlflow.pyfunc.spark_udf`` over the whole frame) and appended to a
-   temporary scores Parquet file;
-3. write: the scores file is streamed into the scores store in one transaction, so the batch
+   by the bundle into its own part file ``scores/part-NNNNN.parquet`` (Spark: by
+   ``mlflow.pyfunc.spark_udf`` over the whole frame, Spark writing the part files);
+3. write: the part files are streamed into the scores store in one transaction, so the batch
    becomes visible to readers only when it is complete, and replaces an earlier run of the same
    as_of and model version; a failure anywhere leaves the store as it was;
-4. out (optional): the scores file is moved to ``--out`` (Parquet) or converted to CSV.
+4. out (optional): the part files are written to ``--out`` as one Parquet or CSV file.
+
+Resume: without ``predict.work_dir`` the run folder is temporary. With it (DuckDB engine), the run
+keeps its files in ``work_dir/run-<key>/``, the key a hash of everything that determines them (as_of,
+model version, feature spec, chunk_rows, engine, data and validation config, and the size and
+mtime of every source file, see :func:`_run_inputs`). Each file is written under a temporary name
+and renamed when complete, so a file that exists is complete: a run that fails keeps its folder,
+and the next run with the same inputs skips validation and features when features.parquet is
+there, scores only the chunks without a part file, writes the store, and removes the folder. It
+scores with the scored_at of the first attempt (manifest.json), so one batch has one scored_at.
 
 Safety rules, each a clear error before anything is written: the model's feature spec must be
 the one this package builds and must produce every column the model was trained on; the as_of
@@ -26,11 +35,14 @@ be reachable and not locked by another writer.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +55,7 @@ from tiering.features import FeatureSpec, build_features
 from tiering.models.bundle import ScoringBundle
 from tiering.schemas import SCORES_COLUMNS
 from tiering.store import Batch, ScoresStore
-from tiering.validation import ValidatedTables
+from tiering.validation import TableReport, ValidatedTables
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -118,7 +130,7 @@ def _finish(scores: pd.DataFrame, model_name: str, model_version: str, scored_at
 
 
 def score_frames(
-    frames: Iterator[pd.DataFrame], bundle: ScoringBundle, *, model_name: str, model_version: str,
+    frames: Iterable[pd.DataFrame], bundle: ScoringBundle, *, model_name: str, model_version: str,
     scored_at: dt.datetime,
 ) -> Iterator[pd.DataFrame]:
     """Score feature frames one by one: the scores frames, with model name, version and scored_at."""
@@ -128,8 +140,6 @@ def score_frames(
 
 def _model_threads(n: int | None):
     """A context that caps the models' OpenMP threads at ``n`` (no cap when None)."""
-    import contextlib
-
     if n is None:
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
@@ -170,11 +180,13 @@ class PredictResult:
     out: str | None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     engine: str = "duckdb"
+    # what was taken over from an interrupted run: {"features": True, "chunks_done": k, "chunks_total": n}
+    resumed: dict | None = None
 
     def to_dict(self) -> dict:
         return {"batch": asdict(self.batch), "tiers": self.summary.to_dict("records"),
                 "validation": [r.to_dict() for r in self.reports], "out": self.out, "engine": self.engine,
-                "seconds": self.timings}
+                "seconds": self.timings, "resumed": self.resumed}
 
 
 def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -198,20 +210,28 @@ def _read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield rb.to_pandas()
 
 
-def _write_out(scores_path: Path, out: Path, chunk_rows: int) -> None:
-    """The scores file to ``out``: moved when Parquet, streamed to CSV otherwise; atomic (temp name, then rename)."""
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary name next to ``path``, renamed to ``path`` when the block completes: a file that exists is complete.
+
+    The name ends in ``.partial``, so a folder's ``*.parquet`` never lists an unfinished file.
+    """
+    tmp = path.with_name(f".{path.name}.partial")
+    yield tmp
+    tmp.replace(path)
+
+
+def _write_out(scores_dir: Path, out: Path, chunk_rows: int) -> None:
+    """The scores part files to ``out``, one Parquet or CSV file; atomic (temp name, then rename)."""
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    if out.suffix.lower() == ".csv":
-        schema = scores_schema()
-        with pacsv.CSVWriter(str(tmp), schema) as writer:
-            for rb in _parquet_batches(scores_path, chunk_rows):
-                writer.write_batch(rb.cast(schema) if rb.schema != schema else rb)
-    else:
-        shutil.copyfile(scores_path, tmp)
-    tmp.replace(out)
+    schema = scores_schema()
+    writer_type = pacsv.CSVWriter if out.suffix.lower() == ".csv" else pq.ParquetWriter
+    with _atomic(out) as tmp, writer_type(str(tmp), schema) as writer:
+        for rb in _parquet_batches(scores_dir, chunk_rows):
+            writer.write_batch(rb.cast(schema) if rb.schema != schema else rb)
 
 
 def _connect(engine: str, cfg: Config, work_dir: Path):
@@ -221,24 +241,30 @@ def _connect(engine: str, cfg: Config, work_dir: Path):
     if engine == "spark":
         return connect(engine)
     settings: dict = {"preserve_insertion_order": False, "temp_directory": str(work_dir / "duckdb_spill")}
-    if cfg.predict.duckdb_memory_limit:
-        settings["memory_limit"] = cfg.predict.duckdb_memory_limit
+    limit = cfg.predict.duckdb_memory_limit or cfg.features.duckdb_memory_limit
+    if limit:
+        settings["memory_limit"] = limit
     return connect(engine, **settings)
 
 
-def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path) -> tuple[int, int | None]:
-    """Write the feature table to ``path``; (rows, days from the latest event to as_of)."""
+def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path) -> None:
+    """Write the feature table to ``path`` (atomic), in customer id order."""
+    expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
+    with _atomic(path) as tmp:
+        expr.order_by("customer_id").to_parquet(str(tmp))  # in id order: the store's index inserts go ~2x faster
+
+
+def _feature_file_stats(path: Path) -> tuple[int, int | None]:
+    """(rows, days from the latest event to as_of) of a feature file."""
     import duckdb
     import pyarrow.parquet as pq
 
-    expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
-    expr.order_by("customer_id").to_parquet(str(path))  # in id order: the store's index inserts go ~2x faster
     rows = pq.ParquetFile(str(path)).metadata.num_rows
     gap = duckdb.connect().execute(_gap_days_sql(str(path))).fetchone()[0] if rows else None
     return rows, (int(gap) if gap is not None else None)
 
 
-def _write_scores_file(chunks: Iterator[pd.DataFrame], path: Path) -> None:
+def _write_scores_file(chunks: Iterable[pd.DataFrame], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -246,6 +272,98 @@ def _write_scores_file(chunks: Iterator[pd.DataFrame], path: Path) -> None:
     with pq.ParquetWriter(str(path), schema) as writer:
         for chunk in chunks:
             writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+
+
+# --------------------------------------------------------------------------------------------- run folder
+
+class _RunFolder:
+    """The files of one run, each complete once it exists (written through :func:`_atomic`).
+
+    ``manifest.json`` (checkpoint folders only: the run's inputs and the scored_at of its first
+    attempt), ``reports.json`` (the validation reports), ``features.parquet`` and
+    ``scores/part-NNNNN.parquet``, one part file per chunk of the feature file.
+    """
+
+    def __init__(self, path: Path, scored_at: dt.datetime):
+        self.path = path
+        self.scored_at = scored_at
+        self.features = path / "features.parquet"
+        self.scores = path / "scores"
+        self._reports = path / "reports.json"
+
+    @classmethod
+    def checkpoint(cls, work_dir: Path, inputs: dict, scored_at: dt.datetime) -> _RunFolder:
+        """The folder ``work_dir/run-<key>`` of these inputs: created with its manifest, or found with the
+        scored_at of its first attempt."""
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+        path = work_dir / f"run-{key}"
+        manifest = path / "manifest.json"
+        if manifest.exists():
+            return cls(path, dt.datetime.fromisoformat(json.loads(manifest.read_text())["scored_at"]))
+        path.mkdir(parents=True, exist_ok=True)
+        with _atomic(manifest) as tmp:
+            tmp.write_text(json.dumps(inputs | {"scored_at": scored_at.isoformat()}, indent=2, sort_keys=True))
+        return cls(path, scored_at)
+
+    def part(self, chunk: int) -> Path:
+        return self.scores / f"part-{chunk:05d}.parquet"
+
+    def parts_done(self) -> int:
+        return len(list(self.scores.glob("part-*.parquet")))
+
+    def save_reports(self, reports: list[TableReport]) -> None:
+        with _atomic(self._reports) as tmp:
+            tmp.write_text(json.dumps([asdict(r) for r in reports], indent=2))
+
+    def load_reports(self) -> list[TableReport]:
+        return [TableReport(**d) for d in json.loads(self._reports.read_text())]
+
+    def score(self, bundle: ScoringBundle, chunk_rows: int, on_rows: Callable[[int], None], **finish) -> None:
+        """Score the feature file chunk by chunk, one part file each, skipping the chunks whose part file exists.
+
+        ``on_rows(done)`` after each chunk; ``finish``: model_name, model_version, scored_at.
+        """
+        self.scores.mkdir(exist_ok=True)
+        done = 0
+        for chunk, rb in enumerate(_parquet_batches(self.features, chunk_rows)):
+            part = self.part(chunk)
+            if not part.exists():
+                with _atomic(part) as tmp:
+                    _write_scores_file(score_frames([rb.to_pandas()], bundle, **finish), tmp)
+            done += rb.num_rows
+            on_rows(done)
+
+
+def _source_fingerprint(path: str) -> list[list]:
+    """[resolved file, size, mtime_ns] of a source file, or of every file under a source folder; [] when missing."""
+    root = Path(path).resolve()
+    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root] if root.exists() else []
+    return [[str(f), st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]
+
+
+def _run_inputs(cfg: Config, *, as_of: dt.date, model: str, name: str, version: str, spec: FeatureSpec) -> dict:
+    """Everything that determines a run's files: the same inputs find the same checkpoint folder."""
+    sources = {table: _source_fingerprint(src.path) for table, src in cfg.data if src is not None and src.path}
+    return {"as_of": as_of.isoformat(), "model": model, "model_name": name, "model_version": str(version),
+            "feature_spec": spec.to_dict(), "chunk_rows": cfg.predict.chunk_rows, "engine": cfg.features.engine,
+            "data": cfg.data.model_dump(mode="json"), "validation": cfg.validation.model_dump(mode="json"),
+            "sources": sources}
+
+
+@contextlib.contextmanager
+def _run_folder(cfg: Config, scored_at: dt.datetime, **inputs) -> Iterator[_RunFolder]:
+    """The run's folder: a checkpoint folder with ``predict.work_dir`` (DuckDB engine), removed only when the
+    run succeeds; else a temporary folder (under work_dir when set), always removed. ``inputs``: of _run_inputs."""
+    work_dir = cfg.predict.work_dir
+    if work_dir:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    if not work_dir or cfg.features.engine == "spark":  # Spark scores in one job: nothing to resume
+        with tempfile.TemporaryDirectory(prefix="tiering-predict-", dir=work_dir) as tmp:
+            yield _RunFolder(Path(tmp), scored_at)
+        return
+    run = _RunFolder.checkpoint(Path(work_dir), _run_inputs(cfg, **inputs), scored_at)
+    yield run
+    shutil.rmtree(run.path)  # not reached when the run fails: the folder stays for the next attempt
 
 
 def predict_and_store(
@@ -286,68 +404,68 @@ def predict_and_store(
     spec = check_model_spec(bundle)
     timed("load_model", t0)
 
-    if cfg.predict.work_dir:
-        Path(cfg.predict.work_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tiering-predict-", dir=cfg.predict.work_dir) as work:
-        work_dir = Path(work)
-        features_path, scores_path = work_dir / "features.parquet", work_dir / "scores.parquet"
-        con = _connect(engine, cfg, work_dir)
+    def validated(con) -> ValidatedTables:
         t0 = time.perf_counter()
         step(f"validating sources at {as_of} ({engine})")
         tables = load_tables(cfg, as_of=as_of, con=con)
         timed("validate", t0)
+        return tables
 
-        t0 = time.perf_counter()
+    resumed = None
+    with _run_folder(cfg, scored_at, as_of=as_of, model=model, name=name, version=version, spec=spec) as run:
+        scored_at = run.scored_at  # a resumed run keeps its first attempt's
         if engine == "spark":
+            tables = validated(_connect(engine, cfg, run.path))
+            reports = tables.reports
+            t0 = time.perf_counter()
             step("building features and scoring on Spark (mlflow spark_udf)")
             rows, gap = _spark_features_and_scores(tables, spec, bundle, model, cfg, as_of=as_of, name=name, version=version,
-                                                   scored_at=scored_at, scores_dir=work_dir / "scores_spark")
-            scores_path = work_dir / "scores_spark"
+                                                   scored_at=scored_at, scores_dir=run.scores)
             timed("features_and_score", t0)
             _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
             tick("score", rows, rows)
         else:
-            step(f"building features with spec {spec.to_dict()}")
-            rows, gap = _features_duckdb(tables, spec, as_of, features_path)
-            timed("features", t0)
-            _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
             import pyarrow.parquet as pq
 
-            _check_frame_columns(bundle, pq.read_schema(str(features_path)).names)
+            features_done = run.features.exists()
+            if features_done:
+                reports = run.load_reports()
+            else:
+                shutil.rmtree(run.scores, ignore_errors=True)  # part files of an earlier feature file
+                tables = validated(_connect(engine, cfg, run.path))
+                reports = tables.reports
+                t0 = time.perf_counter()
+                step(f"building features with spec {spec.to_dict()}")
+                run.save_reports(reports)
+                _features_duckdb(tables, spec, as_of, run.features)
+                tables.con.disconnect()  # before its spill folder goes
+                timed("features", t0)
+            rows, gap = _feature_file_stats(run.features)
+            _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
+            _check_frame_columns(bundle, pq.read_schema(str(run.features)).names)
+            if features_done:
+                resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": -(-rows // chunk_rows)}
+                step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks "
+                     "already scored")
             t0 = time.perf_counter()
             step(f"scoring {rows:,} customers in chunks of {chunk_rows:,}")
-            done = 0
-
-            def counted(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-                nonlocal done
-                for f in frames:
-                    yield f
-                    done += len(f)
-                    tick("score", done, rows)
-
             with _model_threads(cfg.predict.model_threads):
-                _write_scores_file(counted(score_frames(_read_chunks(features_path, chunk_rows), bundle, model_name=name,
-                                                        model_version=version, scored_at=scored_at)), scores_path)
+                run.score(bundle, chunk_rows, lambda done: tick("score", done, rows), model_name=name,
+                          model_version=version, scored_at=scored_at)
             timed("score", t0)
 
         t0 = time.perf_counter()
         step(f"writing {rows:,} scores to the store in one transaction")
-        batch = store.write_chunks(_read_chunks(scores_path, chunk_rows), as_of=as_of, model_name=name,
+        batch = store.write_chunks(_read_chunks(run.scores, chunk_rows), as_of=as_of, model_name=name,
                                    model_version=version, scored_at=scored_at,
                                    on_chunk=lambda n: tick("write", n, rows))
         timed("write", t0)
         if out is not None:
             t0 = time.perf_counter()
-            if scores_path.is_dir():  # Spark wrote a folder of part files: one file for the user
-                single = work_dir / "scores_single.parquet"
-                _write_scores_file(_read_chunks(scores_path, chunk_rows), single)
-                scores_path = single
-            _write_out(scores_path, out, chunk_rows)
+            _write_out(run.scores, out, chunk_rows)
             timed("out", t0)
-        if engine == "duckdb":
-            con.disconnect()  # before its spill folder goes
     summary = store.tier_counts(batch)
-    return PredictResult(batch, summary, tables.reports, str(out) if out else None, timings, engine)
+    return PredictResult(batch, summary, reports, str(out) if out else None, timings, engine, resumed)
 
 
 # --------------------------------------------------------------------------------------------- spark

@@ -311,7 +311,9 @@ def load_tables(
 
     Transactions are required; interactions and customers are optional (None when not configured).
     """
-    con = con if con is not None else connect(config.features.engine)
+    if con is None:
+        limit = config.features.duckdb_memory_limit
+        con = connect(config.features.engine, **({"memory_limit": limit} if limit else {}))
     out: dict[str, ir.Table | None] = {}
     reports = []
     for name, contract in CONTRACTS.items():
