@@ -13,7 +13,10 @@ timed:
    ``mlflow.pyfunc.spark_udf`` over the whole frame, Spark writing the part files);
 3. write: the part files are streamed into the scores store in one transaction, so the batch
    becomes visible to readers only when it is complete, and replaces an earlier run of the same
-   as_of and model version; a failure anywhere leaves the store as it was;
+   as_of and model version; a failure anywhere leaves the store as it was. On DuckDB the chunks
+   are scored in a background thread and each part file is written to the store as soon as it
+   is there, so the write (one database thread) overlaps the models: 1M customers end to end
+   62.4 s -> 55.9 s (benchmarks/README.md);
 4. out (optional): the part files are written to ``--out`` as one Parquet or CSV file.
 
 Resume: without ``predict.work_dir`` the run folder is temporary. With it (DuckDB engine), the run
@@ -39,8 +42,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -318,20 +323,66 @@ class _RunFolder:
     def load_reports(self) -> list[TableReport]:
         return [TableReport(**d) for d in json.loads(self._reports.read_text())]
 
-    def score(self, bundle: ScoringBundle, chunk_rows: int, on_rows: Callable[[int], None], **finish) -> None:
+    def score(self, bundle: ScoringBundle, chunk_rows: int, on_part: Callable[[Path, int], None],
+              stop: threading.Event, **finish) -> None:
         """Score the feature file chunk by chunk, one part file each, skipping the chunks whose part file exists.
 
-        ``on_rows(done)`` after each chunk; ``finish``: model_name, model_version, scored_at.
+        ``on_part(part, rows_done)`` after each chunk; returns early once ``stop`` is set;
+        ``finish``: model_name, model_version, scored_at.
         """
         self.scores.mkdir(exist_ok=True)
         done = 0
         for chunk, rb in enumerate(_parquet_batches(self.features, chunk_rows)):
+            if stop.is_set():
+                return
             part = self.part(chunk)
             if not part.exists():
                 with _atomic(part) as tmp:
                     _write_scores_file(score_frames([rb.to_pandas()], bundle, **finish), tmp)
             done += rb.num_rows
-            on_rows(done)
+            on_part(part, done)
+
+
+class _BackgroundScorer:
+    """Scores a run's chunks in a thread while the caller streams the finished part files into the store.
+
+    The store write (one database thread) then overlaps the models instead of following them. A
+    scoring error is raised from :meth:`parts`, inside the write's transaction, which rolls back.
+    :meth:`close` either stops the scoring after its current chunk or lets it finish (after a
+    failed write: the next run then only writes), and waits for the thread.
+    """
+
+    def __init__(self, run: _RunFolder, bundle: ScoringBundle, chunk_rows: int, model_threads: int | None,
+                 on_rows: Callable[[int], None], **finish):
+        self._ready: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+
+        def work() -> None:
+            try:
+                with _model_threads(model_threads):  # OpenMP limits are per thread: set them in this one
+                    run.score(bundle, chunk_rows, lambda part, done: (on_rows(done), self._ready.put(part)),
+                              self._stop, **finish)
+                self.finished = time.perf_counter()
+                self._ready.put(None)
+            except BaseException as exc:  # handed to the writer, which raises it
+                self._ready.put(exc)
+
+        self._thread = threading.Thread(target=work, name="tiering-score", daemon=True)
+        self._thread.start()
+
+    def parts(self) -> Iterator[Path]:
+        """The part files in chunk order, each as soon as it is written."""
+        while (item := self._ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self, *, finish: bool = False) -> None:
+        if not finish:
+            self._stop.set()
+        self._thread.join()
 
 
 def _source_fingerprint(path: str) -> list[list]:
@@ -424,6 +475,12 @@ def predict_and_store(
             timed("features_and_score", t0)
             _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
             tick("score", rows, rows)
+            t0 = time.perf_counter()
+            step(f"writing {rows:,} scores to the store in one transaction")
+            batch = store.write_chunks(_read_chunks(run.scores, chunk_rows), as_of=as_of, model_name=name,
+                                       model_version=version, scored_at=scored_at,
+                                       on_chunk=lambda n: tick("write", n, rows))
+            timed("write", t0)
         else:
             import pyarrow.parquet as pq
 
@@ -447,19 +504,24 @@ def predict_and_store(
                 resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": -(-rows // chunk_rows)}
                 step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks "
                      "already scored")
-            t0 = time.perf_counter()
-            step(f"scoring {rows:,} customers in chunks of {chunk_rows:,}")
-            with _model_threads(cfg.predict.model_threads):
-                run.score(bundle, chunk_rows, lambda done: tick("score", done, rows), model_name=name,
-                          model_version=version, scored_at=scored_at)
-            timed("score", t0)
-
-        t0 = time.perf_counter()
-        step(f"writing {rows:,} scores to the store in one transaction")
-        batch = store.write_chunks(_read_chunks(run.scores, chunk_rows), as_of=as_of, model_name=name,
-                                   model_version=version, scored_at=scored_at,
-                                   on_chunk=lambda n: tick("write", n, rows))
-        timed("write", t0)
+            step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one "
+                 "transaction")
+            scorer = _BackgroundScorer(run, bundle, chunk_rows, cfg.predict.model_threads,
+                                       lambda done: tick("score", done, rows), model_name=name, model_version=version,
+                                       scored_at=scored_at)
+            finish = False
+            try:
+                batch = store.write_chunks((c for part in scorer.parts() for c in _read_chunks(part, chunk_rows)),
+                                           as_of=as_of, model_name=name, model_version=version, scored_at=scored_at,
+                                           on_chunk=lambda n: tick("write", n, rows))
+            except Exception:
+                finish = True  # the scoring goes on to the end, so that the next run only writes
+                raise
+            finally:
+                scorer.close(finish=finish)
+            # the write overlaps the scoring: "write" is the part of it left after the last chunk was scored
+            timings["score"] = round(scorer.finished - scorer.started, 3)
+            timed("write", scorer.finished)
         if out is not None:
             t0 = time.perf_counter()
             _write_out(run.scores, out, chunk_rows)

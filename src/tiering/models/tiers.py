@@ -141,42 +141,71 @@ class TierPolicy(BaseEstimator):
 
 
 def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, is_core, eng_hit, social_hit) -> pd.Series:
-    """The rule that fired, in operator words, with the customer's values and the thresholds."""
-    idx = f.index
+    """The rule that fired, in operator words, with the customer's values and the thresholds.
+
+    Each text is formatted only for the rows its rule covers (formatting every number of every
+    row for every rule was a quarter of batch scoring's model time).
+    """
     p_min, clv_cut, eng_cut = pol.core_min_p_purchase, pol.core_clv_cut_, pol.seed_engagement_cut_
     top_clv, top_eng = f"{1 - pol.core_clv_quantile:.0%}", f"{1 - pol.seed_engagement_quantile:.0%}"
-    P = _fmt(f["p_purchase"].fillna(0), "{:.0%}")
-    C = _fmt(f["clv"].fillna(0), "{:,.2f}")
-    N = f["n_orders"].map(lambda n: f"{n:,.0f} order" + ("" if n == 1 else "s"))
-    M = _fmt(f["net_spend"], "{:,.2f}")
-    E = _fmt(f["engagement_score"], "{:.3f}")
-    S = _fmt(f["social_actions_90d"], "{:.0f}")
-    T = _fmt(f["tenure_days"], "{:.0f}")
-    reason = pd.Series("", index=idx, dtype=object)
+    seed_social = pol.seed_min_social_actions_90d
 
-    def put(mask, text: pd.Series) -> None:
+    def P(g):
+        return _fmt(g["p_purchase"].fillna(0), "{:.0%}")
+
+    def C(g):
+        return _fmt(g["clv"].fillna(0), "{:,.2f}")
+
+    def N(g):
+        return g["n_orders"].map(lambda n: f"{n:,.0f} order" + ("" if n == 1 else "s"))
+
+    def S(g):
+        return _fmt(g["social_actions_90d"], "{:.0f}")
+
+    def T(g):
+        return _fmt(g["tenure_days"], "{:.0f}")
+
+    def E(g):
+        return _fmt(g["engagement_score"], "{:.3f}")
+
+    def core(g):
+        return ("bought " + N(g) + "; " + P(g) + f" likely to buy within the horizon (core needs {p_min:.0%}) and "
+                "predicted value " + C(g) + f" is in the top {top_clv} of buyers (core cut {clv_cut:,.2f})")
+
+    def value(g):
+        low_p = ~(g["p_purchase"].to_numpy(float) >= p_min)  # NaN fails the rule too
+        low_clv = ~(g["clv"].to_numpy(float) >= clv_cut)
+        why_p = ("only " + P(g) + f" likely to buy within the horizon (core needs {p_min:.0%})").where(low_p, "")
+        why_c = ("predicted value " + C(g) + f" is below the core cut {clv_cut:,.2f} (top {top_clv} of buyers)").where(low_clv, "")
+        why = why_p + np.where(low_p & low_clv, " and ", "") + why_c
+        return "bought " + N(g) + ", net spend " + _fmt(g["net_spend"], "{:,.2f}") + "; not core: " + why
+
+    def engaged_seed(g):
+        social = (" and " + S(g) + " shares or referrals in 90 days").where(social_hit[g.index], "")
+        return ("no purchase yet; engagement score " + E(g) + f" is in the top {top_eng} of members "
+                f"(seed cut {eng_cut:.3f})" + social)
+
+    def social_seed(g):
+        return "no purchase yet; " + S(g) + f" shares or referrals in the last 90 days (seed needs {seed_social})"
+
+    def new(g):
+        return "no purchase yet; joined " + T(g) + f" days ago (new means under {pol.new_max_tenure_days} days)"
+
+    def ordinary(g):
+        engaged = g["engagement_score"].to_numpy(float) > 0
+        why_not_seed = ("engagement score " + E(g) + f" below the seed cut {eng_cut:.3f}").where(engaged, "no recent interactions")
+        return ("no purchase; " + why_not_seed + ", " + S(g) + f" shares or referrals in 90 days (seed needs {seed_social}), "
+                "member for " + T(g) + " days")
+
+    f = f.reset_index(drop=True)
+    social_hit = np.asarray(social_hit, dtype=bool)
+    reason = np.full(len(f), "", dtype=object)
+    for mask, text in ((is_core, core), (buyer & ~is_core, value), (~buyer & eng_hit, engaged_seed),
+                       (~buyer & ~eng_hit & social_hit, social_seed), (tier == "new", new), (tier == "ordinary", ordinary)):
         mask = np.asarray(mask, dtype=bool)
-        reason[mask] = text[mask]
-
-    put(is_core, "bought " + N + "; " + P + f" likely to buy within the horizon (core needs {p_min:.0%}) and predicted "
-        "value " + C + f" is in the top {top_clv} of buyers (core cut {clv_cut:,.2f})")
-    low_p = pd.Series(~(f["p_purchase"].to_numpy(float) >= p_min), index=idx)  # NaN fails the rule too
-    low_clv = pd.Series(~(f["clv"].to_numpy(float) >= clv_cut), index=idx)
-    why_p = ("only " + P + f" likely to buy within the horizon (core needs {p_min:.0%})").where(low_p, "")
-    why_c = ("predicted value " + C + f" is below the core cut {clv_cut:,.2f} (top {top_clv} of buyers)").where(low_clv, "")
-    why = (why_p + np.where(low_p & low_clv, " and ", "") + why_c)
-    put(buyer & ~is_core, "bought " + N + ", net spend " + M + "; not core: " + why)
-    social = " and " + S + " shares or referrals in 90 days"
-    put(~buyer & eng_hit, "no purchase yet; engagement score " + E + f" is in the top {top_eng} of members "
-        f"(seed cut {eng_cut:.3f})" + social.where(social_hit, ""))
-    put(~buyer & ~eng_hit & social_hit, "no purchase yet; " + S + " shares or referrals in the last 90 days "
-        f"(seed needs {pol.seed_min_social_actions_90d})")
-    put(tier == "new", "no purchase yet; joined " + T + f" days ago (new means under {pol.new_max_tenure_days} days)")
-    engaged = pd.Series(f["engagement_score"].to_numpy(float) > 0, index=idx)
-    why_not_seed = ("engagement score " + E + f" below the seed cut {eng_cut:.3f}").where(engaged, "no recent interactions")
-    put(tier == "ordinary", "no purchase; " + why_not_seed + ", " + S
-        + f" shares or referrals in 90 days (seed needs {pol.seed_min_social_actions_90d}), member for " + T + " days")
-    return reason
+        if mask.any():
+            reason[mask] = text(f[mask]).to_numpy(dtype=object)
+    return pd.Series(reason, dtype=object)
 
 
 class NextTierModel(BaseEstimator):
