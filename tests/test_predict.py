@@ -368,6 +368,24 @@ def test_changed_source_starts_a_fresh_run(trained, monkeypatch, tmp_path):
     assert list((tmp_path / "work").iterdir()) == [stale]  # the other run's folder is left alone
 
 
+def test_a_second_run_with_the_same_inputs_is_refused_while_the_first_holds_the_folder(trained, monkeypatch, tmp_path):
+    from tiering.exceptions import StoreError
+    from tiering.predict import _exclusive
+
+    _, cfg, _ = trained
+    cfg = _resumable(cfg, tmp_path)
+    _count_predicts(monkeypatch, fail_at=1)
+    with pytest.raises(MemoryError):
+        predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
+    monkeypatch.undo()
+    (run,) = (tmp_path / "work").iterdir()
+    with _exclusive(tmp_path / "work" / f"{run.name}.lock"):  # what the first run holds while it runs
+        with pytest.raises(StoreError, match="Another `tiering predict` with the same inputs is running"):
+            predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
+    assert _batches(cfg) == []
+    assert predict_and_store(cfg, as_of=END, scored_at=SCORED_AT).resumed["features"]
+
+
 def test_cli_work_dir_sets_predict_work_dir(trained, monkeypatch, capsys, tmp_path):
     import tiering.predict
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tiering.config import Config
-from tiering.exceptions import ConfigError, DataQualityError, ModelError
+from tiering.exceptions import ConfigError, DataQualityError, ModelError, StoreError
 from tiering.features import FeatureSpec, build_features
 from tiering.models.bundle import ScoringBundle
 from tiering.schemas import SCORES_COLUMNS
@@ -253,10 +253,18 @@ def _connect(engine: str, cfg: Config, work_dir: Path):
 
 
 def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path) -> None:
-    """Write the feature table to ``path`` (atomic), in customer id order."""
+    """Write the feature table to ``path`` (atomic), in customer id order (the store's index inserts go ~2x faster).
+
+    Built first, sorted after, in two statements: an ORDER BY on top of the build ran out of
+    DuckDB's memory limit at 10M customers (2GB; the sort and the joins' hash tables held memory
+    at once), while each statement alone spills to disk.
+    """
     expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
+    unsorted = path.with_name("features-unsorted.parquet")
+    expr.to_parquet(str(unsorted))
     with _atomic(path) as tmp:
-        expr.order_by("customer_id").to_parquet(str(tmp))  # in id order: the store's index inserts go ~2x faster
+        tables.con.read_parquet(str(unsorted)).order_by("customer_id").to_parquet(str(tmp))
+    unsorted.unlink()
 
 
 def _feature_file_stats(path: Path) -> tuple[int, int | None]:
@@ -296,11 +304,14 @@ class _RunFolder:
         self.scores = path / "scores"
         self._reports = path / "reports.json"
 
+    @staticmethod
+    def key(inputs: dict) -> str:
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
     @classmethod
-    def checkpoint(cls, work_dir: Path, inputs: dict, scored_at: dt.datetime) -> _RunFolder:
+    def checkpoint(cls, work_dir: Path, key: str, inputs: dict, scored_at: dt.datetime) -> _RunFolder:
         """The folder ``work_dir/run-<key>`` of these inputs: created with its manifest, or found with the
         scored_at of its first attempt."""
-        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
         path = work_dir / f"run-{key}"
         manifest = path / "manifest.json"
         if manifest.exists():
@@ -412,9 +423,41 @@ def _run_folder(cfg: Config, scored_at: dt.datetime, **inputs) -> Iterator[_RunF
         with tempfile.TemporaryDirectory(prefix="tiering-predict-", dir=work_dir) as tmp:
             yield _RunFolder(Path(tmp), scored_at)
         return
-    run = _RunFolder.checkpoint(Path(work_dir), _run_inputs(cfg, **inputs), scored_at)
-    yield run
-    shutil.rmtree(run.path)  # not reached when the run fails: the folder stays for the next attempt
+    run_inputs = _run_inputs(cfg, **inputs)
+    key = _RunFolder.key(run_inputs)
+    with _exclusive(Path(work_dir) / f"run-{key}.lock"):
+        run = _RunFolder.checkpoint(Path(work_dir), key, run_inputs, scored_at)
+        yield run
+        shutil.rmtree(run.path)  # not reached when the run fails: the folder stays for the next attempt
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock`` (POSIX flock; released when the process ends, however it ends).
+
+    Two runs with the same inputs would share one checkpoint folder: the second is refused.
+    """
+    import fcntl
+    import os
+
+    while True:
+        fh = open(lock, "a+")  # noqa: SIM115 (closed below, after the unlink)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise StoreError(
+                f"Another `tiering predict` with the same inputs is running (it holds {lock}). Wait for it to finish; "
+                "it writes the same batch."
+            ) from None
+        if lock.exists() and os.stat(lock).st_ino == os.fstat(fh.fileno()).st_ino:
+            break
+        fh.close()  # the holder before us removed the file after we opened it: lock the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        fh.close()
 
 
 def predict_and_store(
