@@ -118,6 +118,21 @@ def test_chunked_predict_equals_in_memory_scoring_and_writes_store_and_file(trai
     assert res.summary["customers"].sum() == n
 
 
+def test_features_built_in_customer_buckets_score_the_same(trained, tmp_path):
+    root, cfg, _ = trained
+    whole = cfg.model_copy(deep=True)
+    whole.store.url = f"sqlite:///{tmp_path}/whole.db"
+    ref = predict_and_store(whole, as_of=END, scored_at=SCORED_AT)
+
+    bucketed = _resumable(cfg, tmp_path, store="bucketed")
+    tx_ix_rows = sum(r.rows_valid for r in ref.reports if r.table in ("transactions", "interactions"))
+    bucketed.predict.feature_bucket_rows = tx_ix_rows // 3 + 1  # three buckets
+    res = predict_and_store(bucketed, as_of=END, scored_at=SCORED_AT)
+    assert res.batch.rows == ref.batch.rows
+    a, b = (ScoresStore(c.store.url).read_batch(r.batch) for c, r in ((bucketed, res), (whole, ref)))
+    _assert_same_scores(a, b)
+
+
 def test_cli_predict_by_version_alias_and_uri_with_progress_and_csv(trained, monkeypatch, capsys, tmp_path):
     root, cfg, result = trained
     config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
@@ -290,7 +305,7 @@ def test_run_interrupted_while_scoring_resumes_from_its_part_files(trained, monk
         predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
     assert _batches(cfg) == [] and len(calls) == 3
     (run,) = (tmp_path / "work").iterdir()
-    assert run.name.startswith("run-") and (run / "features.parquet").exists()
+    assert run.name.startswith("run-") and (run / "features").is_dir()
     assert sorted(p.name for p in (run / "scores").glob("*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
     assert json.loads((run / "manifest.json").read_text())["scored_at"] == SCORED_AT.isoformat()
 

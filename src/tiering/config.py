@@ -150,6 +150,9 @@ class PredictConfig(_Strict):
     duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
     # OpenMP threads for the models while scoring (None: the library default, all cores); 1 is faster on a busy machine
     model_threads: int | None = Field(None, gt=0)
+    # DuckDB builds the features in customer buckets of about this many valid transaction + interaction rows
+    # each (one bucket up to it), so that the build's memory is set by the bucket, not by the base
+    feature_bucket_rows: int = Field(20_000_000, gt=0)
 
 
 class ServeConfig(_Strict):

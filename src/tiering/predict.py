@@ -7,8 +7,10 @@ Memory is bounded by the chunk, not by the base. :func:`predict_and_store` runs 
 timed:
 
 1. features: the engine (DuckDB by default, Spark with ``features.engine: spark``) writes the
-   Ibis feature table to a Parquet file in the run folder; nothing of it is held in pandas;
-2. score: the file is read back ``predict.chunk_rows`` customers at a time, each chunk scored
+   Ibis feature table to Parquet files in the run folder, one per customer bucket of about
+   ``predict.feature_bucket_rows`` input rows (DuckDB; memory follows the bucket); nothing of it
+   is held in pandas;
+2. score: the files are read back ``predict.chunk_rows`` customers at a time, each chunk scored
    by the bundle into its own part file ``scores/part-NNNNN.parquet`` (Spark: by
    ``mlflow.pyfunc.spark_udf`` over the whole frame, Spark writing the part files);
 3. write: the part files are streamed into the scores store in one transaction, so the batch
@@ -24,7 +26,7 @@ keeps its files in ``work_dir/run-<key>/``, the key a hash of everything that de
 model version, feature spec, chunk_rows, engine, data and validation config, and the size and
 mtime of every source file, see :func:`_run_inputs`). Each file is written under a temporary name
 and renamed when complete, so a file that exists is complete: a run that fails keeps its folder,
-and the next run with the same inputs skips validation and features when features.parquet is
+and the next run with the same inputs skips validation and features when the features folder is
 there, scores only the chunks without a part file, writes the store, and removes the folder. It
 scores with the scored_at of the first attempt (manifest.json), so one batch has one scored_at.
 
@@ -252,29 +254,48 @@ def _connect(engine: str, cfg: Config, work_dir: Path):
     return connect(engine, **settings)
 
 
-def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path) -> None:
-    """Write the feature table to ``path`` (atomic), in customer id order (the store's index inserts go ~2x faster).
+def _feature_buckets(reports: list[TableReport], bucket_rows: int) -> int:
+    """How many customer buckets the feature build needs: valid transaction + interaction rows / bucket_rows."""
+    rows = sum(r.rows_valid for r in reports if r.table in ("transactions", "interactions"))
+    return max(1, -(-rows // bucket_rows))
 
-    Built first, sorted after, in two statements: an ORDER BY on top of the build ran out of
-    DuckDB's memory limit at 10M customers (2GB; the sort and the joins' hash tables held memory
-    at once), while each statement alone spills to disk.
+
+def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path, buckets: int) -> None:
+    """Write the feature table to the folder ``path`` (atomic): one Parquet file per customer bucket, each in id order.
+
+    A customer's rows all fall in one bucket (a hash of the id picks it), so each bucket's frame
+    is exact and the build's memory follows the bucket, not the base: at 10M customers one build
+    ran out of DuckDB's 2GB limit in its aggregations, while 1M-customer buckets stay within it
+    (each bucket re-reads the validated files: a scan is cheap next to the aggregations). Each
+    bucket is built, then sorted in its own statement (an ORDER BY on top of the build ran out
+    of the limit where each alone spills); id order makes the store's index inserts ~2x faster.
     """
-    expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
-    unsorted = path.with_name("features-unsorted.parquet")
-    expr.to_parquet(str(unsorted))
+    def bucket(table, k: int):
+        if table is None or buckets == 1:
+            return table
+        h = table.customer_id.cast("string").hash() % buckets  # signed: a residue may be negative
+        return table.filter((h + buckets) % buckets == k)
+
     with _atomic(path) as tmp:
-        tables.con.read_parquet(str(unsorted)).order_by("customer_id").to_parquet(str(tmp))
-    unsorted.unlink()
+        tmp.mkdir()
+        unsorted = tmp / "unsorted.parquet.tmp"
+        for k in range(buckets):
+            expr = build_features(bucket(tables.transactions, k), bucket(tables.interactions, k),
+                                  bucket(tables.customers, k), as_of=as_of, spec=spec)
+            expr.to_parquet(str(unsorted))
+            tables.con.read_parquet(str(unsorted)).order_by("customer_id").to_parquet(str(tmp / f"part-{k:05d}.parquet"))
+        unsorted.unlink()
 
 
-def _feature_file_stats(path: Path) -> tuple[int, int | None]:
-    """(rows, days from the latest event to as_of) of a feature file."""
+def _feature_file_stats(path: Path) -> tuple[int, int | None, list[str]]:
+    """(rows, days from the latest event to as_of, columns) of the feature folder."""
     import duckdb
     import pyarrow.parquet as pq
 
-    rows = pq.ParquetFile(str(path)).metadata.num_rows
-    gap = duckdb.connect().execute(_gap_days_sql(str(path))).fetchone()[0] if rows else None
-    return rows, (int(gap) if gap is not None else None)
+    files = sorted(path.glob("*.parquet"))
+    rows = sum(pq.ParquetFile(str(f)).metadata.num_rows for f in files)
+    gap = duckdb.connect().execute(_gap_days_sql(str(path / "*.parquet"))).fetchone()[0] if rows else None
+    return rows, (int(gap) if gap is not None else None), pq.read_schema(str(files[0])).names
 
 
 def _write_scores_file(chunks: Iterable[pd.DataFrame], path: Path) -> None:
@@ -293,14 +314,14 @@ class _RunFolder:
     """The files of one run, each complete once it exists (written through :func:`_atomic`).
 
     ``manifest.json`` (checkpoint folders only: the run's inputs and the scored_at of its first
-    attempt), ``reports.json`` (the validation reports), ``features.parquet`` and
+    attempt), ``reports.json`` (the validation reports), ``features/`` (a part file per customer bucket) and
     ``scores/part-NNNNN.parquet``, one part file per chunk of the feature file.
     """
 
     def __init__(self, path: Path, scored_at: dt.datetime):
         self.path = path
         self.scored_at = scored_at
-        self.features = path / "features.parquet"
+        self.features = path / "features"
         self.scores = path / "scores"
         self._reports = path / "reports.json"
 
@@ -323,6 +344,12 @@ class _RunFolder:
 
     def part(self, chunk: int) -> Path:
         return self.scores / f"part-{chunk:05d}.parquet"
+
+    def chunks(self, chunk_rows: int) -> int:
+        """How many chunks the feature files make (a chunk never spans two files)."""
+        import pyarrow.parquet as pq
+
+        return sum(-(-pq.ParquetFile(str(f)).metadata.num_rows // chunk_rows) for f in sorted(self.features.glob("*.parquet")))
 
     def parts_done(self) -> int:
         return len(list(self.scores.glob("part-*.parquet")))
@@ -525,8 +552,6 @@ def predict_and_store(
                                        on_chunk=lambda n: tick("write", n, rows))
             timed("write", t0)
         else:
-            import pyarrow.parquet as pq
-
             features_done = run.features.exists()
             if features_done:
                 reports = run.load_reports()
@@ -537,14 +562,15 @@ def predict_and_store(
                 t0 = time.perf_counter()
                 step(f"building features with spec {spec.to_dict()}")
                 run.save_reports(reports)
-                _features_duckdb(tables, spec, as_of, run.features)
+                _features_duckdb(tables, spec, as_of, run.features,
+                                 _feature_buckets(reports, cfg.predict.feature_bucket_rows))
                 tables.con.disconnect()  # before its spill folder goes
                 timed("features", t0)
-            rows, gap = _feature_file_stats(run.features)
+            rows, gap, columns = _feature_file_stats(run.features)
             _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
-            _check_frame_columns(bundle, pq.read_schema(str(run.features)).names)
+            _check_frame_columns(bundle, columns)
             if features_done:
-                resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": -(-rows // chunk_rows)}
+                resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": run.chunks(chunk_rows)}
                 step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks "
                      "already scored")
             step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one "
