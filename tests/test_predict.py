@@ -126,7 +126,7 @@ def test_features_built_in_customer_buckets_score_the_same(trained, tmp_path):
 
     bucketed = _resumable(cfg, tmp_path, store="bucketed")
     tx_ix_rows = sum(r.rows_valid for r in ref.reports if r.table in ("transactions", "interactions"))
-    bucketed.predict.feature_bucket_rows = tx_ix_rows // 3 + 1  # three buckets
+    bucketed.features.bucket_rows = tx_ix_rows // 3 + 1  # three buckets
     res = predict_and_store(bucketed, as_of=END, scored_at=SCORED_AT)
     assert res.batch.rows == ref.batch.rows
     a, b = (ScoresStore(c.store.url).read_batch(r.batch) for c, r in ((bucketed, res), (whole, ref)))

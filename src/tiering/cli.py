@@ -159,18 +159,32 @@ def features(
     as_json: JsonOpt = False,
 ):
     """Build the feature frame (one row per customer) as of a date."""
-    from tiering.features import build_features
-    from tiering.io import write_table
+    import tempfile
+
+    from tiering.features import build_features, customer_bucket
+    from tiering.io import write_sorted_parts, write_table
     from tiering.train import feature_spec
-    from tiering.validation import load_tables
+    from tiering.validation import bucket_count, load_tables
 
     cfg = _config(config, transactions, interactions, customers)
     if engine:
         cfg.features.engine = engine
     d = _date(as_of, "--as-of")
     tables = load_tables(cfg, as_of=d)
-    expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=d, spec=feature_spec(cfg))
-    n = write_table(expr, out)  # one file on either engine; rows counted from the file, not by a second build
+    buckets = bucket_count(tables, cfg.features.bucket_rows)
+
+    def build(k: int = 0):
+        t, i, c = (customer_bucket(x, k, buckets) for x in (tables.transactions, tables.interactions, tables.customers))
+        return build_features(t, i, c, as_of=d, spec=feature_spec(cfg))
+
+    expr = build()
+    if buckets == 1:
+        n = write_table(expr, out)  # one file on either engine; rows counted from the file, not by a second build
+    else:  # a large base on DuckDB: bucket by bucket into parts, then one file (memory follows the bucket)
+        Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="tiering-features-", dir=Path(out).resolve().parent) as tmp:
+            write_sorted_parts((build(k) for k in range(buckets)), Path(tmp), "customer_id")
+            n = write_table(tables.con.read_parquet(f"{tmp}/*.parquet"), out)  # the same writer as one pass
     _emit(as_json, {"out": str(out), "customers": n, "columns": list(expr.columns)},
           lambda c: c.print(f"Wrote features for {n:,} customers ({len(expr.columns)} columns) as of {d} to {out}."))
 

@@ -52,12 +52,16 @@ _MEMORY = r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
 class FeaturesConfig(_Strict):
     """How features are built. ``duckdb_memory_limit`` (e.g. "1GB") caps DuckDB's memory while it
     validates the sources and builds features (it spills to disk beyond it; None: DuckDB's default,
-    80% of RAM); batch scoring uses ``predict.duckdb_memory_limit`` when that is set."""
+    80% of RAM); batch scoring uses ``predict.duckdb_memory_limit`` when that is set. ``bucket_rows``:
+    on DuckDB, `tiering features` and `tiering predict` build bases of more valid transaction +
+    interaction rows than this in customer buckets of about this size, so the build's memory
+    follows the bucket, not the base (one 10M-customer build ran out of a 2GB limit)."""
 
     time_unit: Literal["D", "W"] = "D"
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     engine: Literal["duckdb", "spark"] = "duckdb"
     duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
+    bucket_rows: int = Field(20_000_000, gt=0)
 
     @field_validator("windows_days")
     @classmethod
@@ -150,9 +154,6 @@ class PredictConfig(_Strict):
     duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
     # OpenMP threads for the models while scoring (None: the library default, all cores); 1 is faster on a busy machine
     model_threads: int | None = Field(None, gt=0)
-    # DuckDB builds the features in customer buckets of about this many valid transaction + interaction rows
-    # each (one bucket up to it), so that the build's memory is set by the bucket, not by the base
-    feature_bucket_rows: int = Field(20_000_000, gt=0)
 
 
 class ServeConfig(_Strict):

@@ -70,6 +70,15 @@ class ValidatedTables:
     con: object = None
 
 
+def bucket_count(tables: ValidatedTables, bucket_rows: int) -> int:
+    """Customer buckets for a feature build of about ``bucket_rows`` valid transaction + interaction rows
+    each (features.bucket_rows); 1 on Spark, which scales by itself."""
+    if is_spark(tables.transactions):
+        return 1
+    rows = sum(r.rows_valid for r in tables.reports if r.table in ("transactions", "interactions"))
+    return max(1, -(-rows // bucket_rows))
+
+
 def _day_after(as_of: dt.date):
     import ibis
 

@@ -133,6 +133,19 @@ def build_features(
     return t.select(**{c: out[c] for c in spec.feature_columns})
 
 
+def customer_bucket(table: ir.Table | None, k: int, buckets: int) -> ir.Table | None:
+    """The rows of ``table`` whose customer falls in bucket ``k`` of ``buckets`` (``table`` itself for one bucket).
+
+    The bucket is a hash of the id as text, so a customer's transactions, interactions and join
+    row land in the same bucket, and build_features on one bucket's rows gives exactly those
+    customers' rows of the whole frame.
+    """
+    if table is None or buckets == 1:
+        return table
+    h = table.customer_id.cast("string").hash() % buckets  # signed: a residue may be negative
+    return table.filter((h + buckets) % buckets == k)
+
+
 def build_labels(transactions: ir.Table, *, as_of: dt.date, horizon_days: int) -> ir.Table:
     """Holdout targets from the days as_of+1 .. as_of+horizon_days inclusive.
 
