@@ -161,7 +161,7 @@ def features(
     """Build the feature frame (one row per customer) as of a date."""
     import tempfile
 
-    from tiering.features import build_features, customer_bucket
+    from tiering.features import build_features
     from tiering.io import write_sorted_parts, write_table
     from tiering.train import feature_spec
     from tiering.validation import bucket_count, load_tables
@@ -174,8 +174,8 @@ def features(
     buckets = bucket_count(tables, cfg.features.bucket_rows)
 
     def build(k: int = 0):
-        t, i, c = (customer_bucket(x, k, buckets) for x in (tables.transactions, tables.interactions, tables.customers))
-        return build_features(t, i, c, as_of=d, spec=feature_spec(cfg))
+        return build_features(tables.transactions, tables.interactions, tables.customers, as_of=d, spec=feature_spec(cfg),
+                              bucket=(k, buckets))
 
     expr = build()
     if buckets == 1:

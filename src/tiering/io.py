@@ -278,7 +278,8 @@ def write_sorted_parts(exprs: Iterable[ir.Table], folder: Path, order_by: str) -
     """
     import pyarrow.parquet as pq
 
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # no part of an earlier, interrupted write stays
+    folder.mkdir(parents=True)
     unsorted = folder / "unsorted.parquet.tmp"
     rows = 0
     for k, expr in enumerate(exprs):
@@ -291,15 +292,13 @@ def write_sorted_parts(exprs: Iterable[ir.Table], folder: Path, order_by: str) -
     return rows
 
 
-def concat_parts(folder: Path, path: Path, schema: pa.Schema | None = None, batch_rows: int = 100_000) -> int:
-    """The Parquet part files of ``folder`` (name order) as one Parquet file, or CSV when ``path`` ends in
-    .csv, streamed ``batch_rows`` at a time; atomic (temp name, then rename). Returns the rows written."""
+def concat_parts(folder: Path, path: Path, schema: pa.Schema, batch_rows: int = 100_000) -> int:
+    """The Parquet part files of ``folder`` (name order) as one Parquet file of ``schema``, or CSV when ``path``
+    ends in .csv, streamed ``batch_rows`` at a time; atomic (temp name, then rename). Returns the rows written."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    if schema is None:
-        schema = pq.read_schema(str(min(folder.glob("*.parquet"))))
     writer_type = pacsv.CSVWriter if path.suffix.lower() == ".csv" else pq.ParquetWriter
     rows = 0
     with atomic_path(path) as tmp, writer_type(str(tmp), schema) as writer:

@@ -58,7 +58,7 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError, ModelError, StoreError
-from tiering.features import FeatureSpec, build_features, customer_bucket
+from tiering.features import FeatureSpec, build_features
 from tiering.io import atomic_path, concat_parts, parquet_batches, write_sorted_parts
 from tiering.models.bundle import ScoringBundle
 from tiering.schemas import SCORES_COLUMNS
@@ -219,10 +219,10 @@ def _connect(engine: str, cfg: Config, work_dir: Path):
 
 def _features_duckdb(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path, buckets: int) -> None:
     """Write the feature table to the folder ``path`` (atomic): one Parquet file per customer bucket, in id order
-    (the store's index inserts go ~2x faster); see tiering.features.customer_bucket and io.write_sorted_parts."""
+    (the store's index inserts go ~2x faster); see build_features(bucket=...) and io.write_sorted_parts."""
     def bucket(k: int) -> ir.Table:
-        t, i, c = (customer_bucket(x, k, buckets) for x in (tables.transactions, tables.interactions, tables.customers))
-        return build_features(t, i, c, as_of=as_of, spec=spec)
+        return build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec,
+                              bucket=(k, buckets))
 
     with atomic_path(path) as tmp:
         write_sorted_parts((bucket(k) for k in range(buckets)), tmp, "customer_id")

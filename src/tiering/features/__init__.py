@@ -64,21 +64,14 @@ on days as_of+1 .. as_of+H), holdout_orders (orders with net > 0 in that window)
 purchased_in_horizon (1 when holdout_orders > 0); only customers active in the window.
 ``calibration_holdout`` joins both at an origin and fills 0.
 
-``customer_bucket(table, k, n)``: the rows of customers in bucket k of n (a hash of the id); the
-features of one bucket's rows are exactly those customers' rows of the whole frame, so large bases
-are built bucket by bucket in bounded memory.
+``build_features(..., bucket=(k, n))``: only the customers of bucket k of n (a hash of the id),
+exactly their rows of the whole frame, so large bases are built bucket by bucket in bounded memory.
 """
 
 from tiering.features._engagement import engagement_score, interaction_features
 from tiering.features._rfm import period_of_day, rfm_summary, transaction_features
 from tiering.features._spec import AsOfTable, FeatureSpec, bound_to_as_of, guard_as_of
-from tiering.features._windows import (
-    LABEL_COLUMNS,
-    build_features,
-    build_labels,
-    calibration_holdout,
-    customer_bucket,
-)
+from tiering.features._windows import LABEL_COLUMNS, build_features, build_labels, calibration_holdout
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -88,7 +81,6 @@ __all__ = [
     "build_features",
     "build_labels",
     "calibration_holdout",
-    "customer_bucket",
     "engagement_score",
     "guard_as_of",
     "interaction_features",

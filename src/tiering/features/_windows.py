@@ -39,6 +39,15 @@ def _outer_join_on_id(left: ir.Table, right: ir.Table) -> ir.Table:
     )
 
 
+def _customer_bucket(table: ir.Table | None, k: int, buckets: int) -> ir.Table | None:
+    """The rows of ``table`` whose customer falls in bucket ``k`` of ``buckets``: a hash of the id as text, so
+    a customer's transactions, interactions and join row land in the same bucket."""
+    if table is None or buckets == 1:
+        return table
+    h = table.customer_id.cast("string").hash() % buckets  # signed: a residue may be negative
+    return table.filter((h + buckets) % buckets == k)
+
+
 def build_features(
     transactions: ir.Table,
     interactions: ir.Table | None = None,
@@ -46,13 +55,16 @@ def build_features(
     *,
     as_of: dt.date,
     spec: FeatureSpec,
+    bucket: tuple[int, int] = (0, 1),
 ) -> ir.Table:
     """The feature frame (unexecuted Ibis expression): one row per customer known at as_of.
 
     Every input is first cut to the whole as_of day (time < as_of + 1 day). Customers are those
     with joined_at <= as_of plus anyone with a transaction or interaction at or before as_of.
-    Columns: ``spec.feature_columns`` (documented in tiering.features).
+    Columns: ``spec.feature_columns`` (documented in tiering.features). ``bucket=(k, n)``: only
+    the customers of bucket k of n (a hash of the id), exactly their rows of the whole frame.
     """
+    transactions, interactions, customers = (_customer_bucket(t, *bucket) for t in (transactions, interactions, customers))
     as_of = as_date(as_of)
     A = epoch_day(as_of)
     W = spec.max_window_days
@@ -131,19 +143,6 @@ def build_features(
     out["engaged_no_purchase"] = ((~buyer) & (col("ix_events_90d", 0) > 0)).cast("int64")
     out["engagement_score"] = col("engagement_score", 0.0).cast("float64") if ixf is not None else zero_f
     return t.select(**{c: out[c] for c in spec.feature_columns})
-
-
-def customer_bucket(table: ir.Table | None, k: int, buckets: int) -> ir.Table | None:
-    """The rows of ``table`` whose customer falls in bucket ``k`` of ``buckets`` (``table`` itself for one bucket).
-
-    The bucket is a hash of the id as text, so a customer's transactions, interactions and join
-    row land in the same bucket, and build_features on one bucket's rows gives exactly those
-    customers' rows of the whole frame.
-    """
-    if table is None or buckets == 1:
-        return table
-    h = table.customer_id.cast("string").hash() % buckets  # signed: a residue may be negative
-    return table.filter((h + buckets) % buckets == k)
 
 
 def build_labels(transactions: ir.Table, *, as_of: dt.date, horizon_days: int) -> ir.Table:
