@@ -94,7 +94,7 @@ def train(root: Path, n: int) -> dict:
     from tiering.datasets import simulate
 
     simulate(n, START, END, seed=99).write(root / "train")
-    cfg = Config().with_sources(*(root / "train" / f"{t}.parquet" for t in ("transactions", "interactions", "customers")))
+    cfg = Config().with_source_dir(root / "train")
     cfg.tracking.uri = f"sqlite:///{root}/mlflow.db"
     cfg.tracking.artifact_location = str(root / "artifacts")
     cfg.validation.quarantine_dir = str(root / "quarantine-train")

@@ -26,8 +26,7 @@ H = 90
 def sim(tmp_path_factory):
     root = tmp_path_factory.mktemp("backtest")
     simulate(2000, START, END, seed=5).write(root / "data")
-    cfg = Config().with_sources(root / "data/transactions.parquet", root / "data/interactions.parquet",
-                                root / "data/customers.parquet")
+    cfg = Config().with_source_dir(root / "data")
     cfg.validation.quarantine_dir = str(root / "quarantine")
     return root, cfg, load_tables(cfg)
 

@@ -41,8 +41,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     data = simulate(3000, START, END, seed=5)
     data.write(root / "data")
-    cfg = Config().with_sources(root / "data/transactions.parquet", root / "data/interactions.parquet",
-                                root / "data/customers.parquet")
+    cfg = Config().with_source_dir(root / "data")
     cfg.model.horizon_days = H
     cfg.validation.quarantine_dir = str(root / "quarantine")
     cfg.store.url = f"sqlite:///{root}/scores.db"

@@ -32,8 +32,7 @@ def trained(tmp_path_factory):
     """One small fit, shared: (cfg with sources, TrainResult, validated tables)."""
     root = tmp_path_factory.mktemp("tracking")
     simulate(2500, START, END, seed=11).write(root / "data")
-    cfg = Config().with_sources(root / "data/transactions.parquet", root / "data/interactions.parquet",
-                                root / "data/customers.parquet")
+    cfg = Config().with_source_dir(root / "data")
     cfg.validation.quarantine_dir = str(root / "quarantine")
     tables = load_tables(cfg, as_of=END)
     return cfg, fit(tables, as_of=END, cfg=cfg), tables

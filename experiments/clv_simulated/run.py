@@ -32,8 +32,7 @@ def main() -> None:
 
     data = simulate(20_000, dt.date(2024, 1, 1), dt.date(2025, 12, 31), seed=0)
     data.write(WORK / "data")
-    d = WORK / "data"
-    cfg = Config().with_sources(d / "transactions.parquet", d / "interactions.parquet", d / "customers.parquet")
+    cfg = Config().with_source_dir(WORK / "data")
     cfg.validation.quarantine_dir = str(WORK / "quarantine")
     tables = load_tables(cfg)
     truth = data.truth.assign(customer_id=data.truth["customer_id"].astype(str))

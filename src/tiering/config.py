@@ -193,6 +193,12 @@ class Config(_Strict):
                 setattr(data, name, SourceConfig(path=str(path)))
         return self.model_copy(update={"data": data})
 
+    def with_source_dir(self, folder: str | Path) -> Config:
+        """A copy reading transactions.parquet, interactions.parquet and customers.parquet from ``folder``
+        (what ``tiering simulate`` and SimulatedData.write produce), in contract column names."""
+        folder = Path(folder)
+        return self.with_sources(*(folder / f"{t}.parquet" for t in ("transactions", "interactions", "customers")))
+
 
 def load_config(path: str | Path | None = None) -> Config:
     """Read the config: ``path`` if given (must exist), else configs/base.yaml if present, else defaults."""

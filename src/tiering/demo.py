@@ -36,8 +36,7 @@ def run_demo(*, n_customers: int = 20_000, seed: int = 0, workdir: Path = Path("
     data_dir = workdir / "data"
     step(f"simulating {n_customers:,} customers {START}..{END} (seed {seed}) into {data_dir}")
     simulate(n_customers, START, END, seed=seed).write(data_dir)
-    cfg = (cfg or Config()).with_sources(data_dir / "transactions.parquet", data_dir / "interactions.parquet",
-                                         data_dir / "customers.parquet")
+    cfg = (cfg or Config()).with_source_dir(data_dir)
     cfg = cfg.model_copy(update={"validation": ValidationConfig(quarantine_dir=str(workdir / "quarantine"))})
     trained = train_and_register(cfg, as_of=END, progress=progress)
     step(f"promoting version {trained.version} to champion")

@@ -132,7 +132,7 @@ def _data_config(spec: ExperimentSpec, base: Config, workdir: Path) -> Config:
 
         s = spec.data.simulate
         simulate(s.customers, s.start, s.end, seed=s.seed).write(workdir / "data")
-        return base.with_sources(*(workdir / "data" / f"{t}.parquet" for t in ("transactions", "interactions", "customers")))
+        return base.with_source_dir(workdir / "data")
     from tiering.datasets import load_cdnow
 
     tx = load_cdnow()

@@ -268,28 +268,22 @@ def parquet_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
                     yield rb
 
 
-def write_sorted_parts(exprs: Iterable[ir.Table], folder: Path, order_by: str) -> int:
+def write_sorted_parts(exprs: Iterable[ir.Table], folder: Path, order_by: str) -> None:
     """Each DuckDB expression into its own Parquet file in ``folder`` (part-00000.parquet, ...), rows
-    sorted by ``order_by``; returns the rows written.
+    sorted by ``order_by``; ``folder`` is emptied first.
 
     Each part is built into an unsorted file first and sorted in a second statement: at 10M
     customers an ORDER BY on top of the feature build ran out of DuckDB's memory limit, where each
     statement alone spills to disk.
     """
-    import pyarrow.parquet as pq
-
     shutil.rmtree(folder, ignore_errors=True)  # no part of an earlier, interrupted write stays
     folder.mkdir(parents=True)
     unsorted = folder / "unsorted.parquet.tmp"
-    rows = 0
     for k, expr in enumerate(exprs):
-        backend = expr._find_backend(use_default=True)
         expr.to_parquet(str(unsorted))
-        part = folder / f"part-{k:05d}.parquet"
-        backend.read_parquet(str(unsorted)).order_by(order_by).to_parquet(str(part))
-        rows += pq.ParquetFile(str(part)).metadata.num_rows
+        sorted_part = expr._find_backend(use_default=True).read_parquet(str(unsorted)).order_by(order_by)
+        sorted_part.to_parquet(str(folder / f"part-{k:05d}.parquet"))
     unsorted.unlink(missing_ok=True)
-    return rows
 
 
 def concat_parts(folder: Path, path: Path, schema: pa.Schema, batch_rows: int = 100_000) -> int:

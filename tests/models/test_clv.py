@@ -25,8 +25,7 @@ def one_thread():
 
 
 def _cfg(root, data_dir, horizon_days=90):
-    cfg = Config().with_sources(data_dir / "transactions.parquet", data_dir / "interactions.parquet",
-                                data_dir / "customers.parquet")
+    cfg = Config().with_source_dir(data_dir)
     cfg.validation.quarantine_dir = str(root / "quarantine")
     cfg.model.horizon_days = horizon_days
     return cfg
