@@ -156,16 +156,81 @@ def test_customer_card_matches_the_store(client, frames):
     assert old["as_of"] == "2025-06-30" and len(old["history"]) == 1
 
 
-def test_customer_ids_are_validated(client):
-    for bad in ("a%20b", "x" * 65, "1'%20OR%20'1'='1", "%3Bdrop", "-dash-first"):
+# ids as real bases hold them: Unicode, leading zeros ('007' and '7' are two customers), spaces, '/', quotes,
+# percent signs, URL syntax and spreadsheet formulas; every one is a different customer found by its exact id
+ODD_IDS = ["Müller-7", "客户007", "007", "7", "a b", "a/b", "1' OR '1'='1", "%41", "x?y#z", "..", "A" * 200,
+           '=HYPERLINK("http://evil.example","click")', "+1", "-2", "@x", "' quoted"]
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory):
+    """A store whose customers have the ids above, all in tier value, with formula-like texts and a negative CLV."""
+    df = make_scores(len(ODD_IDS), seed=11).assign(customer_id=ODD_IDS, tier="value")
+    df["clv"] = np.arange(len(ODD_IDS), 0, -1, dtype=float)  # listing order = ODD_IDS order
+    df.loc[df["customer_id"] == "-2", "clv"] = -5.0  # a refund-heavy customer: a negative number stays a number
+    df.loc[0, "tier_reason"] = "=1+1"
+    df.loc[1, "rfm_segment"] = "@SUM(A1:A9)"
+    df.loc[2, "tier_reason"] = "\tindented"
+    url = f"sqlite:///{tmp_path_factory.mktemp('odd')}/scores.db"
+    ScoresStore(url).write_batch(df)
+    with TestClient(create_app(url)) as c:
+        yield c, df
+
+
+def test_every_stored_id_can_be_looked_up(odd):
+    from urllib.parse import quote
+
+    from tiering.serve import customer_card
+
+    c, df = odd
+    clv = dict(zip(df["customer_id"], df["clv"]))
+    for cid in ODD_IDS:
+        path = quote(cid, safe="").replace(".", "%2E")  # clients drop a bare '..' segment (RFC 3986), so encode dots
+        r = c.get("/api/customers/" + path)
+        assert r.status_code == 200, (cid, r.text)
+        assert r.json()["customer_id"] == cid and r.json()["clv"] == clv[cid]
+        assert customer_card(c.app.state.store, cid)["customer_id"] == cid  # what `tiering tiers get` prints
+        page = c.get("/customer", params={"id": cid})
+        assert page.status_code == 200 and 'id="tier-badge"' in page.text, cid
+    assert c.get("/api/customers/007").json()["clv"] != c.get("/api/customers/7").json()["clv"]
+    for absent in ("0007", "07", "x' OR '1'='1", "a%2Fb%2F", "m%C3%BCller-7"):
+        r = c.get(f"/api/customers/{absent}")
+        assert r.status_code == 404 and "is not in the scoring batch" in r.json()["detail"], absent
+    # an id pasted with blanks around it finds the stored id
+    assert c.get("/api/customers/%207%20").json()["customer_id"] == "7"
+
+
+def test_customer_ids_that_cannot_exist_are_refused(client):
+    for bad, why in (("%20%20", "it is empty"), ("x" * 201, "it has 201 characters, more than the 200"),
+                     ("a%00b", "control or undecodable character U+0000"), ("a%0Ab", "U+000A"), ("%7F", "U+007F")):
         r = client.get(f"/api/customers/{bad}")
         assert r.status_code == 422, bad
-        assert r.json()["detail"][0]["loc"] == ["path", "customer_id"]
-    assert client.get("/api/customers/" + "9" * 64).status_code == 404  # well formed, just absent
-    assert client.get("/api/customers/C0000300", params={"as_of": "2025-13-01"}).status_code == 422
+        assert r.json()["detail"].startswith("Customer id ") and why in r.json()["detail"], r.json()
+    assert client.get("/api/customers/" + "9" * 200).status_code == 404  # well formed, just absent
+    r = client.get("/api/customers/C0000300", params={"as_of": "2025-13-01"})
+    assert r.status_code == 422 and r.json()["detail"] == ("The query parameter 'as_of' is not valid: as_of must be a date "
+                                                           "as YYYY-MM-DD; got '2025-13-01'.")
+    for odd_date in ("0", "1700000000", "2025-12-31T00:00"):  # pydantic alone would read these as dates
+        assert client.get("/api/customers/C0000300", params={"as_of": odd_date}).status_code == 422, odd_date
     r = client.get("/api/customers/C0000300", params={"as_of": "2024-01-01"})
     assert r.status_code == 404 and r.json()["detail"] == ("The scores store holds no batch as of 2024-01-01; "
                                                             "scoring dates are ['2025-06-30', '2025-12-31'].")
+
+
+def test_csv_export_neutralises_formulas(odd):
+    c, df = odd
+    rows = list(csv.DictReader(io.StringIO(c.get("/api/tiers/value", params={"format": "csv"}).text)))
+    got = {r["customer_id"]: r for r in rows}
+    assert len(rows) == len(ODD_IDS)
+    for cid in ODD_IDS:
+        want = "'" + cid if cid[0] in "=+-@" else cid  # OWASP: a leading quote; other ids exactly as stored
+        assert want in got, cid
+    assert got["'-2"]["clv"] == "-5.0"  # numbers are not touched
+    assert got["Müller-7"]["tier_reason"] == "'=1+1" and got["客户007"]["rfm_segment"] == "'@SUM(A1:A9)"
+    assert got["007"]["tier_reason"] == "'\tindented" and got["' quoted"]["customer_id"] == "' quoted"
+    assert all(not v.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for k, v in r.items() if k != "clv")
+    # the JSON API returns the data as stored: only the spreadsheet format is escaped
+    assert c.get("/api/tiers/value", params={"limit": 1000}).json()["items"][11]["customer_id"] == ODD_IDS[11]
 
 
 # ---- tiers --------------------------------------------------------------------------------------------
@@ -190,10 +255,28 @@ def test_tier_pages_cover_the_tier_in_clv_order(client, frames):
 def test_tier_parameters_are_validated(client):
     r = client.get("/api/tiers/gold")
     assert r.status_code == 422 and "'core', 'value', 'seed', 'new' or 'ordinary'" in r.text
-    assert client.get("/api/tiers/core", params={"limit": 1001}).status_code == 422
-    assert client.get("/api/tiers/core", params={"limit": 0}).status_code == 422
-    assert client.get("/api/tiers/core", params={"offset": -1}).status_code == 422
-    assert client.get("/api/tiers/core", params={"format": "xlsx"}).status_code == 422
+    for params, message in (
+        ({"limit": 1001}, "The query parameter 'limit' is not valid: Input should be less than or equal to 1000; got '1001'."),
+        ({"limit": 0}, "The query parameter 'limit' is not valid: Input should be greater than or equal to 1; got '0'."),
+        ({"offset": -1}, "The query parameter 'offset' is not valid: Input should be greater than or equal to 0; got '-1'."),
+        ({"offset": 10**20}, "The query parameter 'offset' is not valid: Input should be less than or equal to "
+                             "9223372036854775807; got '100000000000000000000'."),
+        ({"offset": "1e3"}, "The query parameter 'offset' is not valid: Input should be a valid integer, unable to parse "
+                            "string as an integer; got '1e3'."),
+        ({"format": "xlsx"}, "The query parameter 'format' is not valid: Input should be 'json' or 'csv'; got 'xlsx'."),
+        ({"at_risk": "maybe"}, "The query parameter 'at_risk' is not valid: Input should be a valid boolean, unable to "
+                               "interpret input; got 'maybe'."),
+    ):
+        for fmt in ("json", "csv"):
+            r = client.get("/api/tiers/core", params={"format": fmt, **params})
+            assert r.status_code == 422 and r.headers["content-type"] == "application/json", (params, fmt)
+            assert r.json()["detail"] == message and r.json()["errors"][0]["loc"][0] == "query"
+    # the largest offset a database takes is answered (an empty page, a CSV with its header only)
+    top = 2**63 - 1
+    assert client.get("/api/tiers/core", params={"offset": top, "limit": 1000}).json()["items"] == []
+    assert client.get("/api/tiers/core", params={"offset": top, "format": "csv"}).text.startswith("customer_id,tier,")
+    assert client.get("/tiers/core", params={"page": top // 50 + 1}).status_code == 422
+    assert client.get("/tiers/core", params={"page": top // 50}).status_code == 200
 
 
 def test_csv_export_streams_every_member(client, frames):
@@ -277,13 +360,20 @@ def test_config_texts_reach_the_api(store_url, frames):
 
 
 # ---- web page ----------------------------------------------------------------------------------------
+def _csrf(html: str, form: str = "login") -> str:
+    import re
+
+    return re.search(rf'id="{form}-csrf" name="csrf" value="([0-9a-f]{{64}})"', html).group(1)
+
+
 def test_page_sign_in_with_session_cookie(store_url, frames):
     c = TestClient(create_app(store_url, token=TOKEN))
     r = c.get("/tiers/core?page=2", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Ftiers%2Fcore%3Fpage%3D2"
-    bad = c.post("/login", data={"token": "wrong-token-0123456789", "next": "/"}, follow_redirects=False)
+    form = c.get(r.headers["location"])
+    bad = c.post("/login", data={"token": "wrong-token-0123456789", "next": "/", "csrf": _csrf(form.text)}, follow_redirects=False)
     assert bad.status_code == 401 and "That token is not right." in bad.text and "tiering_session" not in bad.headers.get("set-cookie", "")
-    ok = c.post("/login", data={"token": TOKEN, "next": "/tiers/core?page=2"}, follow_redirects=False)
+    ok = c.post("/login", data={"token": TOKEN, "next": "/tiers/core?page=2", "csrf": _csrf(bad.text)}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/tiers/core?page=2"
     cookie = ok.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and TOKEN not in cookie
@@ -292,11 +382,33 @@ def test_page_sign_in_with_session_cookie(store_url, frames):
     assert c.get("/api/tiers/core?format=csv").status_code == 200
     forged = TestClient(create_app(store_url, token=TOKEN), cookies={"tiering_session": TOKEN})
     assert forged.get("/api/summary").status_code == 401
-    out = c.post("/logout", follow_redirects=False)
+    assert c.post("/logout", follow_redirects=False).status_code == 403  # no CSRF field: refused
+    out = c.post("/logout", data={"csrf": _csrf(c.get("/").text, "logout")}, follow_redirects=False)
     assert out.status_code == 303 and c.get("/", follow_redirects=False).status_code == 303
     # no open redirect after sign-in
-    evil = c.post("/login", data={"token": TOKEN, "next": "//evil.example/x"}, follow_redirects=False)
+    evil = c.post("/login", data={"token": TOKEN, "next": "//evil.example/x", "csrf": _csrf(c.get("/login").text)},
+                  follow_redirects=False)
     assert evil.headers["location"] == "/"
+
+
+def test_sign_in_form_needs_its_csrf_token(store_url):
+    c = TestClient(create_app(store_url, token=TOKEN))
+    field = _csrf(c.get("/login").text)
+    cookie = c.cookies.get("tiering_csrf")
+    assert cookie and cookie not in field and TOKEN not in field
+    refused = "Refused: the form was sent without a valid CSRF token"
+    for data, cookies in (({"token": TOKEN}, {"tiering_csrf": cookie}),  # no field
+                          ({"token": TOKEN, "csrf": field}, {}),  # no cookie (a cross-site POST: SameSite=Strict drops it)
+                          ({"token": TOKEN, "csrf": field}, {"tiering_csrf": "another-nonce"}),  # field of another form
+                          ({"token": TOKEN, "csrf": "0" * 64}, {"tiering_csrf": cookie})):  # forged field
+        fresh = TestClient(create_app(store_url, token=TOKEN), cookies=cookies)
+        r = fresh.post("/login", data=data, follow_redirects=False)
+        assert r.status_code == 403 and refused in r.text and "tiering_session" not in r.headers.get("set-cookie", ""), data
+    fresh = TestClient(create_app(store_url, token=TOKEN), cookies={"tiering_csrf": cookie})
+    assert fresh.post("/login", data={"token": TOKEN, "csrf": field}, follow_redirects=False).status_code == 303
+    # another worker process (same token) accepts the form the first one served
+    other = TestClient(create_app(store_url, token=TOKEN), cookies={"tiering_csrf": cookie})
+    assert other.post("/login", data={"token": TOKEN, "csrf": field}, follow_redirects=False).status_code == 303
 
 
 def test_pages_render_the_store(open_client, frames):
@@ -310,8 +422,9 @@ def test_pages_render_the_store(open_client, frames):
     card = open_client.get("/customer", params={"id": "C0000777"})
     assert card.status_code == 200 and f'data-tier="{row["tier"]}"' in card.text and row["tier_reason"] in card.text
     assert open_client.get("/customer", params={"id": "C0000005"}).status_code == 404
-    assert "is not valid" in open_client.get("/customer", params={"id": "<script>"}).text
-    assert "&lt;script&gt;" in open_client.get("/customer", params={"id": "<script>"}).text
+    bad = open_client.get("/customer", params={"id": "a\x00<script>"})
+    assert bad.status_code == 422 and "is not valid" in bad.text and "&lt;script&gt;" in bad.text and "<script>" not in bad.text
+    assert "&lt;script&gt;" in open_client.get("/customer", params={"id": "<script>"}).text  # a valid id, not stored: 404
     members = second[second["tier"] == "ordinary"]
     pages = -(-len(members) // 50)
     last = open_client.get(f"/tiers/ordinary?page={pages}")

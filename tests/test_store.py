@@ -8,6 +8,7 @@ Each PostgreSQL test works in its own schema, dropped afterwards.
 
 import datetime as dt
 import os
+import re
 import sqlite3
 import uuid
 from urllib.parse import quote
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiering.exceptions import StoreError
+from tiering.exceptions import ServiceUnavailableError, StoreError
 from tiering.schemas import SCORES_COLUMNS, TIERS
 from tiering.store import ScoresStore, normalize_url
 
@@ -233,3 +234,113 @@ def test_unreachable_postgres_is_a_clear_error():
     with pytest.raises(StoreError, match=r"Cannot reach the scores store 'postgresql\+psycopg://tiering:\*\*\*@127\.0\.0\.1:9/tiering'.*"
                                          r"Check store\.url and that the database is running"):
         ScoresStore("postgresql://tiering:secret@127.0.0.1:9/tiering", lock_timeout_s=2)
+
+
+# ---- faults: corrupt files, locked and unreachable stores, no file made by a refusal ------------------
+def _written_store(tmp_path, n=3_000):
+    """A SQLite store of one batch, checkpointed into its main file (no -wal left), and its path."""
+    path = tmp_path / "scores.db"
+    store = ScoresStore(f"sqlite:///{path}")
+    store.write_batch(scores_frame(n=n))
+    store.engine.dispose()  # the last connection checkpoints the WAL into the file
+    assert not path.with_name("scores.db-wal").exists()
+    return path
+
+
+CORRUPT = (r"The scores store file .*scores\.db is not a valid SQLite database or is corrupted \((database disk image is "
+           r"malformed|file is not a database)\); it cannot be read or written as it is\. Restore it from a backup, or move it "
+           r"aside \(mv .*scores\.db .*scores\.db\.corrupt\) and re-run `tiering predict --as-of DATE`")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten_mid_file", "overwritten_header"])
+def test_corrupt_sqlite_store_is_reported_as_such(tmp_path, damage):
+    path = _written_store(tmp_path)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "overwritten_mid_file":
+        mid = len(data) // 2
+        data[mid - 40_000: mid + 40_000] = os.urandom(80_000)
+        path.write_bytes(bytes(data))
+    else:
+        data[:4096] = b"\xff" * 4096
+        path.write_bytes(bytes(data))
+    size = path.stat().st_size
+    url = f"sqlite:///{path}"
+    with pytest.raises(StoreError) as info:
+        store = ScoresStore(url, create=False)  # a damaged header fails here; damaged pages when they are read
+        store.read_batch(store.latest_batch())
+    assert re.search(CORRUPT, str(info.value)) and "intact" not in str(info.value)
+    with pytest.raises(StoreError) as info:
+        writer = ScoresStore(url)
+        writer.write_batch(scores_frame(seed=4))
+    assert re.search(CORRUPT, str(info.value)) and "intact" not in str(info.value)
+    assert not isinstance(info.value, ServiceUnavailableError)
+    assert path.stat().st_size == size  # the damaged file is left for the operator to inspect
+
+
+def test_read_only_open_never_creates_a_file(tmp_path):
+    path = tmp_path / "sub" / "scores.db"
+    with pytest.raises(StoreError, match=r"does not exist yet\. Run `tiering predict`"):
+        ScoresStore(f"sqlite:///{path}", create=False)
+    assert not path.parent.exists()
+    # removed after it was opened: a read fails instead of making an empty database in its place
+    made = _written_store(tmp_path)
+    store = ScoresStore(f"sqlite:///{made}", create=False)
+    store.engine.dispose()
+    made.unlink()
+    with pytest.raises(StoreError, match=r"Reading the scores store .* failed: unable to open database file"):
+        store.batches_list()
+    assert list(tmp_path.glob("scores.db*")) == []
+
+
+def test_an_empty_file_is_not_a_store(tmp_path):
+    path = tmp_path / "scores.db"
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"no such table: score_batches\. It holds no tiering scores tables \(an empty file or "
+                                         r"another application's database\)"):
+        ScoresStore(f"sqlite:///{path}", create=False)
+
+
+def test_store_created_on_first_write_only(tmp_path):
+    """create="on_write": a run refused before its first row leaves no store file behind."""
+    path = tmp_path / "new" / "scores.db"
+    store = ScoresStore(f"sqlite:///{path}", create="on_write")
+    store.check_writable()
+    with pytest.raises(StoreError, match="The scores frame is empty"):
+        store.write_chunks(iter([scores_frame().iloc[:0]]), as_of=dt.date(2025, 1, 1), model_name="customer-tiering",
+                           model_version="1", scored_at=dt.datetime(2025, 1, 2))
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        store.write_chunks(_failing_chunks(), as_of=dt.date(2025, 1, 1), model_name="customer-tiering",
+                           model_version="1", scored_at=dt.datetime(2025, 1, 2))
+    assert not path.parent.exists()
+    assert store.write_batch(scores_frame()).rows == 500 and path.exists()
+    assert ScoresStore(f"sqlite:///{path}", create=False).latest_batch().rows == 500
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(StoreError, match=r"cannot be created: the folder .*ro cannot be written"):
+            ScoresStore(f"sqlite:///{locked}/scores.db", create="on_write").check_writable()
+
+
+def _failing_chunks():
+    raise RuntimeError("scoring failed")
+    yield  # pragma: no cover
+
+
+def test_locked_and_unreachable_stores_are_service_unavailable(tmp_path):
+    path = _written_store(tmp_path, n=100)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        store = ScoresStore(f"sqlite:///{path}", lock_timeout_s=0.1)
+        with pytest.raises(ServiceUnavailableError, match=r"database is locked\. Nothing was written; the previous scores are "
+                                                          r"intact\. Another process holds the write lock \(waited 0\.1 s"):
+            store.write_batch(scores_frame(seed=3))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    for create in (True, False):
+        with pytest.raises(ServiceUnavailableError, match=r"Cannot reach the scores store 'postgresql\+psycopg://tiering:\*\*\*@"
+                                                          r"127\.0\.0\.1:9/tiering'.*retry when it is back"):
+            ScoresStore("postgresql://tiering:secret@127.0.0.1:9/tiering", create=create, lock_timeout_s=1)

@@ -96,11 +96,14 @@ def test_summary_counts_shares_and_migration(setup, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (("tiers", "get", "C7777777"), "error: Customer 'C7777777' is not in the scoring batch as of 2025-12-31 (2,000 customers"),
-    (("tiers", "get", "bad id!"), "error: Customer id 'bad id!' is not valid: ids are 1 to 64 characters"),
+    (("tiers", "get", "bad\tid"), "error: Customer id 'bad\\tid' is not valid: it contains the control or undecodable "
+                                  "character U+0009. An id is 1 to 200 characters"),
+    (("tiers", "get", "x" * 201), "error: Customer id '" + "x" * 80 + "...' is not valid: it has 201 characters"),
     (("tiers", "get", "C0000500", "--as-of", "2024-01-01"), "error: The scores store holds no batch as of 2024-01-01; scoring dates are ['2025-06-30', '2025-12-31']."),
     (("tiers", "list", "--tier", "gold"), "error: Unknown tier 'gold'; tiers are ['core', 'value', 'seed', 'new', 'ordinary']."),
     (("tiers", "list", "--format", "xlsx"), "error: --format must be table, csv or json; got 'xlsx'."),
-    (("tiers", "list", "--limit", "-1"), "error: --limit and --offset must be 0 or more"),
+    (("tiers", "list", "--limit", "-1"), "error: Invalid value for '--limit'"),
+    (("tiers", "list", "--offset", "99999999999999999999"), "error: Invalid value for '--offset'"),
     (("tiers", "summary", "--as-of", "2025-02-30"), "error: --as-of must be a date as YYYY-MM-DD; got '2025-02-30'."),
 ])
 def test_bad_input_is_one_clear_message(setup, monkeypatch, capsys, args, message):

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
-from tiering.exceptions import StoreError
+from tiering.exceptions import ServiceUnavailableError, StoreError
 from tiering.schemas import SCORES_COLUMNS, TIERS
 
 _FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv",
@@ -33,6 +35,8 @@ _FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected
 _INT = ("horizon_days", "r_score", "f_score", "m_score")
 _BOOL = ("koc_candidate", "at_risk")
 _BATCH_KEYS = ("as_of", "model_name", "model_version")
+# the width of the customer_id column: the longest id a store holds (and a lookup accepts)
+ID_MAX_LENGTH = 200
 # the columns of the scores table, in order (the batch carries as_of, model name and version)
 ROW_COLUMNS = ("batch_id", *(c for c in SCORES_COLUMNS if c not in _BATCH_KEYS))
 
@@ -73,7 +77,7 @@ def _metadata():
         elif name == "scored_at":
             typ = sa.DateTime
         else:
-            typ = sa.String(1000) if name == "tier_reason" else sa.String(200)
+            typ = sa.String(1000) if name == "tier_reason" else sa.String(ID_MAX_LENGTH)
         cols.append(sa.Column(name, typ))
     scores = sa.Table(
         "scores", md, *cols,
@@ -111,7 +115,7 @@ def _first_line(exc: BaseException) -> str:
 def _db_errors() -> tuple[type[BaseException], ...]:
     import sqlalchemy as sa
 
-    errors: list[type[BaseException]] = [sa.exc.DBAPIError, sqlite3.Error]
+    errors: list[type[BaseException]] = [sa.exc.DBAPIError, sa.exc.TimeoutError, sqlite3.Error]
     try:
         import psycopg
 
@@ -119,6 +123,35 @@ def _db_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+_CORRUPT = ("file is not a database", "malformed", "corrupt")
+_LOCKED = ("database is locked", "database table is locked", "busy")
+
+
+def _fault_kind(exc: BaseException) -> str:
+    """What a database error means for the caller: corrupt, locked, unreachable, not_a_store or other."""
+    import sqlalchemy as sa
+
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).lower()
+    if isinstance(orig, sqlite3.DatabaseError) and any(k in text for k in _CORRUPT):
+        return "corrupt"
+    if any(k in text for k in _LOCKED) or "lock timeout" in text or "could not obtain lock" in text:
+        return "locked"
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return "not_a_store"
+    if isinstance(exc, sa.exc.TimeoutError) or getattr(exc, "connection_invalidated", False):
+        return "unreachable"
+    try:
+        import psycopg
+    except ImportError:
+        return "other"
+    return "unreachable" if isinstance(orig, psycopg.OperationalError) else "other"
+
+
+def _sqlite_files(path: Path) -> list[Path]:
+    return [path, *(path.with_name(path.name + sfx) for sfx in ("-wal", "-shm", "-journal"))]
 
 
 def _column_lists(chunk: pd.DataFrame, scored_at: object, batch_id: int) -> list[list]:
@@ -180,25 +213,34 @@ class ScoresStore:
     failing with StoreError; it also bounds the PostgreSQL connect timeout.
     """
 
-    def __init__(self, url: str, *, create: bool = True, lock_timeout_s: float = 30.0):
+    def __init__(self, url: str, *, create: bool | str = True, lock_timeout_s: float = 30.0, read_only: bool = False):
         import sqlalchemy as sa
 
+        if create not in (True, False, "on_write"):
+            raise ValueError(f"create must be True, False or 'on_write'; got {create!r}")
         url = normalize_url(url)
         self.url = url
         self.lock_timeout_s = float(lock_timeout_s)
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
-        if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            if not create and not path.exists():
+        self.path: Path | None = None
+        self._tables_pending = False  # create="on_write" on a SQLite file that does not exist yet
+        engine_url: str | sa.engine.URL = url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            self.path = Path(url.removeprefix("sqlite:///"))
+            exists = self.path.exists()
+            if not create and not exists:
                 raise StoreError(f"The scores store {url} does not exist yet. Run `tiering predict` (or `tiering demo`) first.")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not create:  # SQLite's URI mode=rw: connecting never creates the file, even if it is removed later
+                engine_url = sa.engine.URL.create("sqlite", database="file:" + quote(str(self.path.absolute())),
+                                                  query={"mode": "rw", "uri": "true"})
+            self._tables_pending = create == "on_write" and not exists
         connect_args: dict = {}
         if self.dialect == "sqlite":
             connect_args = {"timeout": self.lock_timeout_s}
         elif self.dialect == "postgresql":
             connect_args = {"connect_timeout": max(1, int(round(min(self.lock_timeout_s, 10))))}
         try:
-            self.engine = sa.create_engine(url, connect_args=connect_args)
+            self.engine = sa.create_engine(engine_url, connect_args=connect_args)
         except ModuleNotFoundError as exc:
             raise StoreError(f"The scores store {_redact(url)!r} needs the database driver {exc.name!r}: "
                              "pip install 'tiering[postgres]' (psycopg 3) for PostgreSQL.") from None
@@ -209,7 +251,10 @@ class ScoresStore:
             def _pragmas(conn, _record):  # pragma: no cover - trivial
                 conn.isolation_level = None  # transactions are begun below, so a write can BEGIN IMMEDIATE
                 cur = conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
+                if read_only:
+                    cur.execute("PRAGMA query_only = ON")
+                else:
+                    cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
@@ -218,32 +263,84 @@ class ScoresStore:
             def _begin(conn):  # pragma: no cover - trivial
                 # a writer takes the write lock up front (waiting up to the busy timeout), readers never do
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("tiering_write") else "BEGIN")
+        elif read_only and self.dialect == "postgresql":
+            self.engine = self.engine.execution_options(postgresql_readonly=True)
 
         self.metadata, self.batches, self.scores = _metadata()
-        if create:
-            try:
-                self.metadata.create_all(self.engine)
-            except Exception as exc:
-                raise StoreError(f"Cannot reach the scores store {_redact(url)!r}: {_first_line(exc)}. "
-                                 "Check store.url and that the database is running.") from None
+        if create and not self._tables_pending:
+            self._create_tables()
+        elif not create:
+            self._run(sa.select(self.batches.c.batch_id).limit(1))  # a corrupt, foreign or unreachable store fails now
+
+    def _create_tables(self) -> None:
+        """The tables (if missing). A SQLite file this call created is removed again when it fails."""
+        new_file = self.path is not None and not self.path.exists()
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.metadata.create_all(self.engine)
+        except (*_db_errors(), OSError) as exc:
+            if new_file:
+                self.engine.dispose()
+                for f in _sqlite_files(self.path):
+                    f.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreError(f"Cannot create the scores store {self.url}: {exc.strerror or exc} ({exc.filename}). "
+                                 "Check store.url and that its folder can be written.") from None
+            raise self._fault(exc, "Opening") from None
+        self._tables_pending = False
+
+    # ---- errors ------------------------------------------------------------------------
+    def db_errors(self) -> tuple[type[BaseException], ...]:
+        """The exception types a database call can raise (for ``except``; then ``read_error``)."""
+        return _db_errors()
+
+    def _fault(self, exc: BaseException, doing: str, *, after: str = "") -> StoreError:
+        """The StoreError (ServiceUnavailableError for a locked or unreachable store) a database error means."""
+        text, kind, where = _first_line(exc), _fault_kind(exc), _redact(self.url)
+        if kind == "corrupt":
+            path = self.path or where
+            return StoreError(f"The scores store file {path} is not a valid SQLite database or is corrupted ({text}); "
+                              "it cannot be read or written as it is. Restore it from a backup, or move it aside "
+                              f"(mv {path} {path}.corrupt) and re-run `tiering predict --as-of DATE` to build a new store.")
+        if kind == "not_a_store":
+            return StoreError(f"{doing} the scores store {where!r} failed: {text}. It holds no tiering scores tables "
+                              "(an empty file or another application's database). Point store.url at the store "
+                              "`tiering predict` writes, or move this one aside and re-run `tiering predict --as-of DATE`.")
+        if kind == "locked":
+            return ServiceUnavailableError(
+                f"{doing} the scores store {where!r} failed: {text}.{after} Another process holds the write lock "
+                f"(waited {self.lock_timeout_s:g} s, store.lock_timeout_s); retry when the other writer ends.")
+        if kind == "unreachable":
+            return ServiceUnavailableError(f"Cannot reach the scores store {where!r}: {text}.{after} Check store.url and that "
+                                           "the database is running; retry when it is back.")
+        return StoreError(f"{doing} the scores store {where!r} failed: {text}.{after}")
+
+    def read_error(self, exc: BaseException) -> StoreError:
+        return self._fault(exc, "Reading")
 
     # ---- writing -----------------------------------------------------------------------
     def _write_error(self, exc: BaseException) -> StoreError:
+        """A failed write: the transaction rolled back, so the earlier scores stand, unless the file is corrupt."""
+        intact = " Nothing was written; the previous scores are intact."
+        if _fault_kind(exc) != "other":
+            return self._fault(exc, "Writing to", after=intact)
         text = _first_line(exc)
         hint = ""
-        if "locked" in text or "busy" in text:
-            hint = (f" Another process holds the write lock (waited {self.lock_timeout_s:g} s, store.lock_timeout_s); "
-                    "retry when the other writer ends.")
-        elif "unique" in text.lower() or "duplicate" in text.lower():
+        if "unique" in text.lower() or "duplicate" in text.lower():
             hint = (" A customer appears twice in the batch, or another run wrote the same as_of and model version "
                     "at the same time.")
-        return StoreError(f"Writing to the scores store {_redact(self.url)!r} failed: {text}. Nothing was written; "
-                          f"the previous scores are intact.{hint}")
+        return StoreError(f"Writing to the scores store {_redact(self.url)!r} failed: {text}.{intact}{hint}")
 
     def check_writable(self) -> None:
-        """Fail now, with StoreError, if a batch could not be written (unreachable, locked, read-only)."""
+        """Fail now, with StoreError, if a batch could not be written (unreachable, locked, read-only, corrupt).
+
+        A store still to be created on write (``create="on_write"``) is checked for a folder it can be created in.
+        """
         import sqlalchemy as sa
 
+        if self._tables_pending:
+            return self._check_creatable()
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(tiering_write=True)
@@ -252,6 +349,16 @@ class ScoresStore:
                     tx.rollback()
         except _db_errors() as exc:
             raise self._write_error(exc) from None
+
+    def _check_creatable(self) -> None:
+        import os
+
+        folder = self.path.absolute().parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreError(f"The scores store {self.path} cannot be created: the folder {folder} cannot be written. "
+                             "Check store.url and the folder's permissions.")
 
     def write_batch(self, scores: pd.DataFrame, *, chunk_rows: int = 100_000) -> Batch:
         """Write one batch atomically; replaces an earlier batch of the same as_of, model and version."""
@@ -296,6 +403,13 @@ class ScoresStore:
         finished = scored_at.to_pydatetime()
         stamp = finished.strftime("%Y-%m-%d %H:%M:%S.%f")
         written = 0
+        chunks = iter(chunks)
+        first = next((c for c in chunks if c is not None and len(c) > 0), None)
+        if first is None:
+            raise StoreError("The scores frame is empty: nothing to write, the store is left as it was.")
+        chunks = itertools.chain([first], chunks)
+        if self._tables_pending:
+            self._create_tables()
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(tiering_write=True)
@@ -366,7 +480,7 @@ class ScoresStore:
             with self.engine.connect() as conn:
                 return conn.execute(stmt).mappings().all()
         except _db_errors() as exc:
-            raise StoreError(f"Reading the scores store {_redact(self.url)!r} failed: {_first_line(exc)}.") from None
+            raise self.read_error(exc) from None
 
     def batches_list(self) -> list[Batch]:
         import sqlalchemy as sa

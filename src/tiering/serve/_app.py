@@ -2,7 +2,12 @@
 
 ``create_app(store_url, token=...)`` builds the FastAPI application; ``tiering serve`` runs it with
 uvicorn. API under /api (JSON; CSV export of a tier, streamed), the page at /, an offline API
-reference at /docs and the OpenAPI schema at /openapi.json. Access control: see ``_auth``.
+reference at /docs and the OpenAPI schema at /openapi.json. Access control (token, session cookie, CSRF
+tokens of the page's forms): see ``_auth``. Every input is checked before the store is read: a customer id
+is any text the store can hold (``_lookup.check_customer_id``; percent-encoded, read once from the raw
+path), query values are range-checked (offsets up to a signed 64-bit integer). Bad input answers 422 with
+``{"detail": one sentence naming the parameter, the rule and the value, "errors": FastAPI's list}``; a
+store that cannot be read (corrupt, locked, unreachable) answers 503, also for a CSV export.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import hmac
 import os
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from starlette.convertors import Convertor, register_url_convertor
+from pydantic import BaseModel, BeforeValidator
 
 from tiering.exceptions import ConfigError, StoreError
 from tiering.ladder import TIER_LADDER, Tier
@@ -31,9 +39,41 @@ PAGE_SIZE = 50
 TierName = Literal["core", "value", "seed", "new", "ordinary"]
 assert tuple(TierName.__args__) == TIERS  # the path parameter's allowed values are the tier ladder
 
-CustomerId = Annotated[str, PathParam(min_length=1, max_length=_lookup.CUSTOMER_ID_MAX_LENGTH, pattern=_lookup.CUSTOMER_ID_PATTERN,
-                                      description="Customer id: letters, digits and . _ : @ -", examples=["C0000042"])]
-AsOf = Annotated[dt.date | None, Query(description="Scoring date YYYY-MM-DD; default: the latest complete batch.")]
+# any id the store can hold (checked by _lookup.check_customer_id: 422 otherwise); percent-encode it, '/' as %2F
+CustomerId = Annotated[str, PathParam(description="Customer id exactly as stored, percent-encoded (Unicode, spaces and '/' "
+                                                  f"allowed; at most {_lookup.CUSTOMER_ID_MAX_LENGTH} characters, no control "
+                                                  "characters)", examples=["C0000042", "M%C3%BCller-7"])]
+# YYYY-MM-DD only (pydantic alone would also read '0' or a timestamp as a date)
+AsOf = Annotated[dt.date | None, BeforeValidator(lambda v: _lookup.parse_as_of(v, "as_of")),
+                 Query(description="Scoring date YYYY-MM-DD; default: the latest complete batch.")]
+MAX_PAGE = _lookup.MAX_ROWS // PAGE_SIZE  # the last page whose offset is still a signed 64-bit integer
+CUSTOMERS_PREFIX = "/api/customers/"
+
+
+class _AnyText(Convertor[str]):
+    """A path segment of any text, '/' and newlines included (starlette's ``path`` stops at a newline), so a
+    malformed id reaches check_customer_id and gets its 422 message instead of a bare 404."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tiering_customer_id", _AnyText())
+
+
+def _customer_id(request: Request, decoded: str) -> str:
+    """The id as the client percent-encoded it: decoded once from the raw path (the decoded path cannot tell
+    '%2541' from '%41' under every ASGI server), undecodable bytes kept as surrogates so check_customer_id refuses them."""
+    raw = request.scope.get("raw_path") or b""
+    at = raw.find(CUSTOMERS_PREFIX.encode())
+    if at < 0:
+        return decoded
+    return unquote(raw[at + len(CUSTOMERS_PREFIX):].decode("latin-1"), encoding="utf-8", errors="surrogateescape")
 
 
 # ---- response models (they document the API in /docs and /openapi.json) -----------------------
@@ -163,24 +203,27 @@ class Health(BaseModel):
 
 
 class Problem(BaseModel):
-    detail: str | list
+    detail: str
+    errors: list | None = None
 
 
 # ---- helpers -------------------------------------------------------------------------------------
 def _open_read_only(store_url: str) -> ScoresStore:
     """The store, opened so that this process cannot write to it (SQLite query_only, PostgreSQL read-only transactions)."""
-    import sqlalchemy as sa
+    return ScoresStore(store_url, create=False, read_only=True)
 
-    store = ScoresStore(store_url, create=False)
-    if store.engine.dialect.name == "sqlite":
-        @sa.event.listens_for(store.engine, "connect")
-        def _query_only(conn, _record):  # pragma: no cover - trivial
-            cur = conn.cursor()
-            cur.execute("PRAGMA query_only = ON")
-            cur.close()
-    elif store.engine.dialect.name == "postgresql":
-        store.engine = store.engine.execution_options(postgresql_readonly=True)
-    return store
+
+def _validation_message(errors: list) -> str:
+    """FastAPI's validation errors as one sentence per parameter: where, what is wrong, the value received."""
+    parts = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
+        msg = str(e.get("msg", "is not valid")).removeprefix("Value error, ")
+        got = e.get("input")
+        shown = "" if got is None or isinstance(got, dict) or msg.endswith(".") else f"; got {str(got)[:80]!r}"
+        parts.append(f"The {where} is not valid: {msg}{shown}")
+    return " ".join(p if p.endswith(".") else p + "." for p in parts)
 
 
 class _SecurityHeaders:
@@ -232,6 +275,7 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
     """
     store = _open_read_only(store_url)
     session = _auth.session_value(token) if token else None
+    csrf_key = _auth.csrf_key(token) if token else b""
     ladder = tuple(ladder or TIER_LADDER)
     texts = {t.name: t for t in ladder}
     labels = {t.name: t.label for t in ladder}
@@ -248,7 +292,7 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
     env_templates.env.filters["pct"] = _fmt_pct
     env_templates.env.filters["num"] = _fmt_num
     env_templates.env.globals.update(labels=labels, tiers=TIERS, tier_colors=_charts.TIER_COLORS, auth=token is not None,
-                                     title=title)
+                                     title=title, logout_csrf=_auth.csrf_value(csrf_key, session or "", "logout"))
 
     # -- access control
     def _signed_in(request: Request) -> bool:
@@ -279,6 +323,11 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
     async def _bad_input(_request, exc):
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameter(_request, exc):
+        errors = jsonable_encoder(exc.errors(), custom_encoder={BaseException: str})
+        return JSONResponse({"detail": _validation_message(errors), "errors": errors}, status_code=422)
+
     @app.exception_handler(StoreError)
     async def _store_down(_request, exc):
         return JSONResponse({"detail": str(exc)}, status_code=503)
@@ -293,11 +342,12 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
         latest = max((b.as_of for b in batches), default=None)
         return {"status": "ok", "latest_as_of": latest.isoformat() if latest else None, "auth": token is not None}
 
-    @app.get("/api/customers/{customer_id}", response_model=Customer, dependencies=api, responses=errors, tags=["api"],
+    @app.get(CUSTOMERS_PREFIX + "{customer_id:tiering_customer_id}", response_model=Customer, dependencies=api, responses=errors, tags=["api"],
              summary="One customer: tier, reason, recommended action, churn risk, CLV, next tier, RFM segment, tier history")
-    async def get_customer(customer_id: CustomerId, as_of: AsOf = None):
+    async def get_customer(request: Request, customer_id: CustomerId, as_of: AsOf = None):
         # one threadpool hop for the store read; the dict is already JSON-ready, so it skips re-validation
-        return JSONResponse(await run_in_threadpool(_lookup.customer_card, store, customer_id, as_of, ladder=ladder))
+        cid = _customer_id(request, customer_id)
+        return JSONResponse(await run_in_threadpool(_lookup.customer_card, store, cid, as_of, ladder=ladder))
 
     @app.get("/api/tiers/{tier}", response_model=TierPage, dependencies=api, tags=["api"],
              responses=errors | {200: {"content": {"text/csv": {}}, "description": "A page as JSON, or every member as CSV"}},
@@ -305,13 +355,14 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
     def list_tier(tier: TierName, as_of: AsOf = None,
                   at_risk: Annotated[bool | None, Query(description="true: only at-risk members; false: only the others")] = None,
                   limit: Annotated[int | None, Query(ge=1, le=1000, description=f"Page size (JSON default {PAGE_SIZE}; CSV default: every member)")] = None,
-                  offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0,
+                  offset: Annotated[int, Query(ge=0, le=_lookup.MAX_ROWS, description="Rows to skip")] = 0,
                   format: Annotated[Literal["json", "csv"], Query(description="json (a page) or csv (a streamed export)")] = "json"):
         if format == "csv":
             batch = _lookup.resolve_batch(store, as_of)
             name = f"tier-{tier}-{batch.as_of.isoformat()}{'-at-risk' if at_risk else ''}.csv"
-            return StreamingResponse(_lookup.iter_tier_csv(store, tier, batch=batch, at_risk=at_risk, limit=limit, offset=offset),
-                                     media_type="text/csv; charset=utf-8",
+            # the query starts here, so a store fault is a JSON error, not a CSV cut after its header
+            rows = _lookup.iter_tier_csv(store, tier, batch=batch, at_risk=at_risk, limit=limit, offset=offset)
+            return StreamingResponse(rows, media_type="text/csv; charset=utf-8",
                                      headers={"content-disposition": f'attachment; filename="{name}"'})
         return JSONResponse(_lookup.tier_page(store, tier, as_of=as_of, at_risk=at_risk, limit=limit or PAGE_SIZE, offset=offset))
 
@@ -340,11 +391,20 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
     def _render(request: Request, name: str, ctx: dict, status: int = 200):
         return env_templates.TemplateResponse(request, name, ctx, status_code=status)
 
+    def _login_page(request: Request, nxt: str, error: str | None, status: int):
+        """The sign-in form with a CSRF token: an HMAC of a random nonce that also goes into a SameSite=Strict cookie."""
+        nonce = _auth.new_nonce()
+        resp = _render(request, "login.html", {"next": nxt, "error": error, "dates": [], "as_of_param": None,
+                                               "csrf": _auth.csrf_value(csrf_key, nonce, "login")}, status)
+        resp.set_cookie(_auth.CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        path="/login")
+        return resp
+
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/"):
         if token is None:
             return RedirectResponse(_safe_next(next), status_code=303)
-        return _render(request, "login.html", {"next": _safe_next(next), "error": None, "dates": [], "as_of_param": None})
+        return _login_page(request, _safe_next(next), None, 200)
 
     @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login(request: Request):
@@ -352,21 +412,29 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
         nxt = _safe_next(form.get("next"))
         if token is None:
             return RedirectResponse(nxt, status_code=303)
+        if not _auth.csrf_matches(csrf_key, request.cookies.get(_auth.CSRF_COOKIE), "login", form.get("csrf")):
+            return _login_page(request, nxt, _auth.CSRF_REFUSED, 403)
         if not _auth.token_matches(form.get("token", "").strip(), token):
-            return _render(request, "login.html", {"next": nxt, "error": "That token is not right.", "dates": [], "as_of_param": None}, 401)
+            return _login_page(request, nxt, "That token is not right.", 401)
         resp = RedirectResponse(nxt, status_code=303)
         resp.set_cookie(_auth.SESSION_COOKIE, session, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         path="/")
+        resp.delete_cookie(_auth.CSRF_COOKIE, path="/login")
         return resp
 
     @app.post("/logout", include_in_schema=False)
-    def logout():
+    async def logout(request: Request):
+        if token is not None:
+            form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+            cookie = request.cookies.get(_auth.SESSION_COOKIE)
+            if not _auth.csrf_matches(csrf_key, cookie, "logout", form.get("csrf")):
+                return JSONResponse({"detail": _auth.CSRF_REFUSED}, status_code=403)
         resp = RedirectResponse("/login" if token else "/", status_code=303)
         resp.delete_cookie(_auth.SESSION_COOKIE, path="/")
         return resp
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(request: Request, as_of: dt.date | None = None):
+    def index(request: Request, as_of: AsOf = None):
         if (r := _page_auth(request)) is not None:
             return r
         ctx = _context(as_of)
@@ -379,7 +447,7 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
         return _render(request, "index.html", ctx | {"summary": summ, "mix_chart": mix, "heat_map": heat, "error": None})
 
     @app.get("/customer", response_class=HTMLResponse, include_in_schema=False)
-    def customer_page(request: Request, id: str = "", as_of: dt.date | None = None):
+    def customer_page(request: Request, id: str = "", as_of: AsOf = None):
         if (r := _page_auth(request)) is not None:
             return r
         ctx = _context(as_of) | {"query": id}
@@ -391,8 +459,8 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
         return _render(request, "customer.html", ctx | {"card": card, "error": None})
 
     @app.get("/tiers/{tier}", response_class=HTMLResponse, include_in_schema=False)
-    def tier_browse(request: Request, tier: str, page: Annotated[int, Query(ge=1)] = 1, at_risk: bool = False,
-                    as_of: dt.date | None = None):
+    def tier_browse(request: Request, tier: str, page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1, at_risk: bool = False,
+                    as_of: AsOf = None):
         if (r := _page_auth(request)) is not None:
             return r
         ctx = _context(as_of) | {"tier": tier}

@@ -6,6 +6,10 @@
 - With a token every API call needs ``Authorization: Bearer <token>``; the web page signs in through a
   form that sets an HttpOnly, SameSite=Strict session cookie holding an HMAC of the token (never the
   token itself). Comparisons are constant-time.
+- The page's forms (sign in, sign out) carry a CSRF token, a signed double submit: the form's hidden
+  field holds an HMAC (keyed by the API token, so every worker process agrees) of the form's name and a
+  value the browser also sends as a cookie: a random nonce set with the sign-in form, the session
+  cookie for sign-out. A POST whose field does not match its cookie is refused with 403.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import secrets
 
 from tiering.exceptions import ConfigError
 
 TOKEN_ENV = "TIERING_API_TOKEN"
 MIN_TOKEN_LENGTH = 16
 SESSION_COOKIE = "tiering_session"
+CSRF_COOKIE = "tiering_csrf"
+CSRF_REFUSED = ("Refused: the form was sent without a valid CSRF token (the page expired, cookies are off, or the form "
+                "came from another site). Reload the sign-in page and submit it again.")
 
 
 def resolve_token(config_token: str | None = None, environ: dict | None = None) -> str | None:
@@ -56,6 +64,27 @@ def token_matches(given: str | None, token: str) -> bool:
 def session_value(token: str) -> str:
     """What the page's session cookie holds: a keyed hash of the token, so the cookie never carries the token."""
     return hmac.new(token.encode("utf-8"), b"tiering-ops-page-session-v1", hashlib.sha256).hexdigest()
+
+
+def csrf_key(token: str) -> bytes:
+    """The key that signs CSRF tokens: derived from the API token, so all worker processes share it."""
+    return hmac.new(token.encode("utf-8"), b"tiering-ops-page-csrf-v1", hashlib.sha256).digest()
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_value(key: bytes, nonce: str, form: str) -> str:
+    """The hidden field of ``form``: an HMAC of the form's name and the nonce its cookie carries."""
+    return hmac.new(key, f"{form}\n{nonce}".encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+def csrf_matches(key: bytes, nonce: str | None, form: str, given: str | None) -> bool:
+    """Constant-time check of a submitted CSRF field against the cookie's nonce."""
+    if not nonce or not given:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), csrf_value(key, nonce, form).encode())
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -4,6 +4,10 @@ Read-only and shared by the command line (``tiering tiers ...``) and the REST AP
 both answer the same question the same way. Every query is SQLAlchemy Core over the store's own
 tables (values are bound parameters, never formatted into SQL). Batches: the latest complete batch
 unless an ``as_of`` is given; a store only ever shows complete batches (see ``tiering.store``).
+
+The checks of what a caller passes (``check_customer_id``, ``check_tier``, ``check_rows``, ``check_format``,
+``parse_as_of``) live here so the CLI, the API and the page refuse the same input with the same words;
+``csv_cell`` keeps spreadsheet formulas out of every CSV export.
 """
 
 from __future__ import annotations
@@ -13,21 +17,29 @@ import csv
 import datetime as dt
 import functools
 import io
+import itertools
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-from tiering.exceptions import ConfigError, StoreError, TieringError
+from tiering.exceptions import ConfigError, TieringError
 from tiering.ladder import TIER_LADDER, Tier
 from tiering.schemas import SCORES_COLUMNS, TIERS
-from tiering.store import Batch, ScoresStore
+from tiering.store import ID_MAX_LENGTH, Batch, ScoresStore
 
-# customer ids the API accepts: letters, digits and . _ : @ - (what ids in retail systems use);
-# anything else cannot be an id in the store and is refused before any query runs
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-CUSTOMER_ID_MAX_LENGTH = 64
-_ID_RE = re.compile(CUSTOMER_ID_PATTERN)
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+# what a customer id may be (the store's own column width; see ``tiering.store``): any non-empty text
+# without control characters. Ids are compared exactly as stored (Unicode, leading zeros and inner
+# spaces kept, so '007' and '7' are two customers); a lookup always binds the id as a parameter.
+CUSTOMER_ID_MAX_LENGTH = ID_MAX_LENGTH
+# the largest row count, limit or offset a query takes: a signed 64-bit integer (SQLite and PostgreSQL)
+MAX_ROWS = 2**63 - 1
+FORMATS = ("table", "csv", "json")  # of a tier listing (the API takes json and csv)
+# a CSV cell starting with one of these is run as a formula by spreadsheets (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # columns of a tier listing (page rows and CSV export), in this order
 LIST_COLUMNS = ("customer_id", "tier", "clv", "churn_risk", "p_purchase", "p_alive", "expected_purchases",
@@ -40,11 +52,24 @@ class NotFoundError(TieringError, LookupError):
 
 
 def check_customer_id(customer_id: str) -> str:
-    """The id, stripped of surrounding blanks; ConfigError (bad input) when it cannot be a customer id."""
-    cid = str(customer_id).strip()
-    if not cid or len(cid) > CUSTOMER_ID_MAX_LENGTH or not _ID_RE.match(cid):
-        raise ConfigError(f"Customer id {customer_id!r} is not valid: ids are 1 to {CUSTOMER_ID_MAX_LENGTH} characters, "
-                          "letters, digits and . _ : @ - (starting with a letter or digit).")
+    """The id as given; ConfigError (bad input) when no stored id can look like it.
+
+    Refused: empty or blank text, more than CUSTOMER_ID_MAX_LENGTH characters, control characters
+    (tab, newline, NUL, ...) and text that is not valid Unicode (undecodable bytes on a command line).
+    """
+    cid = str(customer_id)
+    problem = None
+    if not cid.strip():
+        problem = "it is empty"
+    elif len(cid) > CUSTOMER_ID_MAX_LENGTH:
+        problem = f"it has {len(cid):,} characters, more than the {CUSTOMER_ID_MAX_LENGTH} an id can have"
+    elif bad := next((ch for ch in cid if unicodedata.category(ch) in ("Cc", "Cs")), None):
+        problem = f"it contains the control or undecodable character U+{ord(bad):04X}"
+    if problem:
+        shown = cid if len(cid) <= 80 else cid[:80] + "..."
+        raise ConfigError(f"Customer id {shown!r} is not valid: {problem}. An id is 1 to {CUSTOMER_ID_MAX_LENGTH} "
+                          "characters of text without control characters, exactly as in the scores store "
+                          "(percent-encode it in a URL).")
     return cid
 
 
@@ -52,6 +77,47 @@ def check_tier(tier: str) -> str:
     if tier not in TIERS:
         raise ConfigError(f"Unknown tier {tier!r}; tiers are {list(TIERS)}.")
     return tier
+
+
+def check_rows(value: int | None, name: str, *, minimum: int = 0, maximum: int = MAX_ROWS) -> int | None:
+    """A limit or offset: None, or a whole number in [minimum, maximum]; ConfigError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum:,}; got {value!r}.")
+    return value
+
+
+def check_format(fmt: str, name: str = "--format", choices: tuple[str, ...] = FORMATS) -> str:
+    if fmt not in choices:
+        raise ConfigError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}; got {fmt!r}.")
+    return fmt
+
+
+def parse_as_of(value: str | dt.date | None, name: str = "--as-of") -> dt.date | None:
+    """A scoring date written YYYY-MM-DD (nothing else: no timestamps, no numbers); None stays None."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    text = str(value)
+    if _DATE_RE.fullmatch(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    raise ConfigError(f"{name} must be a date as YYYY-MM-DD; got {shown!r}.")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet cannot run: text starting with = + - @ tab or CR gets a leading ' (OWASP).
+
+    Only text is changed; numbers (a negative CLV, say) stay numbers, None becomes an empty field.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _clean(value: Any) -> Any:
@@ -115,7 +181,7 @@ def _customer_statements(batches, scores):
     import sqlalchemy as sa
 
     return (sa.select(batches),
-            sa.select(scores).where(scores.c.customer_id == sa.bindparam("customer_id")))
+            sa.select(scores).where(scores.c.customer_id.in_(sa.bindparam("ids", expanding=True))))
 
 
 def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = None, *,
@@ -128,14 +194,19 @@ def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = 
     import sqlalchemy as sa
 
     cid = check_customer_id(customer_id)
+    # the id exactly as given; an id pasted with blanks around it also finds the stored id without them
+    ids = list(dict.fromkeys([cid, cid.strip()]))
     batches_stmt, rows_stmt = _customer_statements(store.batches, store.scores)
     try:
         with store.engine.connect() as conn:
             batches = [Batch(r.batch_id, r.as_of, r.model_name, r.model_version, r.rows, r.finished_at)
                        for r in conn.execute(batches_stmt)]
-            rows = {r["batch_id"]: r for r in conn.execute(rows_stmt, {"customer_id": cid}).mappings()}
-    except sa.exc.DBAPIError as exc:
-        raise StoreError(f"Reading the scores store {_redacted(store)} failed: {str(exc.orig).splitlines()[0]}.") from None
+            found = conn.execute(rows_stmt, {"ids": ids}).mappings().all()
+    except store.db_errors() as exc:
+        raise store.read_error(exc) from None
+    if found:
+        cid = cid if any(r["customer_id"] == cid for r in found) else ids[-1]
+    rows = {r["batch_id"]: r for r in found if r["customer_id"] == cid}
     batch = resolve_batch(store, as_of, batches)
     if batch.batch_id not in rows:
         raise NotFoundError(f"Customer {cid!r} is not in the scoring batch as of {batch.as_of.isoformat()} "
@@ -179,6 +250,8 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
 
     if tier is not None:
         check_tier(tier)
+    check_rows(limit, "limit", minimum=1)
+    check_rows(offset, "offset")
     batch = resolve_batch(store, as_of)
     base = _tier_select(store, batch, tier, at_risk)
     total = _run(store, sa.select(sa.func.count()).select_from(base.subquery()))[0]
@@ -193,29 +266,51 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
 
 def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk: bool | None = None,
                   limit: int | None = None, offset: int = 0, chunk_rows: int = 5_000) -> Iterator[str]:
-    """CSV text of a tier's members (highest CLV first) in chunks, read from the store as it goes."""
-    import sqlalchemy as sa
+    """CSV text of a tier's members (highest CLV first) in chunks, read from the store as it goes.
 
+    The arguments are checked and the query is started when the iterator is created, so bad input and
+    an unreadable store raise here, before any text goes out (a server can still answer with an error
+    instead of a CSV cut after its header). Text cells go through ``csv_cell`` (no spreadsheet formulas).
+    """
+    if tier is not None:
+        check_tier(tier)
+    check_rows(limit, "limit", minimum=1)
+    check_rows(offset, "offset")
+    check_rows(chunk_rows, "chunk_rows", minimum=1)
     s = store.scores
     stmt = _tier_select(store, batch, tier, at_risk).order_by(s.c.clv.desc(), s.c.customer_id).offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
-    header = [*LIST_COLUMNS, "as_of", "model_version"]
+    conn = store.engine.connect()
+    try:
+        result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
+    except store.db_errors() as exc:
+        conn.close()
+        raise store.read_error(exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    chunks = _csv_chunks(store, conn, result, batch)
+    header = next(chunks)  # started, so closing the iterator unread (a client gone) closes the connection too
+    return itertools.chain([header], chunks)
+
+
+def _csv_chunks(store: ScoresStore, conn, result, batch: Batch) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    yield buf.getvalue()
+    writer.writerow([*LIST_COLUMNS, "as_of", "model_version"])
+    tail = [batch.as_of.isoformat(), csv_cell(batch.model_version)]
     try:
-        with store.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
-            for part in result.partitions():
-                buf.seek(0)
-                buf.truncate()
-                for r in part:
-                    writer.writerow([*("" if v is None else v for v in r), batch.as_of.isoformat(), batch.model_version])
-                yield buf.getvalue()
-    except sa.exc.DBAPIError as exc:
-        raise StoreError(f"Reading the scores store failed: {str(exc.orig).splitlines()[0]}.") from None
+        yield buf.getvalue()
+        for part in result.partitions():
+            buf.seek(0)
+            buf.truncate()
+            writer.writerows([*map(csv_cell, r), *tail] for r in part)
+            yield buf.getvalue()
+    except store.db_errors() as exc:
+        raise store.read_error(exc) from None
+    finally:
+        conn.close()
 
 
 def tier_mix(store: ScoresStore, batch: Batch, *, ladder: tuple[Tier, ...] | None = None) -> list[dict]:

@@ -18,6 +18,12 @@ def run_server(cfg, *, host: str, port: int, workers: int = 1, token: str | None
     """Serve until interrupted. ``cfg``: the loaded Config; ``config_path``: where workers re-read it from."""
     import uvicorn
 
+    from tiering.exceptions import ConfigError
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise ConfigError(f"--workers (serve.workers) must be a whole number from 1 to 256; got {workers!r}.")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"--port (serve.port) must be a whole number from 1 to 65535; got {port!r}.")
     if workers == 1:
         from tiering.serve._app import app_from_config
 
