@@ -1,23 +1,34 @@
 # Two commands do all the set-up on a fresh machine with only python3:
-#   make demo   -> creates .venv, installs tiering, runs `tiering demo`
-#   make test   -> creates .venv, installs tiering with test extras, runs the test suite
+#   make demo   -> creates .venv, installs tiering (core dependencies only), runs `tiering demo`
+#   make test   -> creates .venv, installs tiering with test extras ([dev]), runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-STAMP = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CKSUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+CORE = $(VENV)/.installed-core-$(CKSUM)
+DEV = $(VENV)/.installed-dev-$(CKSUM)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(CORE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.installed-core-*; touch $@
+
+# [dev] holds the core dependencies too: it marks both installed
+$(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	rm -f $(VENV)/.installed-*; touch $@
+	rm -f $(VENV)/.installed-*; touch $@ $(CORE)
 
-install: $(STAMP)
+install: $(CORE)
 
-demo: $(STAMP)
+install-dev: $(DEV)
+
+demo: $(CORE)
 	$(BIN)/tiering demo
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/python -m pytest -q
 
-.PHONY: install demo test
+.PHONY: install install-dev demo test

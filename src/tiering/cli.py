@@ -1,40 +1,69 @@
 """The `tiering` command line: parses, calls the Python API, prints (rich tables or JSON).
 
 Every command takes --config PATH and --json; source overrides --transactions/--interactions/
---customers PATH replace the configured sources for one run. Bad input exits with status 2
-and a one-paragraph message, never a traceback.
+--customers PATH replace the configured sources for one run. The output contract (results on
+stdout, progress and logs on stderr, strict JSON, exit statuses 0/1/2/3, nothing secret printed)
+lives in tiering.output.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from tiering.exceptions import ConfigError, TieringError
+from tiering.exceptions import ConfigError
+from tiering.output import EXIT_HELP, result_stream, to_json
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_HELP,
                   help="Customer tiering: features, churn and CLV models, tiers, MLflow registry, batch scoring.")
-tiers_app = typer.Typer(no_args_is_help=True, help="Ops lookups over the scores store.")
+tiers_app = typer.Typer(no_args_is_help=True, help="Ops lookups over the scores store.", epilog=EXIT_HELP)
 app.add_typer(tiers_app, name="tiers")
-experiment_app = typer.Typer(no_args_is_help=True, help="Comparisons of model variants, each a folder with spec.yaml.")
+experiment_app = typer.Typer(no_args_is_help=True, help="Comparisons of model variants, each a folder with spec.yaml.", epilog=EXIT_HELP)
 app.add_typer(experiment_app, name="experiment")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print strict JSON instead of tables (errors too: {error, kind, hint}).")]
 TxOpt = Annotated[Path | None, typer.Option("--transactions", help="Transactions file in contract column names (overrides config).")]
 IxOpt = Annotated[Path | None, typer.Option("--interactions", help="Interactions file in contract column names (overrides config).")]
 CuOpt = Annotated[Path | None, typer.Option("--customers", help="Customers file in contract column names (overrides config).")]
+HorizonOpt = Annotated[int | None, typer.Option("--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")]
+_MAX_ROWS = 2**63 - 1  # what the stores' signed 64-bit LIMIT/OFFSET take (tiering.serve.MAX_ROWS)
+# secret values of the config read by this command (and the API token): masked in everything printed
+_SECRETS: list[str] = []
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tiering import __version__
+
+        result_stream().write(f"tiering {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show third-party warnings and INFO logs, and tracebacks of bugs "
+                                                      "(on any command, anywhere on the line).")] = False,
+) -> None:
+    """Customer tiering: features, churn and CLV models, tiers, MLflow registry, batch scoring."""
 
 
 def _console():
+    """The result console: stdout (tables); progress goes to _progress_console()."""
     from rich.console import Console
 
-    return Console()
+    return Console(file=result_stream())
+
+
+def _progress_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
@@ -47,14 +76,25 @@ def _date(value: str | None, option: str) -> dt.date | None:
 
 
 def _config(config: Path | None, transactions=None, interactions=None, customers=None):
+    import os
+
     from tiering.config import load_config
 
-    return load_config(config).with_sources(transactions, interactions, customers)
+    cfg = load_config(config).with_sources(transactions, interactions, customers)
+    _SECRETS.extend(cfg.secret_values() + [os.environ.get("TIERING_API_TOKEN") or ""])
+    return cfg
+
+
+def _safe(text: str) -> str:
+    """Printed text with every secret masked (URL passwords, the config's secret values)."""
+    from tiering.redact import redact_text
+
+    return redact_text(text, _SECRETS)
 
 
 def _emit(as_json: bool, payload: Any, render) -> None:
     if as_json:
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        result_stream().write(to_json(payload, tuple(_SECRETS)) + "\n")
     else:
         render(_console())
 
@@ -74,20 +114,22 @@ def _table(title: str, df, formats: dict[str, str] | None = None):
     return t
 
 
-def _progress(console):
+def _progress():
+    """Progress lines on stderr (under --json too: stdout holds only the result)."""
+    console = _progress_console()
     return lambda msg: console.print(f"[dim]- {msg}[/dim]")
 
 
 class _ChunkBars:
-    """Rich progress bars per stage of batch scoring, fed by predict's on_chunk(stage, done, total)."""
+    """Rich progress bars per stage of batch scoring on stderr, fed by predict's on_chunk(stage, done, total)."""
 
     _LABELS = {"score": "scoring", "write": "writing to the store"}
 
-    def __init__(self, console):
+    def __init__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("{task.description:>22}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=False)
+                                 TimeElapsedColumn(), console=_progress_console(), transient=False)
         self.tasks: dict[str, object] = {}
 
     def __enter__(self):
@@ -106,7 +148,7 @@ class _ChunkBars:
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def simulate(
-    customers: Annotated[int, typer.Option("--customers", help="Number of customers.")] = 20_000,
+    customers: Annotated[int, typer.Option("--customers", min=1, max=100_000_000, help="Number of customers.")] = 20_000,
     start: Annotated[str, typer.Option(help="First join date, YYYY-MM-DD.")] = "2024-01-01",
     end: Annotated[str, typer.Option(help="Last day simulated, YYYY-MM-DD.")] = "2025-12-31",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -192,7 +234,7 @@ def features(
 @app.command()
 def train(
     as_of: Annotated[str, typer.Option("--as-of", help="Train on data at or before this date.")],
-    horizon_days: Annotated[int | None, typer.Option("--horizon-days", help="Prediction horizon H (default from config).")] = None,
+    horizon_days: HorizonOpt = None,
     config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -200,10 +242,9 @@ def train(
     from tiering.train import train_and_register
 
     cfg = _config(config, transactions, interactions, customers)
-    if horizon_days:
+    if horizon_days is not None:
         cfg.model.horizon_days = horizon_days
-    console = _console()
-    result = train_and_register(cfg, as_of=_date(as_of, "--as-of"), progress=None if as_json else _progress(console))
+    result = train_and_register(cfg, as_of=_date(as_of, "--as-of"), progress=_progress())
     payload = {"run_id": result.run_id, "model_uri": result.model_uri, "version": result.version,
                "metrics": result.metrics, "fit_seconds": result.fit_seconds, "notes": result.notes}
     _emit(as_json, payload, lambda c: _print_training(c, result))
@@ -224,7 +265,7 @@ def _print_training(c, result) -> None:
 @app.command()
 def backtest(
     origins: Annotated[str, typer.Option("--origins", help="Comma-separated origin dates, YYYY-MM-DD,YYYY-MM-DD,...")],
-    horizon_days: Annotated[int | None, typer.Option("--horizon-days", help="Holdout horizon H (default from config).")] = None,
+    horizon_days: HorizonOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for the plots and backtest.csv.")] = Path("outputs/backtest"),
     config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
@@ -234,9 +275,8 @@ def backtest(
 
     cfg = _config(config, transactions, interactions, customers)
     dates = [_date(o.strip(), "--origins") for o in origins.split(",") if o.strip()]
-    console = _console()
     res, run_id = backtest_and_log(cfg, dates, horizon_days=horizon_days, out_dir=out,
-                                   progress=None if as_json else _progress(console))
+                                   progress=_progress())
     summary = res.summary
     payload = {"run_id": run_id, "horizon_days": res.horizon_days, "origins": [str(d) for d in sorted(set(dates))],
                "mean": summary.to_dict("records"), "table": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
@@ -276,7 +316,7 @@ _COMPARE_METRICS = ("clv_normalized_gini", "clv_btyd_normalized_gini", "propensi
 
 @app.command()
 def compare(
-    limit: Annotated[int, typer.Option("--limit", help="Most recent runs to show.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Most recent runs to show.")] = 20,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ):
     """Runs and registered versions side by side: metrics, data, as_of, code, aliases."""
@@ -317,8 +357,6 @@ def predict(
     as_json: JsonOpt = False,
 ):
     """Score the whole customer base with the champion (or --model) into the scores store."""
-    import contextlib
-
     from tiering.predict import predict_and_store
 
     cfg = _config(config, transactions, interactions, customers)
@@ -330,11 +368,10 @@ def predict(
         cfg.predict.chunk_rows = chunk_rows
     if work_dir:
         cfg.predict.work_dir = str(work_dir)
-    console = _console()
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the CLI edge: recorded on every row and on the batch
-    with contextlib.nullcontext(None) if as_json else _ChunkBars(console) as bars:
+    with _ChunkBars() as bars:
         res = predict_and_store(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out, scored_at=scored_at,
-                                progress=None if as_json else _progress(console), on_chunk=bars)
+                                progress=_progress(), on_chunk=bars)
     _emit(as_json, res.to_dict(), lambda c: _print_tiers(c, res.summary, f"Scored {res.batch.rows:,} customers as of {res.batch.as_of} "
                                                          f"with {res.batch.model_name} v{res.batch.model_version} -> {cfg.store.url}"))
 
@@ -346,7 +383,7 @@ def _print_tiers(c, summary, title: str) -> None:
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option("--customers", help="Simulated customers.")] = 20_000,
+    customers: Annotated[int, typer.Option("--customers", min=10, max=10_000_000, help="Simulated customers.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workdir: Annotated[Path, typer.Option(help="Where the demo writes data, MLflow store and scores store.")] = Path("outputs/demo"),
     as_json: JsonOpt = False,
@@ -354,8 +391,7 @@ def demo(
     """The main job end to end on embedded defaults: simulate, train, register, promote, score, print tiers."""
     from tiering.demo import run_demo
 
-    console = _console()
-    res = run_demo(n_customers=customers, seed=seed, workdir=workdir, progress=None if as_json else _progress(console))
+    res = run_demo(n_customers=customers, seed=seed, workdir=workdir, progress=_progress())
 
     def render(c):
         _print_training(c, res.train)
@@ -374,7 +410,7 @@ AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Scoring date YYYY-
 def _ops_store(cfg):
     from tiering.store import ScoresStore
 
-    return ScoresStore(cfg.store.url, create=False)
+    return ScoresStore(cfg.store.url, create=False, read_only=True, lock_timeout_s=cfg.store.lock_timeout_s)
 
 
 def _ladder(cfg):
@@ -418,8 +454,8 @@ def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], 
 def tiers_list(
     tier: Annotated[str | None, typer.Option("--tier", help="core, value, seed, new or ordinary (default: every tier).")] = None,
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only at-risk customers.")] = False,
-    limit: Annotated[int, typer.Option(help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
-    offset: Annotated[int, typer.Option(help="Rows to skip (paging).")] = 0,
+    limit: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
+    offset: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Rows to skip (paging).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ):
@@ -427,13 +463,9 @@ def tiers_list(
     import pandas as pd
 
     from tiering.serve import iter_tier_csv, resolve_batch, tier_page
-    from tiering.serve._lookup import check_tier
+    from tiering.serve import check_format, check_tier
 
-    fmt = "json" if as_json else fmt.lower()
-    if fmt not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json; got {fmt!r}.")
-    if limit < 0 or offset < 0:
-        raise ConfigError(f"--limit and --offset must be 0 or more; got --limit {limit} --offset {offset}.")
+    fmt = check_format("json" if as_json else fmt.lower())
     if tier is not None:
         check_tier(tier)
     cfg = _config(config)
@@ -442,11 +474,11 @@ def tiers_list(
     risk = True if at_risk else None
     if fmt == "csv":
         for text in iter_tier_csv(store, tier, batch=resolve_batch(store, d), at_risk=risk, limit=limit or None, offset=offset):
-            sys.stdout.write(text)
+            result_stream().write(text)
         return
     page = tier_page(store, tier, as_of=d, at_risk=risk, limit=limit or None, offset=offset)
     if fmt == "json":
-        typer.echo(json.dumps(page, indent=2, default=str))
+        _emit(True, page, None)
         return
     cols = {"customer_id": "customer", "tier": "tier", "clv": "CLV", "churn_risk": "churn", "p_purchase": "P(buy)",
             "next_tier": "next tier", "rfm_segment": "RFM segment", "at_risk": "at risk"}
@@ -499,8 +531,8 @@ def tiers_summary(as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: Json
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default serve.host, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default serve.port, 8000).")] = None,
-    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (default serve.workers, 1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default serve.port, 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="uvicorn worker processes (default serve.workers, 1).")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ):
@@ -508,7 +540,9 @@ def serve(
     from tiering.serve import check_bind, check_port_free, resolve_token
 
     cfg = _config(config)
-    host, port, workers = host or cfg.serve.host, port or cfg.serve.port, workers or cfg.serve.workers
+    host = host or cfg.serve.host
+    port = cfg.serve.port if port is None else port
+    workers = cfg.serve.workers if workers is None else workers
     if not 1 <= port <= 65535 or workers < 1:
         raise ConfigError(f"--port must be 1..65535 and --workers at least 1; got --port {port} --workers {workers}.")
     token = resolve_token(cfg.serve.token)
@@ -537,8 +571,7 @@ def report(
     from tiering.report import build_report
 
     cfg = _config(config, transactions, interactions, customers)
-    console = _console()
-    res = build_report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=None if as_json else _progress(console))
+    res = build_report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=_progress())
     _emit(as_json, res.to_dict(), lambda c: c.print(
         f"Wrote the report on {res.customers:,} customers as of {res.as_of} to {res.out} "
         f"(migration from {res.previous_as_of or 'no earlier batch'}; realised outcomes: {res.outcomes})."))
@@ -553,8 +586,7 @@ def experiment_run(
     from tiering.experiment import run_experiment
 
     cfg = _config(config)
-    console = _console()
-    res = run_experiment(folder, cfg, progress=None if as_json else _progress(console))
+    res = run_experiment(folder, cfg, progress=_progress())
     payload = {"experiment": res.spec.mlflow_experiment, "runs": res.run_ids, "results_csv": str(res.results_csv),
                "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records")}
 
@@ -568,9 +600,50 @@ def experiment_run(
     _emit(as_json, payload, render)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`tiering ...`: runs one command under the output contract (tiering.output) and exits with its status."""
+    import contextlib
+
     try:
-        app()
-    except TieringError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        from typer._click import exceptions as cx  # typer 0.2x carries its own click
+    except ImportError:  # older typer runs on click itself
+        from click import exceptions as cx
+
+    from tiering.output import error_payload, exit_code, quiet_third_party, redirect
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    args = [a for a in args if a != "--verbose"]  # accepted anywhere on the line, not only before the command
+    as_json = "--json" in args
+    quiet_third_party(verbose)
+    code, exc = 0, None
+    with contextlib.nullcontext() if "--help" in args else redirect():  # help is the result: stdout
+        try:
+            code = app(args=[*(["--verbose"] if verbose else []), *args], prog_name="tiering", standalone_mode=False) or 0
+        except typer.Exit as e:
+            code = e.exit_code
+        except (KeyboardInterrupt, typer.Abort):
+            sys.stderr.write("interrupted\n")
+            code = 130
+        except cx.NoArgsIsHelpError as e:
+            sys.stderr.write(e.ctx.get_help() + "\n")
+            code = 2
+        except cx.ClickException as e:
+            exc, code, message = e, e.exit_code, e.format_message()
+            cause = getattr(e.__cause__, "errors", None)  # typer's range checks: name the value found
+            if callable(cause) and cause() and "input" in cause()[0]:
+                message += f" (got {cause()[0]['input']})"
+        except Exception as e:  # noqa: BLE001 - the edge: every error becomes a message and an exit status
+            exc, code = e, exit_code(e)
+            message = str(e) if code != 1 else f"internal error ({type(e).__name__}: {e})"
+            if code == 1 and verbose:
+                import traceback
+
+                traceback.print_exc()
+    if exc is not None:
+        message = _safe(message)
+        sys.stderr.write(f"error: {message}\n")
+        if as_json:
+            result_stream().write(to_json(error_payload(exc, message, code), tuple(_SECRETS)) + "\n")
+    sys.stdout.flush()
+    sys.exit(code)

@@ -6,30 +6,63 @@ from __future__ import annotations
 class TieringError(Exception):
     """Base of every error raised on purpose by tiering."""
 
+    hint = "See the message above."
+
 
 class ConfigError(TieringError, ValueError):
     """The configuration file or a command-line option is wrong."""
+
+    hint = "Fix the flag or the config key named above; `tiering COMMAND --help` lists the flags."
 
 
 class SchemaError(TieringError, ValueError):
     """An input table does not match its contract (missing column, wrong type)."""
 
+    hint = "Map the source columns under data.<table>.columns in the config (README: Input contracts)."
+
 
 class DataQualityError(TieringError, ValueError):
     """Too many rows of an input table are unusable, or a table is empty."""
+
+    hint = "Run `tiering validate` to see the rows set aside per reason and the quarantine files."
 
 
 class LeakageError(TieringError, RuntimeError):
     """A feature would read data after its as_of date."""
 
+    hint = "Build features only from data at or before as_of."
+
 
 class ModelError(TieringError, RuntimeError):
     """A model could not be fitted, loaded or applied."""
+
+    hint = "Train a model on this data (`tiering train`) or pass another --model."
 
 
 class TrackingError(TieringError, RuntimeError):
     """The MLflow tracking server or registry cannot do what was asked."""
 
+    hint = "Check tracking.uri in the config and the registered versions (`tiering compare`)."
+
 
 class StoreError(TieringError, RuntimeError):
     """The scores store cannot be read or written."""
+
+    hint = "Check store.url in the config; `tiering predict` writes a batch into it."
+
+
+class ServiceUnavailableError(TrackingError, StoreError):
+    """A service the run needs (MLflow tracking server, scores store database) cannot be reached or is
+    locked by another writer: the input may be fine, try again later (exit status 3). Also a
+    TrackingError and a StoreError, so callers catching either keep working."""
+
+    hint = "The service is down, unreachable or busy: check it and retry later (exit status 3)."
+
+
+class TieringWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. scoring on or before the model's
+    training date). The command line prints these to stderr; third-party warnings stay silent."""
+
+
+# exit statuses of the command line (README, `tiering --help`)
+EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3

@@ -33,11 +33,34 @@ class ModelVersion:
     tags: dict[str, str]
 
 
+# the headline metrics a version's description quotes, when the run recorded them
+_HEADLINE = ("propensity_roc_auc", "churn_btyd_roc_auc", "clv_normalized_gini", "clv_btyd_normalized_gini")
+
+
+def describe_run(run) -> str:
+    """A version's description from its training run: data, as_of, horizon and headline metrics."""
+    tags, metrics = run.data.tags, run.data.metrics
+    data = tags.get("data_hash", "unknown data")
+    parts = [f"Trained as of {tags.get('as_of', '?')} on data {data}, horizon {tags.get('horizon_days', '?')} days, "
+             f"tiering {tags.get('tiering_version', '?')} (code {tags.get('code_version', '?')})."]
+    shown = [f"{m} {metrics[m]:.4f}" for m in _HEADLINE if m in metrics]
+    if shown:
+        parts.append("Out-of-time metrics: " + ", ".join(shown) + ".")
+    return " ".join(parts)
+
+
 def register(model_uri: str, cfg: TrackingConfig, *, alias: str = CHALLENGER) -> str:
-    """Register a logged model as a new version of the configured name; give it ``alias``."""
+    """Register a logged model as a new version of the configured name with a description (data, as_of,
+    horizon, headline metrics of its run); give it ``alias``."""
     client = configure(cfg)
     try:
+        run_id = model_uri.removeprefix("runs:/").split("/", 1)[0] if model_uri.startswith("runs:/") else None
+        run = client.get_run(run_id) if run_id else None
+        if run is None and model_uri.startswith("models:/m-"):  # MLflow 3 logged-model URIs
+            run = client.get_run(client.get_logged_model(model_uri.removeprefix("models:/")).source_run_id)
         mv = mlflow.register_model(model_uri, cfg.registered_model)
+        if run is not None:
+            client.update_model_version(cfg.registered_model, mv.version, description=describe_run(run))
         client.set_registered_model_alias(cfg.registered_model, alias, mv.version)
     except MlflowException as exc:
         raise TrackingError(f"Registering {model_uri} as {cfg.registered_model!r} failed: {exc.message}") from None

@@ -17,7 +17,8 @@ import mlflow
 import mlflow.pyfunc
 
 from tiering.config import TrackingConfig
-from tiering.exceptions import TrackingError
+from tiering.exceptions import ServiceUnavailableError, TrackingError
+from tiering.redact import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
     from tiering.models.bundle import ScoringBundle
 
 BUNDLE_ARTIFACT = "bundle.joblib"
-# what a loaded bundle needs; pinned to the installed versions, so log_model skips its slow inference
-_REQUIREMENTS = ("numpy", "pandas", "scipy", "scikit-learn", "lifetimes", "joblib", "pyarrow")
+# what a loaded bundle needs, pinned to the installed versions, so log_model skips its slow inference: tiering
+# itself (the pickle refers to its classes) and the libraries its models hold objects of
+_REQUIREMENTS = ("tiering", "numpy", "pandas", "scipy", "scikit-learn", "lifetimes", "joblib", "pyarrow")
 
 
 def _absolute_sqlite(uri: str) -> str:
@@ -50,7 +52,7 @@ def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
         return  # something answers: let MLflow judge the rest
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TrackingError(
+        raise ServiceUnavailableError(
             f"Cannot reach the MLflow tracking server {uri!r}: {reason}. Check tracking.uri in the config and that "
             "the server is running (or use the local default sqlite:///models/mlflow.db)."
         ) from None
@@ -98,7 +100,7 @@ def configure(cfg: TrackingConfig):
         if exp is None:
             client.create_experiment(cfg.experiment, artifact_location=_artifact_location(cfg, uri))
     except Exception as exc:
-        raise TrackingError(
+        raise ServiceUnavailableError(
             f"Cannot reach the MLflow tracking store {cfg.uri!r}: {str(exc).splitlines()[0]}. "
             "Check tracking.uri in the config and that the server is running."
         ) from None
@@ -138,6 +140,19 @@ def _flat(prefix: str, value: Any, out: dict) -> None:
         out[prefix] = value
 
 
+def _log_common(params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
+                texts: dict[str, Any] | None = None) -> None:
+    """Params (flattened), metrics, tags and JSON text artifacts of the active run, every secret masked
+    (tiering.redact: secret keys such as serve.token, passwords inside URLs)."""
+    flat_params: dict[str, Any] = {}
+    _flat("", params, flat_params)
+    mlflow.log_params({k: str(v)[:500] for k, v in redact(flat_params).items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN means "not measured"
+    mlflow.set_tags(redact(tags))
+    for name, obj in (texts or {}).items():
+        mlflow.log_text(json.dumps(redact(obj), indent=2, default=str), name)
+
+
 def log_training_run(
     bundle: ScoringBundle,
     *,
@@ -154,14 +169,8 @@ def log_training_run(
     from mlflow.models import infer_signature
 
     configure(cfg)
-    flat_params: dict[str, Any] = {}
-    _flat("", params, flat_params)
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({k: str(v)[:500] for k, v in flat_params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN means "not measured"
-        mlflow.set_tags(tags)
-        for name, obj in (artifacts or {}).items():
-            mlflow.log_text(json.dumps(obj, indent=2, default=str), name)
+        _log_common(params, metrics, tags, artifacts)
         bundle_path = Path(tmp) / BUNDLE_ARTIFACT
         joblib.dump(bundle, bundle_path, compress=3)
         example = input_example.head(5)
@@ -189,12 +198,8 @@ def log_run(
     """Log one run without a model (a backtest, an experiment variant): params, metrics, tags and
     every file under ``artifacts_dir`` (plots, tables). Returns the run id."""
     configure(cfg)
-    flat_params: dict[str, Any] = {}
-    _flat("", params, flat_params)
     with mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in flat_params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN means "not measured"
-        mlflow.set_tags(tags)
+        _log_common(params, metrics, tags)
         if artifacts_dir is not None and Path(artifacts_dir).is_dir():
             mlflow.log_artifacts(str(artifacts_dir))
         return run.info.run_id
