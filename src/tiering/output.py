@@ -137,6 +137,8 @@ def quiet_third_party(verbose: bool) -> None:
     warnings.filterwarnings("default", category=TieringWarning)
 
     def show(message, category, filename, lineno, file=None, line=None):
-        sys.stderr.write(f"warning: {message}\n")
+        # libraries that force their warnings on (mlflow's "once" filters) still stay quiet
+        if issubclass(category, TieringWarning):
+            sys.stderr.write(f"warning: {message}\n")
 
     warnings.showwarning = show

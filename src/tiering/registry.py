@@ -5,6 +5,8 @@ With tracking.py, the only module that imports mlflow. Registry aliases only; ne
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,7 +60,8 @@ def register(model_uri: str, cfg: TrackingConfig, *, alias: str = CHALLENGER) ->
         run = client.get_run(run_id) if run_id else None
         if run is None and model_uri.startswith("models:/m-"):  # MLflow 3 logged-model URIs
             run = client.get_run(client.get_logged_model(model_uri.removeprefix("models:/")).source_run_id)
-        mv = mlflow.register_model(model_uri, cfg.registered_model)
+        with contextlib.redirect_stderr(io.StringIO()):  # mlflow prints "Successfully registered..."; callers say it
+            mv = mlflow.register_model(model_uri, cfg.registered_model)
         if run is not None:
             client.update_model_version(cfg.registered_model, mv.version, description=describe_run(run))
         client.set_registered_model_alias(cfg.registered_model, alias, mv.version)
