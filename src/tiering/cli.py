@@ -85,6 +85,15 @@ def _config(config: Path | None, transactions=None, interactions=None, customers
     return cfg
 
 
+def _engine(cfg, engine: str | None):
+    """``cfg`` with ``--engine`` applied (duckdb or spark), when given."""
+    if engine is not None:
+        if engine not in ("duckdb", "spark"):
+            raise ConfigError(f"--engine must be duckdb or spark; got {engine!r}.")
+        cfg.features.engine = engine
+    return cfg
+
+
 def _safe(text: str) -> str:
     """Printed text with every secret masked (URL passwords, the config's secret values)."""
     from tiering.redact import redact_text
@@ -174,11 +183,11 @@ def validate(
     """Check the configured sources against the contracts; write the quarantine; print counts per reason."""
     import pandas as pd
 
-    from tiering.validation import load_tables
+    from tiering import jobs
 
     cfg = _config(config, transactions, interactions, customers)
-    tables = load_tables(cfg, as_of=_date(as_of, "--as-of"))
-    reports = [r.to_dict() for r in tables.reports]
+    res = jobs.validate(cfg, as_of=_date(as_of, "--as-of"))
+    reports = res.to_dict()["tables"]
 
     def render(c):
         rows = [{"table": r["table"], "source": r["source"], "rows_in": r["rows_in"], "valid": r["rows_valid"],
@@ -201,34 +210,12 @@ def features(
     as_json: JsonOpt = False,
 ):
     """Build the feature frame (one row per customer) as of a date."""
-    import tempfile
+    from tiering import jobs
 
-    from tiering.features import build_features
-    from tiering.io import write_sorted_parts, write_table
-    from tiering.train import feature_spec
-    from tiering.validation import bucket_count, load_tables
-
-    cfg = _config(config, transactions, interactions, customers)
-    if engine:
-        cfg.features.engine = engine
-    d = _date(as_of, "--as-of")
-    tables = load_tables(cfg, as_of=d)
-    buckets = bucket_count(tables, cfg.features.bucket_rows)
-
-    def build(k: int = 0):
-        return build_features(tables.transactions, tables.interactions, tables.customers, as_of=d, spec=feature_spec(cfg),
-                              bucket=(k, buckets))
-
-    expr = build()
-    if buckets == 1:
-        n = write_table(expr, out)  # one file on either engine; rows counted from the file, not by a second build
-    else:  # a large base on DuckDB: bucket by bucket into parts, then one file (memory follows the bucket)
-        Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="tiering-features-", dir=Path(out).resolve().parent) as tmp:
-            write_sorted_parts((build(k) for k in range(buckets)), Path(tmp), "customer_id")
-            n = write_table(tables.con.read_parquet(f"{tmp}/*.parquet"), out)  # the same writer as one pass
-    _emit(as_json, {"out": str(out), "customers": n, "columns": list(expr.columns)},
-          lambda c: c.print(f"Wrote features for {n:,} customers ({len(expr.columns)} columns) as of {d} to {out}."))
+    cfg = _engine(_config(config, transactions, interactions, customers), engine)
+    res = jobs.features(cfg, as_of=_date(as_of, "--as-of"), out=out)
+    _emit(as_json, res.to_dict(), lambda c: c.print(
+        f"Wrote features for {res.customers:,} customers ({len(res.columns)} columns) as of {res.as_of} to {res.out}."))
 
 
 @app.command()
@@ -359,11 +346,7 @@ def predict(
     """Score the whole customer base with the champion (or --model) into the scores store."""
     from tiering.predict import predict_and_store
 
-    cfg = _config(config, transactions, interactions, customers)
-    if engine:
-        if engine not in ("duckdb", "spark"):
-            raise ConfigError(f"--engine must be duckdb or spark; got {engine!r}.")
-        cfg.features.engine = engine
+    cfg = _engine(_config(config, transactions, interactions, customers), engine)
     if chunk_rows:
         cfg.predict.chunk_rows = chunk_rows
     if work_dir:
