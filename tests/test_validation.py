@@ -210,3 +210,50 @@ def test_online_retail_ii_counts_per_reason(tmp_path, monkeypatch):
     assert len(pd.read_parquet(tmp_path / "transactions.parquet")) == report.rows_quarantined
     t = tables.transactions
     assert int(t.filter(t.amount < 0).count().to_pandas()) > 0  # cancellations kept as negative amounts
+
+
+def test_deferred_quarantine_writes_only_when_asked(tmp_path):
+    path = tmp_path / "tx.csv"
+    _tx(customer_id=["a", "NULL", "b", "c", "d", "e"]).to_csv(path, index=False)
+    cfg = Config().with_sources(transactions=path)
+    cfg.validation.quarantine_dir = str(tmp_path / "q")
+    tables = load_tables(cfg, write_quarantine=False)
+    assert tables.reports[0].quarantined == {"missing_customer_id": 1} and tables.reports[0].quarantine_path is None
+    assert not (tmp_path / "q").exists()
+    tables.write_quarantine(cfg.validation.quarantine_dir)
+    q = pd.read_parquet(tmp_path / "q" / "transactions.parquet")
+    assert q["raw_customer_id"].tolist() == ["NULL"] and q["reason"].tolist() == ["missing_customer_id"]
+    assert tables.reports[0].quarantine_path == str(tmp_path / "q" / "transactions.parquet")
+
+
+def test_as_of_before_the_data_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "tx.parquet"
+    _tx(customer_id=[None, "a", "b", "c", "d", "e"]).to_parquet(path)
+    cfg = Config().with_sources(transactions=path)
+    cfg.validation.quarantine_dir = str(tmp_path / "q")
+    with pytest.raises(DataQualityError, match=r"No valid transaction in '.*tx\.parquet' is at or before as_of 2023-12-31: all 5 "
+                       r"otherwise valid rows are later \(the first on 2024-01-05\)\. Choose an as_of on or after 2024-01-05\. "
+                       r"Nothing was written\."):
+        load_tables(cfg, as_of=dt.date(2023, 12, 31))  # the default mode writes, but not for a refused run
+    assert not (tmp_path / "q").exists()
+
+
+def test_float_ids_with_infinity_are_refused():
+    df = _tx(customer_id=[1.0, 2.0, float("inf"), 3.0, 4.0, 5.0])
+    with pytest.raises(SchemaError, match=r"column 'customer_id' holds ids as floating-point numbers and 1 of them are not whole "
+                       r"numbers below 2\*\*53 \(e\.g\. \[inf\]\)"):
+        _validate(df)
+
+
+def test_text_ids_keep_leading_zeros_and_null_tokens_are_missing():
+    good, report = _validate(_tx(customer_id=["007", "7", " 007 ", "None", "N/A", "é"]))
+    assert report.quarantined == {"missing_customer_id": 2}
+    assert sorted(good.to_pandas()["customer_id"]) == ["007", "007", "7", "é"]
+
+
+def test_interactions_report_unknown_event_types():
+    df = pd.DataFrame({"customer_id": ["a", "b", "c"], "occurred_at": pd.to_datetime(["2024-01-01"] * 3),
+                       "event_type": ["view", "poke", "poke"]})
+    _, report = _validate(df, INTERACTIONS)
+    assert report.unknown_event_types == {"poke": 2} and report.quarantined == {}
+    assert report.to_dict()["unknown_event_types"] == {"poke": 2}

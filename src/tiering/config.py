@@ -13,8 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tiering.exceptions import ConfigError
+from tiering.schemas import EVENT_TYPES
 
 DEFAULT_CONFIG_PATH = Path("configs/base.yaml")
+# marks a field whose value never leaves the process: masked in tracking runs, output and messages (tiering.redact)
+SECRET = {"secret": True}
 
 
 class _Strict(BaseModel):
@@ -32,18 +35,58 @@ class SourceConfig(_Strict):
     path: str | None = None
     format: Literal["auto", "parquet", "csv"] = "auto"
     columns: dict[str, str] = Field(default_factory=dict)
+    # CSV only: the file's text encoding (any Python codec name: utf-8, latin-1, cp1252, gbk, utf-16, ...)
+    encoding: str = "utf-8"
+    # CSV only: the field separator; None: the most frequent of , ; tab | in the header line
+    delimiter: str | None = Field(None, min_length=1, max_length=1)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r}; use a Python codec name such as utf-8, latin-1, cp1252 or gbk") from None
+        return v
 
 
 class DataConfig(_Strict):
+    """The sources, and ``timezone``: the IANA zone in which naive timestamps are read and to which
+    zone-aware ones are converted (tiering.validation, "Time zones"); as_of days follow it."""
+
     transactions: SourceConfig | None = None
     interactions: SourceConfig | None = None
     customers: SourceConfig | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as UTC, Asia/Shanghai or Europe/London") from None
+        return v
 
 
 class ValidationConfig(_Strict):
+    """Row checks (tiering.validation). ``null_tokens``: text that means "no value" in any contract column
+    (ids included: such a row is quarantined as missing_customer_id, never a customer called 'NULL').
+    ``max_abs_amount``: |amount| above it is quarantined as implausible_amount. ``known_event_types``:
+    interaction types the features understand (schemas.EVENT_TYPES); others are counted in the report and
+    kept or quarantined (unknown_event_type) as ``unknown_event_types`` says."""
+
     quarantine_dir: str = "outputs/quarantine"
     # above this share of set-aside rows the mapping is probably wrong: stop instead of going on
     max_quarantine_share: float = Field(0.5, gt=0, le=1)
+    null_tokens: list[str] = Field(default_factory=lambda: ["", "NULL", "null", "None", "nan", "NaN", "N/A"])
+    max_abs_amount: float = Field(1e9, gt=0)
+    known_event_types: list[str] = Field(default_factory=lambda: list(EVENT_TYPES), min_length=1)
+    unknown_event_types: Literal["keep", "quarantine"] = "keep"
 
 
 _MEMORY = r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
@@ -72,7 +115,7 @@ class FeaturesConfig(_Strict):
 
 
 class TierRule(_Strict):
-    """Operator texts of one ladder tier; a field left out keeps the built-in default (DESIGN.md).
+    """Operator texts of one ladder tier; a field left out keeps the built-in default (docs/design.md).
 
     The rules themselves (first match from the top: core, value, seed, new, ordinary) take their
     thresholds from the ``model`` section; quantile cut points are learned at fit time.
@@ -163,7 +206,7 @@ class ServeConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    token: str | None = None
+    token: str | None = Field(None, json_schema_extra=SECRET)
     workers: int = Field(1, ge=1, le=64)
 
 
@@ -180,6 +223,35 @@ class Config(_Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     source_path: str | None = Field(None, exclude=True)
 
+    def secret_values(self) -> list[str]:
+        """The values of every field marked ``SECRET`` and the passwords inside URL fields, for redaction."""
+        from urllib.parse import unquote, urlsplit
+
+        found: list[str] = []
+
+        def walk(model: BaseModel) -> None:
+            for name, info in type(model).model_fields.items():
+                value = getattr(model, name)
+                if isinstance(value, BaseModel):
+                    walk(value)
+                elif isinstance(value, str) and (info.json_schema_extra or {}).get("secret"):
+                    found.append(value)
+                elif isinstance(value, str) and "://" in value:
+                    try:
+                        password = urlsplit(value).password
+                    except ValueError:
+                        password = None
+                    found.extend(p for p in (password, password and unquote(password)) if p)
+
+        walk(self)
+        return found
+
+    def redacted(self) -> dict:
+        """The config as JSON-ready data with every secret masked: what tracking runs and output may show."""
+        from tiering.redact import redact
+
+        return redact(self.model_dump(mode="json"), self.secret_values())
+
     def with_sources(
         self,
         transactions: str | Path | None = None,
@@ -189,8 +261,10 @@ class Config(_Strict):
         """A copy whose sources are replaced by files already in contract column names."""
         data = self.data.model_copy()
         for name, path in (("transactions", transactions), ("interactions", interactions), ("customers", customers)):
-            if path is not None:
-                setattr(data, name, SourceConfig(path=str(path)))
+            if path is not None:  # contract column names; the configured encoding and delimiter still apply
+                kept = getattr(data, name)
+                read = {"encoding": kept.encoding, "delimiter": kept.delimiter} if kept is not None else {}
+                setattr(data, name, SourceConfig(path=str(path), **read))
         return self.model_copy(update={"data": data})
 
     def with_source_dir(self, folder: str | Path) -> Config:
@@ -214,8 +288,21 @@ def load_config(path: str | Path | None = None) -> Config:
                 "or the built-in defaults."
             )
         return Config()
+    if p.is_dir():
+        raise ConfigError(f"Config file '{p}' is a folder; pass a YAML file with --config.")
     try:
-        raw: Any = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file '{p}' is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): is it a binary "
+            "file, or saved in another encoding? Save it as UTF-8 YAML."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Config file '{p}' cannot be read: {exc.strerror}.") from None
+    if "\x00" in text:
+        raise ConfigError(f"Config file '{p}' holds NUL bytes: it is a binary file, not YAML. Pass a YAML file with --config.")
+    try:
+        raw: Any = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file '{p}' is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -223,8 +310,11 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
+        from tiering.redact import redact
+
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+            f"{key}: {e['msg']} (got {redact(e.get('input'), key=key)!r})"
+            for e in exc.errors() for key in ['.'.join(str(x) for x in e['loc'])]
         )
         raise ConfigError(f"Config file '{p}' has invalid settings: {problems}.") from None
     cfg.source_path = str(p)

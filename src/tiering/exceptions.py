@@ -18,7 +18,7 @@ class ConfigError(TieringError, ValueError):
 class SchemaError(TieringError, ValueError):
     """An input table does not match its contract (missing column, wrong type)."""
 
-    hint = "Map the source columns under data.<table>.columns in the config (README: Input contracts)."
+    hint = "Fix the source file, or how it is read and mapped under data.<table> in the config (README: Input contracts)."
 
 
 class DataQualityError(TieringError, ValueError):

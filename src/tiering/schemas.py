@@ -26,6 +26,10 @@ class TableContract:
     columns: tuple[Column, ...]
     # contract columns that together identify one source row; a repeat is a duplicate line
     unique_key: tuple[str, ...]
+    # an order id whose rows must all belong to one customer (its lines may differ in amount)
+    order_column: str | None = None
+    # a text column whose values should come from validation.known_event_types
+    event_type_column: str | None = None
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -56,6 +60,7 @@ TRANSACTIONS = TableContract(
         Column("product_id", "id", required=False),
     ),
     unique_key=("customer_id", "order_id", "ordered_at", "amount", "product_id", "quantity", "channel"),
+    order_column="order_id",
 )
 
 INTERACTIONS = TableContract(
@@ -70,6 +75,7 @@ INTERACTIONS = TableContract(
         Column("value", "number", required=False),
     ),
     unique_key=("customer_id", "occurred_at", "event_type", "channel", "value"),
+    event_type_column="event_type",
 )
 
 CUSTOMERS = TableContract(

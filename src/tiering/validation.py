@@ -7,9 +7,39 @@ Two kinds of problem, two behaviours:
 - a row problem goes to the quarantine Parquet file of its table with a ``reason`` column and
   is counted. Reasons, first match wins: missing_customer_id, missing_order_id, missing_time,
   unparseable_time, missing_<number>, unparseable_<number>, non_finite_<number>,
-  missing_event_type, after_as_of (only when an as_of is given), duplicate_line (an exact
-  repeat of an earlier row over the contract columns), duplicate_customer (customers: a second
-  row for an id; the earliest joined_at is kept).
+  implausible_<number> (|amount| > validation.max_abs_amount), missing_event_type,
+  unknown_event_type (only with validation.unknown_event_types: quarantine), after_as_of (only
+  when an as_of is given), conflicting_order_customer, duplicate_line (an exact repeat of an
+  earlier row over the contract columns), duplicate_customer (customers: a second row for an id;
+  the earliest joined_at is kept).
+
+Identity: ids are text exactly as given (trimmed of surrounding blanks): ``007`` and ``7`` are two
+customers, non-ASCII ids are kept. Integer ids become their decimal text. A float id column (a
+warehouse or pandas export of integer ids with gaps) is read as integers without '.0' when every
+value is integral, and refused with a SchemaError naming examples when not; a text id column in
+which every value is written like that (13085.0, a CSV export of such a column) is read the same
+way, while a column mixing '12' and '12.0' keeps both as written (two ids). Any value in
+validation.null_tokens (default: empty, NULL, null, None, nan, NaN, N/A) is a missing value in
+every contract column, so such an id is missing_customer_id, never a customer called 'NULL'.
+
+Orders: an order has many lines (Online Retail II: one row per invoice line), so an order_id
+repeated with other amounts or products is normal. Only an order_id whose otherwise good rows
+name more than one customer_id is a defect: every row of it is set aside as
+conflicting_order_customer (which customer is right cannot be told). An exact repeat of a line
+is duplicate_line.
+
+Event types: interactions whose event_type is not in validation.known_event_types (default the
+DESIGN list, which the simulator emits) are counted per type in the report's
+``unknown_event_types`` and kept (default) or quarantined, as validation.unknown_event_types says.
+
+Time zones: data.timezone (an IANA name, default UTC) is the zone of the typed columns. A naive
+timestamp (a Parquet timestamp without zone, text without an offset) is read as wall-clock time
+in that zone, unchanged. An aware one (a Parquet timestamp with zone, text ending in Z or an
+offset such as +08:00) is converted to that zone's wall-clock time, value by value, so a column
+whose offsets differ row to row is still read consistently. The typed columns are naive, and
+as_of days (00:00 to 24:00) are days in data.timezone. Example: with data.timezone
+Asia/Shanghai, '2024-05-01T23:30:00+00:00' is 2024-05-02 07:30 and counts for as_of 2024-05-02.
+On the spark engine only UTC is supported (ConfigError otherwise).
 
 Refunds and cancellations (negative amounts) are valid rows: they are netted later, never
 dropped. Everything stays in the engine (DuckDB by default); nothing is pulled into pandas. The
@@ -19,18 +49,27 @@ Parquet file on DuckDB (see _materialize_duckdb); the good rows returned are a l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import shutil
-import tempfile
-import weakref
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tiering.config import Config, SourceConfig
-from tiering.exceptions import DataQualityError, SchemaError
-from tiering.io import connect, is_spark, map_columns, read_source, write_table
+from tiering.config import Config, SourceConfig, ValidationConfig
+from tiering.exceptions import ConfigError, DataQualityError, SchemaError, TieringError
+from tiering.io import (
+    connect,
+    explain_read_error,
+    is_spark,
+    map_columns,
+    private_folder,
+    read_source,
+    trim_text,
+    write_table,
+)
 from tiering.schemas import CONTRACTS, TableContract
 
 if TYPE_CHECKING:
@@ -38,6 +77,23 @@ if TYPE_CHECKING:
 
 REASON = "reason"
 _MATERIALIZED = itertools.count()
+# text that carries its own UTC offset: a time of day followed by Z or +hh[:mm] / -hh[:mm]
+_OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)$"
+_MAX_EXACT_ID = 2**53  # floats above it no longer hold every integer
+# a text id column in which every value looks like this was a float column once (13085.0): read as 13085
+_FLOAT_TEXT, _FLOAT_TEXT_TAIL = r"^[+-]?\d+\.0+$", r"\.0+$"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What validation checks beyond the contract: validation.* settings and data.timezone."""
+
+    settings: ValidationConfig = field(default_factory=ValidationConfig)
+    timezone: str = "UTC"
+
+    @classmethod
+    def from_config(cls, config: Config) -> Rules:
+        return cls(config.validation, config.data.timezone)
 
 
 @dataclass
@@ -50,6 +106,8 @@ class TableReport:
     rows_valid: int
     quarantined: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
+    # interactions: rows per event type outside validation.known_event_types (kept or quarantined)
+    unknown_event_types: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_quarantined(self) -> int:
@@ -68,6 +126,14 @@ class ValidatedTables:
     customers: ir.Table | None
     reports: list[TableReport]
     con: object = None
+    # per table: every row typed, with its reason (null for good rows); what write_quarantine writes
+    annotated: dict[str, ir.Table] = field(default_factory=dict, repr=False)
+
+    def write_quarantine(self, quarantine_dir: str | Path) -> None:
+        """Write each table's set-aside rows to ``quarantine_dir/<table>.parquet`` (a stale file of a table
+        without bad rows is removed) and set each report's quarantine_path. Call it once a run is accepted."""
+        for report in self.reports:
+            write_quarantine_file(self.annotated[report.table], report, quarantine_dir)
 
 
 def bucket_count(tables: ValidatedTables, bucket_rows: int) -> int:
@@ -85,17 +151,16 @@ def _day_after(as_of: dt.date):
     return ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
 
 
-def _coerce(mapped: ir.Table, contract: TableContract, source: str) -> tuple[dict, list]:
+def _coerce(mapped: ir.Table, contract: TableContract, source: str, rules: Rules) -> tuple[dict, list]:
     """Typed contract columns, and (condition, reason) pairs in priority order.
 
     A column whose type can never hold its kind raises SchemaError; a text column that should
     be a number or a timestamp is parsed value by value, unparseable values become reasons.
     """
-    import ibis
-
     typed: dict[str, ir.Value] = {}
     reasons: list[tuple[ir.BooleanValue, str]] = []
     to_check: list[tuple[str, ir.Value, ir.Value]] = []  # (column, raw, parsed) for text-typed columns
+    ids_as_text: list[tuple[str, ir.StringValue]] = []
     for col in contract.columns:
         if col.name not in mapped.columns:
             continue
@@ -108,13 +173,16 @@ def _coerce(mapped: ir.Table, contract: TableContract, source: str) -> tuple[dic
                 f"Fix the source '{source}' or map another column under data.{contract.name}.columns.{col.name}."
             )
 
+        text = _blank_to_null(raw, rules) if t.is_string() else None
         if col.kind == "id":
             if t.is_string():
-                value = raw.strip().nullif("")
+                value = text
+                ids_as_text.append((col.name, text))
             elif t.is_integer():
                 value = raw.cast("string")
-            elif t.is_floating():  # ids read as float (e.g. 13085.0 from a CSV with blanks)
-                value = raw.cast("int64").cast("string")
+            elif t.is_floating():  # ids read as float (e.g. 13085.0 from an export with blanks)
+                _check_integral(mapped, contract, col.name, source)
+                value = _finite(raw).cast("int64").cast("string")
             else:
                 raise wrong("an identifier (text or integer)")
             typed[col.name] = value
@@ -123,13 +191,12 @@ def _coerce(mapped: ir.Table, contract: TableContract, source: str) -> tuple[dic
         elif col.kind == "timestamp":
             missing = raw.isnull()
             if t.is_timestamp():
-                value = raw
+                value = _to_zone(raw, rules.timezone) if t.timezone is not None else raw
             elif t.is_date():
                 value = raw.cast("timestamp")
             elif t.is_string():
-                blank = raw.strip().nullif("")
-                missing = blank.isnull()
-                value = blank.try_cast("timestamp")
+                missing = text.isnull()
+                value = _parse_time(text, rules.timezone)
                 to_check.append((col.name, raw, value))
             else:
                 raise wrong("a timestamp (or ISO text such as 2024-05-01 13:45:00)")
@@ -137,41 +204,124 @@ def _coerce(mapped: ir.Table, contract: TableContract, source: str) -> tuple[dic
             reasons.append((missing, "missing_time"))
             reasons.append((value.isnull(), "unparseable_time"))
         elif col.kind == "number":
-            missing = raw.isnull()
-            if t.is_numeric():
-                value = raw.cast("float64")
-                parse_failed = ibis.literal(False)
-            elif t.is_string():
-                blank = raw.strip().nullif("")
-                missing = blank.isnull()
-                value = blank.try_cast("float64")
-                parse_failed = blank.notnull() & value.isnull()
-                to_check.append((col.name, raw, value))
-            else:
-                raise wrong("a number")
+            value, more = _number(raw, text, col.name, wrong, rules)
             typed[col.name] = value
+            if text is not None:
+                to_check.append((col.name, raw, value))
             if col.required:
-                reasons.append((missing, f"missing_{col.name}"))
-                reasons.append((parse_failed, f"unparseable_{col.name}"))
-                reasons.append((value.isnan() | value.isinf(), f"non_finite_{col.name}"))
+                reasons.extend(more)
         else:
-            value = raw.cast("string")
+            value = text if text is not None else _blank_to_null(raw.cast("string"), rules)
             typed[col.name] = value
             if col.required:
                 reasons.append((value.isnull(), f"missing_{col.name}"))
-    _check_parseable(mapped, contract, source, to_check)
+            if col.name == contract.event_type_column and rules.settings.unknown_event_types == "quarantine":
+                reasons.append((~value.isin(rules.settings.known_event_types), "unknown_event_type"))
+    for name in _check_parseable(mapped, contract, source, to_check, ids_as_text):
+        typed[name] = typed[name].re_replace(_FLOAT_TEXT_TAIL, "")
     return typed, reasons
 
 
-def _check_parseable(mapped: ir.Table, contract: TableContract, source: str, to_check: list) -> None:
-    """A text column in which not a single value parses is a mapping error, not bad rows."""
-    if not to_check:
-        return
+def _number(raw: ir.Value, text: ir.Value | None, name: str, wrong, rules: Rules) -> tuple[ir.Value, list]:
+    """A number column typed, and its reasons: missing, unparseable, non-finite, implausible."""
+    import ibis
+
+    t = raw.type()
+    if t.is_numeric():
+        value, missing, parse_failed = raw.cast("float64"), raw.isnull(), ibis.literal(False)
+    elif text is not None:
+        value = text.try_cast("float64")
+        missing, parse_failed = text.isnull(), text.notnull() & value.isnull()
+    else:
+        raise wrong("a number")
+    non_finite = value.isnan() | value.isinf()
+    return value, [
+        (missing, f"missing_{name}"),
+        (parse_failed, f"unparseable_{name}"),
+        (non_finite, f"non_finite_{name}"),
+        (value.abs() > rules.settings.max_abs_amount, f"implausible_{name}"),
+    ]
+
+
+def _blank_to_null(text: ir.StringValue, rules: Rules) -> ir.StringValue:
+    """Text trimmed; blank and every validation.null_tokens value (NULL, None, N/A, ...) become null."""
+    import ibis
+
+    trimmed = trim_text(text)
+    tokens = sorted({tok.strip() for tok in rules.settings.null_tokens} | {""})
+    return ibis.ifelse(trimmed.isin(tokens), ibis.null("string"), trimmed)
+
+
+def _finite(raw: ir.FloatingValue) -> ir.FloatingValue:
+    import ibis
+
+    return ibis.ifelse(raw.isnan() | raw.isinf(), ibis.null("float64"), raw)
+
+
+def _check_integral(mapped: ir.Table, contract: TableContract, name: str, source: str) -> None:
+    """A float id column is read as integers only when every value is one (13085.0 -> '13085')."""
+    raw = _finite(mapped[name])
+    bad = raw.notnull() & ((raw != raw.floor()) | (raw.abs() >= _MAX_EXACT_ID))
+    wrong = mapped.filter(bad | (mapped[name].notnull() & raw.isnull()))
+    n = int(wrong.count().execute())
+    if n:
+        examples = wrong.select(v=wrong[name]).limit(3).execute()["v"].tolist()
+        raise SchemaError(
+            f"The {contract.name} table column '{name}' holds ids as floating-point numbers and {n:,} of them are not "
+            f"whole numbers below 2**53 (e.g. {examples}), so the original ids cannot be recovered. Export the ids as "
+            f"text from '{source}', or map another column under data.{contract.name}.columns.{name}."
+        )
+
+
+def _to_zone(aware: ir.TimestampValue, zone: str) -> ir.TimestampValue:
+    """An instant as naive wall-clock time in ``zone``."""
+    import ibis.expr.datatypes as dt
+
+    if aware._find_backend(use_default=True).name == "pyspark":
+        if zone != "UTC":
+            raise ConfigError(f"data.timezone = {zone!r} is supported on the duckdb engine only; the spark engine reads UTC.")
+        return aware.cast(dt.Timestamp())
+    return _duckdb_timezone(zone, aware)
+
+
+def _duckdb_timezone(zone: str, ts: ir.TimestampValue) -> ir.TimestampValue:
+    """DuckDB's timezone(zone, timestamptz): the naive local time of an instant in ``zone``."""
+    import ibis
+    import ibis.expr.datatypes as idt
+
+    def timezone(zone, ts): ...
+
+    # types set directly: this module's postponed annotations would resolve `dt` to the datetime module
+    timezone.__annotations__ = {"zone": idt.string, "ts": idt.Timestamp(timezone="UTC"), "return": idt.timestamp}
+    return ibis.udf.scalar.builtin(timezone, name="timezone")(zone, ts)
+
+
+def _parse_time(text: ir.StringValue, zone: str) -> ir.TimestampValue:
+    """Text as naive wall-clock time in ``zone``: with an offset (Z, +08:00), converted; without, as written."""
+    import ibis
+    import ibis.expr.datatypes as dt
+
+    aware = _to_zone(text.try_cast(dt.Timestamp(timezone="UTC")), zone)
+    return ibis.ifelse(text.re_search(_OFFSET), aware, text.try_cast("timestamp"))
+
+
+def _check_parseable(mapped: ir.Table, contract: TableContract, source: str, to_check: list, ids_as_text: list) -> list[str]:
+    """A text column in which not a single value parses is a mapping error, not bad rows. Returns the text id
+    columns written as floats (every value like 13085.0: an export of a float column), read without '.0'.
+
+    One pass over the table for all of it (a CSV is scanned once).
+    """
+    if not to_check and not ids_as_text:
+        return []
     aggs = {}
     for name, raw, parsed in to_check:
         aggs[f"{name}__present"] = raw.count()
         aggs[f"{name}__parsed"] = parsed.count()
+    for name, text in ids_as_text:
+        aggs[f"{name}__ids"] = text.count()
+        aggs[f"{name}__floaty"] = text.re_search(_FLOAT_TEXT).cast("int64").sum()
     counts = mapped.aggregate(**aggs).execute().iloc[0]
+    floaty = [name for name, _ in ids_as_text if counts[f"{name}__ids"] > 0 and counts[f"{name}__floaty"] == counts[f"{name}__ids"]]
     for name, raw, _ in to_check:
         if counts[f"{name}__present"] > 0 and counts[f"{name}__parsed"] == 0:
             examples = mapped.select(v=raw).filter(raw.notnull()).limit(3).execute()["v"].tolist()
@@ -182,13 +332,16 @@ def _check_parseable(mapped: ir.Table, contract: TableContract, source: str, to_
                 f"e.g. {examples}. Fix the source '{source}' or map another column under "
                 f"data.{contract.name}.columns.{name} in the config."
             )
+    return floaty
 
 
-def annotate(mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None = None, source: str = "") -> ir.Table:
+def annotate(
+    mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None = None, source: str = "", rules: Rules | None = None
+) -> ir.Table:
     """The typed contract columns, the raw values as text, and a ``reason`` (null for good rows)."""
     import ibis
 
-    typed, reasons = _coerce(mapped, contract, source)
+    typed, reasons = _coerce(mapped, contract, source, rules or Rules())
     if as_of is not None:
         reasons.append((typed[contract.time_column] >= _day_after(as_of), "after_as_of"))
     case = ibis.cases(*reasons, else_=ibis.null("string"))
@@ -199,6 +352,8 @@ def annotate(mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None
         **{f"raw_{c}": mapped[c] for c in typed},
         **{REASON: case},
     )
+    if contract.order_column in typed:
+        t = _mark_conflicting_orders(t, contract)
     # duplicates are judged among rows that are otherwise good
     if contract.unique_key == (contract.id_column,):
         order = [t[contract.time_column], t[contract.id_column]]
@@ -210,6 +365,17 @@ def annotate(mapped: ir.Table, contract: TableContract, *, as_of: dt.date | None
     rank = ibis.row_number().over(group_by=keys, order_by=order)
     ranked = t.mutate(**{REASON: ibis.ifelse(t[REASON].isnull() & (rank > 0), ibis.literal(dup_reason), t[REASON])})
     return ranked.mutate(**{f"raw_{c}": ranked[f"raw_{c}"].cast("string") for c in typed})
+
+
+def _mark_conflicting_orders(t: ir.Table, contract: TableContract) -> ir.Table:
+    """Every otherwise good row of an order_id that names more than one customer_id (module docstring)."""
+    import ibis
+
+    good = t[REASON].isnull()
+    window = ibis.window(group_by=[t[contract.order_column], good])
+    ids = t[contract.id_column]
+    conflict = good & (ids.min().over(window) != ids.max().over(window))
+    return t.mutate(**{REASON: ibis.ifelse(conflict, ibis.literal("conflicting_order_customer"), t[REASON])})
 
 
 def _is_duckdb(expr: ir.Table) -> bool:
@@ -233,13 +399,7 @@ def _materialize_duckdb(annotated: ir.Table) -> ir.Table:
     slim = annotated.mutate(
         **{c: ibis.ifelse(bad, annotated[c], ibis.null("string")) for c in annotated.columns if c.startswith("raw_")}
     )
-    spill = backend.raw_sql("SELECT current_setting('temp_directory')").fetchone()[0]
-    base = Path(spill).resolve().parent if spill and spill != ".tmp" else None  # ".tmp": DuckDB's default
-    if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix="tiering-validated-", dir=base)
-    weakref.finalize(backend, shutil.rmtree, folder, True)
-    path = str(Path(folder) / "annotated.parquet")
+    path = str(private_folder(backend, "tiering-validated-") / "annotated.parquet")
     before = backend.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     backend.raw_sql("SET preserve_insertion_order = false")  # row order carries no meaning here
     try:
@@ -249,23 +409,20 @@ def _materialize_duckdb(annotated: ir.Table) -> ir.Table:
     return backend.read_parquet(path, table_name=f"validated_{next(_MATERIALIZED)}")
 
 
-def validate_table(
+def check_table(
     raw: ir.Table,
     contract: TableContract,
     mapping: dict[str, str] | None = None,
     *,
     as_of: dt.date | None = None,
     source: str = "",
-    quarantine_dir: str | Path | None = None,
-    max_quarantine_share: float = 0.5,
-) -> tuple[ir.Table, TableReport]:
-    """Map, type and check one table. Returns the good rows (lazy) and the report.
-
-    The quarantine (bad rows with their raw values and reason) is written to
-    ``quarantine_dir/<table>.parquet`` when there is any, and a stale file is removed when not.
-    """
+    rules: Rules | None = None,
+) -> tuple[ir.Table, ir.Table, TableReport]:
+    """Map, type and check one table; write nothing, refuse nothing. Returns the annotated rows (every
+    row with its reason), the good rows (lazy) and the report."""
+    rules = rules or Rules()
     mapped = map_columns(raw, contract, mapping or {})
-    annotated = annotate(mapped, contract, as_of=as_of, source=source)
+    annotated = annotate(mapped, contract, as_of=as_of, source=source, rules=rules)
     if is_spark(annotated):
         # Spark would recompute the typing and duplicate ranking (a shuffle) for the counts, the
         # quarantine and every feature pass: cache it once (memory and disk; released by Ibis
@@ -280,20 +437,42 @@ def validate_table(
     rows_in = int(counts_df["n"].sum())
     rows_valid = rows_in - sum(counts.values())
     report = TableReport(contract.name, source, rows_in, rows_valid, dict(sorted(counts.items(), key=lambda kv: -kv[1])))
-    if quarantine_dir is not None:
-        path = Path(quarantine_dir) / f"{contract.name}.parquet"
-        if counts:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            bad = annotated.filter(annotated[REASON].notnull())
-            write_table(bad.select(REASON, *[c for c in bad.columns if c.startswith("raw_")]), path)
-            report.quarantine_path = str(path)
-        elif path.is_dir() and (path / "_SUCCESS").exists():  # a stale Spark output folder
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    if contract.event_type_column in mapped.columns:
+        report.unknown_event_types = _unknown_event_types(annotated, contract.event_type_column, rules)
+    good = annotated.filter(annotated[REASON].isnull()).select(*[c.name for c in contract.columns if c.name in mapped.columns])
+    return annotated, good, report
+
+
+def _unknown_event_types(annotated: ir.Table, column: str, rules: Rules) -> dict[str, int]:
+    """Rows per event type outside validation.known_event_types, among rows without another defect."""
+    reason = annotated[REASON]
+    rows = annotated.filter((reason.isnull() | (reason == "unknown_event_type"))
+                            & ~annotated[column].isin(rules.settings.known_event_types))
+    df = rows.group_by(column).aggregate(n=rows.count()).execute()
+    return {str(k): int(n) for k, n in sorted(zip(df[column], df["n"]), key=lambda kv: (-kv[1], str(kv[0])))}
+
+
+def write_quarantine_file(annotated: ir.Table, report: TableReport, quarantine_dir: str | Path) -> None:
+    """The bad rows (reason and raw values) to ``quarantine_dir/<table>.parquet`` when there is any, else a
+    stale file of the table is removed; sets report.quarantine_path."""
+    path = Path(quarantine_dir) / f"{report.table}.parquet"
+    if report.quarantined:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bad = annotated.filter(annotated[REASON].notnull())
+        write_table(bad.select(REASON, *[c for c in bad.columns if c.startswith("raw_")]), path)
+        report.quarantine_path = str(path)
+    elif path.is_dir() and (path / "_SUCCESS").exists():  # a stale Spark output folder
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def check_usable(report: TableReport, max_quarantine_share: float) -> None:
+    """Refuse a table without usable rows, or with more defective rows than the configured share."""
+    counts, rows_in, rows_valid = report.quarantined, report.rows_in, report.rows_valid
     if rows_in == 0 or rows_valid == 0:
         raise DataQualityError(
-            f"The {contract.name} table from '{source}' has no usable rows ({rows_in} read, set aside: {counts or 'none'}). "
+            f"The {report.table} table from '{report.source}' has no usable rows ({rows_in} read, set aside: {counts or 'none'}). "
             "Check the source path, its column mapping and the as_of date."
         )
     # rows after as_of are data for a later date, not defects: they do not count toward the guard
@@ -301,12 +480,48 @@ def validate_table(
     share = (rows_in - rows_valid - later) / max(rows_in - later, 1)
     if share > max_quarantine_share:
         raise DataQualityError(
-            f"{share:.0%} of the {contract.name} rows from '{source}' were set aside as defective ({counts}), above "
+            f"{share:.0%} of the {report.table} rows from '{report.source}' were set aside as defective ({counts}), above "
             f"validation.max_quarantine_share = {max_quarantine_share}. The column mapping is probably wrong; "
             f"see the quarantine at {report.quarantine_path}, or raise the limit in the config."
         )
-    good = annotated.filter(annotated[REASON].isnull()).select(*[c.name for c in contract.columns if c.name in mapped.columns])
+
+
+def validate_table(
+    raw: ir.Table,
+    contract: TableContract,
+    mapping: dict[str, str] | None = None,
+    *,
+    as_of: dt.date | None = None,
+    source: str = "",
+    quarantine_dir: str | Path | None = None,
+    max_quarantine_share: float = 0.5,
+    rules: Rules | None = None,
+) -> tuple[ir.Table, TableReport]:
+    """Map, type and check one table. Returns the good rows (lazy) and the report.
+
+    The quarantine (bad rows with their raw values and reason) is written to
+    ``quarantine_dir/<table>.parquet`` when there is any, and a stale file is removed when not;
+    then a table without usable rows, or above ``max_quarantine_share``, is refused.
+    """
+    annotated, good, report = check_table(raw, contract, mapping, as_of=as_of, source=source, rules=rules)
+    if quarantine_dir is not None:
+        write_quarantine_file(annotated, report, quarantine_dir)
+    check_usable(report, max_quarantine_share)
     return good, report
+
+
+@contextlib.contextmanager
+def _read_errors(source: SourceConfig, table: str) -> Iterator[None]:
+    """A source file the engine cannot parse (ragged line, bad bytes) as a SchemaError naming the line."""
+    try:
+        yield
+    except TieringError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        if "CSV Error" in text or "unicode" in text.lower() or "sniffing file" in text:
+            raise explain_read_error(exc, table, source) from None
+        raise
 
 
 def load_tables(
@@ -319,11 +534,18 @@ def load_tables(
     """Read every configured source, validate it, and return the good rows and the reports.
 
     Transactions are required; interactions and customers are optional (None when not configured).
+    With ``write_quarantine`` (the default) the quarantine files are written before the usability
+    checks (a refused table's bad rows can be inspected); without it nothing is written: call
+    ``tables.write_quarantine(config.validation.quarantine_dir)`` once the run is accepted. Either
+    way, when ``as_of`` is given and no valid transaction is at or before it, the run is refused
+    (DataQualityError) before anything is written.
     """
     if con is None:
         limit = config.features.duckdb_memory_limit
         con = connect(config.features.engine, **({"memory_limit": limit} if limit else {}))
+    rules = Rules.from_config(config)
     out: dict[str, ir.Table | None] = {}
+    annotated: dict[str, ir.Table] = {}
     reports = []
     for name, contract in CONTRACTS.items():
         src: SourceConfig | None = getattr(config.data, name)
@@ -332,16 +554,28 @@ def load_tables(
                 read_source(con, src or SourceConfig(), name)  # raises the "no path" message
             out[name] = None
             continue
-        raw = read_source(con, src, name)
-        good, report = validate_table(
-            raw,
-            contract,
-            src.columns,
-            as_of=as_of,
-            source=src.path,
-            quarantine_dir=config.validation.quarantine_dir if write_quarantine else None,
-            max_quarantine_share=config.validation.max_quarantine_share,
-        )
-        out[name] = good
+        with _read_errors(src, name):
+            raw = read_source(con, src, name)
+            annotated[name], out[name], report = check_table(raw, contract, src.columns, as_of=as_of, source=src.path, rules=rules)
         reports.append(report)
-    return ValidatedTables(out["transactions"], out["interactions"], out["customers"], reports, con)
+    if as_of is not None:
+        _refuse_as_of_before_data(annotated["transactions"], reports[0], as_of)
+    tables = ValidatedTables(out["transactions"], out["interactions"], out["customers"], reports, con, annotated)
+    if write_quarantine:
+        tables.write_quarantine(config.validation.quarantine_dir)
+    for report in reports:
+        check_usable(report, config.validation.max_quarantine_share)
+    return tables
+
+
+def _refuse_as_of_before_data(annotated: ir.Table, report: TableReport, as_of: dt.date) -> None:
+    """No valid transaction at or before as_of, but some after it: the date is wrong, not the data."""
+    later = report.quarantined.get("after_as_of", 0)
+    if report.rows_valid or not later:
+        return
+    rows = annotated.filter(annotated[REASON] == "after_as_of")
+    first = rows.aggregate(first=rows["ordered_at"].min()).execute()["first"].iloc[0]
+    raise DataQualityError(
+        f"No valid transaction in '{report.source}' is at or before as_of {as_of}: all {later:,} otherwise valid rows "
+        f"are later (the first on {first:%Y-%m-%d}). Choose an as_of on or after {first:%Y-%m-%d}. Nothing was written."
+    )
