@@ -257,3 +257,18 @@ def test_interactions_report_unknown_event_types():
     _, report = _validate(df, INTERACTIONS)
     assert report.unknown_event_types == {"poke": 2} and report.quarantined == {}
     assert report.to_dict()["unknown_event_types"] == {"poke": 2}
+
+
+def test_timestamp_format_reads_non_iso_text_times_and_survives_a_source_override(tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text("customer_id,order_id,ordered_at,amount\n007,o1,12/1/2010 8:26,10.5\n7,o2,12/2/2010 18:00,3\n"
+                    "8,o3,13/45/2010 1:00,4\n")
+    cfg = Config.model_validate({"data": {"transactions": {"path": "unused.csv", "timestamp_format": "%m/%d/%Y %H:%M"}},
+                                 "validation": {"quarantine_dir": str(tmp_path / "q")}}).with_sources(path)
+    tables = load_tables(cfg)
+    got = tables.transactions.execute().sort_values("order_id")
+    assert got["customer_id"].tolist() == ["007", "7"]
+    assert got["ordered_at"].tolist() == [pd.Timestamp("2010-12-01 08:26"), pd.Timestamp("2010-12-02 18:00")]
+    assert tables.reports[0].quarantined == {"unparseable_time": 1}
+    with pytest.raises(SchemaError, match="set data.transactions.timestamp_format"):
+        load_tables(Config().with_sources(path))

@@ -39,6 +39,8 @@ class SourceConfig(_Strict):
     encoding: str = "utf-8"
     # CSV only: the field separator; None: the most frequent of , ; tab | in the header line
     delimiter: str | None = Field(None, min_length=1, max_length=1)
+    # text times not in ISO 8601: a strftime format such as "%m/%d/%Y %H:%M" (12/1/2010 8:26); duckdb engine
+    timestamp_format: str | None = Field(None, min_length=2)
 
     @field_validator("encoding")
     @classmethod
@@ -263,7 +265,7 @@ class Config(_Strict):
         for name, path in (("transactions", transactions), ("interactions", interactions), ("customers", customers)):
             if path is not None:  # contract column names; the configured encoding and delimiter still apply
                 kept = getattr(data, name)
-                read = {"encoding": kept.encoding, "delimiter": kept.delimiter} if kept is not None else {}
+                read = kept.model_dump(include={"encoding", "delimiter", "timestamp_format"}) if kept is not None else {}
                 setattr(data, name, SourceConfig(path=str(path), **read))
         return self.model_copy(update={"data": data})
 

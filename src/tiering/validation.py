@@ -54,7 +54,7 @@ import datetime as dt
 import itertools
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +90,7 @@ class Rules:
 
     settings: ValidationConfig = field(default_factory=ValidationConfig)
     timezone: str = "UTC"
+    timestamp_format: str | None = None  # of text times in this source (data.<table>.timestamp_format); None: ISO 8601
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -196,7 +197,7 @@ def _coerce(mapped: ir.Table, contract: TableContract, source: str, rules: Rules
                 value = raw.cast("timestamp")
             elif t.is_string():
                 missing = text.isnull()
-                value = _parse_time(text, rules.timezone)
+                value = _parse_time(text, rules.timezone, rules.timestamp_format)
                 to_check.append((col.name, raw, value))
             else:
                 raise wrong("a timestamp (or ISO text such as 2024-05-01 13:45:00)")
@@ -296,10 +297,28 @@ def _duckdb_timezone(zone: str, ts: ir.TimestampValue) -> ir.TimestampValue:
     return ibis.udf.scalar.builtin(timezone, name="timezone")(zone, ts)
 
 
-def _parse_time(text: ir.StringValue, zone: str) -> ir.TimestampValue:
-    """Text as naive wall-clock time in ``zone``: with an offset (Z, +08:00), converted; without, as written."""
+def _duckdb_try_strptime(text: ir.StringValue, fmt: str) -> ir.TimestampValue:
+    """DuckDB's try_strptime(text, format): null where the text does not match."""
+    import ibis
+    import ibis.expr.datatypes as idt
+
+    def try_strptime(text, fmt): ...
+
+    try_strptime.__annotations__ = {"text": idt.string, "fmt": idt.string, "return": idt.timestamp}
+    return ibis.udf.scalar.builtin(try_strptime, name="try_strptime")(text, fmt)
+
+
+def _parse_time(text: ir.StringValue, zone: str, fmt: str | None = None) -> ir.TimestampValue:
+    """Text as naive wall-clock time in ``zone``: with an offset (Z, +08:00), converted; without, as written.
+    With ``fmt`` (a strftime format), parsed by it instead (null where a value does not match)."""
     import ibis
     import ibis.expr.datatypes as dt
+
+    if fmt is not None:
+        if text._find_backend(use_default=True).name != "duckdb":
+            raise ConfigError("data.<table>.timestamp_format is supported on the duckdb engine only; write ISO 8601 "
+                              "times (2024-05-01 13:45:00) for the spark engine.")
+        return _duckdb_try_strptime(text, fmt)
 
     aware = _to_zone(text.try_cast(dt.Timestamp(timezone="UTC")), zone)
     return ibis.ifelse(text.re_search(_OFFSET), aware, text.try_cast("timestamp"))
@@ -326,7 +345,9 @@ def _check_parseable(mapped: ir.Table, contract: TableContract, source: str, to_
         if counts[f"{name}__present"] > 0 and counts[f"{name}__parsed"] == 0:
             examples = mapped.select(v=raw).filter(raw.notnull()).limit(3).execute()["v"].tolist()
             kind = contract.column(name).kind
-            expected = "numbers" if kind == "number" else "timestamps such as 2024-05-01 13:45:00"
+            expected = "numbers" if kind == "number" else (
+                "timestamps such as 2024-05-01 13:45:00 (ISO 8601; for another layout set "
+                f"data.{contract.name}.timestamp_format, e.g. '%m/%d/%Y %H:%M')")
             raise SchemaError(
                 f"The {contract.name} table column '{name}' holds text that does not parse as {expected}; "
                 f"e.g. {examples}. Fix the source '{source}' or map another column under "
@@ -556,7 +577,8 @@ def load_tables(
             continue
         with _read_errors(src, name):
             raw = read_source(con, src, name)
-            annotated[name], out[name], report = check_table(raw, contract, src.columns, as_of=as_of, source=src.path, rules=rules)
+            annotated[name], out[name], report = check_table(raw, contract, src.columns, as_of=as_of, source=src.path,
+                                                             rules=replace(rules, timestamp_format=src.timestamp_format))
         reports.append(report)
     if as_of is not None:
         _refuse_as_of_before_data(annotated["transactions"], reports[0], as_of)
