@@ -106,13 +106,13 @@ class FeaturesConfig(_Strict):
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     engine: Literal["duckdb", "spark"] = "duckdb"
     duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
-    bucket_rows: int = Field(20_000_000, gt=0)
+    bucket_rows: int = Field(20_000_000, gt=0, le=2**40)
 
     @field_validator("windows_days")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if not v or any(w <= 0 for w in v):
-            raise ValueError("windows_days must be a non-empty list of positive day counts")
+        if not v or any(not 0 < w <= 3650 for w in v):
+            raise ValueError("windows_days must be a non-empty list of day counts between 1 and 3650")
         return sorted(set(v))
 
 
@@ -132,7 +132,7 @@ class TierRule(_Strict):
 class ReportConfig(_Strict):
     """`tiering report`: funnel window, optional reach counts (for the diversion rate), reference levels."""
 
-    funnel_window_days: int = Field(30, gt=0)
+    funnel_window_days: int = Field(30, gt=0, le=3650)
     # CSV/Parquet with columns month (YYYY-MM), acquisition_channel, reached: people reached on public platforms
     reach_path: str | None = None
     reference: dict[str, float] = Field(default_factory=lambda: {
@@ -140,8 +140,8 @@ class ReportConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    horizon_days: int = Field(180, gt=0)
-    discount_rate_annual: float = Field(0.10, ge=0)
+    horizon_days: int = Field(180, gt=0, le=3650)
+    discount_rate_annual: float = Field(0.10, ge=0, le=1)
     btyd_model: Literal["bgnbd", "paretonbd"] = "bgnbd"
     penalizer: float = Field(0.0, ge=0)
     # the `clv` column: BTYD, or spend learned one horizon earlier without (supervised) or with (hybrid) BTYD inputs
@@ -149,7 +149,7 @@ class ModelConfig(_Strict):
     clv_model: Literal["btyd", "supervised", "hybrid"] = "supervised"
     # supervised models train on this many origins, H, H + step, ... days before the scoring origin, stacked
     training_origins: int = Field(3, ge=1, le=12)
-    training_origin_step_days: int = Field(30, gt=0)
+    training_origin_step_days: int = Field(30, gt=0, le=3650)
     propensity_learner: Literal["logistic", "gbm"] = "logistic"
     # weight of BTYD's P(purchase) in buyers' p_purchase (0: the supervised model alone)
     propensity_btyd_weight: float = Field(0.5, ge=0, le=1)
@@ -157,8 +157,8 @@ class ModelConfig(_Strict):
     core_min_p_purchase: float = Field(0.6, ge=0, le=1)
     core_clv_quantile: float = Field(0.8, ge=0, le=1)
     seed_engagement_quantile: float = Field(0.8, ge=0, le=1)
-    seed_min_social_actions_90d: int = Field(3, ge=0)
-    new_max_tenure_days: int = Field(30, ge=0)
+    seed_min_social_actions_90d: int = Field(3, ge=0, le=10_000)
+    new_max_tenure_days: int = Field(30, ge=0, le=3650)
     at_risk_min_churn_risk: float = Field(0.5, ge=0, le=1)
     seed: int = 0
 
@@ -179,7 +179,7 @@ class StoreConfig(_Strict):
     ``lock_timeout_s``: how long a write waits for another writer before failing."""
 
     url: str = "sqlite:///models/scores.db"
-    lock_timeout_s: float = Field(30.0, ge=0)
+    lock_timeout_s: float = Field(30.0, ge=0, le=86_400)
 
 
 class PredictConfig(_Strict):
@@ -192,13 +192,13 @@ class PredictConfig(_Strict):
     run succeeds. ``duckdb_memory_limit`` caps DuckDB's memory while it builds features (it spills to
     work_dir beyond it)."""
 
-    chunk_rows: int = Field(100_000, gt=0)
-    max_days_after_data: int = Field(7, ge=0)
+    chunk_rows: int = Field(100_000, gt=0, le=100_000_000)
+    max_days_after_data: int = Field(7, ge=0, le=3650)
     work_dir: str | None = None
     # DuckDB's memory limit for the feature stage (it spills to work_dir beyond it), e.g. "2GB"; None: DuckDB's default
     duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
     # OpenMP threads for the models while scoring (None: the library default, all cores); 1 is faster on a busy machine
-    model_threads: int | None = Field(None, gt=0)
+    model_threads: int | None = Field(None, gt=0, le=1024)
 
 
 class ServeConfig(_Strict):
