@@ -1,5 +1,8 @@
 """Migration matrix, stability, the monotonic-ladder check and agreement with a known true tier."""
 
+import datetime as dt
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +11,10 @@ from tiering.migration import (
     LADDER_LOW_TO_HIGH,
     ladder_check,
     ladder_outcomes,
+    migration_between,
     migration_matrix,
     migration_summary,
+    summarize_counts,
     truth_agreement,
 )
 
@@ -51,7 +56,30 @@ def test_migration_matrix_counts_and_shares():
                             prev.assign(customer_id=[str(i) for i in range(len(prev))])).to_numpy().trace() == len(prev)
 
 
-def test_migration_summary_stability_and_moves():
+def test_migration_record_stability_and_moves():
+    """The record every reader shares (CLI, API, page, report): counts, row shares, staying, up, down, entered, left."""
+    prev, curr = _pairs()
+    m = migration_between(prev, curr, from_as_of="2025-01-31", to_as_of=pd.Timestamp("2025-04-30"))
+    assert m["from_as_of"] == "2025-01-31" and m["to_as_of"] == "2025-04-30" and m["tiers"] == TIERS
+    assert m["counts"] == migration_matrix(prev, curr).to_numpy().tolist()
+    assert m["customers_in_both"] == 77 and m["entered"] == 7 and m["left"] == 3
+    assert m["share_staying"] == pytest.approx(60 / 77)
+    assert m["moved_up"] == 4 + 2 and m["share_moved_up"] == pytest.approx(6 / 77)  # new -> value, seed -> core
+    assert m["moved_down"] == 5 + 6 and m["share_moved_down"] == pytest.approx(11 / 77)  # core -> value, new -> ordinary
+    assert m["row_share"][0][:2] == pytest.approx([10 / 15, 5 / 15]) and m["row_share"][3] == pytest.approx([0, 0.4, 0, 0, 0.6])
+    assert m["row_share"][2] == pytest.approx([1, 0, 0, 0, 0])  # seed: 2 customers, both now core
+    assert migration_between(prev, curr)["from_as_of"] is None  # frames without an as_of column
+    dated = migration_between(prev.assign(as_of=pd.Timestamp("2025-01-31")), curr.assign(as_of=dt.date(2025, 4, 30)))
+    assert (dated["from_as_of"], dated["to_as_of"]) == ("2025-01-31", "2025-04-30")
+    none = migration_between(prev, prev.iloc[:0])
+    assert none["customers_in_both"] == 0 and none["share_staying"] is None and none["row_share"][0] == [None] * 5
+    # the record is a function of the count matrix alone: the SQL path (tiering.ops.migration) feeds it too
+    assert summarize_counts(migration_matrix(prev, curr), entered=7, left=3) == m | {"from_as_of": None, "to_as_of": None}
+    json.dumps(m, allow_nan=False)  # plain JSON values
+
+
+def test_migration_summary_keeps_the_reports_former_keys():
+    """Deprecated adapter (until tiering.report reads the record): the same numbers under the former names."""
     prev, curr = _pairs()
     s = migration_summary(prev, curr)
     assert s["customers_both"] == 77 and s["entered"] == 7 and s["left"] == 3
@@ -66,6 +94,8 @@ def test_migration_refuses_frames_that_are_not_one_batch():
     prev, curr = _pairs()
     with pytest.raises(ValueError, match="more than once"):
         migration_matrix(pd.concat([prev, prev]), curr)
+    with pytest.raises(ValueError, match="the current scores frame holds a customer more than once"):
+        migration_between(prev, pd.concat([curr, curr]))
     with pytest.raises(ValueError, match=r"lacks columns \['tier'\]"):
         migration_matrix(prev.drop(columns="tier"), curr)
 

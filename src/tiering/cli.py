@@ -31,7 +31,7 @@ TxOpt = Annotated[Path | None, typer.Option("--transactions", help="Transactions
 IxOpt = Annotated[Path | None, typer.Option("--interactions", help="Interactions file in contract column names (overrides config).")]
 CuOpt = Annotated[Path | None, typer.Option("--customers", help="Customers file in contract column names (overrides config).")]
 HorizonOpt = Annotated[int | None, typer.Option("--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")]
-_MAX_ROWS = 2**63 - 1  # what the stores' signed 64-bit LIMIT/OFFSET take (tiering.serve.MAX_ROWS)
+_MAX_ROWS = 2**63 - 1  # what the stores' signed 64-bit LIMIT/OFFSET take (tiering.ops.MAX_ROWS)
 # secret values of the config read by this command (and the API token): masked in everything printed
 _SECRETS: list[str] = []
 
@@ -408,7 +408,7 @@ def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], 
     """One customer's tier, reason, action, churn risk, CLV, next tier, RFM segment and tier history."""
     import pandas as pd
 
-    from tiering.serve import customer_card
+    from tiering.ops import customer_card
 
     cfg = _config(config)
     card = customer_card(_ops_store(cfg), customer_id, _date(as_of, "--as-of"), ladder=_ladder(cfg))
@@ -445,8 +445,7 @@ def tiers_list(
     """The members of a tier, highest CLV first: a table, CSV (streamed, every column) or JSON."""
     import pandas as pd
 
-    from tiering.serve import iter_tier_csv, resolve_batch, tier_page
-    from tiering.serve import check_format, check_tier
+    from tiering.ops import check_format, check_tier, iter_tier_csv, resolve_batch, tier_page
 
     fmt = check_format("json" if as_json else fmt.lower())
     if tier is not None:
@@ -478,7 +477,7 @@ def tiers_summary(as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: Json
     """Counts and shares per tier for the latest and previous as_of, with the migration between them."""
     import pandas as pd
 
-    from tiering.serve import summary
+    from tiering.ops import summary
 
     cfg = _config(config)
     s = summary(_ops_store(cfg), _date(as_of, "--as-of"), ladder=_ladder(cfg))

@@ -1,13 +1,15 @@
-"""How tiers move and whether the ladder holds: pure functions over scores frames.
+"""How tiers move and whether the ladder holds: pure functions over scores frames in memory.
 
 A scores frame is any frame with ``customer_id`` and ``tier`` (a batch read from the scores
 store, the output of ``tiering.predict.score`` or of ``ScoringBundle.predict``).
 
 - :func:`migration_matrix`: customers per (tier before, tier after) between two scoring dates,
-  as counts or row shares; :func:`migration_summary`: stability (share staying), up- and
-  down-moves, customers entering and leaving the base.
+  as counts or row shares (a frame, for charts).
+- :func:`migration_between`: the migration record between two frames: the one shape the CLI, the
+  API, the page and the report read. :func:`summarize_counts` builds it from a count matrix, so the
+  record of two stored batches (``tiering.ops.migration``, counted in SQL) is the same function's output.
 - :func:`ladder_outcomes` and :func:`ladder_check`: realised holdout spend and repurchase rate per
-  tier, and whether both rise from ordinary to core (the monotonic-ladder check of DESIGN.md).
+  tier, and whether both rise from ordinary to core (the monotonic-ladder check of docs/design.md).
 - :func:`truth_agreement`: on simulated data, agreement of the tiers with the latent true tier.
 
 Tiers are ordered as in the ladder, highest first (core, value, seed, new, ordinary); rows and
@@ -52,31 +54,64 @@ def migration_matrix(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame, *, sh
     return counts.div(totals, axis=0).fillna(0.0)
 
 
-def migration_summary(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame) -> dict:
-    """Stability and movement between two scoring dates.
+def _as_of_text(value, frame: pd.DataFrame) -> str | None:
+    """``value`` as YYYY-MM-DD; else the frame's own as_of when it holds one date; else None."""
+    if value is None and "as_of" in frame.columns and frame["as_of"].nunique() == 1:
+        value = frame["as_of"].iloc[0]
+    return None if value is None else pd.Timestamp(value).date().isoformat()
 
-    customers_both, entered (only in the current frame), left (only in the previous one),
-    stay_share (share of customers in both whose tier did not change), up_share / down_share
-    (moved up / down the ladder), stay_share_by_tier (per previous tier; NaN where empty).
+
+def summarize_counts(counts: pd.DataFrame, *, entered: int, left: int, from_as_of: str | None = None,
+                     to_as_of: str | None = None) -> dict:
+    """The migration record of a count matrix (rows: tier before, columns: tier after, as :func:`migration_matrix`).
+
+    Keys: from_as_of, to_as_of, tiers (ladder order), counts (list of rows), row_share (each row over
+    its total; None for a tier nobody held), customers_in_both, share_staying, moved_up, moved_down
+    (customers moving up / down the ladder), share_moved_up, share_moved_down, entered (only after),
+    left (only before). Shares are None when no customer is in both. Plain Python values, ready for JSON.
+    """
+    m = counts.reindex(index=list(TIER_NAMES), columns=list(TIER_NAMES), fill_value=0).fillna(0).to_numpy(np.int64)
+    n = int(m.sum())
+    up, down = int(np.tril(m, -1).sum()), int(np.triu(m, 1).sum())  # row 0 = core, the top: below the diagonal is up
+    rows = m.sum(axis=1)
+
+    def share(x: int | float, total: int | float) -> float | None:
+        return float(x / total) if total else None
+
+    return {"from_as_of": from_as_of, "to_as_of": to_as_of, "tiers": list(TIER_NAMES), "counts": m.tolist(),
+            "row_share": [[share(c, rows[i]) for c in row] for i, row in enumerate(m.tolist())],
+            "customers_in_both": n, "share_staying": share(int(np.trace(m)), n), "moved_up": up, "moved_down": down,
+            "share_moved_up": share(up, n), "share_moved_down": share(down, n), "entered": int(entered), "left": int(left)}
+
+
+def migration_between(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame, *, from_as_of=None, to_as_of=None) -> dict:
+    """The migration record (:func:`summarize_counts`) between two scores frames held in memory.
+
+    ``from_as_of`` / ``to_as_of`` default to each frame's own ``as_of`` when it holds one date.
     """
     a, b = _tiers(prev_scores, "previous"), _tiers(curr_scores, "current")
-    counts = migration_matrix(a, b)
-    n = int(counts.to_numpy().sum())
-    rank = np.arange(len(TIER_NAMES))  # 0 = core, the top
-    m = counts.to_numpy()
-    up = int(sum(m[i, j] for i in rank for j in rank if j < i))
-    down = int(sum(m[i, j] for i in rank for j in rank if j > i))
-    row = counts.sum(axis=1)
     prev_ids, curr_ids = set(a["customer_id"]), set(b["customer_id"])
-    return {
-        "customers_both": n,
-        "entered": len(curr_ids - prev_ids),
-        "left": len(prev_ids - curr_ids),
-        "stay_share": float(np.trace(m) / n) if n else float("nan"),
-        "up_share": up / n if n else float("nan"),
-        "down_share": down / n if n else float("nan"),
-        "stay_share_by_tier": {t: (float(counts.loc[t, t] / row[t]) if row[t] else float("nan")) for t in TIER_NAMES},
-    }
+    return summarize_counts(migration_matrix(a, b), entered=len(curr_ids - prev_ids), left=len(prev_ids - curr_ids),
+                            from_as_of=_as_of_text(from_as_of, prev_scores), to_as_of=_as_of_text(to_as_of, curr_scores))
+
+
+def migration_summary(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame) -> dict:
+    """Deprecated: :func:`migration_between` under the report's former key names, kept only until
+    ``tiering.report`` reads the migration record; remove it then.
+
+    customers_both, entered, left, stay_share, up_share, down_share (NaN where no customer is in
+    both) and stay_share_by_tier (the diagonal of row_share; NaN where the tier was empty).
+    """
+    rec = migration_between(prev_scores, curr_scores)
+    nan = float("nan")
+
+    def num(x: float | None) -> float:
+        return nan if x is None else x
+
+    return {"customers_both": rec["customers_in_both"], "entered": rec["entered"], "left": rec["left"],
+            "stay_share": num(rec["share_staying"]), "up_share": num(rec["share_moved_up"]),
+            "down_share": num(rec["share_moved_down"]),
+            "stay_share_by_tier": {t: num(rec["row_share"][i][i]) for i, t in enumerate(rec["tiers"])}}
 
 
 def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,11 @@
-"""The ops server and lookups: the REST API and web page (``tiering serve``) and the queries behind ``tiering tiers``.
+"""The ops server: the REST API and web page (``tiering serve``) over the read model of ``tiering.ops``.
 
-The lookups and access-control helpers import without FastAPI; ``create_app``,
-``app_from_config``, ``app_from_environ`` and ``run_server`` load FastAPI/uvicorn only when first used.
+The lookups (re-exported from ``tiering.ops``, where the command line should import them) and the
+access-control helpers import without FastAPI; ``create_app``, ``app_from_config``,
+``app_from_environ`` and ``run_server`` load FastAPI/uvicorn only when first used.
 """
 
-from tiering.serve._auth import TOKEN_ENV, check_bind, check_port_free, is_loopback, resolve_token
-from tiering.serve._lookup import (
+from tiering.ops import (
     CUSTOMER_ID_MAX_LENGTH,
     MAX_ROWS,
     NotFoundError,
@@ -23,6 +23,7 @@ from tiering.serve._lookup import (
     tier_mix,
     tier_page,
 )
+from tiering.serve._auth import TOKEN_ENV, check_bind, check_port_free, is_loopback, resolve_token
 
 __all__ = [
     "CUSTOMER_ID_MAX_LENGTH",

@@ -1,13 +1,21 @@
-"""Ops lookups over the scores store: one customer's card, a tier's members, the tier mix and migration.
+"""The ops read model over the scores store: one customer's card, a tier's members, the tier mix and migration.
 
-Read-only and shared by the command line (``tiering tiers ...``) and the REST API / web page, so
-both answer the same question the same way. Every query is SQLAlchemy Core over the store's own
-tables (values are bound parameters, never formatted into SQL). Batches: the latest complete batch
-unless an ``as_of`` is given; a store only ever shows complete batches (see ``tiering.store``).
+Read-only, and the one answer the command line (``tiering tiers ...``), the REST API and web page
+(``tiering.serve``) and the report give to the same question. Every query is SQLAlchemy Core over the
+store's own tables or one of its SQL aggregates (``ScoresStore.tier_counts``, ``ScoresStore.migration``);
+values are bound parameters, never formatted into SQL. Batches: the latest complete batch unless an
+``as_of`` is given; a store only ever shows complete batches (see ``tiering.store``).
 
-The checks of what a caller passes (``check_customer_id``, ``check_tier``, ``check_rows``, ``check_format``,
-``parse_as_of``) live here so the CLI, the API and the page refuse the same input with the same words;
-``csv_cell`` keeps spreadsheet formulas out of every CSV export.
+- :func:`resolve_batch`, :func:`previous_batch`: which batch a question is about.
+- :func:`customer_card`: one customer's scores, tier label, reason and action, and tier history.
+- :func:`tier_page` (a page with its total and next offset) and :func:`iter_tier_csv` (a streamed CSV
+  export whose text cells go through :func:`csv_cell`, so no spreadsheet runs a formula).
+- :func:`tier_mix`, :func:`migration` (the record of ``tiering.migration.summarize_counts``, counted in
+  the database) and :func:`summary` (both, with the previous scoring date).
+
+The checks of what a caller passes (:func:`check_customer_id`, :func:`check_tier`, :func:`check_rows`,
+:func:`check_format`, :func:`parse_as_of`) live here so the CLI, the API and the page refuse the same
+input with the same words.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ import itertools
 import math
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tiering.exceptions import ConfigError, TieringError
 from tiering.ladder import TIER_LADDER, Tier
+from tiering.migration import summarize_counts
 from tiering.schemas import SCORES_COLUMNS, TIERS
-from tiering.store import ID_MAX_LENGTH, Batch, ScoresStore
+from tiering.store import ID_MAX_LENGTH, Batch, ScoresStore, _redact
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -51,6 +60,7 @@ class NotFoundError(TieringError, LookupError):
     """The customer, tier or batch asked for is not in the scores store."""
 
 
+# ---- checks of what a caller passes ----------------------------------------------------------------
 def check_customer_id(customer_id: str) -> str:
     """The id as given; ConfigError (bad input) when no stored id can look like it.
 
@@ -120,6 +130,7 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+# ---- helpers --------------------------------------------------------------------------------------
 def _clean(value: Any) -> Any:
     """JSON-ready: NaN -> None, dates -> ISO strings, numpy scalars -> Python."""
     if value is None:
@@ -134,7 +145,7 @@ def _clean(value: Any) -> Any:
 
 
 def _by_name(ladder: tuple[Tier, ...] | None) -> dict[str, Tier]:
-    """Tier texts by name: the given ladder (config overrides applied, see ``tiering.models.tiers.ladder``) or the defaults."""
+    """Tier texts by name: the given ladder (config overrides applied, see ``tiering.ladder.ladder``) or the defaults."""
     return {t.name: t for t in (ladder or TIER_LADDER)}
 
 
@@ -143,38 +154,38 @@ def _batch_dict(batch: Batch) -> dict:
             "model_version": batch.model_version, "rows": batch.rows, "finished_at": batch.finished_at.isoformat()}
 
 
-def _redacted(store: ScoresStore) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(store.url).render_as_string(hide_password=True)
-    except Exception:
-        return "(configured in store.url)"
-
-
-def resolve_batch(store: ScoresStore, as_of: dt.date | None = None, batches: list[Batch] | None = None) -> Batch:
-    """The latest complete batch, of ``as_of`` if given. NotFoundError when there is none."""
-    batches = store.batches_list() if batches is None else batches
-    every = batches
-    if not batches:
-        raise NotFoundError(f"The scores store {_redacted(store)} holds no batch yet. Run `tiering predict --as-of DATE` "
-                            "(or `tiering demo`) first.")
-    if as_of is not None:
-        batches = [b for b in batches if b.as_of == as_of]
-        if not batches:
-            dates = sorted({b.as_of.isoformat() for b in every})
-            raise NotFoundError(f"The scores store holds no batch as of {as_of.isoformat()}; scoring dates are {dates}.")
+def _newest(batches: Iterable[Batch]) -> Batch:
+    """Of several batches, the one a reader sees: latest as_of, then the last finished (a re-run), then the last written."""
     return max(batches, key=lambda b: (b.as_of, b.finished_at, b.batch_id))
 
 
-def _latest_per_as_of(batches: list[Batch]) -> dict[int, Batch]:
-    best: dict[dt.date, Batch] = {}
-    for b in batches:
-        if b.as_of not in best or (b.finished_at, b.batch_id) > (best[b.as_of].finished_at, best[b.as_of].batch_id):
-            best[b.as_of] = b
-    return {b.batch_id: b for b in best.values()}
+def _run(store: ScoresStore, stmt) -> list:
+    return store._run(stmt)  # the store's read path: its connection handling and error messages
 
 
+# ---- batches --------------------------------------------------------------------------------------
+def resolve_batch(store: ScoresStore, as_of: dt.date | None = None, batches: list[Batch] | None = None) -> Batch:
+    """The latest complete batch, of ``as_of`` if given. NotFoundError when there is none."""
+    batches = store.batches_list() if batches is None else batches
+    if not batches:
+        raise NotFoundError(f"The scores store {_redact(store.url)} holds no batch yet. Run `tiering predict --as-of DATE` "
+                            "(or `tiering demo`) first.")
+    if as_of is None:
+        return _newest(batches)
+    same = [b for b in batches if b.as_of == as_of]
+    if not same:
+        dates = sorted({b.as_of.isoformat() for b in batches})
+        raise NotFoundError(f"The scores store holds no batch as of {as_of.isoformat()}; scoring dates are {dates}.")
+    return _newest(same)
+
+
+def previous_batch(batches: list[Batch], batch: Batch) -> Batch | None:
+    """The batch a reader sees at the scoring date before ``batch``'s; None when there is none."""
+    earlier = [b for b in batches if b.as_of < batch.as_of]
+    return _newest(earlier) if earlier else None
+
+
+# ---- one customer ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=16)
 def _customer_statements(batches, scores):
     """Built once per store: the batch list and every stored row of one customer (by the customer_id index)."""
@@ -184,18 +195,8 @@ def _customer_statements(batches, scores):
             sa.select(scores).where(scores.c.customer_id.in_(sa.bindparam("ids", expanding=True))))
 
 
-def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = None, *,
-                  ladder: tuple[Tier, ...] | None = None) -> dict:
-    """One customer in the batch: scores, tier label and recommended action, and the tier at every scoring date.
-
-    Two indexed reads on one connection (the batch list; the customer's rows in every batch), so a
-    lookup stays cheap on a store of millions of customers.
-    """
-    import sqlalchemy as sa
-
-    cid = check_customer_id(customer_id)
-    # the id exactly as given; an id pasted with blanks around it also finds the stored id without them
-    ids = list(dict.fromkeys([cid, cid.strip()]))
+def _customer_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], list]:
+    """Two indexed reads on one connection: the batch list, and the rows of these ids in every batch."""
     batches_stmt, rows_stmt = _customer_statements(store.batches, store.scores)
     try:
         with store.engine.connect() as conn:
@@ -204,6 +205,27 @@ def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = 
             found = conn.execute(rows_stmt, {"ids": ids}).mappings().all()
     except store.db_errors() as exc:
         raise store.read_error(exc) from None
+    return batches, found
+
+
+def _history(batches: list[Batch], rows: dict) -> list[dict]:
+    """The customer's tier at every scoring date: one batch per as_of (the one a reader sees), oldest first."""
+    per_date = [_newest(same) for _, same in itertools.groupby(sorted(batches, key=lambda b: b.as_of), key=lambda b: b.as_of)]
+    return [{"as_of": b.as_of.isoformat(), "model_version": b.model_version, "tier": rows[b.batch_id]["tier"],
+             "churn_risk": _clean(rows[b.batch_id]["churn_risk"]), "clv": _clean(rows[b.batch_id]["clv"]),
+             "at_risk": rows[b.batch_id]["at_risk"]} for b in per_date if b.batch_id in rows]
+
+
+def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = None, *,
+                  ladder: tuple[Tier, ...] | None = None) -> dict:
+    """One customer in the batch: scores, tier label, description and recommended action, and the tier at every scoring date.
+
+    Two indexed reads on one connection, so a lookup stays cheap on a store of millions of customers.
+    """
+    cid = check_customer_id(customer_id)
+    # the id exactly as given; an id pasted with blanks around it also finds the stored id without them
+    ids = list(dict.fromkeys([cid, cid.strip()]))
+    batches, found = _customer_rows(store, ids)
     if found:
         cid = cid if any(r["customer_id"] == cid for r in found) else ids[-1]
     rows = {r["batch_id"]: r for r in found if r["customer_id"] == cid}
@@ -218,20 +240,14 @@ def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = 
     card |= {"as_of": batch.as_of.isoformat(), "model_name": batch.model_name, "model_version": batch.model_version,
              "tier_label": tier.label if tier else row["tier"], "tier_description": tier.description if tier else "",
              "action": tier.action if tier else "",
-             "next_tier_label": texts[row["next_tier"]].label if row["next_tier"] in texts else row["next_tier"]}
-    # the tier at every scoring date: one batch per as_of (the latest finished), oldest first
-    per_date = _latest_per_as_of(batches)
-    card["history"] = [{"as_of": b.as_of.isoformat(), "model_version": b.model_version, "tier": rows[i]["tier"],
-                        "churn_risk": _clean(rows[i]["churn_risk"]), "clv": _clean(rows[i]["clv"]), "at_risk": rows[i]["at_risk"]}
-                       for i, b in sorted(per_date.items(), key=lambda kv: kv[1].as_of) if i in rows]
+             "next_tier_label": texts[row["next_tier"]].label if row["next_tier"] in texts else row["next_tier"],
+             "history": _history(batches, rows)}
     return card
 
 
-def _run(store: ScoresStore, stmt) -> list:
-    return store._run(stmt)  # the store's read path: its connection handling and error messages
-
-
+# ---- a tier's members -----------------------------------------------------------------------------
 def _tier_select(store: ScoresStore, batch: Batch, tier: str | None, at_risk: bool | None):
+    """The members of ``tier`` (every tier: None) in the batch, highest CLV first (ties by id)."""
     import sqlalchemy as sa
 
     s = store.scores
@@ -240,12 +256,12 @@ def _tier_select(store: ScoresStore, batch: Batch, tier: str | None, at_risk: bo
         stmt = stmt.where(s.c.tier == check_tier(tier))
     if at_risk is not None:
         stmt = stmt.where(s.c.at_risk == at_risk)
-    return stmt
+    return stmt.order_by(s.c.clv.desc(), s.c.customer_id)
 
 
 def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
               limit: int = 50, offset: int = 0) -> dict:
-    """One page of a tier's members, highest CLV first, with the total count for paging."""
+    """One page of a tier's members, highest CLV first, with the total count and the next page's offset (None: last page)."""
     import sqlalchemy as sa
 
     if tier is not None:
@@ -254,11 +270,8 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
     check_rows(offset, "offset")
     batch = resolve_batch(store, as_of)
     base = _tier_select(store, batch, tier, at_risk)
-    total = _run(store, sa.select(sa.func.count()).select_from(base.subquery()))[0]
-    total = int(next(iter(total.values())))
-    s = store.scores
-    rows = _run(store, base.order_by(s.c.clv.desc(), s.c.customer_id).limit(limit).offset(offset))
-    items = [{k: _clean(v) for k, v in r.items()} for r in rows]
+    total = int(next(iter(_run(store, sa.select(sa.func.count()).select_from(base.order_by(None).subquery()))[0].values())))
+    items = [{k: _clean(v) for k, v in r.items()} for r in _run(store, base.limit(limit).offset(offset))]
     nxt = offset + len(items)
     return {"tier": tier, "at_risk": at_risk, "batch": _batch_dict(batch), "total": total, "limit": limit,
             "offset": offset, "next_offset": nxt if nxt < total else None, "items": items}
@@ -277,8 +290,7 @@ def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk
     check_rows(limit, "limit", minimum=1)
     check_rows(offset, "offset")
     check_rows(chunk_rows, "chunk_rows", minimum=1)
-    s = store.scores
-    stmt = _tier_select(store, batch, tier, at_risk).order_by(s.c.clv.desc(), s.c.customer_id).offset(offset)
+    stmt = _tier_select(store, batch, tier, at_risk).offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     conn = store.engine.connect()
@@ -313,6 +325,7 @@ def _csv_chunks(store: ScoresStore, conn, result, batch: Batch) -> Iterator[str]
         conn.close()
 
 
+# ---- the tier mix and how tiers moved -------------------------------------------------------------
 def tier_mix(store: ScoresStore, batch: Batch, *, ladder: tuple[Tier, ...] | None = None) -> list[dict]:
     """Per tier (ladder order, every tier present even when empty): customers, share, means, at-risk count."""
     counts = {r["tier"]: r for r in store.tier_counts(batch).to_dict("records")}
@@ -328,22 +341,15 @@ def tier_mix(store: ScoresStore, batch: Batch, *, ladder: tuple[Tier, ...] | Non
 
 
 def migration(store: ScoresStore, before: Batch, after: Batch) -> dict:
-    """Customers per (tier before, tier after) over customers scored in both batches, with row shares.
+    """How tiers moved from batch ``before`` to batch ``after``, counted in the database (``ScoresStore.migration``).
 
-    The same definition as ``tiering.migration.migration_matrix`` (rows: tier before, ladder order, all
-    five tiers), aggregated in the database (``ScoresStore.migration``) instead of over two frames in memory.
+    The record of ``tiering.migration.summarize_counts``: the same keys and numbers as
+    ``tiering.migration.migration_between`` over the two batches read into memory.
     """
-    mat = store.migration(before, after).reindex(index=list(TIERS), columns=list(TIERS)).fillna(0).astype(int)
-    counts = [[int(v) for v in row] for row in mat.to_numpy()]
-    both = sum(map(sum, counts))
-    stayed = sum(counts[i][i] for i in range(len(TIERS)))
-    up = sum(counts[i][j] for i in range(len(TIERS)) for j in range(len(TIERS)) if j < i)
-    down = sum(counts[i][j] for i in range(len(TIERS)) for j in range(len(TIERS)) if j > i)
-    row_share = [[(c / sum(row)) if sum(row) else None for c in row] for row in counts]
-    return {"from_as_of": before.as_of.isoformat(), "to_as_of": after.as_of.isoformat(), "tiers": list(TIERS),
-            "counts": counts, "row_share": row_share, "customers_in_both": both,
-            "share_staying": stayed / both if both else None, "moved_up": up, "moved_down": down,
-            "entered": after.rows - both, "left": before.rows - both}
+    counts = store.migration(before, after)
+    both = int(counts.to_numpy().sum())
+    return summarize_counts(counts, entered=after.rows - both, left=before.rows - both,
+                            from_as_of=before.as_of.isoformat(), to_as_of=after.as_of.isoformat())
 
 
 def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[Tier, ...] | None = None,
@@ -356,8 +362,7 @@ def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[T
     """
     batches = store.batches_list()
     batch = resolve_batch(store, as_of, batches)
-    earlier = [b for b in batches if b.as_of < batch.as_of]
-    prev = max(earlier, key=lambda b: (b.as_of, b.finished_at, b.batch_id)) if earlier else None
+    prev = previous_batch(batches, batch)
     dates = sorted({b.as_of.isoformat() for b in batches})
     key = (batch, prev, tuple(ladder or TIER_LADDER))  # whole Batch records: a re-run that reuses an id differs in finished_at
     if cache is not None and key in cache:

@@ -1,0 +1,214 @@
+"""The ops read model (tiering.ops) directly, on a small store of two scoring dates with known tier moves.
+
+Moves from T1 to T2 (customers in both): core->core 3, core->value 2, value->value 4, value->ordinary 1,
+new->value 2, seed->core 1, ordinary->ordinary 5, ordinary->seed 2; two value customers only at T1 (left),
+three new customers only at T2 (entered). Counted by hand: 20 in both, 12 stay, 5 up, 3 down.
+"""
+
+import csv
+import datetime as dt
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_serve import make_scores
+from tiering import ops
+from tiering.exceptions import ConfigError
+from tiering.ladder import TIER_LADDER
+from tiering.migration import migration_between
+from tiering.store import Batch, ScoresStore
+
+T1, T2 = dt.date(2025, 1, 31), dt.date(2025, 4, 30)
+MOVES = [("core", "core", 3), ("core", "value", 2), ("value", "value", 4), ("value", "ordinary", 1), ("new", "value", 2),
+         ("seed", "core", 1), ("ordinary", "ordinary", 5), ("ordinary", "seed", 2)]
+TIERS = ["core", "value", "seed", "new", "ordinary"]
+# rows: tier at T1, columns: tier at T2, ladder order
+COUNTS = [[3, 2, 0, 0, 0],
+          [0, 4, 0, 0, 1],
+          [1, 0, 0, 0, 0],
+          [0, 2, 0, 0, 0],
+          [0, 0, 2, 0, 5]]
+EXPECTED = {
+    "from_as_of": "2025-01-31", "to_as_of": "2025-04-30", "tiers": TIERS, "counts": COUNTS,
+    "row_share": [[3 / 5, 2 / 5, 0.0, 0.0, 0.0],
+                  [0.0, 4 / 5, 0.0, 0.0, 1 / 5],
+                  [1.0, 0.0, 0.0, 0.0, 0.0],
+                  [0.0, 1.0, 0.0, 0.0, 0.0],
+                  [0.0, 0.0, 2 / 7, 0.0, 5 / 7]],
+    "customers_in_both": 20, "share_staying": 12 / 20, "moved_up": 5, "moved_down": 3,
+    "share_moved_up": 5 / 20, "share_moved_down": 3 / 20, "entered": 3, "left": 2,
+}
+
+
+def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    before, after = [], []
+    for a, b, n in MOVES:
+        for _ in range(n):
+            cid = f"K{len(before):03d}"
+            before.append((cid, a))
+            after.append((cid, b))
+    before += [("GONE1", "value"), ("GONE2", "value")]
+    after += [("NEW1", "new"), ("NEW2", "new"), ("NEW3", "new")]
+    out = []
+    for rows, as_of, seed in ((before, T1, 1), (after, T2, 2)):
+        ids, tiers = zip(*rows)
+        df = make_scores(len(rows), as_of, seed=seed).assign(customer_id=list(ids), tier=list(tiers))
+        df["clv"] = np.arange(len(rows), 0, -1, dtype=float) * 10  # listing order = row order
+        df["at_risk"] = [i % 3 == 0 for i in range(len(rows))]
+        out.append(df)
+    out[1].loc[out[1]["customer_id"] == "NEW1", ["tier_reason", "rfm_segment", "clv"]] = ["=HYPERLINK(1)", "@x", -2.5]
+    return out[0], out[1]
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return _frames()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, frames):
+    s = ScoresStore(f"sqlite:///{tmp_path_factory.mktemp('ops')}/scores.db")
+    for f in frames:
+        s.write_batch(f)
+    return s
+
+
+@pytest.fixture(scope="module")
+def batches(store):
+    return ops.resolve_batch(store, T1), ops.resolve_batch(store)
+
+
+# ---- migration: SQL over the store, pandas over frames, hand count: one record ---------------------------
+def test_migration_of_two_stored_batches_is_the_hand_count(store, batches):
+    assert ops.migration(store, *batches) == EXPECTED
+
+
+def test_sql_and_pandas_migration_agree_exactly(store, batches, frames):
+    sql = ops.migration(store, *batches)
+    assert migration_between(store.read_batch(batches[0]), store.read_batch(batches[1])) == sql
+    assert migration_between(*frames) == sql  # the frames that went in: same keys, same numbers, as_of from the frames
+    shuffled = migration_between(frames[0].sample(frac=1, random_state=3), frames[1].iloc[::-1])
+    assert shuffled == sql
+
+
+def test_migration_without_common_customers(store, batches, frames):
+    gone = frames[1].assign(customer_id=[f"Z{i}" for i in range(len(frames[1]))])
+    m = migration_between(frames[0], gone)
+    assert m["customers_in_both"] == 0 and m["share_staying"] is None and m["share_moved_up"] is None
+    assert m["entered"] == len(gone) and m["left"] == len(frames[0]) and m["row_share"] == [[None] * 5] * 5
+
+
+# ---- summary ------------------------------------------------------------------------------------------
+def test_summary_has_both_mixes_and_the_migration(store, frames):
+    s = ops.summary(store)
+    assert s["as_of"] == "2025-04-30" and s["previous_as_of"] == "2025-01-31" and s["scoring_dates"] == ["2025-01-31", "2025-04-30"]
+    now, before = frames[1]["tier"].value_counts(), frames[0]["tier"].value_counts()
+    assert [(t["tier"], t["customers"]) for t in s["tiers"]] == [(t, int(now.get(t, 0))) for t in TIERS]
+    assert [t["customers"] for t in s["previous"]] == [int(before.get(t, 0)) for t in TIERS]
+    for t in s["tiers"]:
+        assert t["share_change"] == pytest.approx(now.get(t["tier"], 0) / 23 - before.get(t["tier"], 0) / 22)
+    assert s["tiers"][0]["label"] == TIER_LADDER[0].label and s["migration"] == EXPECTED
+    assert s["batch"]["rows"] == 23 and s["previous_batch"]["rows"] == 22
+    first = ops.summary(store, T1)
+    assert first["previous"] is None and first["migration"] is None and "share_change" not in first["tiers"][0]
+
+
+def test_summary_cache_answers_a_pair_of_batches_once(store, monkeypatch):
+    cache: dict = {}
+    want = ops.summary(store, cache=cache)
+    monkeypatch.setattr(store, "tier_counts", lambda *a, **k: pytest.fail("read again instead of the cache"))
+    monkeypatch.setattr(store, "migration", lambda *a, **k: pytest.fail("read again instead of the cache"))
+    got = ops.summary(store, cache=cache)
+    assert got == want and got is not cache[next(iter(cache))]  # a copy: the caller cannot spoil the cache
+    got["tiers"].clear()
+    assert ops.summary(store, cache=cache) == want
+
+
+# ---- batches ------------------------------------------------------------------------------------------
+def test_resolve_and_previous_batch(store, batches, tmp_path):
+    first, latest = batches
+    assert (first.as_of, latest.as_of, latest.rows) == (T1, T2, 23)
+    assert ops.previous_batch(store.batches_list(), latest) == first and ops.previous_batch(store.batches_list(), first) is None
+    with pytest.raises(ops.NotFoundError, match=r"holds no batch as of 2024-01-01; scoring dates are \['2025-01-31', '2025-04-30'\]"):
+        ops.resolve_batch(store, dt.date(2024, 1, 1))
+    empty = ScoresStore(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(ops.NotFoundError, match=r"holds no batch yet\. Run `tiering predict --as-of DATE`"):
+        ops.resolve_batch(empty)
+    # a re-run at the same date (finished later) is the one a reader sees, at that date and as the previous one
+    t = dt.datetime(2025, 5, 1)
+    rerun = [Batch(1, T1, "m", "1", 5, t), Batch(2, T2, "m", "1", 5, t), Batch(3, T1, "m", "2", 5, t + dt.timedelta(hours=1))]
+    assert ops.resolve_batch(empty, T1, rerun).batch_id == 3 and ops.previous_batch(rerun, rerun[1]).batch_id == 3
+
+
+# ---- one customer ---------------------------------------------------------------------------------------
+def test_customer_card_and_history(store, frames):
+    card = ops.customer_card(store, "K003")  # core -> value
+    row = frames[1].set_index("customer_id").loc["K003"]
+    value = next(t for t in TIER_LADDER if t.name == "value")
+    assert card["tier"] == "value" and card["tier_label"] == value.label and card["action"] == value.action
+    assert card["tier_reason"] == row["tier_reason"] and card["clv"] == row["clv"] and card["as_of"] == "2025-04-30"
+    assert [(h["as_of"], h["tier"]) for h in card["history"]] == [("2025-01-31", "core"), ("2025-04-30", "value")]
+    assert ops.customer_card(store, "K003", T1)["tier"] == "core"
+    assert ops.customer_card(store, "  K003 ")["customer_id"] == "K003"  # pasted with blanks around it
+    with pytest.raises(ops.NotFoundError, match=r"^Customer 'GONE1' is not in the scoring batch as of 2025-04-30 \(23 customers"):
+        ops.customer_card(store, "GONE1")
+    assert len(ops.customer_card(store, "GONE1", T1)["history"]) == 1
+    with pytest.raises(ConfigError, match="control or undecodable character U\\+0009"):
+        ops.customer_card(store, "K\t003")
+
+
+# ---- a tier's members: page and CSV ------------------------------------------------------------------------
+def test_tier_pages_walk_the_tier_in_clv_order(store, frames):
+    second = frames[1]
+    want = second[second["tier"] == "value"].sort_values("clv", ascending=False)["customer_id"].tolist()
+    got, offset = [], 0
+    while offset is not None:
+        page = ops.tier_page(store, "value", limit=3, offset=offset)
+        assert page["total"] == len(want) == 8 and page["batch"]["as_of"] == "2025-04-30"
+        got += [m["customer_id"] for m in page["items"]]
+        offset = page["next_offset"]
+    assert got == want
+    risky = ops.tier_page(store, "value", at_risk=True)
+    assert risky["total"] == int((second["tier"].eq("value") & second["at_risk"]).sum()) and all(m["at_risk"] for m in risky["items"])
+    assert ops.tier_page(store, None)["total"] == 23 and ops.tier_page(store, "core", as_of=T1)["total"] == 5
+    with pytest.raises(ConfigError, match=r"Unknown tier 'gold'"):
+        ops.tier_page(store, "gold")
+    with pytest.raises(ConfigError, match=r"limit must be a whole number from 1"):
+        ops.tier_page(store, "core", limit=0)
+
+
+def test_csv_export_is_formula_neutral(store, batches, frames):
+    text = "".join(ops.iter_tier_csv(store, "new", batch=batches[1], chunk_rows=1))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == [*ops.LIST_COLUMNS, "as_of", "model_version"]
+    assert [r["customer_id"] for r in rows] == ["NEW2", "NEW3", "NEW1"]  # highest CLV first
+    new1 = rows[-1]
+    assert new1["tier_reason"] == "'=HYPERLINK(1)" and new1["rfm_segment"] == "'@x" and new1["clv"] == "-2.5"
+    assert {r["as_of"] for r in rows} == {"2025-04-30"}
+    assert len(list(csv.reader(io.StringIO("".join(ops.iter_tier_csv(store, "new", batch=batches[1], limit=1)))))) == 2
+    with pytest.raises(ConfigError, match="Unknown tier"):  # refused when created, before any text goes out
+        ops.iter_tier_csv(store, "gold", batch=batches[1])
+
+
+def test_input_checks():
+    assert ops.parse_as_of("2025-04-30") == T2 and ops.parse_as_of(None) is None
+    for bad in ("2025-4-30", "2025-02-30", "1700000000", "2025-04-30T00:00"):
+        with pytest.raises(ConfigError, match="must be a date as YYYY-MM-DD"):
+            ops.parse_as_of(bad)
+    assert ops.check_rows(ops.MAX_ROWS, "offset") == ops.MAX_ROWS
+    for bad in (-1, ops.MAX_ROWS + 1, True, 1.5):
+        with pytest.raises(ConfigError, match="offset must be a whole number"):
+            ops.check_rows(bad, "offset")
+    with pytest.raises(ConfigError, match="--format must be table, csv or json; got 'xlsx'"):
+        ops.check_format("xlsx")
+    assert [ops.csv_cell(v) for v in ("=1", "+1", "a=1", -3, None)] == ["'=1", "'+1", "a=1", -3, ""]
+
+
+def test_ops_needs_no_web_framework():
+    code = "import sys, tiering.ops, tiering.serve; print('fastapi' in sys.modules, 'starlette' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
