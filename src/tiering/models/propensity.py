@@ -40,7 +40,17 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     """Classifier of purchase in the horizon, level-aligned to BTYD and blended with it for buyers.
 
     Parameters are stored as given; ``fit`` sets ``feature_names_in_``, ``model_``,
-    ``calibration_``, ``base_rate_``, ``n_train_`` and ``offset_`` (0 until ``align_level``).
+    ``calibration_``, ``base_rate_``, ``n_train_``, ``offset_`` (0 until ``align_level``) and
+    ``fallbacks_`` (one sentence per fallback taken).
+
+    Fallbacks on degenerate labels (recorded in ``fallbacks_``):
+
+    - one outcome only (nobody, or everybody, purchased in the training horizon; or no rows):
+      no classifier (``model_`` None, ``calibration_ = "constant"``): a constant rate, the
+      Jeffreys-smoothed base rate (positives + 0.5) / (n + 1); ``align_level`` then moves it to
+      BTYD's mean and buyers get the BTYD blend, so the ranking among buyers is BTYD's;
+    - ``learner="gbm"`` with fewer than max(cv, 20) customers of either outcome: logistic regression
+      (``learner_`` records the learner used); the booster stops early only with 100 or more of each.
     """
 
     def __init__(self, learner: str = "logistic", C: float = 1.0, btyd_weight: float = 0.5,
@@ -57,6 +67,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y) -> PropensityModel:
+        """Fit the classifier; see the class docstring for the fallbacks on degenerate labels."""
         y = np.asarray(y, dtype=int)
         if self.learner not in ("logistic", "gbm"):
             raise ModelError(f"PropensityModel learner must be 'logistic' or 'gbm'; got {self.learner!r}.")
@@ -64,14 +75,27 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             raise ModelError(f"PropensityModel btyd_weight must be in [0, 1]; got {self.btyd_weight!r}.")
         if len(X) != len(y):
             raise ModelError(f"Propensity fit got {len(X)} feature rows but {len(y)} labels.")
-        positives = int(y.sum())
-        if positives < self.cv or len(y) - positives < self.cv:
-            raise ModelError(
-                f"Propensity fit needs at least {self.cv} customers who purchased in the horizon and {self.cv} "
-                f"who did not; got {positives} and {len(y) - positives}. Use an earlier as_of or a shorter horizon."
-            )
+        positives, negatives = int(y.sum()), int(len(y) - y.sum())
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        if self.learner == "logistic":
+        self.fallbacks_: list[str] = []
+        self.classes_ = np.array([0, 1])
+        self.base_rate_ = float((positives + 0.5) / (len(y) + 1.0))  # Jeffreys: 0.5 with no labels
+        self.n_train_ = int(len(y))
+        self.offset_ = 0.0
+        learner = self.learner
+        if min(positives, negatives) == 0:
+            self.model_, self.calibration_ = None, "constant"
+            self.fallbacks_.append(
+                f"propensity: {positives} of {len(y)} training customers purchased in the horizon (one outcome only); "
+                f"a constant rate {self.base_rate_:.3g} (Jeffreys-smoothed) stands in for the classifier")
+            return self
+        if learner == "gbm" and min(positives, negatives) < max(self.cv, 20):
+            learner = "logistic"
+            self.fallbacks_.append(
+                f"propensity: gradient boosting needs at least {max(self.cv, 20)} customers of each outcome for "
+                f"its {self.cv}-fold calibration; got {positives} and {negatives}; logistic regression used instead")
+        self.learner_ = learner
+        if learner == "logistic":
             from sklearn.linear_model import LogisticRegression
             from sklearn.pipeline import make_pipeline
             from sklearn.preprocessing import StandardScaler
@@ -86,23 +110,20 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 
             method = self.calibration
             if method == "auto":
-                method = "isotonic" if min(positives, len(y) - positives) >= 500 else "sigmoid"
+                method = "isotonic" if min(positives, negatives) >= 500 else "sigmoid"
             base = HistGradientBoostingClassifier(
                 max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
-                early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, random_state=self.random_state,
+                early_stopping=min(positives, negatives) >= 100, validation_fraction=0.15, n_iter_no_change=20,
+                random_state=self.random_state,
             )
             from tiering.models.clv import tree_input
 
             self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(tree_input(X), y)
             self.calibration_ = method
-        self.classes_ = np.array([0, 1])
-        self.base_rate_ = float(y.mean())
-        self.n_train_ = int(len(y))
-        self.offset_ = 0.0
         return self
 
     def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        if getattr(self, "model_", None) is None:
+        if getattr(self, "feature_names_in_", None) is None:
             raise ModelError("PropensityModel is not fitted yet: call fit(...) first.")
         missing = [c for c in self.feature_names_in_ if c not in X.columns]
         if missing:
@@ -110,8 +131,11 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         return X[list(self.feature_names_in_)]
 
     def _model_logit(self, X: pd.DataFrame) -> np.ndarray:
+        if getattr(self, "calibration_", None) == "constant":
+            return np.full(len(self._inputs(X)), float(_logit(np.array([self.base_rate_]))[0]))
         X = self._inputs(X)
-        if getattr(self, "learner", "gbm") == "logistic":  # models pickled before `learner` existed were gbm
+        learner = getattr(self, "learner_", getattr(self, "learner", "gbm"))  # pickled before `learner` existed: gbm
+        if learner == "logistic":  # models pickled before `learner` existed were gbm
             from tiering.models.clv import signed_log
 
             return self.model_.decision_function(signed_log(X))

@@ -1,6 +1,6 @@
 """The tier ladder as a fitted policy, plus standard RFM segments and operator flags.
 
-Rules run from the top, first match wins (DESIGN.md):
+Rules run from the top, first match wins (docs/design.md):
 
     core      has purchased, p_purchase >= core_min_p_purchase and CLV at or above the
               core_clv_quantile of buyers' CLV (cut learned at fit time)
@@ -213,12 +213,27 @@ class NextTierModel(BaseEstimator):
 
     Gradient boosting on the feature frame plus the current tier (one-hot). Trained on
     features at an earlier origin against the policy's tiers at the later origin.
+
+    Fallbacks (each recorded as a sentence in ``fallbacks_``; ``mode_`` says which model predicts):
+
+    - ``mode_ = "stay"``: no training pairs at all: the "stays in its tier" rule, the current
+      tier with probability 1;
+    - ``mode_ = "constant"``: one next tier only among the pairs: that tier with certainty;
+    - ``mode_ = "model"`` with the number of rounds chosen without the tiny classes: when the
+      smallest next-tier class has fewer than ``min_class_for_early_stopping`` members, the
+      stratified validation split of early stopping cannot hold it (scikit-learn refuses a class
+      with one member); early stopping then runs on the pairs of the well-populated classes only
+      and the booster is refitted on every pair for the rounds it chose;
+    - ``mode_ = "model"`` without early stopping: fewer than 100 pairs, or fewer than two classes
+      with ``min_class_for_early_stopping`` members: the booster runs ``max_iter`` rounds.
     """
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.1, random_state: int = 0):
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.1, random_state: int = 0,
+                 min_class_for_early_stopping: int = 10):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.random_state = random_state
+        self.min_class_for_early_stopping = min_class_for_early_stopping
 
     @staticmethod
     def _design(X: pd.DataFrame, tier: pd.Series | np.ndarray) -> np.ndarray:
@@ -230,19 +245,56 @@ class NextTierModel(BaseEstimator):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         y = np.asarray(next_tier, dtype=object)
+        if len(y) != len(X) or len(np.asarray(current_tier)) != len(X):
+            raise ModelError(f"NextTierModel fit got {len(X)} feature rows, {len(np.asarray(current_tier))} current "
+                             f"tiers and {len(y)} next tiers; they must match.")
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        if len(set(y)) < 2:  # one class only: the prediction is that class with certainty
-            self.model_ = None
-            self.classes_ = np.asarray(sorted(set(y)), dtype=object)
+        self.model_ = None
+        self.fallbacks_: list[str] = []
+        classes, counts = np.unique(y, return_counts=True) if len(y) else (np.array([], dtype=object), np.array([]))
+        if len(classes) == 0:
+            self.mode_, self.classes_ = "stay", np.asarray(TIER_NAMES, dtype=object)
+            self.fallbacks_.append("next tier: no training pairs; the 'stays in its tier' rule predicts the current tier")
             return self
+        if len(classes) == 1:
+            self.mode_, self.classes_ = "constant", classes.astype(object)
+            self.fallbacks_.append(f"next tier: every training pair ends in tier {classes[0]!r}; that tier is predicted "
+                                   "with certainty")
+            return self
+        design = self._design(X, current_tier)
         self.model_ = HistGradientBoostingClassifier(
-            max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True,
-            random_state=self.random_state,
-        ).fit(self._design(X, current_tier), y)
+            max_iter=self._rounds(design, y, classes, counts), learning_rate=self.learning_rate,
+            early_stopping=not self.fallbacks_, random_state=self.random_state,
+        ).fit(design, y)
+        self.mode_ = "model"
         self.classes_ = self.model_.classes_
         return self
 
+    def _rounds(self, design: np.ndarray, y: np.ndarray, classes: np.ndarray, counts: np.ndarray) -> int:
+        """max_iter, or the rounds early stopping picks on the well-populated classes (a fallback, noted)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        big = classes[counts >= self.min_class_for_early_stopping]
+        smallest = int(counts.min())
+        if smallest >= self.min_class_for_early_stopping and len(y) >= 100:
+            return self.max_iter
+        tiny = f"smallest next-tier class {classes[counts.argmin()]!r} has {smallest} member{'s' if smallest != 1 else ''} " \
+               f"of {len(y)} pairs"
+        keep = np.isin(y, big)
+        if len(big) < 2 or keep.sum() < 100:
+            self.fallbacks_.append(f"next tier: no early stopping ({tiny}); the booster runs {self.max_iter} rounds")
+            return self.max_iter
+        probe = HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True,
+                                               random_state=self.random_state).fit(design[keep], y[keep])
+        self.fallbacks_.append(f"next tier: early stopping without the tiny classes ({tiny}): {probe.n_iter_} rounds chosen "
+                               f"on the {int(keep.sum())} pairs of classes with {self.min_class_for_early_stopping}+ members, "
+                               "then refitted on every pair")
+        return int(probe.n_iter_)
+
     def predict_proba(self, X: pd.DataFrame, current_tier) -> np.ndarray:
+        """Probabilities over ``classes_`` (the current tier one-hot under the "stay" rule)."""
+        if getattr(self, "mode_", None) == "stay":
+            return np.stack([np.asarray(current_tier, dtype=object) == c for c in self.classes_], axis=1).astype(float)
         if self.model_ is None:
             return np.ones((len(X), 1))
         return self.model_.predict_proba(self._design(X[list(self.feature_names_in_)], current_tier))
