@@ -4,7 +4,7 @@
 Covers: chunked scoring equal to in-memory scoring, the scores file (Parquet/CSV), the model
 by version, alias or URI, re-runs replacing their batch, and the safety rules (feature spec
 mismatch, as_of outside the data, empty base, locked SQLite and unreachable PostgreSQL stores,
-a crash mid-run): each a clear message, exit status 2 and nothing written; and resuming a run
+a crash mid-run): each a clear message, exit status 2 (3 for a locked or unreachable store) and nothing written; and resuming a run
 interrupted while scoring or writing (predict.work_dir, --work-dir), never from stale files.
 """
 
@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -140,7 +141,7 @@ def test_cli_predict_by_version_alias_and_uri_with_progress_and_csv(trained, mon
     code, out, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--out",
                          str(tmp_path / "scores.csv"))
     assert code == 0, err
-    assert "scoring" in out and "writing to the store" in out and f"with customer-tiering v{v}" in out
+    assert "scoring" in err and "writing to the store" in err and f"with customer-tiering v{v}" in out
     csv = pd.read_csv(tmp_path / "scores.csv")
     assert list(csv.columns) == list(SCORES_COLUMNS) and len(csv) == _batches(cfg.model_copy(
         update={"store": cfg.store.model_copy(update={"url": f"sqlite:///{tmp_path}/scores.db"})}))[0].rows
@@ -196,7 +197,7 @@ def test_as_of_outside_the_data_is_refused(trained, monkeypatch, capsys, tmp_pat
     assert ("error: --as-of 2026-03-01 is 60 days after the latest transaction, interaction or join in the sources "
             "(2025-12-31)") in err and "predict.max_days_after_data (now 7)" in err
     code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2023-06-01", "--config", config)
-    assert code == 2 and "has no usable rows" in err and "'after_as_of'" in err and "the as_of date" in err
+    assert code == 2 and "Choose an as_of on or after 2024-01-08. Nothing was written." in err and "Traceback" not in err
     assert ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list() == []
     # within the allowed gap it scores
     code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2026-01-05", "--config", config, "--json")
@@ -225,13 +226,13 @@ def test_locked_and_unreachable_stores_exit_non_zero(trained, monkeypatch, capsy
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert code == 2 and "database is locked. Nothing was written; the previous scores are intact." in err
+    assert code == 3 and "database is locked. Nothing was written; the previous scores are intact." in err
     assert "Another process holds the write lock (waited 0.2 s, store.lock_timeout_s)" in err
     assert [b.as_of for b in ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list()] == [END]
 
     pg = _config_file(root, store__url="postgresql://tiering:secret@127.0.0.1:9/tiering")
     code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", pg)
-    assert code == 2 and "error: Cannot reach the scores store 'postgresql+psycopg://tiering:***@127.0.0.1:9/tiering'" in err
+    assert code == 3 and "error: Cannot reach the scores store 'postgresql+psycopg://tiering:***@127.0.0.1:9/tiering'" in err
     assert "secret" not in err
 
 
@@ -416,6 +417,22 @@ def test_cli_work_dir_sets_predict_work_dir(trained, monkeypatch, capsys, tmp_pa
     assert list((tmp_path / "work").iterdir()) == []  # the run's folder goes when it succeeds
 
 
+def _need_spark() -> None:
+    """Skip without pyspark or Java; fail instead when TIERING_REQUIRE_SERVICES=1 (CI must not pass by skipping)."""
+    import importlib.util
+    import os
+    import shutil
+
+    missing = [what for what, ok in (("pyspark", importlib.util.find_spec("pyspark") is not None),
+                                     ("Java", bool(os.environ.get("JAVA_HOME") or shutil.which("java")))) if not ok]
+    if not missing:
+        return
+    if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"the spark engine is required (TIERING_REQUIRE_SERVICES=1) but {missing} is missing: "
+                    "install tiering[spark] and a JDK (Debian: openjdk-17-jre-headless).")
+    pytest.skip(f"the spark engine needs {missing}")
+
+
 @pytest.mark.spark
 def test_spark_engine_writes_the_same_scores_as_duckdb(trained, tmp_path):
     """--engine spark: features through Ibis on PySpark (local[2]), scoring by mlflow.pyfunc.spark_udf.
@@ -425,11 +442,7 @@ def test_spark_engine_writes_the_same_scores_as_duckdb(trained, tmp_path):
     that can split right at a feature value, so a last-bit difference may move a customer to the
     neighbouring leaf: it must agree on at least 99% of customers.
     """
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("the spark engine needs Java")
+    _need_spark()
     root, cfg, result = trained
     batches = {}
     for engine in ("duckdb", "spark"):
@@ -451,3 +464,245 @@ def test_spark_engine_writes_the_same_scores_as_duckdb(trained, tmp_path):
                                    err_msg=c)
     same = np.isclose(spark["next_tier_proba"], duck["next_tier_proba"], rtol=1e-9, atol=1e-9)
     assert same.mean() >= 0.99
+
+
+# --------------------------------------------------------------------------------------------- faults in order
+
+def _leftovers(folder) -> list[str]:
+    """Staging folders and unfinished files a run could leave in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".tiering-out-") or p.name.endswith(".partial"))
+
+
+def test_out_in_an_unwritable_place_is_refused_before_anything_is_written(trained, monkeypatch, capsys, tmp_path):
+    import os
+
+    root, _, _ = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db",
+                          validation__quarantine_dir=str(tmp_path / "quarantine"))
+    (tmp_path / "file.txt").write_text("not a folder")
+    if os.geteuid() == 0:  # root writes into a folder without write permission: use one that takes no new file
+        ro, reason = Path("/proc"), "No such file or directory (ENOENT)"
+    else:
+        ro, reason = tmp_path / "ro", "Permission denied (EACCES)"
+        ro.mkdir(mode=0o555)
+    for out, why in ((tmp_path / "file.txt" / "scores.csv", f"'{tmp_path / 'file.txt'}' is a file, not a folder"),
+                     (ro / "sub" / "scores.csv", f"'{ro}' is not writable ({reason})")):
+        code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--out", str(out))
+        assert code == 2 and "Traceback" not in err, err
+        assert f"Cannot write --out '{out}': {why}. Nothing was written." in err
+    assert not (tmp_path / "scores.db").exists() and not (tmp_path / "quarantine").exists()
+
+
+def test_full_disk_while_writing_out_rolls_the_batch_back(trained, monkeypatch, capsys, tmp_path):
+    import errno
+
+    import tiering.predict
+
+    root, cfg, _ = trained
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(END), "--config", config, "--json")
+    assert code == 0, err
+    store = ScoresStore(f"sqlite:///{tmp_path}/scores.db")
+    (before,) = store.batches_list()
+    rows_before = store.read_batch(before)
+
+    def full_disk(folder, path, schema, batch_rows):
+        path.with_name(f".{path.name}.partial").write_bytes(b"PAR1")  # what a writer leaves half-written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tiering.predict, "concat_parts", full_disk)
+    outs = tmp_path / "outs"
+    for as_of in (END, dt.date(2025, 12, 1)):  # replacing the batch of END, adding one of 2025-12-01
+        code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(as_of), "--config", config, "--out",
+                           str(outs / "scores.parquet"))
+        assert code == 2 and "Traceback" not in err, err
+        assert f"Cannot write --out '{outs / 'scores.parquet'}': No space left on device (ENOSPC)." in err
+        assert "the scores store is as it was (this batch was rolled back)" in err
+        assert store.batches_list() == [before]
+        assert _leftovers(outs) == [] and not (outs / "scores.parquet").exists()
+    pd.testing.assert_frame_equal(store.read_batch(before), rows_before)
+
+
+def test_out_is_written_before_the_store_commits(trained, monkeypatch, tmp_path):
+    """The file is complete (under its staging name) while the batch is still invisible to readers."""
+    import tiering.predict
+
+    root, cfg, _ = trained
+    cfg = cfg.model_copy(deep=True)
+    cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
+    real, seen = tiering.predict.concat_parts, []
+
+    def watched(folder, path, schema, batch_rows):
+        rows = real(folder, path, schema, batch_rows)
+        seen.append((path.parent.name, len(pd.read_parquet(path)), (tmp_path / "scores.db").exists()
+                     and ScoresStore(cfg.store.url, create=False).batches_list()))
+        return rows
+
+    monkeypatch.setattr(tiering.predict, "concat_parts", watched)
+    res = predict_and_store(cfg, as_of=END, out=tmp_path / "scores.parquet", scored_at=SCORED_AT)
+    ((stage, rows, batches),) = seen
+    assert stage.startswith(".tiering-out-") and rows == res.batch.rows and not batches
+    assert len(pd.read_parquet(tmp_path / "scores.parquet")) == res.batch.rows and _leftovers(tmp_path) == []
+
+
+def test_refused_runs_write_no_quarantine_store_out_or_checkpoint(trained, monkeypatch, capsys, tmp_path):
+    root, _, _ = trained
+    empty = tmp_path / "empty.parquet"
+    pd.read_parquet(root / "data/transactions.parquet").iloc[:0].to_parquet(empty)
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db", predict__work_dir=str(tmp_path / "work"),
+                          validation__quarantine_dir=str(tmp_path / "quarantine"))
+    out = tmp_path / "out" / "scores.csv"
+    for args, message in (
+        (("--as-of", "2023-06-01"), "2023-06-01"),  # before the first transaction
+        (("--as-of", "2026-03-01"), "is 60 days after the latest transaction"),
+        (("--as-of", str(END), "--transactions", str(empty)), "has no usable rows"),
+    ):
+        code, _, err = run(monkeypatch, capsys, "predict", "--config", config, "--out", str(out), *args)
+        assert code == 2 and message in err and "Traceback" not in err, err
+        assert not (tmp_path / "scores.db").exists() and not (tmp_path / "quarantine").exists()
+        assert not out.parent.exists() and list((tmp_path / "work").iterdir()) == []
+    # the same sources at an accepted date write all three (the quarantine: rows after that as_of)
+    code, _, err = run(monkeypatch, capsys, "predict", "--config", config, "--out", str(out), "--as-of", "2025-12-01")
+    assert code == 0, err
+    assert (tmp_path / "scores.db").exists() and out.exists() and (tmp_path / "quarantine/transactions.parquet").exists()
+
+
+def test_model_refused_for_its_feature_spec_writes_nothing(trained, monkeypatch, capsys, tmp_path):
+    import copy
+
+    from tiering import registry, tracking
+
+    root, cfg, result = trained
+    bundle = copy.deepcopy(result.bundle)
+    bundle.feature_spec = bundle.feature_spec | {"version": "0"}
+    _, uri = tracking.log_training_run(bundle, cfg=cfg.tracking, run_name="old-spec", params={}, metrics={}, tags={},
+                                       input_example=result.input_example)
+    version = registry.register(uri, cfg.tracking)
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db",
+                          validation__quarantine_dir=str(tmp_path / "quarantine"))
+    code, _, err = run(monkeypatch, capsys, "predict", "--as-of", "2025-12-01", "--model", version, "--config", config,
+                       "--out", str(tmp_path / "scores.parquet"))
+    assert code == 2 and "trained on feature spec version 0" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("config")) == []
+
+
+def _private_tmp(monkeypatch, tmp_path):
+    import tempfile
+
+    folder = tmp_path / "systmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("fault", [MemoryError("killed mid-run"), KeyboardInterrupt(), SystemExit(143)])
+def test_temporary_folders_are_removed_on_every_exit_path(trained, monkeypatch, tmp_path, fault):
+    from tiering.models.bundle import ScoringBundle
+
+    _, cfg, _ = trained
+    cfg = cfg.model_copy(deep=True)
+    cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
+    systmp = _private_tmp(monkeypatch, tmp_path)
+    real, calls = ScoringBundle.predict, []
+
+    def failing(self, features):
+        calls.append(1)
+        if len(calls) == 2:
+            raise fault
+        return real(self, features)
+
+    monkeypatch.setattr(ScoringBundle, "predict", failing)
+    with pytest.raises(type(fault)):
+        predict_and_store(cfg, as_of=END, out=tmp_path / "scores.parquet", scored_at=SCORED_AT)
+    assert [p.name for p in systmp.iterdir() if p.name.startswith("tiering-")] == []
+    assert not (tmp_path / "scores.parquet").exists() and _leftovers(tmp_path) == []
+    assert ScoresStore(cfg.store.url).batches_list() == []
+
+
+def test_stale_folders_of_killed_runs_are_removed_at_start(trained, monkeypatch, tmp_path):
+    import fcntl
+    import os
+    import time
+
+    from tiering.predict import STALE_AFTER_S, clean_stale_folders
+
+    _, cfg, _ = trained
+    systmp = _private_tmp(monkeypatch, tmp_path)
+    outs = tmp_path / "outs"
+    old = time.time() - STALE_AFTER_S - 60
+    folders = {name: parent / name for parent, name in (
+        (systmp, "tiering-predict-killed"), (systmp, "tiering-predict-running"), (systmp, "tiering-predict-fresh"),
+        (systmp, "other-tool-old"), (outs, ".tiering-out-killed"))}
+    for name, folder in folders.items():
+        (folder / "features").mkdir(parents=True)
+        (folder / ".lock").touch()
+        if name != "tiering-predict-fresh":
+            os.utime(folder, (old, old))
+    with open(folders["tiering-predict-running"] / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live run holds its lock
+        assert clean_stale_folders(systmp, now=old + 30) == []  # nothing old enough yet
+        cfg = cfg.model_copy(deep=True)
+        cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
+        predict_and_store(cfg, as_of=END, out=outs / "scores.parquet", scored_at=SCORED_AT)
+    assert sorted(p.name for p in systmp.iterdir()) == ["other-tool-old", "tiering-predict-fresh", "tiering-predict-running"]
+    assert sorted(p.name for p in outs.iterdir()) == ["scores.parquet"]
+
+
+def test_scoring_before_the_training_as_of_warns_and_the_report_marks_it(trained, monkeypatch, capsys, tmp_path):
+    from tiering.report import build_report
+
+    root, cfg, result = trained
+    cfg = cfg.model_copy(deep=True)
+    cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
+    early = dt.date(2025, 6, 30)
+    from tiering.exceptions import TieringWarning
+
+    with pytest.warns(TieringWarning) as caught:
+        res = predict_and_store(cfg, as_of=early, scored_at=SCORED_AT)
+    (warning,) = res.warnings
+    assert (f"--as-of {early} is before the training as_of of model customer-tiering v{result.version} ({END})"
+            in warning) and "accuracy measured on outcomes after 2025-06-30 is in-sample" in warning
+    assert res.to_dict()["warnings"] == [warning] and [str(w.message) for w in caught if w.category is TieringWarning] == [warning]
+    assert predict_and_store(cfg, as_of=END, scored_at=SCORED_AT).warnings == []  # at the training as_of: out of time
+
+    report = build_report(cfg, as_of=early, out=tmp_path / "early.html")
+    html = (tmp_path / "early.html").read_text()
+    assert report.sections["in_sample"] and html.count('class="note in-sample"') == 2
+    assert f"Scored on {early}, before the model&#39;s training date ({END}): accuracy shown is in-sample." in html
+    build_report(cfg, as_of=END, out=tmp_path / "end.html")
+    assert "in-sample" not in (tmp_path / "end.html").read_text()
+
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
+    code, out, err = run(monkeypatch, capsys, "predict", "--as-of", str(early), "--config", config, "--json")
+    assert code == 0 and json.loads(out)["warnings"] == [warning], err
+    assert f"warning: {warning}" in err
+
+
+def test_kill_9_mid_run_keeps_the_store_and_its_folder_goes_once_stale(trained, tmp_path):
+    """A real `tiering predict` process killed with SIGKILL while it scores: no batch, no --out, and the run
+    folder it could not remove is left unlocked; the cleanup at the next start removes it once it is stale."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tiering.predict import STALE_AFTER_S, clean_stale_folders
+
+    root, _, _ = trained
+    systmp = tmp_path / "systmp"
+    systmp.mkdir()
+    config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db", predict__chunk_rows=40)
+    proc = subprocess.Popen([sys.executable, "-m", "tiering", "predict", "--as-of", str(END), "--config", config,
+                             "--out", str(tmp_path / "out" / "scores.parquet")], env=os.environ | {"TMPDIR": str(systmp)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not list(systmp.glob("tiering-predict-*/scores/part-*.parquet")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ScoresStore(f"sqlite:///{tmp_path}/scores.db").batches_list() == []
+    assert not (tmp_path / "out" / "scores.parquet").exists()
+    (left,) = systmp.glob("tiering-predict-*")
+    assert clean_stale_folders(systmp) == [] and left.exists()  # too fresh to judge
+    assert clean_stale_folders(systmp, now=time.time() + STALE_AFTER_S + 1) == [left] and not left.exists()

@@ -45,6 +45,7 @@ def world(tmp_path_factory):
     cfg.model.horizon_days = H
     cfg.validation.quarantine_dir = str(root / "quarantine")
     cfg.store.url = f"sqlite:///{root}/scores.db"
+    cfg.tracking.uri = f"sqlite:///{root}/mlflow.db"  # never created: the report finds no training date to compare
     tables = load_tables(cfg)
     spec = feature_spec(cfg)
     feats = features_at(tables, T0, spec)
@@ -76,6 +77,7 @@ def world(tmp_path_factory):
         f"data:\n  transactions: {{path: {root}/data/transactions.parquet}}\n"
         f"  interactions: {{path: {root}/data/interactions.parquet}}\n  customers: {{path: {root}/data/customers.parquet}}\n"
         f"model: {{horizon_days: {H}}}\nstore: {{url: 'sqlite:///{root}/scores.db'}}\n"
+        f"tracking: {{uri: 'sqlite:///{root}/mlflow.db'}}\n"
         f"validation: {{quarantine_dir: {root}/quarantine}}\n"
         "tiers:\n  - tier: core\n    action: Personal call from the account manager within 24 hours.\n")
     return {"root": root, "cfg": cfg, "tables": tables, "data": data, "batches": batches}
@@ -222,6 +224,23 @@ def test_report_page_holds_every_section(world, page):
     assert res.sections["quality"]["propensity_roc_auc"] > 0.8 and res.sections["quality"]["clv_normalized_gini"] > 0.8
     mig = res.sections["migration"]
     assert mig["customers_both"] == len(world["batches"][T0]) and mig["entered"] == len(world["batches"][AS_OF]) - len(world["batches"][T0])
+
+
+def test_a_batch_scored_before_its_models_training_date_is_marked_in_sample(world, page, monkeypatch, tmp_path):
+    """The fixture's model knows no training date (no tracking store): no mark. Told one after AS_OF, the page
+    says in the header and above the accuracy figures that they are in-sample."""
+    import tiering.report
+    from tiering.report import build_report, in_sample_note
+
+    res, html = page
+    assert res.sections["in_sample"] is False and "in-sample" not in html
+    assert in_sample_note(AS_OF, AS_OF) is None and in_sample_note(AS_OF, None) is None
+    monkeypatch.setattr(tiering.report, "_training_as_of", lambda cfg, batch: END)
+    res = build_report(world["cfg"], as_of=AS_OF, out=tmp_path / "r.html", tables=world["tables"])
+    p, text = _parse((tmp_path / "r.html").read_text())
+    note = f"Scored on {AS_OF}, before the model's training date ({END}): accuracy shown is in-sample."
+    assert res.sections["in_sample"] is True and text.count(note) == 2
+    assert text.index(note) < text.index("Tier ladder and mix") < text.rindex(note) < text.index("CLV normalized Gini")
 
 
 def test_report_cli_json_and_errors(world):

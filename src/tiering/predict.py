@@ -19,7 +19,8 @@ timed:
    are scored in a background thread and each part file is written to the store as soon as it
    is there, so the write (one database thread) overlaps the models: 1M customers end to end
    62.4 s -> 55.9 s (benchmarks/README.md);
-4. out (optional): the part files are written to ``--out`` as one Parquet or CSV file.
+4. out (optional): the part files are written to ``--out`` as one Parquet or CSV file, inside the
+   store's transaction, before it commits (see "Order of faults").
 
 Resume: without ``predict.work_dir`` the run folder is temporary. With it (DuckDB engine), the run
 keeps its files in ``work_dir/run-<key>/``, the key a hash of everything that determines them (as_of,
@@ -35,7 +36,30 @@ the one this package builds and must produce every column the model was trained 
 must have data (validation stops when no transaction is at or before it) and may be at most
 ``predict.max_days_after_data`` days after the latest transaction, interaction or join at or
 before it (later, the gap would read as inactivity); the base must not be empty; the store must
-be reachable and not locked by another writer.
+be reachable and not locked by another writer; ``--out`` must end in .parquet or .csv and its
+folder (or the nearest existing folder above it) must take a new file.
+
+Refusals write nothing: validation runs without writing its quarantine, the checks above run,
+and only then are the quarantine files written and the store opened (an existing store is probed
+for locks at the start; a new SQLite file is created only after the checks). A refused run with
+``predict.work_dir`` removes its checkpoint folder (a crash or a locked store keeps it, to resume).
+Scoring before the model's training as_of is allowed but warned about (``PredictResult.warnings``,
+and a TieringWarning, which the CLI prints to stderr): outcomes after such an as_of overlap the data
+the model was fitted on, so accuracy measured on them is in-sample (the report says so).
+
+Order of faults: ``--out`` is built in a private folder ``.tiering-out-*`` beside it while the
+store's transaction is still open, after the last chunk went in; a failure there (read-only folder,
+full disk) rolls the transaction back, so the error (exit 2, naming the path and the OS error)
+leaves the store as it was. The built file is moved onto ``--out`` (a rename in the same folder)
+after the commit; only that rename can fail after the batch is live, and its error says so.
+
+Temporary folders: the run folder (``tiering-predict-*`` in the system temp folder, or in
+``predict.work_dir``) holds DuckDB's spill files and validation's materialised tables too; it
+and the ``.tiering-out-*`` folder are removed on every exit path (exceptions, KeyboardInterrupt,
+SystemExit, and SIGTERM, which a run started in the main thread turns into SystemExit). Each holds
+a ``.lock`` file locked (flock) while its run lives; folders of these names older than
+:data:`STALE_AFTER_S` whose lock nobody holds are what a killed run (kill -9) left, and each run
+removes them at its start (:func:`clean_stale_folders`).
 """
 
 from __future__ import annotations
@@ -44,11 +68,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
+import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,14 +83,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tiering.config import Config
-from tiering.exceptions import ConfigError, DataQualityError, ModelError, StoreError
+from tiering.config import Config, SourceConfig
+from tiering.exceptions import ConfigError, DataQualityError, ModelError, SchemaError, StoreError, TieringWarning
 from tiering.features import FeatureSpec, build_features
 from tiering.io import atomic_path, concat_parts, parquet_batches, write_sorted_parts
 from tiering.models.bundle import ScoringBundle
 from tiering.schemas import SCORES_COLUMNS
 from tiering.store import Batch, ScoresStore
 from tiering.validation import TableReport, ValidatedTables, bucket_count
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -76,6 +105,9 @@ _FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected
           "next_tier_proba")
 _INT = ("horizon_days", "r_score", "f_score", "m_score")
 _BOOL = ("koc_candidate", "at_risk")
+
+TEMP_PREFIX, OUT_PREFIX = "tiering-predict-", ".tiering-out-"
+STALE_AFTER_S = 3600  # a folder of a run older than this whose lock nobody holds was left by a killed run
 
 
 def scores_schema() -> pa.Schema:
@@ -122,6 +154,20 @@ def _check_as_of(gap_days: int | None, as_of: dt.date, max_days_after_data: int)
             f"({latest}); scoring there would read those {gap_days} days as inactivity. Score at {latest} or earlier, "
             f"refresh the sources, or raise predict.max_days_after_data (now {max_days_after_data}) in the config."
         )
+
+
+def training_date_warning(bundle: ScoringBundle, as_of: dt.date, model: str) -> str | None:
+    """The warning for an as_of before the model's training as_of (None when after it, or not recorded).
+
+    Scoring at the training as_of itself is out of time (the model saw data up to that day only);
+    before it, the outcomes after as_of overlap what the model was fitted on.
+    """
+    trained = getattr(bundle, "trained_as_of", None)  # an older pickle may lack it: no warning then
+    if trained is None or as_of >= trained:
+        return None
+    return (f"--as-of {as_of} is before the training as_of of model {model} ({trained}): the model was fitted on "
+            f"outcomes up to {trained}, so accuracy measured on outcomes after {as_of} is in-sample. Score at "
+            f"{trained} or later for out-of-time results, or use a model trained at or before {as_of}.")
 
 
 def _gap_days_sql(path: str) -> str:
@@ -191,11 +237,12 @@ class PredictResult:
     engine: str = "duckdb"
     # what was taken over from an interrupted run: {"features": True, "chunks_done": k, "chunks_total": n}
     resumed: dict | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. scored before the model's training as_of
 
     def to_dict(self) -> dict:
         return {"batch": asdict(self.batch), "tiers": self.summary.to_dict("records"),
                 "validation": [r.to_dict() for r in self.reports], "out": self.out, "engine": self.engine,
-                "seconds": self.timings, "resumed": self.resumed}
+                "seconds": self.timings, "resumed": self.resumed, "warnings": list(self.warnings)}
 
 
 def _read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -299,6 +346,9 @@ class _RunFolder:
         with atomic_path(self._reports) as tmp:
             tmp.write_text(json.dumps([asdict(r) for r in reports], indent=2))
 
+    def has_reports(self) -> bool:
+        return self._reports.exists()
+
     def load_reports(self) -> list[TableReport]:
         return [TableReport(**d) for d in json.loads(self._reports.read_text())]
 
@@ -373,7 +423,8 @@ def _source_fingerprint(path: str) -> list[list]:
 
 def _run_inputs(cfg: Config, *, as_of: dt.date, model: str, name: str, version: str, spec: FeatureSpec) -> dict:
     """Everything that determines a run's files: the same inputs find the same checkpoint folder."""
-    sources = {table: _source_fingerprint(src.path) for table, src in cfg.data if src is not None and src.path}
+    sources = {table: _source_fingerprint(src.path) for table, src in cfg.data
+               if isinstance(src, SourceConfig) and src.path}
     return {"as_of": as_of.isoformat(), "model": model, "model_name": name, "model_version": str(version),
             "feature_spec": spec.to_dict(), "chunk_rows": cfg.predict.chunk_rows, "engine": cfg.features.engine,
             "data": cfg.data.model_dump(mode="json"), "validation": cfg.validation.model_dump(mode="json"),
@@ -382,20 +433,25 @@ def _run_inputs(cfg: Config, *, as_of: dt.date, model: str, name: str, version: 
 
 @contextlib.contextmanager
 def _run_folder(cfg: Config, scored_at: dt.datetime, **inputs) -> Iterator[_RunFolder]:
-    """The run's folder: a checkpoint folder with ``predict.work_dir`` (DuckDB engine), removed only when the
-    run succeeds; else a temporary folder (under work_dir when set), always removed. ``inputs``: of _run_inputs."""
+    """The run's folder: a checkpoint folder with ``predict.work_dir`` (DuckDB engine), removed when the run
+    succeeds or is refused, kept after a crash or a service fault (to resume); else a temporary folder (under
+    work_dir when set), always removed. ``inputs``: of _run_inputs."""
     work_dir = cfg.predict.work_dir
     if work_dir:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     if not work_dir or cfg.features.engine == "spark":  # Spark scores in one job: nothing to resume
-        with tempfile.TemporaryDirectory(prefix="tiering-predict-", dir=work_dir) as tmp:
-            yield _RunFolder(Path(tmp), scored_at)
+        with _temp_folder(TEMP_PREFIX, work_dir) as tmp:
+            yield _RunFolder(tmp, scored_at)
         return
     run_inputs = _run_inputs(cfg, **inputs)
     key = _RunFolder.key(run_inputs)
     with _exclusive(Path(work_dir) / f"run-{key}.lock"):
         run = _RunFolder.checkpoint(Path(work_dir), key, run_inputs, scored_at)
-        yield run
+        try:
+            yield run
+        except (DataQualityError, SchemaError, ModelError):
+            shutil.rmtree(run.path, ignore_errors=True)  # a refusal keeps nothing
+            raise
         shutil.rmtree(run.path)  # not reached when the run fails: the folder stays for the next attempt
 
 
@@ -406,7 +462,6 @@ def _exclusive(lock: Path) -> Iterator[None]:
     Two runs with the same inputs would share one checkpoint folder: the second is refused.
     """
     import fcntl
-    import os
 
     while True:
         fh = open(lock, "a+")  # noqa: SIM115 (closed below, after the unlink)
@@ -428,6 +483,217 @@ def _exclusive(lock: Path) -> Iterator[None]:
         fh.close()
 
 
+# --------------------------------------------------------------------------------------------- temporary folders
+
+@contextlib.contextmanager
+def _temp_folder(prefix: str, parent: str | Path | None) -> Iterator[Path]:
+    """A new private folder ``prefix*`` under ``parent`` (default: the system temp folder), its ``.lock``
+    held while the block runs, removed however the block ends."""
+    import fcntl
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        with open(path / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _lock_free(folder: Path) -> bool:
+    """True when no live process holds the folder's ``.lock`` (a killed process's lock went with it)."""
+    import fcntl
+
+    try:
+        with open(folder / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+    except OSError:  # BlockingIOError: a live run holds it; others: not ours to judge
+        return False
+    return True
+
+
+def clean_stale_folders(*parents: str | Path | None, max_age_s: float = STALE_AFTER_S,
+                        now: float | None = None) -> list[Path]:
+    """Remove what killed runs left directly under ``parents``: run folders (``tiering-predict-*``) and --out
+    staging folders (``.tiering-out-*``) of this user, last modified more than ``max_age_s`` seconds before
+    ``now`` (default: the clock) and whose lock nobody holds. Returns the folders removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for parent in dict.fromkeys(Path(p) for p in parents if p):
+        try:
+            candidates = [c for c in parent.iterdir() if c.name.startswith((TEMP_PREFIX, OUT_PREFIX))]
+        except OSError:
+            continue
+        for folder in candidates:
+            try:
+                st = folder.lstat()
+            except OSError:
+                continue
+            if (folder.is_dir() and not folder.is_symlink() and st.st_uid == os.getuid()
+                    and now - st.st_mtime > max_age_s and _lock_free(folder)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) raises SystemExit(143), so the run's folders are removed; only in
+    the main thread and where SIGTERM has its default action, which is restored afterwards."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# --------------------------------------------------------------------------------------------- --out and the store
+
+def check_out(out: str | Path | None) -> Path | None:
+    """``--out`` as a Path, refused (ConfigError, nothing written) when its extension is not .parquet or .csv, it
+    is a folder, or its nearest existing folder is not a writable folder."""
+    if out is None:
+        return None
+    out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigError(f"--out must end in .parquet or .csv; got {str(out)!r}.")
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; give a file name ending in .parquet or .csv.")
+    parent = out.absolute().parent
+    nearest = next(p for p in (parent, *parent.parents) if p.exists())
+    why = "is a file, not a folder" if not nearest.is_dir() else None
+    if why is None:
+        try:  # a real probe (root passes os.access on read-only folders and mounts): a file created and gone
+            with tempfile.TemporaryFile(dir=nearest):
+                pass
+        except OSError as exc:
+            why = f"is not writable ({_os_error(exc)})"
+    if why:
+        raise ConfigError(f"Cannot write --out {str(out)!r}: {str(nearest)!r} {why}. Nothing was written. "
+                          "Point --out at a file in a writable folder.")
+    return out
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    code = errno.errorcode.get(exc.errno or 0)
+    return f"{exc.strerror} ({code})" if exc.strerror and code else str(exc).splitlines()[0]
+
+
+class _OutFile:
+    """``--out``: built from the run's part files in a private folder beside it while the store's transaction is
+    open (:meth:`build`), moved onto the path after the commit (:meth:`publish`); the folder goes on exit."""
+
+    def __init__(self, path: Path, scores: Path, chunk_rows: int):
+        self.path, self._scores, self._chunk_rows = path, scores, chunk_rows
+        self._folders = contextlib.ExitStack()
+        self._built: Path | None = None
+
+    def __enter__(self) -> _OutFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._folders.close()
+
+    def build(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            stage = self._folders.enter_context(_temp_folder(OUT_PREFIX, self.path.parent))
+            concat_parts(self._scores, stage / self.path.name, scores_schema(), self._chunk_rows)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot write --out {str(self.path)!r}: {_os_error(exc)}. Nothing was written: the scores store is as it "
+                "was (this batch was rolled back). Point --out at a writable folder with free space and run again."
+            ) from None
+        self._built = stage / self.path.name
+
+    def publish(self, batch: Batch) -> None:
+        try:
+            os.replace(self._built, self.path)
+        except OSError as exc:
+            raise ConfigError(
+                f"The batch of {batch.as_of} ({batch.model_name} v{batch.model_version}, {batch.rows:,} customers) is "
+                f"already live in the scores store, but moving the scores file onto --out {str(self.path)!r} failed: "
+                f"{_os_error(exc)}. Export it with `tiering tiers list`, or run predict again with another --out."
+            ) from None
+
+
+def _with_out(chunks: Iterable[pd.DataFrame], out_file: _OutFile | None, job: _Job) -> Iterator[pd.DataFrame]:
+    """The chunks, then --out built: inside the store's transaction, so a failure there rolls the batch back."""
+    yield from chunks
+    if out_file is not None:
+        t0 = time.perf_counter()
+        job.step(f"writing {out_file.path}")
+        out_file.build()
+        job.timed("out", t0)
+
+
+class _StoreRef:
+    """The scores store: an existing one is opened and probed now (unreachable, locked or read-only fails before
+    the long part); a SQLite file not there yet is created by :meth:`get`, once the run's checks have passed."""
+
+    def __init__(self, cfg: Config):
+        from tiering.store import normalize_url
+
+        self._cfg = cfg.store
+        url = normalize_url(cfg.store.url)
+        new_sqlite = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+        self._store = None if new_sqlite else self._open()
+
+    def _open(self) -> ScoresStore:
+        store = ScoresStore(self._cfg.url, lock_timeout_s=self._cfg.lock_timeout_s)
+        store.check_writable()
+        return store
+
+    def get(self) -> ScoresStore:
+        if self._store is None:
+            self._store = self._open()
+        return self._store
+
+
+# --------------------------------------------------------------------------------------------- the job
+
+@dataclass
+class _Job:
+    """What every stage of one run shares: the config, as_of, progress callbacks and the timings."""
+
+    cfg: Config
+    as_of: dt.date
+    step: Callable[[str], None]
+    tick: ChunkCallback
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, name: str, t0: float) -> None:
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+
+    def validated(self, con) -> ValidatedTables:
+        """The sources validated at as_of; the quarantine is not written yet (see :meth:`accept`)."""
+        from tiering.validation import load_tables
+
+        t0 = time.perf_counter()
+        self.step(f"validating sources at {self.as_of} ({self.cfg.features.engine})")
+        tables = load_tables(self.cfg, as_of=self.as_of, con=con, write_quarantine=False)
+        self.timed("validate", t0)
+        return tables
+
+    def accept(self, tables: ValidatedTables, gap: int | None, bundle: ScoringBundle, columns: list[str]) -> None:
+        """The refusal checks on the feature frame (as_of gap, empty base, columns), then the quarantine written."""
+        _check_as_of(gap, self.as_of, self.cfg.predict.max_days_after_data)
+        _check_frame_columns(bundle, columns)
+        if self.cfg.validation.quarantine_dir:
+            tables.write_quarantine(self.cfg.validation.quarantine_dir)
+
+
 def predict_and_store(
     cfg: Config,
     *,
@@ -438,146 +704,153 @@ def predict_and_store(
     progress: Callable[[str], None] | None = None,
     on_chunk: ChunkCallback | None = None,
 ) -> PredictResult:
-    """Load the model, validate the sources at ``as_of``, score everyone in chunks, write the store (and ``out``).
+    """Load the model, validate the sources at ``as_of``, score everyone in chunks, write ``out`` and the store.
 
     ``model``: a version number, an alias (default champion) or a full model URI. ``scored_at`` is
     recorded on every row and as the batch's finished_at. The engine is ``cfg.features.engine``.
+    A refused run writes nothing; see the module docstring for the order of faults.
     """
     from tiering.registry import load_bundle
-    from tiering.validation import load_tables
 
-    step = progress or (lambda msg: None)
-    tick = on_chunk or (lambda stage, done, total: None)
-    engine = cfg.features.engine
-    chunk_rows = cfg.predict.chunk_rows
-    out = Path(out) if out is not None else None
-    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-        raise ConfigError(f"--out must end in .parquet or .csv; got {str(out)!r}.")
-    timings: dict[str, float] = {}
-
-    def timed(name: str, t0: float) -> None:
-        timings[name] = round(time.perf_counter() - t0, 3)
-
+    job = _Job(cfg, as_of, progress or (lambda msg: None), on_chunk or (lambda stage, done, total: None))
+    out = check_out(out)
+    for folder in clean_stale_folders(tempfile.gettempdir(), cfg.predict.work_dir, out.absolute().parent if out else None):
+        log.info("removed %s, left by a killed run", folder)
     t0 = time.perf_counter()
-    store = ScoresStore(cfg.store.url, lock_timeout_s=cfg.store.lock_timeout_s)
-    store.check_writable()  # fail on an unreachable or locked store before the long part
-    step(f"loading model {model}")
+    store = _StoreRef(cfg)
+    job.step(f"loading model {model}")
     bundle, name, version = load_bundle(model, cfg.tracking)
     spec = check_model_spec(bundle)
-    timed("load_model", t0)
-
-    def validated(con) -> ValidatedTables:
-        t0 = time.perf_counter()
-        step(f"validating sources at {as_of} ({engine})")
-        tables = load_tables(cfg, as_of=as_of, con=con)
-        timed("validate", t0)
-        return tables
+    job.timed("load_model", t0)
+    notes = [w for w in [training_date_warning(bundle, as_of, f"{name} v{version}" if version else model)] if w]
 
     resumed = None
-    with _run_folder(cfg, scored_at, as_of=as_of, model=model, name=name, version=version, spec=spec) as run:
-        scored_at = run.scored_at  # a resumed run keeps its first attempt's
-        if engine == "spark":
-            tables = validated(_connect(engine, cfg, run.path))
-            reports = tables.reports
-            t0 = time.perf_counter()
-            step("building features and scoring on Spark (mlflow spark_udf)")
-            rows, gap = _spark_features_and_scores(tables, spec, bundle, model, cfg, as_of=as_of, name=name, version=version,
-                                                   scored_at=scored_at, scores_dir=run.scores)
-            timed("features_and_score", t0)
-            _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
-            tick("score", rows, rows)
-            t0 = time.perf_counter()
-            step(f"writing {rows:,} scores to the store in one transaction")
-            batch = store.write_chunks(_read_chunks(run.scores, chunk_rows), as_of=as_of, model_name=name,
-                                       model_version=version, scored_at=scored_at,
-                                       on_chunk=lambda n: tick("write", n, rows))
-            timed("write", t0)
+    with (_sigterm_as_exit(),
+          _run_folder(cfg, scored_at, as_of=as_of, model=model, name=name, version=version, spec=spec) as run,
+          _OutFile(out, run.scores, cfg.predict.chunk_rows) if out else contextlib.nullcontext() as out_file):
+        finish = {"model_name": name, "model_version": version, "scored_at": run.scored_at}  # resumed: the first's
+        if cfg.features.engine == "spark":
+            batch, reports = _spark_run(job, run, bundle, spec, model, store, out_file, **finish)
         else:
-            features_done = run.features.exists()
-            if features_done:
-                reports = run.load_reports()
-            else:
-                shutil.rmtree(run.scores, ignore_errors=True)  # part files of an earlier feature file
-                tables = validated(_connect(engine, cfg, run.path))
-                reports = tables.reports
-                t0 = time.perf_counter()
-                step(f"building features with spec {spec.to_dict()}")
-                run.save_reports(reports)
-                _features_duckdb(tables, spec, as_of, run.features, bucket_count(tables, cfg.features.bucket_rows))
-                tables.con.disconnect()  # before its spill folder goes
-                timed("features", t0)
-            rows, gap, columns = _feature_file_stats(run.features)
-            _check_as_of(gap, as_of, cfg.predict.max_days_after_data)
-            _check_frame_columns(bundle, columns)
-            if features_done:
-                resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": run.chunks(chunk_rows)}
-                step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks "
-                     "already scored")
-            step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one "
-                 "transaction")
-            scorer = _BackgroundScorer(run, bundle, chunk_rows, cfg.predict.model_threads,
-                                       lambda done: tick("score", done, rows), model_name=name, model_version=version,
-                                       scored_at=scored_at)
-            finish = False
-            try:
-                batch = store.write_chunks((c for part in scorer.parts() for c in _read_chunks(part, chunk_rows)),
-                                           as_of=as_of, model_name=name, model_version=version, scored_at=scored_at,
-                                           on_chunk=lambda n: tick("write", n, rows))
-            except Exception:
-                finish = True  # the scoring goes on to the end, so that the next run only writes
-                raise
-            finally:
-                scorer.close(finish=finish)
-            # the write overlaps the scoring: "write" is the part of it left after the last chunk was scored
-            timings["score"] = round(scorer.finished - scorer.started, 3)
-            timed("write", scorer.finished)
-        if out is not None:
-            t0 = time.perf_counter()
-            concat_parts(run.scores, out, scores_schema(), chunk_rows)
-            timed("out", t0)
-    summary = store.tier_counts(batch)
-    return PredictResult(batch, summary, reports, str(out) if out else None, timings, engine, resumed)
+            reports, rows, resumed = _duckdb_features(job, run, bundle, spec)
+            batch = _duckdb_score_and_write(job, run, bundle, store.get(), out_file, rows, **finish)
+        if out_file is not None:
+            out_file.publish(batch)
+    summary = store.get().tier_counts(batch)
+    for note in notes:  # once the batch is in: a refused run has no results to warn about
+        warnings.warn(note, TieringWarning, stacklevel=2)  # the CLI prints it to stderr as "warning: ..."
+    return PredictResult(batch, summary, reports, str(out) if out else None, job.timings, cfg.features.engine, resumed,
+                         notes)
+
+
+def _duckdb_features(job: _Job, run: _RunFolder, bundle: ScoringBundle,
+                     spec: FeatureSpec) -> tuple[list[TableReport], int, dict | None]:
+    """The feature files (built, or found complete from an earlier attempt), checked: (reports, rows, resumed)."""
+    chunk_rows = job.cfg.predict.chunk_rows
+    if run.features.exists() and run.has_reports():  # reports.json comes last: that attempt passed its checks
+        rows, gap, columns = _feature_file_stats(run.features)
+        _check_as_of(gap, job.as_of, job.cfg.predict.max_days_after_data)
+        _check_frame_columns(bundle, columns)
+        resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": run.chunks(chunk_rows)}
+        job.step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks "
+                 "already scored")
+        return run.load_reports(), rows, resumed
+    shutil.rmtree(run.scores, ignore_errors=True)  # part files of an earlier feature file
+    tables = job.validated(_connect("duckdb", job.cfg, run.path))
+    t0 = time.perf_counter()
+    job.step(f"building features with spec {spec.to_dict()}")
+    _features_duckdb(tables, spec, job.as_of, run.features, bucket_count(tables, job.cfg.features.bucket_rows))
+    job.timed("features", t0)
+    rows, gap, columns = _feature_file_stats(run.features)
+    job.accept(tables, gap, bundle, columns)
+    tables.con.disconnect()  # before its spill folder goes
+    run.save_reports(tables.reports)
+    return tables.reports, rows, None
+
+
+def _duckdb_score_and_write(job: _Job, run: _RunFolder, bundle: ScoringBundle, store: ScoresStore,
+                            out_file: _OutFile | None, rows: int, **finish) -> Batch:
+    """Score the chunks in a background thread while their part files stream into the store, then build --out,
+    then commit."""
+    chunk_rows = job.cfg.predict.chunk_rows
+    job.step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one "
+             "transaction")
+    scorer = _BackgroundScorer(run, bundle, chunk_rows, job.cfg.predict.model_threads,
+                               lambda done: job.tick("score", done, rows), **finish)
+    chunks = (c for part in scorer.parts() for c in _read_chunks(part, chunk_rows))
+    fail = False
+    try:
+        batch = store.write_chunks(_with_out(chunks, out_file, job), as_of=job.as_of,
+                                   on_chunk=lambda n: job.tick("write", n, rows), **finish)
+    except Exception:
+        fail = True  # the scoring goes on to the end, so that the next run only writes
+        raise
+    finally:
+        scorer.close(finish=fail)
+    # the write overlaps the scoring: "write" is the part of it left after the last chunk was scored, less --out
+    job.timings["score"] = round(scorer.finished - scorer.started, 3)
+    job.timings["write"] = round(time.perf_counter() - scorer.finished - job.timings.get("out", 0.0), 3)
+    return batch
 
 
 # --------------------------------------------------------------------------------------------- spark
 
-def _spark_features_and_scores(
-    tables: ValidatedTables, spec: FeatureSpec, bundle: ScoringBundle, model: str, cfg: Config, *,
-    as_of: dt.date, name: str, version: str, scored_at: dt.datetime, scores_dir: Path,
-) -> tuple[int, int | None]:
-    """Features through Ibis on PySpark, scored by mlflow.pyfunc.spark_udf, written by Spark as Parquet part files.
+def _spark_run(job: _Job, run: _RunFolder, bundle: ScoringBundle, spec: FeatureSpec, model: str, store: _StoreRef,
+               out_file: _OutFile | None, **finish) -> tuple[Batch, list[TableReport]]:
+    """Validate, build features and check them on Spark, then score with mlflow.pyfunc.spark_udf into the run's
+    part files, and stream those into the store (and --out)."""
+    tables = job.validated(_connect("spark", job.cfg, run.path))
+    t0 = time.perf_counter()
+    job.step("building features and scoring on Spark (mlflow spark_udf)")
+    features, rows, gap = _spark_features(tables, spec, bundle, job.as_of)
+    try:
+        job.accept(tables, gap, bundle, list(features.columns))
+        writable = store.get()
+        _spark_scores(features, bundle, model, job.cfg, as_of=job.as_of, scores_dir=run.scores, **finish)
+    finally:
+        features.unpersist()
+    job.timed("features_and_score", t0)
+    job.tick("score", rows, rows)
+    t0 = time.perf_counter()
+    job.step(f"writing {rows:,} scores to the store in one transaction")
+    batch = writable.write_chunks(_with_out(_read_chunks(run.scores, job.cfg.predict.chunk_rows), out_file, job),
+                                  as_of=job.as_of, on_chunk=lambda n: job.tick("write", n, rows), **finish)
+    job.timings["write"] = round(time.perf_counter() - t0 - job.timings.get("out", 0.0), 3)
+    return batch, tables.reports
 
-    Returns (rows, days from the latest event to as_of). Nothing of the base is collected to the driver.
-    """
+
+def _spark_features(tables: ValidatedTables, spec: FeatureSpec, bundle: ScoringBundle, as_of: dt.date):
+    """The feature frame on Spark (cached; the caller unpersists it), its rows and the days from the latest event
+    to as_of. Nothing of the base is collected to the driver."""
     import pyspark.sql.functions as F
-
-    from tiering.registry import spark_scoring_udf
 
     con = tables.con
     expr = build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec)
     _check_frame_columns(bundle, list(expr.columns))
-    spark = con._session
-    features = spark.sql(str(con.compile(expr)))
-    features = features.select(*bundle.feature_columns).cache()
+    features = con._session.sql(str(con.compile(expr))).select(*bundle.feature_columns).cache()
     stats = features.agg(F.count(F.lit(1)).alias("rows"), F.min(F.least(
         "days_since_last_purchase", "days_since_last_interaction", "tenure_days")).alias("gap")).collect()[0]
     rows, gap = int(stats["rows"]), stats["gap"]
-    if rows == 0:
-        features.unpersist()
-        return 0, None
-    if gap is not None and gap > cfg.predict.max_days_after_data:
-        features.unpersist()
-        return rows, int(gap)
-    uri = f"models:/{name}/{version}" if version else model  # the version loaded, not a moving alias
+    return features, rows, (int(gap) if rows and gap is not None else None)
+
+
+def _spark_scores(features, bundle: ScoringBundle, model: str, cfg: Config, *, as_of: dt.date, model_name: str,
+                  model_version: str, scored_at: dt.datetime, scores_dir: Path) -> None:
+    """Score the feature frame with mlflow.pyfunc.spark_udf; Spark writes the scores as Parquet part files."""
+    import pyspark.sql.functions as F
+
+    from tiering.registry import spark_scoring_udf
+
+    spark = features.sparkSession
+    uri = f"models:/{model_name}/{model_version}" if model_version else model  # the version loaded, not a moving alias
     udf = spark_scoring_udf(spark, uri, cfg.tracking, _spark_result_type())
-    scored = features.select(udf(F.struct(*[F.col(c) for c in bundle.feature_columns])).alias("s")).select("s.*")
+    cols = bundle.feature_columns
+    scored = features.select(udf(F.struct(*[F.col(c) for c in cols])).alias("s")).select("s.*")
     scored = (scored.withColumn("as_of", F.to_date(F.lit(as_of.isoformat())))
-              .withColumn("model_name", F.lit(name)).withColumn("model_version", F.lit(str(version)))
+              .withColumn("model_name", F.lit(model_name)).withColumn("model_version", F.lit(str(model_version)))
               .withColumn("scored_at", F.lit(pd.Timestamp(scored_at).to_pydatetime()).cast("timestamp_ntz"))
               .select(*SCORES_COLUMNS).orderBy("customer_id"))
     scored.write.mode("overwrite").parquet(str(scores_dir))
-    features.unpersist()
-    return rows, (int(gap) if gap is not None else None)
 
 
 def _spark_result_type() -> str:

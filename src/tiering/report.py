@@ -361,6 +361,40 @@ def _outcomes(tables: ValidatedTables, as_of: dt.date, horizon_days: int) -> tup
                            f"{as_of + dt.timedelta(days=horizon_days)} ({horizon_days} days).", covered
 
 
+def _training_as_of(cfg: Config, batch) -> dt.date | None:
+    """The training as_of of the model that scored ``batch``: recorded on the batch when the store keeps it,
+    else the ``as_of`` tag of its registered version's run; None when unknown (no tracking store to ask: the
+    report never creates one)."""
+    recorded = getattr(batch, "trained_as_of", None)
+    if recorded is not None:
+        return recorded
+    uri = cfg.tracking.uri
+    if (batch.model_name != cfg.tracking.registered_model or not str(batch.model_version).isdigit()
+            or (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists())):
+        return None
+    from tiering.exceptions import TieringError
+    from tiering.registry import versions
+
+    try:
+        found = {v.version: v for v in versions(cfg.tracking)}
+    except TieringError:
+        return None
+    tag = found[str(batch.model_version)].tags.get("as_of") if str(batch.model_version) in found else None
+    try:
+        return dt.date.fromisoformat(tag) if tag else None
+    except ValueError:
+        return None
+
+
+def in_sample_note(as_of: dt.date, trained_as_of: dt.date | None) -> str | None:
+    """The page's mark for a batch scored before its model's training as_of (see predict.training_date_warning)."""
+    if trained_as_of is None or as_of >= trained_as_of:
+        return None
+    return (f"Scored on {as_of}, before the model's training date ({trained_as_of}): accuracy shown is in-sample. "
+            f"The model was fitted on outcomes up to {trained_as_of}, which overlap the outcomes after {as_of} judged "
+            "here; score at or after the training date, or with a model trained earlier, for an out-of-time view.")
+
+
 def _records(df: pd.DataFrame) -> list[dict]:
     return df.replace({np.nan: None}).to_dict("records")
 
@@ -421,6 +455,8 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
         tables = load_tables(cfg, as_of=None, write_quarantine=False)
     labels, coverage, sentence, covered = _outcomes(tables, batch.as_of, horizon)
     ctx["outcomes"] = {"coverage": coverage, "sentence": sentence, "days": covered}
+    ctx["in_sample"] = in_sample_note(batch.as_of, _training_as_of(cfg, batch))
+    sections["in_sample"] = ctx["in_sample"] is not None
     if labels is not None:
         step("realised outcomes: gain, calibration, ladder check")
         m = scores.merge(labels[["customer_id", "holdout_spend", "purchased_in_horizon"]], on="customer_id", how="left")
