@@ -13,7 +13,6 @@ from tiering.migration import (
     ladder_outcomes,
     migration_between,
     migration_matrix,
-    migration_summary,
     summarize_counts,
     truth_agreement,
 )
@@ -76,18 +75,6 @@ def test_migration_record_stability_and_moves():
     # the record is a function of the count matrix alone: the SQL path (tiering.ops.migration) feeds it too
     assert summarize_counts(migration_matrix(prev, curr), entered=7, left=3) == m | {"from_as_of": None, "to_as_of": None}
     json.dumps(m, allow_nan=False)  # plain JSON values
-
-
-def test_migration_summary_keeps_the_reports_former_keys():
-    """Deprecated adapter (until tiering.report reads the record): the same numbers under the former names."""
-    prev, curr = _pairs()
-    s = migration_summary(prev, curr)
-    assert s["customers_both"] == 77 and s["entered"] == 7 and s["left"] == 3
-    assert s["stay_share"] == pytest.approx(60 / 77)
-    assert s["up_share"] == pytest.approx((4 + 2) / 77)  # new -> value, seed -> core
-    assert s["down_share"] == pytest.approx((5 + 6) / 77)  # core -> value, new -> ordinary
-    assert s["stay_share_by_tier"]["core"] == pytest.approx(10 / 15) and s["stay_share_by_tier"]["new"] == 0
-    assert s["stay_share_by_tier"]["seed"] == 0 and np.isnan(migration_summary(prev, prev.iloc[:0])["stay_share"])
 
 
 def test_migration_refuses_frames_that_are_not_one_batch():

@@ -223,7 +223,7 @@ def test_report_page_holds_every_section(world, page):
     assert "No reach counts configured" in text and "first-purchase conversion 20% within the window" in text
     assert res.sections["quality"]["propensity_roc_auc"] > 0.8 and res.sections["quality"]["clv_normalized_gini"] > 0.8
     mig = res.sections["migration"]
-    assert mig["customers_both"] == len(world["batches"][T0]) and mig["entered"] == len(world["batches"][AS_OF]) - len(world["batches"][T0])
+    assert mig["customers_in_both"] == len(world["batches"][T0]) and mig["entered"] == len(world["batches"][AS_OF]) - len(world["batches"][T0])
 
 
 def test_a_batch_scored_before_its_models_training_date_is_marked_in_sample(world, page, monkeypatch, tmp_path):

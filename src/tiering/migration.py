@@ -95,25 +95,6 @@ def migration_between(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame, *, f
                             from_as_of=_as_of_text(from_as_of, prev_scores), to_as_of=_as_of_text(to_as_of, curr_scores))
 
 
-def migration_summary(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame) -> dict:
-    """Deprecated: :func:`migration_between` under the report's former key names, kept only until
-    ``tiering.report`` reads the migration record; remove it then.
-
-    customers_both, entered, left, stay_share, up_share, down_share (NaN where no customer is in
-    both) and stay_share_by_tier (the diagonal of row_share; NaN where the tier was empty).
-    """
-    rec = migration_between(prev_scores, curr_scores)
-    nan = float("nan")
-
-    def num(x: float | None) -> float:
-        return nan if x is None else x
-
-    return {"customers_both": rec["customers_in_both"], "entered": rec["entered"], "left": rec["left"],
-            "stay_share": num(rec["share_staying"]), "up_share": num(rec["share_moved_up"]),
-            "down_share": num(rec["share_moved_down"]),
-            "stay_share_by_tier": {t: num(rec["row_share"][i][i]) for i, t in enumerate(rec["tiers"])}}
-
-
 def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per tier, lowest first (ordinary .. core): customers, realised mean holdout spend and repurchase rate.
 

@@ -39,7 +39,8 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError
-from tiering.migration import ladder_check, ladder_outcomes, migration_matrix, migration_summary
+from tiering.migration import ladder_check, ladder_outcomes, migration_matrix
+from tiering.ops import migration as stored_migration
 from tiering.ladder import TIER_NAMES, ladder
 from tiering.validation import ValidatedTables
 
@@ -435,13 +436,13 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
 
     sections: dict = {"tiers": {r["tier"]: r["customers"] for r in ctx["ladder"]}}
     if prev is not None:
-        before = store.read_batch(prev)
-        mc, ms = migration_matrix(before, scores), migration_matrix(before, scores, shares=True)
-        summ = migration_summary(before, scores)
+        summ = stored_migration(store, prev, batch)  # counted in the database: the record the CLI, API and page read
+        mc = pd.DataFrame(summ["counts"], index=summ["tiers"], columns=summ["tiers"])
+        ms = pd.DataFrame(summ["row_share"], index=summ["tiers"], columns=summ["tiers"]).astype(float).fillna(0.0)
         ctx["migration"] = {"previous_as_of": prev.as_of, "chart": chart_heatmap(ms, mc, f"tier at {batch.as_of}",
                                                                                  f"tier at {prev.as_of}", "mig"),
                             "summary": summ}
-        sections["migration"] = {k: v for k, v in summ.items()}
+        sections["migration"] = summ
     nt_c = migration_matrix(scores, scores.assign(tier=scores["next_tier"]))
     nt_s = migration_matrix(scores, scores.assign(tier=scores["next_tier"]), shares=True)
     ctx["chart_next"] = chart_heatmap(nt_s, nt_c, "predicted next-period tier", "tier now", "next")
