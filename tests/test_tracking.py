@@ -138,7 +138,7 @@ def test_cli_compare_and_promote_over_one_store(trained, tmp_path):
     r = tiering("compare", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert [v["version"] for v in out["versions"]] == [version] and out["versions"][0]["aliases"] == "challenger"
+    assert [v["version"] for v in out["versions"]] == [version] and out["versions"][0]["aliases"] == ["challenger"]
     assert out["runs"][0]["metrics"]["clv_normalized_gini"] == pytest.approx(result.metrics["clv_normalized_gini"])
     r = tiering("promote", version)
     assert r.returncode == 0 and f"customer-tiering version {version} is now 'champion'." in r.stdout

@@ -112,15 +112,41 @@ def _table(title: str, df, formats: dict[str, str] | None = None):
     from rich.table import Table
 
     t = Table(title=title)
-    for c in df.columns:
-        t.add_column(str(c), justify="right" if df[c].dtype.kind in "fiu" else "left")
+    for c in df.columns:  # overflow="fold": a long cell wraps onto more lines, it is never cut with "…"
+        t.add_column(str(c), justify="right" if df[c].dtype.kind in "fiu" else "left", overflow="fold")
     for row in df.itertuples(index=False):
-        cells = []
-        for c, v in zip(df.columns, row):
-            fmt = (formats or {}).get(c)
-            cells.append("" if v is None or v != v else (fmt.format(v) if fmt else str(v)))
-        t.add_row(*cells)
+        t.add_row(*_cells(df.columns, row, formats))
     return t
+
+
+def _cells(columns, row, formats: dict[str, str] | None) -> list[str]:
+    out = []
+    for c, v in zip(columns, row):
+        fmt = (formats or {}).get(c)
+        out.append("" if v is None or v != v else (fmt.format(v) if fmt else str(v)))
+    return out
+
+
+def _show(c, title: str, df, formats: dict[str, str] | None = None, *, key: str) -> None:
+    """A table when it fits the console's width; otherwise one small field/value table per row, titled by
+    its ``key`` column (a narrow terminal, or 80 columns when stdout is not a terminal)."""
+    from rich.table import Table
+
+    widths = [max([len(str(col))] + [len(s) for s in col_cells]) for col, col_cells in
+              zip(df.columns, zip(*[_cells(df.columns, r, formats) for r in df.itertuples(index=False)]))]
+    if sum(widths) + 3 * len(widths) + 1 <= c.width:
+        c.print(_table(title, df, formats))
+        return
+    c.print(f"[bold]{title}[/bold]")
+    for row in df.itertuples(index=False):
+        values = dict(zip(df.columns, _cells(df.columns, row, formats)))
+        t = Table(title=f"{key} {values[key]}", show_header=False, title_justify="left")
+        t.add_column("field", style="dim", no_wrap=True)
+        t.add_column("value", overflow="fold")
+        for field, value in values.items():
+            if field != key:
+                t.add_row(str(field), value)
+        c.print(t)
 
 
 def _progress():
@@ -285,7 +311,8 @@ def backtest(
 def promote(
     version: Annotated[str, typer.Argument(help="Registered version number.")],
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
-    force: Annotated[bool, typer.Option("--force", help="Promote even if its metrics are worse than the holder's.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if its metrics are worse than the holder's or were "
+                                                  "measured on another horizon.")] = False,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ):
     """Move an alias (default champion) to a registered version."""
@@ -303,32 +330,41 @@ _COMPARE_METRICS = ("clv_normalized_gini", "clv_btyd_normalized_gini", "propensi
 
 @app.command()
 def compare(
+    only: Annotated[list[str] | None, typer.Argument(metavar="[VERSION]...", help="Registered versions to compare (default: all).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Most recent runs to show.")] = 20,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ):
-    """Runs and registered versions side by side: metrics, data, as_of, code, aliases."""
+    """Registered versions and recent runs side by side (metrics, data, as_of, horizon, aliases), and the
+    settings (params, data fingerprint, horizon, as_of) that differ between the versions shown."""
     import pandas as pd
 
-    from tiering.registry import versions
-    from tiering.tracking import runs
+    from tiering.registry import comparison
 
     cfg = _config(config)
-    version_rows = [{"version": v.version, "aliases": ",".join(v.aliases), "run_id": v.run_id[:8], "as_of": v.tags.get("as_of", ""),
-                     "data_hash": v.tags.get("data_hash", ""), **{k: v.metrics.get(k) for k in _COMPARE_METRICS}}
-                    for v in versions(cfg.tracking)]
-    run_rows = runs(cfg.tracking, max_results=limit)
+    payload = comparison(cfg.tracking, limit=limit, only=only or None)
 
     def render(c):
         fmt = {k: "{:.4f}" for k in _COMPARE_METRICS}
-        c.print(_table(f"Versions of {cfg.tracking.registered_model}", pd.DataFrame(version_rows), fmt) if version_rows
-                else f"No registered versions of {cfg.tracking.registered_model} yet: run `tiering train`.")
-        flat = [{"run": r["run_id"][:8], "name": r["run_name"], "kind": r["kind"], "started": r["started"], "as_of": r["as_of"],
-                 "data_hash": r["data_hash"], "code": r["code_version"], **{k: r["metrics"].get(k) for k in _COMPARE_METRICS}}
-                for r in run_rows]
+        rows = [{"version": v["version"], "aliases": ", ".join(v["aliases"]), "run_id": v["run_id"], "as_of": v["as_of"],
+                 "horizon_days": v["horizon_days"], "data_hash": v["data_hash"], **{k: v["metrics"].get(k) for k in _COMPARE_METRICS}}
+                for v in payload["versions"]]
+        if not rows:
+            c.print(f"No registered versions of {cfg.tracking.registered_model} yet: run `tiering train`.")
+        else:
+            _show(c, f"Versions of {cfg.tracking.registered_model}", pd.DataFrame(rows), fmt, key="version")
+        if payload["differs"]:
+            diff = pd.DataFrame([{"setting": k, **{f"version {ver}": "(none)" if val is None else val for ver, val in vals.items()}}
+                                 for k, vals in payload["differs"].items()])
+            _show(c, "Settings that differ between these versions", diff, key="setting")
+        elif len(rows) > 1:
+            c.print("These versions share every setting (params, as_of, horizon, data).")
+        flat = [{"run_id": r["run_id"], "name": r["run_name"], "kind": r["kind"], "started": r["started"], "as_of": r["as_of"],
+                 "horizon_days": r["horizon_days"], "data_hash": r["data_hash"], "code": r["code_version"],
+                 **{k: r["metrics"].get(k) for k in _COMPARE_METRICS}} for r in payload["runs"]]
         if flat:
-            c.print(_table(f"Runs in experiment {cfg.tracking.experiment} (newest first)", pd.DataFrame(flat), fmt))
+            _show(c, f"Runs in experiment {cfg.tracking.experiment} (newest first)", pd.DataFrame(flat), fmt, key="run_id")
 
-    _emit(as_json, {"versions": version_rows, "runs": run_rows}, render)
+    _emit(as_json, payload, render)
 
 
 @app.command()

@@ -156,11 +156,29 @@ class ModelConfig(_Strict):
     # tier ladder thresholds (quantiles are learned at fit time and stored in the bundle)
     core_min_p_purchase: float = Field(0.6, ge=0, le=1)
     core_clv_quantile: float = Field(0.8, ge=0, le=1)
+    # no longer used by the ladder (browsing alone does not make a seed); kept so existing configs load
     seed_engagement_quantile: float = Field(0.8, ge=0, le=1)
+    # seeds without per-type interaction counts (older bundles): shares + referrals in 90 days at least this
     seed_min_social_actions_90d: int = Field(3, ge=0, le=10_000)
     new_max_tenure_days: int = Field(30, ge=0, le=3650)
     at_risk_min_churn_risk: float = Field(0.5, ge=0, le=1)
+    # value means paying now: a buyer below a floor (or above the gap cap) is a lapsed buyer and leaves value.
+    # None: learned at fit time on the out-of-time origin (Youden's J, tiering.models.tiers); a number wins.
+    value_min_p_purchase: float | None = Field(None, ge=0, le=1)
+    value_min_p_alive: float | None = Field(None, ge=0, le=1)
+    # days since the last order / the customer's own mean gap between orders
+    value_max_gap_ratio: float | None = Field(None, gt=0, le=1000)
+    # seed: KOC score (posterior probability of the sharer/referrer group) at least this; None: learned at fit
+    # time (the cut of largest expected F1 from the posteriors, tiering.models.tiers)
+    seed_min_koc_score: float | None = Field(None, ge=0, le=1)
+    # spread (logit / log scale) of the soft thresholds behind p_core .. p_ordinary
+    tier_proba_sd: float = Field(0.5, gt=0, le=10)
+    # hysteresis: a customer keeps the previous batch's tier unless the new tier's probability beats it by this
+    tier_hysteresis_margin: float = Field(0.1, ge=0, le=1)
     seed: int = 0
+    # threads for the models' fits and predictions while training (gradient boosting, GLMs); None: the libraries'
+    # default (every core). 1 is far faster on a busy machine (10-43x measured on a shared 2-core box)
+    threads: int | None = Field(None, gt=0, le=1024)
 
 
 class TrackingConfig(_Strict):

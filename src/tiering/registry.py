@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from tiering.config import TrackingConfig
 from tiering.exceptions import TrackingError
-from tiering.tracking import configure
+from tiering.tracking import configure, differing_params, runs
 
 if TYPE_CHECKING:
     from tiering.models.bundle import ScoringBundle
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 CHALLENGER, CHAMPION = "challenger", "champion"
 # metric that decides promotion: higher is better
 PROMOTION_METRICS = ("propensity_roc_auc", "clv_normalized_gini")
+# run tags that must be equal for two versions' metrics to be comparable: the horizon H, the data
+# (fingerprint) and as_of, which fixes the evaluation origins (as_of - H, as_of - 2 H)
+# metrics of versions trained for different horizons answer different questions: never compared
+COMPARABLE_ON = ("horizon_days",)
+# retrains on newer data differ here as a rule: compared, but a refusal says the data moved too
+CONTEXT_OF = ("data_hash", "as_of")
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,31 @@ def versions(cfg: TrackingConfig) -> list[ModelVersion]:
     return out
 
 
+def comparison(cfg: TrackingConfig, *, limit: int = 20, only: list[str] | None = None) -> dict:
+    """What ``tiering compare`` shows: ``versions`` (newest first, or only those numbered in ``only``),
+    each with its full run id, its aliases as a list, as_of, horizon_days, data_hash, code_version and
+    every metric; the experiment's ``limit`` newest ``runs``; and ``differs``: the settings (params and
+    tags, see :func:`tiering.tracking.differing_params`) that differ between the versions' runs, keyed
+    by setting, then by version number."""
+    found = versions(cfg)
+    if only:
+        known = {v.version for v in found}
+        missing = [v for v in only if str(v) not in known]
+        if missing:
+            raise TrackingError(f"Model {cfg.registered_model!r} has no version {', '.join(map(str, missing))}. "
+                                f"Registered versions: {', '.join(v.version for v in found) or 'none'}.")
+        found = [v for v in found if v.version in {str(o) for o in only}]
+    by_run = {v.run_id: v.version for v in found if v.run_id}
+    differs = differing_params(list(by_run), cfg)
+    return {
+        "versions": [{"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id,
+                      **{k: v.tags.get(k, "") for k in ("as_of", "horizon_days", "data_hash", "code_version")},
+                      "metrics": v.metrics} for v in found],
+        "runs": runs(cfg, max_results=limit),
+        "differs": {k: {by_run[r]: val for r, val in values.items()} for k, values in differs.items()},
+    }
+
+
 def resolve(uri_or_version: str, cfg: TrackingConfig) -> str:
     """A model URI from a version number, an alias name, or a full URI."""
     if "://" in uri_or_version or uri_or_version.startswith("models:") or uri_or_version.startswith("runs:"):
@@ -98,8 +129,22 @@ def resolve(uri_or_version: str, cfg: TrackingConfig) -> str:
     return f"models:/{cfg.registered_model}@{uri_or_version}"
 
 
+def incomparable(a: ModelVersion, b: ModelVersion, tags: tuple[str, ...] = COMPARABLE_ON) -> list[str]:
+    """Why the metrics of two versions cannot be compared: one phrase per tag in ``tags`` whose values
+    differ ("not recorded" where a run lacks it), naming both versions; [] when comparable."""
+    out = []
+    for tag in tags:
+        va, vb = a.tags.get(tag), b.tags.get(tag)
+        if va != vb:
+            out.append(f"{tag} {va or 'not recorded'} (version {a.version}) vs {vb or 'not recorded'} (version {b.version})")
+    return out
+
+
 def promote(version: str, cfg: TrackingConfig, *, alias: str = CHAMPION, force: bool = False) -> ModelVersion:
-    """Move ``alias`` to ``version``; refuse a version whose recorded metrics are worse than the holder's."""
+    """Move ``alias`` to ``version``. Unless ``force``, refuse when the holder's metrics were measured
+    on another horizon (they cannot be compared), and when the version's recorded metrics are worse
+    than the holder's; measured on other data or another as_of (a retrain on newer data), the two are
+    still compared and a refusal says the data differ too."""
     client = configure(cfg)
     all_versions = {v.version: v for v in versions(cfg)}
     if str(version) not in all_versions:
@@ -108,6 +153,16 @@ def promote(version: str, cfg: TrackingConfig, *, alias: str = CHAMPION, force: 
     candidate = all_versions[str(version)]
     holder = next((v for v in all_versions.values() if alias in v.aliases), None)
     if holder is not None and holder.version != candidate.version and not force:
+        differ = incomparable(holder, candidate)
+        if differ:
+            raise TrackingError(
+                f"Refusing to move {alias!r} from version {holder.version} to {candidate.version}: their metrics were "
+                f"measured on different settings, so they cannot be compared ({'; '.join(differ)}). Train both on "
+                "the same data, as_of and horizon (`tiering train --as-of D --horizon-days H`) and compare again, or "
+                "pass --force to promote it anyway."
+            )
+        moved = incomparable(holder, candidate, CONTEXT_OF)
+        context = f"; they were measured on other data or origins ({'; '.join(moved)})" if moved else ""
         worse = [
             f"{m} {candidate.metrics[m]:.4f} < {holder.metrics[m]:.4f}"
             for m in PROMOTION_METRICS
@@ -116,7 +171,7 @@ def promote(version: str, cfg: TrackingConfig, *, alias: str = CHAMPION, force: 
         if worse:
             raise TrackingError(
                 f"Refusing to move {alias!r} from version {holder.version} to {candidate.version}: its backtest metrics are worse "
-                f"({'; '.join(worse)}). Pass --force to promote it anyway."
+                f"({'; '.join(worse)}){context}. Pass --force to promote it anyway."
             )
     try:
         client.set_registered_model_alias(cfg.registered_model, alias, candidate.version)

@@ -205,8 +205,41 @@ def log_run(
         return run.info.run_id
 
 
+# the tags that, with the params, say what a run was trained on and how it was measured: shown by
+# differing_params when they differ
+SETTING_TAGS = ("as_of", "horizon_days", "data_hash", "code_version")
+
+
+def run_settings(run) -> dict[str, str]:
+    """A run's settings as MLflow names them: ``params.<name>`` for every param and ``tags.<name>`` for
+    the SETTING_TAGS it has."""
+    out = {f"params.{k}": str(v) for k, v in run.data.params.items()}
+    out |= {f"tags.{k}": str(run.data.tags[k]) for k in SETTING_TAGS if k in run.data.tags}
+    return out
+
+
+def differing_params(run_ids: list[str], cfg: TrackingConfig) -> dict[str, dict[str, str | None]]:
+    """The settings that differ between runs: ``{setting: {run_id: value, or None where the run has
+    none}}``, sorted by setting; settings (see :func:`run_settings`) equal in every run are left out,
+    and so is everything when fewer than two distinct runs are given. Unknown run ids: TrackingError."""
+    from mlflow.exceptions import MlflowException
+
+    ids = list(dict.fromkeys(r for r in run_ids if r))
+    if len(ids) < 2:
+        return {}
+    client = configure(cfg)
+    settings = {}
+    for run_id in ids:
+        try:
+            settings[run_id] = run_settings(client.get_run(run_id))
+        except MlflowException as exc:
+            raise TrackingError(f"Cannot read run {run_id!r} from {cfg.uri}: {exc.message.splitlines()[0]}") from None
+    keys = sorted(set().union(*settings.values()))
+    return {k: {r: settings[r].get(k) for r in ids} for k in keys if len({settings[r].get(k) for r in ids}) > 1}
+
+
 def runs(cfg: TrackingConfig, *, max_results: int = 50) -> list[dict[str, Any]]:
-    """The experiment's runs, newest first: id, name, kind, as_of, data hash, code version, metrics."""
+    """The experiment's runs, newest first: id, name, kind, as_of, horizon, data hash, code version, metrics."""
     client = configure(cfg)
     exp = client.get_experiment_by_name(cfg.experiment)
     found = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=max_results)
@@ -214,6 +247,6 @@ def runs(cfg: TrackingConfig, *, max_results: int = 50) -> list[dict[str, Any]]:
         "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
         "started": str(dt.datetime.fromtimestamp(r.info.start_time / 1000, dt.UTC).replace(tzinfo=None, microsecond=0)),
         "kind": r.data.tags.get("kind", ""), "as_of": r.data.tags.get("as_of", ""),
-        "data_hash": r.data.tags.get("data_hash", ""), "code_version": r.data.tags.get("code_version", ""),
+        "horizon_days": r.data.tags.get("horizon_days", ""), "data_hash": r.data.tags.get("data_hash", ""), "code_version": r.data.tags.get("code_version", ""),
         "metrics": dict(r.data.metrics),
     } for r in found]

@@ -402,8 +402,13 @@ def test_estimator_contract_and_small_pickle(bg, pnbd, gg, cdnow):
         assert not hasattr(fresh, "params_") and fresh.get_params() == model.get_params()
         blob = pickle.dumps(model)
         assert len(blob) < 4096  # parameters and report only, no training data
-        assert not any(isinstance(v, np.ndarray | pd.Series | pd.DataFrame) for v in vars(model).values())
+        # no training data: the only array is the parameters' covariance (k x k)
+        k = len(model.params_)
+        assert all(v.shape == (k, k) for v in vars(model).values() if isinstance(v, np.ndarray))
+        assert not any(isinstance(v, pd.Series | pd.DataFrame) for v in vars(model).values())
         assert pickle.loads(blob).params_ == model.params_
+        # set_params per the contract: stores, validates nothing, returns the estimator
+        assert cls().set_params(penalizer=0.2).penalizer == 0.2
     with pytest.raises(ModelError, match=r"BetaGeoModel is not fitted yet"):
         BetaGeoModel().p_alive([1], [2], [3])
     with pytest.raises(ModelError, match=r"GammaGammaModel is not fitted yet"):
@@ -411,3 +416,141 @@ def test_estimator_contract_and_small_pickle(bg, pnbd, gg, cdnow):
     # predictions broadcast over scalars and arrays
     assert bg.expected_purchases(10, 2, 5.0, 30.0).shape == ()
     assert bg.expected_purchases(np.array([[1.0], [10.0]]), *_xrt(cdnow)).shape == (2, len(cdnow))
+
+
+# ---------------------------------------------------------------- the DataFrame face: fit(rfm), lifetimes' names, summary
+
+
+def test_dataframe_fit_pins_published_cdnow_parameters(cdnow, cdnow_spend):
+    """fit(rfm) on the frame lifetimes' summary gives (extra columns ignored) = the published fit."""
+    bg = BetaGeoModel().fit(cdnow)
+    for k, v in {"r": 0.2426, "alpha": 4.4135, "a": 0.7929, "b": 2.4258}.items():
+        assert round(bg.params_[k], 4) == v
+    assert bg.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+    gg = GammaGammaModel().fit(cdnow_spend)  # customer_id, recency, T are extra columns here
+    for k, v in {"p": 6.2488, "q": 3.7446, "v": 15.4477}.items():
+        assert round(gg.params_[k], 4) == v
+    # polars (anything with to_pandas) takes the same path
+    pl = pytest.importorskip("polars")
+    assert BetaGeoModel().fit(pl.from_pandas(cdnow)).params_ == pytest.approx(bg.params_, rel=1e-12)
+
+
+def test_predictions_on_a_dataframe_are_series_on_its_index(bg, gg, cdnow_spend):
+    rfm = cdnow_spend.set_index("customer_id").iloc[::7]
+    x, rec, T, m = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value"))
+    for got, want in [
+        (bg.p_alive(rfm), bg.p_alive(x, rec, T)),
+        (bg.expected_purchases(10, rfm), bg.expected_purchases(10, x, rec, T)),
+        (bg.p_no_purchase(10, rfm), bg.p_no_purchase(10, x, rec, T)),
+        (gg.expected_spend(rfm), gg.expected_spend(x, m)),
+    ]:
+        assert isinstance(got, pd.Series) and got.index.equals(rfm.index)
+        np.testing.assert_array_equal(got.to_numpy(), want)
+    assert isinstance(bg.p_alive(x, rec, T), np.ndarray)
+
+
+def test_lifetimes_method_names_are_the_same_methods(bg, pnbd, gg, cdnow_spend):
+    rfm = cdnow_spend
+    for model in (bg, pnbd):
+        np.testing.assert_array_equal(model.conditional_probability_alive(rfm), model.p_alive(rfm))
+        np.testing.assert_array_equal(model.conditional_expected_number_of_purchases_up_to_time(26, rfm),
+                                      model.expected_purchases(26, rfm))
+        np.testing.assert_array_equal(model.expected_number_of_purchases_up_to_time([1.0, 52.0]),
+                                      model.expected_purchases_new([1.0, 52.0]))
+    np.testing.assert_array_equal(gg.conditional_expected_average_profit(rfm), gg.expected_spend(rfm))
+
+
+@pytest.mark.parametrize("freq, time, discount_rate", [("W", 12, 0.01), ("D", 6, 0.02)])
+def test_customer_lifetime_value_equals_lifetimes_in_its_units(bg, gg, cdnow_spend, freq, time, discount_rate):
+    """lifetimes' customer_lifetime_value(time months, monthly discount_rate, freq) with our parameters."""
+    df, model = cdnow_spend, bg
+    if freq == "D":  # the same customers in days
+        df = df.assign(recency=df["recency"] * 7, T=df["T"] * 7)
+        model = BetaGeoModel().fit(df)
+    twin_bg, twin_gg = _lifetimes_twin(BetaGeoFitter, model), _lifetimes_twin(GammaGammaFitter, gg)
+    want = twin_gg.customer_lifetime_value(twin_bg, df["frequency"], df["recency"], df["T"], df["monetary_value"],
+                                           time=time, discount_rate=discount_rate, freq=freq)
+    got = gg.customer_lifetime_value(model, df, time=time, discount_rate=discount_rate, freq=freq)
+    assert isinstance(got, pd.Series) and got.index.equals(df.index)
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9)
+    with pytest.raises(ModelError, match=r"freq must be one of"):
+        gg.customer_lifetime_value(model, df, freq="Q")
+
+
+def test_summary_standard_errors_equal_lifetimes(bg, gg, cdnow, cdnow_spend):
+    """BG/NBD and Gamma-Gamma: the inverse Hessian of the mean negative log-likelihood, as lifetimes."""
+    lt_bg = BetaGeoFitter().fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    buyers = cdnow_spend[cdnow_spend["frequency"] > 0]
+    lt_gg = GammaGammaFitter().fit(buyers["frequency"], buyers["monetary_value"])
+    for ours, theirs in ((bg, lt_bg), (gg, lt_gg)):
+        s = ours.summary
+        assert list(s.columns) == ["coef", "se(coef)", "lower 95% bound", "upper 95% bound"]
+        assert list(s.index) == list(ours.params_) and s.index.name == "parameter"
+        np.testing.assert_allclose(s["se(coef)"], theirs.summary["se(coef)"].loc[s.index], rtol=2e-3)
+        np.testing.assert_allclose(s["lower 95% bound"], s["coef"] - 1.96 * s["se(coef)"])
+        assert s.attrs["log_likelihood"] == ours.log_likelihood_ and s.attrs["n_customers"] == ours.n_customers_
+    assert bg.summary.attrs["log_likelihood"] == pytest.approx(-9582.4, abs=0.05)
+    assert bg.summary.loc["r", "se(coef)"] == pytest.approx(0.0126, abs=1e-4)
+
+
+def test_value_differences_give_the_gradient_hessian(bg, cdnow):
+    """Pareto/NBD has no analytic gradient: its Hessian comes from differences of values. On BG/NBD
+    that path must agree with the one from differences of the analytic gradient."""
+    x, rec, T = _xrt(cdnow)
+    (ux, urec, uT), _, inverse = btyd._collapse(x, rec, T)
+    w = np.bincount(inverse).astype(float)
+    scale = 1.0 / uT.max()
+    d = bg._prepare(ux, urec * scale, uT * scale, w)
+    theta = np.log([bg.params_[k] * (scale if k == "alpha" else 1.0) for k in bg._param_names])
+    fun = lambda th: bg._objective(th, 0.0, d)  # noqa: E731
+    from_gradient = btyd._hessian(fun, theta, True)
+    from_values = btyd._hessian(lambda th: fun(th)[0], theta, False)
+    np.testing.assert_allclose(from_values, from_gradient, rtol=1e-3, atol=1e-6)
+
+
+def test_paretonbd_summary_is_finite_and_covers_the_published_fit(pnbd):
+    s = pnbd.summary
+    assert s["se(coef)"].gt(0).all() and np.isfinite(s["se(coef)"]).all()
+    # Fader-Hardie's CDNOW Pareto/NBD estimates lie inside our 95% intervals
+    for k, v in {"r": 0.5534, "alpha": 10.5776, "s": 0.6061, "beta": 11.6689}.items():
+        assert s.loc[k, "lower 95% bound"] < v < s.loc[k, "upper 95% bound"]
+
+
+def test_fallback_models_take_dataframes_and_summarise(cdnow, cdnow_spend):
+    pooled = btyd.PooledNBDModel().fit(cdnow)
+    assert pooled.params_ == btyd.PooledNBDModel().fit(*_xrt(cdnow)).params_
+    s = pooled.summary
+    assert np.isnan(s.loc["r", "se(coef)"]) and s.loc["alpha", "se(coef)"] > 0  # r is fixed at 1
+    # the NBD is BG/NBD without dropout: its likelihood is comparable, and lower on CDNOW (people do drop out)
+    assert s.attrs["log_likelihood"] < BetaGeoModel().fit(cdnow).log_likelihood_
+    np.testing.assert_array_equal(pooled.conditional_probability_alive(cdnow), np.ones(len(cdnow)))
+    mean = btyd.MeanSpendModel().fit(cdnow_spend[cdnow_spend["frequency"] > 0])
+    buyers = cdnow_spend.loc[cdnow_spend["frequency"] > 0, "monetary_value"]
+    assert mean.params_["mean"] == pytest.approx(buyers.mean())
+    assert mean.summary.loc["mean", "se(coef)"] == pytest.approx(buyers.std() / np.sqrt(len(buyers)))
+    assert np.isnan(mean.summary.attrs["log_likelihood"])
+    np.testing.assert_array_equal(mean.conditional_expected_average_profit(cdnow_spend), np.full(len(cdnow_spend), buyers.mean()))
+
+
+def test_not_fitted_is_sklearns_not_fitted_error_and_a_model_error():
+    from sklearn.exceptions import NotFittedError
+
+    for model, call in [(BetaGeoModel(), lambda m: m.summary), (ParetoNBDModel(), lambda m: m.p_alive([1], [2], [3])),
+                        (GammaGammaModel(), lambda m: m.conditional_expected_average_profit([1], [2.0])),
+                        (btyd.PooledNBDModel(), lambda m: m.expected_purchases(1, [1], [2], [3])),
+                        (btyd.MeanSpendModel(), lambda m: m.expected_spend([1], [2.0]))]:
+        with pytest.raises(NotFittedError, match=f"{type(model).__name__} is not fitted yet"):
+            call(model)
+        with pytest.raises(ModelError):
+            call(model)
+
+
+def test_dataframe_input_errors_name_the_columns(bg, cdnow):
+    with pytest.raises(ModelError, match=r"needs the DataFrame columns \['frequency', 'recency', 'T'\]; it lacks \['T'\]"):
+        BetaGeoModel().fit(cdnow.drop(columns=["T"]))
+    with pytest.raises(ModelError, match=r"not both"):
+        bg.p_alive(cdnow, cdnow["recency"], cdnow["T"])
+    with pytest.raises(ModelError, match=r"got 2 of 3"):
+        bg.p_alive(cdnow["frequency"], cdnow["recency"])
+    with pytest.raises(ModelError, match=r"lacks \['monetary_value'\]"):
+        GammaGammaModel().fit(cdnow)

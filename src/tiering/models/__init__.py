@@ -1,1 +1,47 @@
-"""Estimators: BTYD (BG/NBD, Pareto/NBD, Gamma-Gamma), propensity, tiers, and the scoring bundle."""
+"""Estimators: BTYD (BG/NBD, Pareto/NBD, Gamma-Gamma), propensity, tiers, and the scoring bundle.
+
+Shared here by every estimator module: the "not fitted" check (scikit-learn's ``check_is_fitted``,
+raising :class:`NotFittedModelError`, both a :class:`tiering.ModelError` and scikit-learn's
+``NotFittedError``) and :func:`thread_limits`, the context that caps a fit's or a prediction's
+threads (OpenMP and BLAS) for the estimators' ``threads`` keyword.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from collections.abc import Sequence
+
+from sklearn.exceptions import NotFittedError
+
+from tiering.exceptions import ModelError
+
+__all__ = ["NotFittedModelError", "check_fitted", "thread_limits"]
+
+
+class NotFittedModelError(ModelError, NotFittedError):
+    """An estimator was used before ``fit``: a ModelError for tiering's callers, a NotFittedError
+    (so also ValueError and AttributeError) for scikit-learn's."""
+
+
+def check_fitted(estimator: object, attributes: str | Sequence[str]) -> None:
+    """``sklearn.utils.validation.check_is_fitted`` on ``attributes``, raising NotFittedModelError
+    with a message that names the estimator and says what to do."""
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator, attributes)
+    except NotFittedError:
+        raise NotFittedModelError(f"{type(estimator).__name__} is not fitted yet: call fit(...) first.") from None
+
+
+def thread_limits(threads: int | None):
+    """A context capping OpenMP and BLAS threads at ``threads`` (None: no cap, the libraries' default,
+    every core). On a shared or busy machine 1 or 2 is often much faster for gradient boosting."""
+    if threads is None:
+        return contextlib.nullcontext()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ModelError(f"threads must be a whole number >= 1, or None for the libraries' default; got {threads!r}.")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(threads))

@@ -13,6 +13,25 @@ The likelihoods, penalizers and predictions are those of lifetimes 0.11.3, re-im
   ``PooledNBDModel`` (purchases without dropout, pooled closed-form rate) and ``MeanSpendModel``
   (one mean order value).
 
+Every ``fit`` and prediction takes either an RFM DataFrame (pandas, or anything with ``to_pandas``:
+polars, pyarrow) with columns ``frequency``, ``recency``, ``T`` (and ``monetary_value`` for the
+spend models), as lifetimes' summary_data_from_transaction_data and tiering's feature frame name
+them, or the columns as arrays, as lifetimes takes them::
+
+    bg = BetaGeoModel().fit(rfm)                       # or .fit(rfm["frequency"], rfm["recency"], rfm["T"])
+    rfm["p_alive"] = bg.conditional_probability_alive(rfm)   # a Series on rfm's index
+    bg.summary                                          # coef, se(coef), 95% bounds; .attrs["log_likelihood"]
+
+Predictions on a DataFrame come back as a Series on its index, on arrays as an array. lifetimes'
+method names (conditional_expected_number_of_purchases_up_to_time, conditional_probability_alive,
+expected_number_of_purchases_up_to_time; conditional_expected_average_profit and
+customer_lifetime_value on the spend models, with lifetimes' units: ``time`` in months, a monthly
+``discount_rate``) call the short ones (expected_purchases, p_alive, expected_purchases_new,
+expected_spend, discounted_clv). ``summary``'s standard errors come from the inverse Hessian of the
+objective minimised (mean negative log-likelihood plus penalty; numerical, in log-parameters, then
+the delta method), as lifetimes computes them; they are computed at fit time, so the model keeps no
+data.
+
 Inputs follow lifetimes' summary semantics: ``frequency`` = repeat purchases (periods with a
 purchase, less one; an integer), ``recency`` = time from the first to the last purchase (0 when
 frequency is 0), ``T`` = time from the first purchase to the end of observation. recency, T and
@@ -28,12 +47,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
+from tiering.models import check_fitted
 
 __all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "PooledNBDModel", "MeanSpendModel", "discounted_clv"]
 
@@ -120,10 +141,100 @@ def _broadcast(*values: ArrayLike) -> list[np.ndarray]:
     return np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))
 
 
+_TRANSACTION_COLUMNS = ("frequency", "recency", "T")
+_SPEND_COLUMNS = ("frequency", "monetary_value")
+
+
+def _inputs(owner: str, names: tuple[str, ...], first: Any, *rest: Any) -> tuple[list[Any], pd.Index | None]:
+    """The columns ``names`` and the frame's index from an RFM DataFrame passed as ``first`` (``rest``
+    all None), or ``[first, *rest]`` and None when they are arrays."""
+    if hasattr(first, "columns") and not isinstance(first, np.ndarray):
+        frame = first if isinstance(first, pd.DataFrame) else first.to_pandas() if hasattr(first, "to_pandas") else None
+        if frame is None:
+            raise ModelError(f"{owner} takes a pandas DataFrame (or one with to_pandas()); got {type(first).__name__}.")
+        if any(r is not None for r in rest):
+            raise ModelError(f"{owner}: pass either an RFM DataFrame or the columns {list(names)} as arrays, not both.")
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise ModelError(f"{owner} needs the DataFrame columns {list(names)}; it lacks {missing} (got "
+                             f"{[str(c) for c in frame.columns[:12]]}). Rename them, or pass the columns as arrays.")
+        return [frame[c] for c in names], frame.index
+    if any(r is None for r in rest):
+        raise ModelError(f"{owner} takes an RFM DataFrame with columns {list(names)}, or those columns as arrays "
+                         f"({', '.join(names)}); got {1 + sum(r is not None for r in rest)} of {len(names)}.")
+    return [first, *rest], None
+
+
+def _output(values: np.ndarray, index: pd.Index | None) -> np.ndarray | pd.Series:
+    """A prediction on a DataFrame as a Series on its index; otherwise the array."""
+    if index is not None and np.shape(values) == (len(index),):
+        return pd.Series(values, index=index)
+    return values
+
+
+def _hessian(fun: Callable[[np.ndarray], Any], x: np.ndarray, gradient: bool, h: float = 1e-4) -> np.ndarray:
+    """Hessian of ``fun`` at ``x`` by central differences: of the gradient when ``fun`` returns
+    (value, gradient), of values otherwise (step 10 h there)."""
+    k = x.shape[0]
+    H = np.empty((k, k))
+    if gradient:
+        for i in range(k):
+            e = np.zeros(k)
+            e[i] = h
+            H[:, i] = (np.asarray(fun(x + e)[1]) - np.asarray(fun(x - e)[1])) / (2 * h)
+        return 0.5 * (H + H.T)
+    h *= 10
+    f0 = float(fun(x))
+    steps = np.eye(k) * h
+    for i in range(k):
+        H[i, i] = (float(fun(x + steps[i])) - 2 * f0 + float(fun(x - steps[i]))) / h**2
+        for j in range(i):
+            a, b = steps[i], steps[j]
+            H[i, j] = H[j, i] = (float(fun(x + a + b)) - float(fun(x + a - b)) - float(fun(x - a + b))
+                                 + float(fun(x - a - b))) / (4 * h**2)
+    return H
+
+
+def _standard_errors(params: dict[str, float], hess_log: np.ndarray, n: float) -> tuple[np.ndarray, dict[str, float]]:
+    """(covariance of the parameters, their standard errors) from the Hessian of the mean objective in
+    log-parameters over ``n`` customers: cov(log p) = H^-1 / n, then the delta method (d p = p d log p).
+    A Hessian that is not positive definite (optimum on the boundary) gives NaN standard errors."""
+    p = np.array(list(params.values()))
+    try:
+        cov_log = np.linalg.inv(hess_log) / n
+    except np.linalg.LinAlgError:
+        cov_log = np.full_like(hess_log, np.nan)
+    cov = cov_log * np.outer(p, p)
+    var = np.diag(cov)
+    se = np.where(np.isfinite(var) & (var > 0), np.sqrt(np.abs(var)), np.nan)
+    return cov, {k: float(v) for k, v in zip(params, se)}
+
+
+class _Summary:
+    """``summary``: lifetimes' table of the fitted parameters, from ``params_``, ``standard_errors_`` and
+    ``log_likelihood_``."""
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The fitted parameters: coef, se(coef), lower and upper 95% bounds (coef -+ 1.96 se), one row per
+        parameter (index "parameter"). ``.attrs`` holds log_likelihood (NaN where the fit is not a maximum
+        likelihood fit), n_customers and the penalizer used."""
+        check_fitted(self, "params_")
+        coef = pd.Series(self.params_, dtype=float)
+        se = pd.Series(getattr(self, "standard_errors_", {}), dtype=float).reindex(coef.index)
+        out = pd.DataFrame({"coef": coef, "se(coef)": se, "lower 95% bound": coef - 1.96 * se,
+                            "upper 95% bound": coef + 1.96 * se})
+        out.index.name = "parameter"
+        out.attrs = {"log_likelihood": float(getattr(self, "log_likelihood_", math.nan)),
+                     "n_customers": getattr(self, "n_customers_", None),
+                     "penalizer": getattr(self, "fit_report_", {}).get("penalizer")}
+        return out
+
+
 # --------------------------------------------------------------------------- shared fitting
 
 
-class _BTYDModel(BaseEstimator):
+class _BTYDModel(_Summary, BaseEstimator):
     """Fitting machinery shared by the three models: objective on log-parameters, retries, report."""
 
     _param_names: tuple[str, ...] = ()
@@ -135,10 +246,8 @@ class _BTYDModel(BaseEstimator):
         self.penalizer = penalizer
 
     def _params(self) -> list[float]:
-        params = getattr(self, "params_", None)
-        if params is None:
-            raise ModelError(f"{type(self).__name__} is not fitted yet: call fit(...) first.")
-        return [float(params[k]) for k in self._param_names]
+        check_fitted(self, "params_")
+        return [float(self.params_[k]) for k in self._param_names]
 
     def _invalid(self, params: dict[str, float]) -> str | None:
         """Why fitted parameters are unusable, or None."""
@@ -160,10 +269,11 @@ class _BTYDModel(BaseEstimator):
         objective: Callable[[np.ndarray, float], Any],
         jac: bool,
         to_params: Callable[[np.ndarray], dict[str, float]],
-    ) -> tuple[dict[str, float], float, dict[str, Any]]:
+    ) -> tuple[dict[str, float], float, dict[str, Any], np.ndarray]:
         """Minimise ``objective(log_params, penalizer)`` through the retry schedule.
 
-        Returns (parameters, objective value, fit report); raises ModelError when every try fails.
+        Returns (parameters, objective value, fit report, Hessian of the objective in log-parameters at
+        the optimum); raises ModelError when every try fails.
         """
         from threadpoolctl import threadpool_limits
 
@@ -200,7 +310,8 @@ class _BTYDModel(BaseEstimator):
                     report = {"converged": True, "n_tries": len(attempts), "method": method, "tol": tol,
                               "penalizer": pen, "message": attempts[-1]["message"], "warnings": warnings,
                               "attempts": attempts}
-                    return params, float(res.fun), report
+                    hess = _hessian(lambda th, p=pen: objective(th, p), res.x, jac)
+                    return params, float(res.fun), report, hess
         tries = "; ".join(f"{a['method']} tol={a['tol']:g} penalizer={a['penalizer']:g}: {a['message']}"
                           for a in attempts)
         raise ModelError(
@@ -219,10 +330,13 @@ class _TransactionModel(_BTYDModel):
     _penalty_per_customer = True  # penalizer on the mean (True) or the total (False) log-likelihood
 
     def fit(
-        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, sample_weight: ArrayLike | None = None
+        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> _TransactionModel:
-        """Fit by maximum likelihood on (frequency, recency, T); ``sample_weight`` counts customers per row."""
+        """Fit by maximum likelihood on an RFM DataFrame or (frequency, recency, T) arrays;
+        ``sample_weight`` counts customers per row."""
         owner = f"{type(self).__name__}.fit"
+        (frequency, recency, T), _ = _inputs(owner, _TRANSACTION_COLUMNS, frequency, recency, T)
         x, rec, T = _columns(owner, frequency=frequency, recency=recency, T=T)
         n = x.shape[0]
         finite = np.isfinite(x) & np.isfinite(rec) & np.isfinite(T)
@@ -252,11 +366,12 @@ class _TransactionModel(_BTYDModel):
             return {k: float(v / scale if k in self._time_params else v) for k, v in zip(self._param_names, p)}
 
         with np.errstate(all="ignore"):
-            params, _, report = self._optimise(
+            params, _, report, hess = self._optimise(
                 lambda th, pen: self._objective(th, pen * pen_scale, data), self._analytic_gradient, to_params
             )
             scaled = [params[k] * (scale if k in self._time_params else 1.0) for k in self._param_names]
             ll_scaled = float(np.sum(w * self._loglik(scaled, data)))
+            self.covariance_, self.standard_errors_ = _standard_errors(params, hess, float(total))
         self.params_ = params
         # Back to the caller's time unit: each purchase time's density scales by 1 / scale.
         self.log_likelihood_ = ll_scaled + float(np.sum(w * x)) * math.log(scale)
@@ -289,20 +404,54 @@ class _TransactionModel(_BTYDModel):
         """P(at least one purchase in (T, T+t] | alive at T, x, T)."""
         raise NotImplementedError
 
-    def expected_purchases(self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
-        """Conditional expected number of purchases in (T, T + t] given (frequency, recency, T)."""
-        t, x, rec, T = _broadcast(t, frequency, recency, T)
-        return self.p_alive(x, rec, T) * self._given_alive(t, x, T)
+    def _p_alive(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """P(alive at T | x, recency, T) on broadcast float arrays."""
+        raise NotImplementedError
 
-    def p_no_purchase(self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
-        """P(no purchase in (T, T + t]) given (frequency, recency, T)."""
-        t, x, rec, T = _broadcast(t, frequency, recency, T)
-        return 1.0 - self.p_alive(x, rec, T) * self._buy_given_alive(t, x, T)
+    def _rfm(self, method: str, frequency: Any, recency: Any, T: Any) -> tuple[list[Any], pd.Index | None]:
+        return _inputs(f"{type(self).__name__}.{method}", _TRANSACTION_COLUMNS, frequency, recency, T)
+
+    def p_alive(self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
+                T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+        """P(alive at T) given an RFM DataFrame or (frequency, recency, T)."""
+        cols, index = self._rfm("p_alive", frequency, recency, T)
+        return _output(self._p_alive(*_broadcast(*cols)), index)
+
+    def expected_purchases(self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
+                           T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+        """Conditional expected number of purchases in (T, T + t] given an RFM DataFrame or (frequency, recency, T)."""
+        cols, index = self._rfm("expected_purchases", frequency, recency, T)
+        t, x, rec, T = _broadcast(t, *cols)
+        return _output(self._p_alive(x, rec, T) * self._given_alive(t, x, T), index)
+
+    def p_no_purchase(self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
+                      T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+        """P(no purchase in (T, T + t]) given an RFM DataFrame or (frequency, recency, T)."""
+        cols, index = self._rfm("p_no_purchase", frequency, recency, T)
+        t, x, rec, T = _broadcast(t, *cols)
+        return _output(1.0 - self._p_alive(x, rec, T) * self._buy_given_alive(t, x, T), index)
 
     def expected_purchases_new(self, t: ArrayLike) -> np.ndarray:
         """Unconditional E[X(t)]: expected repeat purchases in t time units of a new customer."""
         t = np.asarray(t, dtype=float)
         return self._given_alive(t, np.zeros_like(t), np.zeros_like(t))
+
+    # lifetimes' names (BetaGeoFitter, ParetoNBDFitter): the same methods
+    def conditional_probability_alive(self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
+                                      T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+        """lifetimes' name for :meth:`p_alive`."""
+        return self.p_alive(frequency, recency, T)
+
+    def conditional_expected_number_of_purchases_up_to_time(
+        self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
+        T: ArrayLike | None = None,
+    ) -> np.ndarray | pd.Series:
+        """lifetimes' name for :meth:`expected_purchases`."""
+        return self.expected_purchases(t, frequency, recency, T)
+
+    def expected_number_of_purchases_up_to_time(self, t: ArrayLike) -> np.ndarray:
+        """lifetimes' name for :meth:`expected_purchases_new`."""
+        return self.expected_purchases_new(t)
 
 
 # --------------------------------------------------------------------------- BG/NBD
@@ -341,9 +490,11 @@ class BetaGeoModel(_TransactionModel):
     _analytic_gradient = True
 
     def fit(
-        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, sample_weight: ArrayLike | None = None
+        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> BetaGeoModel:
-        """Fit by maximum likelihood on (frequency, recency, T); ``sample_weight`` counts customers per row."""
+        """Fit by maximum likelihood on an RFM DataFrame (columns frequency, recency, T) or on
+        (frequency, recency, T) arrays; ``sample_weight`` counts customers per row."""
         return super().fit(frequency, recency, T, sample_weight)
 
     def _prepare(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray, w: np.ndarray) -> dict[str, Any]:
@@ -396,10 +547,9 @@ class BetaGeoModel(_TransactionModel):
             return np.inf, np.zeros(4)
         return f, -grad * p / W + 2.0 * pen * p**2
 
-    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+    def _p_alive(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray) -> np.ndarray:
         """P(alive at T) given (frequency, recency, T); 1 for frequency 0."""
         r, alpha, a, b = self._params()
-        x, rec, T = _broadcast(frequency, recency, T)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_odds_dead = (r + x) * np.log((alpha + T) / (alpha + rec)) + np.log(a / (b + np.maximum(x, 1) - 1))
         return np.where(x > 0, expit(-log_odds_dead), 1.0)
@@ -467,9 +617,11 @@ class ParetoNBDModel(_TransactionModel):
     _x0 = 0.0  # lifetimes starts Pareto/NBD near 1 on the natural scale
 
     def fit(
-        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, sample_weight: ArrayLike | None = None
+        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> ParetoNBDModel:
-        """Fit by maximum likelihood on (frequency, recency, T); ``sample_weight`` counts customers per row."""
+        """Fit by maximum likelihood on an RFM DataFrame (columns frequency, recency, T) or on
+        (frequency, recency, T) arrays; ``sample_weight`` counts customers per row."""
         return super().fit(frequency, recency, T, sample_weight)
 
     def _prepare(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray, w: np.ndarray) -> dict[str, Any]:
@@ -497,9 +649,8 @@ class ParetoNBDModel(_TransactionModel):
         alive, dead = self._split(p, x, d["rec"], d["T"], d.get("pairs"))
         return gammaln(r + x) - gammaln(r) + r * math.log(alpha) + s * math.log(beta) + np.logaddexp(alive, dead)
 
-    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+    def _p_alive(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray) -> np.ndarray:
         """P(alive at T) given (frequency, recency, T) (Fader-Hardie note 009, as lifetimes)."""
-        x, rec, T = _broadcast(frequency, recency, T)
         with np.errstate(divide="ignore", invalid="ignore"):
             alive, dead = self._split(self._params(), x, rec, T)
             return expit(alive - dead)
@@ -528,7 +679,48 @@ class ParetoNBDModel(_TransactionModel):
 # --------------------------------------------------------------------------- Gamma-Gamma
 
 
-class GammaGammaModel(_BTYDModel):
+class _SpendModel:
+    """Per-order spend predictions on an RFM DataFrame or (frequency, monetary_value) arrays, and
+    lifetimes' names for them."""
+
+    def _expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def expected_spend(self, frequency: ArrayLike | pd.DataFrame,
+                       monetary_value: ArrayLike | None = None) -> np.ndarray | pd.Series:
+        """Expected mean spend per purchase given an RFM DataFrame (columns frequency, monetary_value)
+        or (frequency, monetary_value) arrays."""
+        (x, m), index = _inputs(f"{type(self).__name__}.expected_spend", _SPEND_COLUMNS, frequency, monetary_value)
+        return _output(self._expected_spend(*_broadcast(x, m)), index)
+
+    def conditional_expected_average_profit(self, frequency: ArrayLike | pd.DataFrame,
+                                            monetary_value: ArrayLike | None = None) -> np.ndarray | pd.Series:
+        """lifetimes' name for :meth:`expected_spend`."""
+        return self.expected_spend(frequency, monetary_value)
+
+    def customer_lifetime_value(
+        self, transaction_prediction_model: _TransactionModel, frequency: ArrayLike | pd.DataFrame,
+        recency: ArrayLike | None = None, T: ArrayLike | None = None, monetary_value: ArrayLike | None = None,
+        time: int = 12, discount_rate: float = 0.01, freq: str = "D",
+    ) -> np.ndarray | pd.Series:
+        """lifetimes' GammaGammaFitter.customer_lifetime_value, in its units: CLV over ``time`` months
+        of 30 days, each month's value discounted at the monthly ``discount_rate``; ``freq`` is the
+        data's time unit ("D", "W" (4.345 a month), "M", "H"). Computed by :func:`discounted_clv` with
+        horizon_days = 30 time, step_days = 30, discount_rate_annual = (1 + discount_rate)^(365/30) - 1."""
+        per_month = {"D": 30.0, "W": 4.345, "M": 1.0, "H": 720.0}
+        if freq not in per_month:
+            raise ModelError(f"customer_lifetime_value: freq must be one of {list(per_month)}; got {freq!r}.")
+        if not (math.isfinite(discount_rate) and discount_rate > -1):
+            raise ModelError(f"customer_lifetime_value: discount_rate (monthly) must be > -1; got {discount_rate!r}.")
+        cols, index = _inputs(f"{type(self).__name__}.customer_lifetime_value", (*_TRANSACTION_COLUMNS, "monetary_value"),
+                              frequency, recency, T, monetary_value)
+        clv = discounted_clv(transaction_prediction_model, self, *cols, horizon_days=30.0 * time,
+                             discount_rate_annual=(1.0 + discount_rate) ** (365.0 / 30.0) - 1.0,
+                             time_unit_days=30.0 / per_month[freq], step_days=30.0)
+        return _output(clv, index)
+
+
+class GammaGammaModel(_SpendModel, _BTYDModel):
     """Gamma-Gamma spend model (Fader, Hardie and Lee 2005, "RFM and CLV"; Fader-Hardie note 025).
 
     Fitted on repeat buyers only (frequency > 0 and monetary_value > 0): ``monetary_value`` is the
@@ -549,10 +741,13 @@ class GammaGammaModel(_BTYDModel):
         return problem
 
     def fit(
-        self, frequency: ArrayLike, monetary_value: ArrayLike, sample_weight: ArrayLike | None = None
+        self, frequency: ArrayLike | pd.DataFrame, monetary_value: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> GammaGammaModel:
-        """Fit by maximum likelihood on the rows with frequency > 0 and monetary_value > 0."""
+        """Fit by maximum likelihood on the rows with frequency > 0 and monetary_value > 0, of an RFM
+        DataFrame or of (frequency, monetary_value) arrays."""
         owner = f"{type(self).__name__}.fit"
+        (frequency, monetary_value), _ = _inputs(owner, _SPEND_COLUMNS, frequency, monetary_value)
         x, m = _columns(owner, frequency=frequency, monetary_value=monetary_value)
         n = x.shape[0]
         fx = np.isfinite(x)
@@ -584,8 +779,9 @@ class GammaGammaModel(_BTYDModel):
                 return dict(zip(self._param_names, map(float, np.exp(theta))))
 
         with np.errstate(all="ignore"):
-            params, _, report = self._optimise(objective, True, to_params)
+            params, _, report, hess = self._optimise(objective, True, to_params)
             self.log_likelihood_ = self._loglik_grad(np.array(list(params.values())), d)[0]
+            self.covariance_, self.standard_errors_ = _standard_errors(params, hess, float(d["W"]))
         self.params_ = params
         self.n_customers_ = float(d["W"]) if sample_weight is not None else int(d["W"])
         self.fit_report_ = report | {"n_rows_used": int(use.sum())}
@@ -612,7 +808,7 @@ class GammaGammaModel(_BTYDModel):
         ])
         return float(ll), grad
 
-    def expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> np.ndarray:
+    def _expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         """E[mean spend per purchase | frequency, monetary_value] (note 025, eq. 5); the population
         mean p v / (q - 1) where frequency is 0.
 
@@ -620,7 +816,6 @@ class GammaGammaModel(_BTYDModel):
         (fitted on monetary_value > 0); their monetary_value counts as 0, so the estimate is the
         population mean shrunk by their evidence, never a negative spend."""
         p, q, v = self._params()
-        x, m = _broadcast(frequency, monetary_value)
         m = np.maximum(m, 0.0)
         mean = p * v / (q - 1.0)
         with np.errstate(invalid="ignore"):
@@ -648,23 +843,32 @@ class PooledNBDModel(_TransactionModel):
     def __init__(self, min_exposure: float = 30.0) -> None:
         self.min_exposure = min_exposure
 
-    def fit(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+    def fit(self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
             sample_weight: ArrayLike | None = None) -> PooledNBDModel:
+        """Set the pooled rate from an RFM DataFrame or (frequency, recency, T) arrays (rows with a
+        missing or negative frequency or T are left out). ``log_likelihood_`` is the NBD's at these
+        parameters (BG/NBD's with no dropout, so comparable with it); ``standard_errors_`` gives alpha's
+        from the inverse of that likelihood's curvature (r is fixed: NaN)."""
         owner = f"{type(self).__name__}.fit"
+        (frequency, recency, T), _ = _inputs(owner, _TRANSACTION_COLUMNS, frequency, recency, T)
         x, _, T = _columns(owner, frequency=frequency, recency=recency, T=T)
         ok = np.isfinite(x) & np.isfinite(T) & (x >= 0) & (T >= 0)
         w = _weights(owner, sample_weight, x.shape[0]) * ok
         x, T = np.where(ok, x, 0.0), np.where(ok, T, 0.0)
         exposure = float(w @ T) + float(w.sum()) * float(self.min_exposure)
         rate = (float(w @ x) + 0.5) / max(exposure, 1e-12)
-        self.params_ = {"r": 1.0, "alpha": 1.0 / rate}
+        r, alpha = 1.0, 1.0 / rate
+        self.params_ = {"r": r, "alpha": alpha}
+        self.log_likelihood_ = float(w @ (gammaln(r + x) - gammaln(r) + r * math.log(alpha) - (r + x) * np.log(alpha + T)))
+        curvature = float(w @ ((r + x) / (alpha + T) ** 2)) - float(w.sum()) * r / alpha**2  # d2 LL / d alpha2
+        self.standard_errors_ = {"r": math.nan, "alpha": math.sqrt(-1.0 / curvature) if curvature < 0 else math.nan}
         self.n_customers_ = int(w.sum())
         self.fit_report_ = {"converged": True, "method": "pooled closed form", "warnings": [], "attempts": []}
         return self
 
-    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+    def _p_alive(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray) -> np.ndarray:
         """1: the NBD has no dropout."""
-        return np.ones(np.broadcast(*_broadcast(frequency, recency, T)).shape)
+        return np.ones(np.broadcast(x, rec, T).shape)
 
     def _given_alive(self, t: ArrayLike, x: ArrayLike, T: ArrayLike) -> np.ndarray:
         r, alpha = self._params()
@@ -677,27 +881,34 @@ class PooledNBDModel(_TransactionModel):
         return -np.expm1((r + x) * np.log1p(-t / (alpha + T + t)))
 
 
-class MeanSpendModel(BaseEstimator):
+class MeanSpendModel(_SpendModel, _Summary, BaseEstimator):
     """The fallback spend model: one mean order value for everyone, used where Gamma-Gamma cannot be
     fitted (fewer than 2 repeat buyers with positive spend, or q <= 1). ``fit(order_values,
     sample_weight)`` takes each buyer's mean order value (negative values count as 0) and their order
-    counts as weights; ``expected_spend`` returns that pooled mean whatever the customer's history.
-    ``params_``: mean."""
+    counts as weights, or an RFM DataFrame whose ``monetary_value`` column it reads as the order
+    values; ``expected_spend`` returns that pooled mean whatever the customer's history.
+    ``params_``: mean; its standard error is the weighted standard deviation over sqrt(sum of weights);
+    not a likelihood fit (``summary.attrs["log_likelihood"]`` is NaN)."""
 
-    def fit(self, order_values: ArrayLike, sample_weight: ArrayLike | None = None) -> MeanSpendModel:
-        (m,) = _columns(f"{type(self).__name__}.fit", order_values=order_values)
+    def fit(self, order_values: ArrayLike | pd.DataFrame, sample_weight: ArrayLike | None = None) -> MeanSpendModel:
+        owner = f"{type(self).__name__}.fit"
+        (order_values,), _ = _inputs(owner, ("monetary_value",), order_values)
+        (m,) = _columns(owner, order_values=order_values)
         w = np.ones_like(m) if sample_weight is None else _as_float("sample_weight", sample_weight)
         ok = np.isfinite(m) & np.isfinite(w) & (w > 0)
-        mean = float(np.average(np.maximum(m[ok], 0.0), weights=w[ok])) if ok.any() else 0.0
+        m, w = np.maximum(m[ok], 0.0), w[ok]
+        mean = float(np.average(m, weights=w)) if ok.any() else 0.0
+        total = float(w.sum())
+        se = math.sqrt(float(w @ (m - mean) ** 2) / (total - 1.0) / total) if total > 1 else math.nan
         self.params_ = {"mean": mean}
+        self.standard_errors_ = {"mean": se}
+        self.n_customers_ = int(ok.sum())
         self.fit_report_ = {"converged": True, "method": "pooled mean", "warnings": [], "attempts": []}
         return self
 
-    def expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> np.ndarray:
+    def _expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         """The pooled mean order value, broadcast to the inputs' shape."""
-        if getattr(self, "params_", None) is None:
-            raise ModelError("MeanSpendModel is not fitted yet: call fit(...) first.")
-        x, _ = _broadcast(frequency, monetary_value)
+        check_fitted(self, "params_")
         return np.full(x.shape, self.params_["mean"])
 
 

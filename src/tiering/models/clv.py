@@ -16,6 +16,13 @@ target clipped at 0 (net refunds can make it negative):
 (``BTYD_FEATURES``) fitted at the same origin as the features. The level can be aligned, without
 labels, to a forecast of the total (``align_level``): the bundle aligns it to BTYD's total CLV on
 the scoring base, so that the supervised model gives the ranking and BTYD the level.
+
+``SpendRegressor`` is a scikit-learn regressor: ``fit(X, y)``, ``predict(X)``, ``score``, ``clone``,
+usable as the last step of a Pipeline and in ``cross_val_score``. X is a DataFrame (columns taken by
+name, so their order may change between fit and predict) or a 2-D array (columns by position,
+named x0, x1, ... as a preprocessing step's numpy output). ``threads`` caps the OpenMP and BLAS
+threads of its fit and predictions (None: the libraries' default, every core; on a busy 2-core
+machine gradient boosting fits many times faster with 1).
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from tiering.exceptions import ModelError
+from tiering.models import check_fitted, thread_limits
 
-__all__ = ["BTYD_FEATURES", "CLV_MODELS", "SpendRegressor", "signed_log", "tree_input"]
+__all__ = ["BTYD_FEATURES", "CLV_MODELS", "SpendRegressor", "feature_frame", "signed_log", "tree_input"]
 
 BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases", "btyd_p_no_purchase", "btyd_expected_spend", "btyd_clv")
 CLV_MODELS = ("btyd", "supervised", "hybrid")
@@ -53,24 +61,60 @@ def tree_input(X: pd.DataFrame) -> np.ndarray:
     return np.round(X.to_numpy(dtype=float), 6)
 
 
-def _check_columns(owner: str, names: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in names if c not in X.columns]
-    if missing:
-        raise ModelError(f"{owner} needs feature columns {missing[:8]}, which the input lacks.")
-    return X[list(names)]
+def _names(X) -> np.ndarray | None:
+    """The column names of a DataFrame whose columns are all strings (scikit-learn's rule), else None."""
+    cols = getattr(X, "columns", None)
+    if cols is None or not all(isinstance(c, str) for c in cols):
+        return None
+    return np.asarray(cols, dtype=object)
+
+
+def feature_frame(owner: str, X, estimator=None) -> pd.DataFrame:
+    """X as a DataFrame of features. At fit time (``estimator`` None) as given, or a 2-D array's columns
+    named x0, x1, ...; at predict time the columns the fitted ``estimator`` saw: by name from a frame
+    fitted with names (any order, extra columns ignored), by position otherwise (the count must match)."""
+    names = _names(X)
+    if estimator is not None and getattr(estimator, "feature_names_in_", None) is not None and names is not None:
+        missing = [c for c in estimator.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ModelError(f"{owner} needs feature columns {missing[:8]}, which the input lacks.")
+        return X[list(estimator.feature_names_in_)]
+    if names is not None and estimator is None:
+        return X
+    values = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+    if values.ndim != 2:
+        raise ModelError(f"{owner} takes a 2-D table of features (a DataFrame or an array); got shape {values.shape}.")
+    if estimator is None:
+        return pd.DataFrame(values, columns=[f"x{j}" for j in range(values.shape[1])])
+    expected = estimator.n_features_in_
+    if values.shape[1] != expected:
+        raise ModelError(f"{owner} was fitted on {expected} feature columns; got {values.shape[1]}.")
+    cols = estimator.feature_names_in_ if getattr(estimator, "feature_names_in_", None) is not None else \
+        [f"x{j}" for j in range(expected)]
+    return pd.DataFrame(values, columns=list(cols))
+
+
+def _fit_columns(estimator, X: pd.DataFrame, named: bool) -> None:
+    """Set scikit-learn's ``n_features_in_`` and, for a frame with string column names, ``feature_names_in_``."""
+    estimator.n_features_in_ = X.shape[1]
+    if named:
+        estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
 
 
 class SpendRegressor(RegressorMixin, BaseEstimator):
     """Expected net spend over the horizon: mean of a Poisson GBM and a Poisson GLM on signed-log features.
 
-    Parameters are stored as given. ``learner`` is "ensemble" (both, averaged), "gbm" or "glm".
-    ``fit`` sets ``feature_names_in_``, ``gbm_``, ``glm_``, ``y_scale_``, ``n_train_``,
-    ``train_mean_`` and ``level_`` (1.0 until ``align_level``).
+    Parameters are stored as given. ``learner`` is "ensemble" (both, averaged), "gbm" or "glm";
+    ``threads`` caps the threads of fit and predict (None: the libraries' default). ``fit`` sets
+    ``n_features_in_``, ``feature_names_in_`` (when X is a DataFrame), ``gbm_``, ``glm_``,
+    ``y_scale_``, ``n_train_``, ``train_mean_`` and ``level_`` (1.0 until ``align_level``).
     """
 
     def __init__(self, learner: str = "ensemble", max_iter: int = 300, learning_rate: float = 0.03,
                  min_samples_leaf: int = 50, l2_regularization: float = 1.0, glm_alpha: float = 1e-3,
-                 random_state: int = 0):
+                 random_state: int = 0, threads: int | None = None):
         self.learner = learner
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -78,8 +122,14 @@ class SpendRegressor(RegressorMixin, BaseEstimator):
         self.l2_regularization = l2_regularization
         self.glm_alpha = glm_alpha
         self.random_state = random_state
+        self.threads = threads
 
-    def fit(self, X: pd.DataFrame, y) -> SpendRegressor:
+    def fit(self, X: pd.DataFrame | np.ndarray, y) -> SpendRegressor:
+        """Fit both learners on X (a DataFrame or a 2-D array) against the horizon's spend y."""
+        with thread_limits(self.threads):
+            return self._fit(X, y)
+
+    def _fit(self, X, y) -> SpendRegressor:
         from sklearn.ensemble import HistGradientBoostingRegressor
         from sklearn.linear_model import PoissonRegressor
         from sklearn.pipeline import make_pipeline
@@ -93,12 +143,14 @@ class SpendRegressor(RegressorMixin, BaseEstimator):
         if not np.isfinite(y).all():
             raise ModelError(f"SpendRegressor fit got {int((~np.isfinite(y)).sum())} missing or infinite spend labels.")
         y = np.clip(y, 0.0, None)
+        named = _names(X) is not None
+        X = feature_frame("SpendRegressor.fit", X)
         if (y > 0).sum() < 10:
             raise ModelError(
                 f"SpendRegressor needs at least 10 customers who spent in the training horizon; got {int((y > 0).sum())}. "
                 "Use a later training origin or more data."
             )
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        _fit_columns(self, X, named)
         self.y_scale_ = float(y.mean())
         target = y / self.y_scale_  # unit mean: the GLM's penalty and tolerance do not depend on the currency
         self.gbm_ = self.glm_ = None
@@ -116,15 +168,17 @@ class SpendRegressor(RegressorMixin, BaseEstimator):
         self.level_ = 1.0
         return self
 
-    def _raw(self, X: pd.DataFrame) -> np.ndarray:
-        if getattr(self, "feature_names_in_", None) is None:
-            raise ModelError("SpendRegressor is not fitted yet: call fit(...) first.")
-        X = _check_columns("SpendRegressor", self.feature_names_in_, X)
+    def _raw(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        check_fitted(self, "y_scale_")
+        if not hasattr(self, "n_features_in_"):  # pickled before n_features_in_ existed
+            self.n_features_in_ = len(self.feature_names_in_)
+        X = feature_frame("SpendRegressor", X, self)
         parts = []
-        if self.gbm_ is not None:
-            parts.append(self.gbm_.predict(tree_input(X)))
-        if self.glm_ is not None:
-            parts.append(self.glm_.predict(signed_log(X)))
+        with thread_limits(getattr(self, "threads", None)):  # pickled before `threads` existed: no cap
+            if self.gbm_ is not None:
+                parts.append(self.gbm_.predict(tree_input(X)))
+            if self.glm_ is not None:
+                parts.append(self.glm_.predict(signed_log(X)))
         return np.mean(parts, axis=0) * self.y_scale_
 
     def align_level(self, X: pd.DataFrame, target_total: float) -> SpendRegressor:

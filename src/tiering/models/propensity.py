@@ -14,6 +14,12 @@ keep it both sharp and calibrated at the scoring origin:
 3. for buyers, the mean of that probability and BTYD's 1 - P(no purchase) (``btyd_weight``).
 
 Churn risk is 1 - propensity for customers who have purchased.
+
+``PropensityModel`` is a scikit-learn classifier (``fit(X, y)``, ``predict_proba``, ``predict``,
+``score``, ``clone``), usable as the last step of a Pipeline and in ``cross_val_score``; X is a
+DataFrame (columns by name) or a 2-D array (columns by position; no BTYD blend then, as no column
+is named btyd_p_no_purchase). ``threads`` caps the OpenMP and BLAS threads of fit and predictions
+(None: the libraries' default).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from tiering.exceptions import ModelError
+from tiering.models import check_fitted, thread_limits
+from tiering.models.clv import _fit_columns, _names, feature_frame, signed_log, tree_input
 
 BTYD_PURCHASE_COLUMN = "btyd_p_no_purchase"
 
@@ -39,7 +47,8 @@ def _expit(z: np.ndarray) -> np.ndarray:
 class PropensityModel(ClassifierMixin, BaseEstimator):
     """Classifier of purchase in the horizon, level-aligned to BTYD and blended with it for buyers.
 
-    Parameters are stored as given; ``fit`` sets ``feature_names_in_``, ``model_``,
+    Parameters are stored as given; ``fit`` sets ``n_features_in_``, ``feature_names_in_`` (when X is
+    a DataFrame), ``classes_`` ([0, 1]), ``model_``,
     ``calibration_``, ``base_rate_``, ``n_train_``, ``offset_`` (0 until ``align_level``) and
     ``fallbacks_`` (one sentence per fallback taken).
 
@@ -55,7 +64,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 
     def __init__(self, learner: str = "logistic", C: float = 1.0, btyd_weight: float = 0.5,
                  max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 calibration: str = "auto", cv: int = 3, random_state: int = 0):
+                 calibration: str = "auto", cv: int = 3, random_state: int = 0, threads: int | None = None):
         self.learner = learner
         self.C = C
         self.btyd_weight = btyd_weight
@@ -65,9 +74,14 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.cv = cv
         self.random_state = random_state
+        self.threads = threads
 
-    def fit(self, X: pd.DataFrame, y) -> PropensityModel:
+    def fit(self, X: pd.DataFrame | np.ndarray, y) -> PropensityModel:
         """Fit the classifier; see the class docstring for the fallbacks on degenerate labels."""
+        with thread_limits(self.threads):
+            return self._fit(X, y)
+
+    def _fit(self, X, y) -> PropensityModel:
         y = np.asarray(y, dtype=int)
         if self.learner not in ("logistic", "gbm"):
             raise ModelError(f"PropensityModel learner must be 'logistic' or 'gbm'; got {self.learner!r}.")
@@ -76,7 +90,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         if len(X) != len(y):
             raise ModelError(f"Propensity fit got {len(X)} feature rows but {len(y)} labels.")
         positives, negatives = int(y.sum()), int(len(y) - y.sum())
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        named = _names(X) is not None
+        X = feature_frame("PropensityModel.fit", X)
+        _fit_columns(self, X, named)
         self.fallbacks_: list[str] = []
         self.classes_ = np.array([0, 1])
         self.base_rate_ = float((positives + 0.5) / (len(y) + 1.0))  # Jeffreys: 0.5 with no labels
@@ -100,8 +116,6 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             from sklearn.pipeline import make_pipeline
             from sklearn.preprocessing import StandardScaler
 
-            from tiering.models.clv import signed_log
-
             self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=3000)).fit(signed_log(X), y)
             self.calibration_ = "logistic"
         else:
@@ -116,36 +130,29 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                 early_stopping=min(positives, negatives) >= 100, validation_fraction=0.15, n_iter_no_change=20,
                 random_state=self.random_state,
             )
-            from tiering.models.clv import tree_input
-
             self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(tree_input(X), y)
             self.calibration_ = method
         return self
 
-    def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        if getattr(self, "feature_names_in_", None) is None:
-            raise ModelError("PropensityModel is not fitted yet: call fit(...) first.")
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise ModelError(f"Propensity model needs feature columns {missing}, which the feature frame lacks.")
-        return X[list(self.feature_names_in_)]
+    def _inputs(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+        check_fitted(self, "base_rate_")
+        if not hasattr(self, "n_features_in_"):  # pickled before n_features_in_ existed
+            self.n_features_in_ = len(self.feature_names_in_)
+        return feature_frame("Propensity model", X, self)
 
     def _model_logit(self, X: pd.DataFrame) -> np.ndarray:
+        """The classifier's logit on the fitted feature columns of X (a frame already through _inputs)."""
         if getattr(self, "calibration_", None) == "constant":
-            return np.full(len(self._inputs(X)), float(_logit(np.array([self.base_rate_]))[0]))
-        X = self._inputs(X)
+            return np.full(len(X), float(_logit(np.array([self.base_rate_]))[0]))
         learner = getattr(self, "learner_", getattr(self, "learner", "gbm"))  # pickled before `learner` existed: gbm
-        if learner == "logistic":  # models pickled before `learner` existed were gbm
-            from tiering.models.clv import signed_log
-
-            return self.model_.decision_function(signed_log(X))
-        from tiering.models.clv import tree_input
-
-        return _logit(self.model_.predict_proba(tree_input(X))[:, 1])
+        with thread_limits(getattr(self, "threads", None)):  # pickled before `threads` existed: no cap
+            if learner == "logistic":
+                return self.model_.decision_function(signed_log(X))
+            return _logit(self.model_.predict_proba(tree_input(X))[:, 1])
 
     @staticmethod
-    def _btyd(X: pd.DataFrame) -> np.ndarray:
-        if BTYD_PURCHASE_COLUMN not in X.columns:
+    def _btyd(X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if BTYD_PURCHASE_COLUMN not in getattr(X, "columns", ()):
             return np.full(len(X), np.nan)
         return 1.0 - X[BTYD_PURCHASE_COLUMN].to_numpy(dtype=float)
 
@@ -154,7 +161,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         prediction equal BTYD's mean there (no labels used). Without such rows the offset stays 0."""
         from scipy.optimize import brentq
 
-        z = self._model_logit(X)
+        z = self._model_logit(self._inputs(X))
         pb = self._btyd(X)
         has = np.isfinite(pb)
         self.offset_ = 0.0
@@ -165,14 +172,20 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                 self.offset_ = float(brentq(gap, -20.0, 20.0, xtol=1e-8))
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = _expit(self._model_logit(X) + getattr(self, "offset_", 0.0))
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """[P(no purchase), P(purchase)] in the horizon per row: the classifier's, level-aligned, blended
+        with BTYD's for rows with a btyd_p_no_purchase value."""
+        p = _expit(self._model_logit(self._inputs(X)) + getattr(self, "offset_", 0.0))
         pb = self._btyd(X)
         has = np.isfinite(pb)
         w = getattr(self, "btyd_weight", 0.0)
         p[has] = (1.0 - w) * p[has] + w * pb[has]
         return np.column_stack([1.0 - p, p])
 
-    def predict_purchase(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_purchase(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """P(at least one purchase in the horizon), one value per row."""
         return self.predict_proba(X)[:, 1]
+
+    def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """1 where P(purchase) >= 0.5, else 0 (scikit-learn's classifier contract; ``score`` is accuracy)."""
+        return (self.predict_purchase(X) >= 0.5).astype(int)
