@@ -17,10 +17,22 @@ def _binary(env: str, *names: str) -> str | None:
     return next((p for p in map(shutil.which, names) if p), None)
 
 
-def _need(what: str) -> None:
+def _need(what: str, install: str = "install Debian's chromium and chromium-driver") -> None:
+    """Skip a test whose service is missing; fail it instead when TIERING_REQUIRE_SERVICES=1 (CI must not pass by skipping)."""
     if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{what} is required (TIERING_REQUIRE_SERVICES=1) but missing: install Debian's chromium and chromium-driver.")
+        pytest.fail(f"{what} is required (TIERING_REQUIRE_SERVICES=1) but missing: {install}.")
     pytest.skip(f"{what} not installed")
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """The spark engine's needs (pyspark and Java) are present: else skip, or fail under TIERING_REQUIRE_SERVICES=1."""
+    import importlib.util
+
+    missing = [what for what, ok in (("pyspark", importlib.util.find_spec("pyspark") is not None),
+                                     ("Java", bool(os.environ.get("JAVA_HOME") or shutil.which("java")))) if not ok]
+    if missing:
+        _need(f"the spark engine ({', '.join(missing)})", "install tiering[spark] and a JDK (Debian: openjdk-17-jre-headless)")
 
 
 @pytest.fixture(scope="module")

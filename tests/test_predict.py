@@ -417,32 +417,16 @@ def test_cli_work_dir_sets_predict_work_dir(trained, monkeypatch, capsys, tmp_pa
     assert list((tmp_path / "work").iterdir()) == []  # the run's folder goes when it succeeds
 
 
-def _need_spark() -> None:
-    """Skip without pyspark or Java; fail instead when TIERING_REQUIRE_SERVICES=1 (CI must not pass by skipping)."""
-    import importlib.util
-    import os
-    import shutil
-
-    missing = [what for what, ok in (("pyspark", importlib.util.find_spec("pyspark") is not None),
-                                     ("Java", bool(os.environ.get("JAVA_HOME") or shutil.which("java")))) if not ok]
-    if not missing:
-        return
-    if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"the spark engine is required (TIERING_REQUIRE_SERVICES=1) but {missing} is missing: "
-                    "install tiering[spark] and a JDK (Debian: openjdk-17-jre-headless).")
-    pytest.skip(f"the spark engine needs {missing}")
-
-
 @pytest.mark.spark
-def test_spark_engine_writes_the_same_scores_as_duckdb(trained, tmp_path):
+def test_spark_engine_writes_the_same_scores_as_duckdb(trained, tmp_path, spark_engine):
     """--engine spark: features through Ibis on PySpark (local[2]), scoring by mlflow.pyfunc.spark_udf.
 
-    Engines add floats in different orders, so features agree to ~1e-12; every id, tier, reason and
-    segment must be identical and every score within 1e-9 relative. next_tier_proba comes from trees
+    Engines add floats in different orders, so features agree to ~1e-12; every id must be identical,
+    every score within 1e-9 relative, and tiers, reasons and segments identical but for customers sitting
+    on a cut point (at most 0.2%). next_tier_proba comes from trees
     that can split right at a feature value, so a last-bit difference may move a customer to the
     neighbouring leaf: it must agree on at least 99% of customers.
     """
-    _need_spark()
     root, cfg, result = trained
     batches = {}
     for engine in ("duckdb", "spark"):
@@ -456,9 +440,12 @@ def test_spark_engine_writes_the_same_scores_as_duckdb(trained, tmp_path):
     duck, spark = batches["duckdb"], batches["spark"]
     assert len(spark) == len(duck) == len(pd.read_parquet(tmp_path / "spark.parquet"))
     assert list(spark.columns) == list(SCORES_COLUMNS)
-    for c in ("customer_id", "as_of", "horizon_days", "tier", "tier_reason", "next_tier", "rfm_segment", "r_score", "f_score",
-              "m_score", "koc_candidate", "at_risk", "model_name", "model_version", "scored_at"):
+    for c in ("customer_id", "as_of", "horizon_days", "model_name", "model_version", "scored_at"):
         assert spark[c].tolist() == duck[c].tolist(), c
+    # cut points learned at fit time are values of the training frame, so a customer can sit exactly on one:
+    # a last-bit difference between engines may move that customer across it, never more than a handful
+    for c in ("tier", "tier_reason", "next_tier", "rfm_segment", "r_score", "f_score", "m_score", "koc_candidate", "at_risk"):
+        assert (spark[c].to_numpy() == duck[c].to_numpy()).mean() >= 0.998, c
     for c in ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv", "engagement_score"):
         np.testing.assert_allclose(spark[c].to_numpy(float), duck[c].to_numpy(float), rtol=1e-9, atol=1e-9, equal_nan=True,
                                    err_msg=c)

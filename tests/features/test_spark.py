@@ -8,10 +8,7 @@ relative (1e-9 absolute where a sum cancels to ~0: engines add in different orde
 """
 
 import datetime as dt
-import importlib.util
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +35,11 @@ AS_OF = dt.date(2024, 10, 31)
 
 
 @pytest.fixture(scope="module")
-def spark_con():
+def spark_con(spark_engine):
     """The module's one Spark session, wrapped in Ibis (the CLI's connect('spark') gets the same session).
 
     Without pyspark or Java the tests skip, or fail when TIERING_REQUIRE_SERVICES=1 (CI).
     """
-    missing = [what for what, ok in (("pyspark", importlib.util.find_spec("pyspark") is not None),
-                                     ("Java", bool(os.environ.get("JAVA_HOME") or shutil.which("java")))) if not ok]
-    if missing:
-        if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"the spark engine is required (TIERING_REQUIRE_SERVICES=1) but {missing} is missing: "
-                        "install tiering[spark] and a JDK (Debian: openjdk-17-jre-headless).")
-        pytest.skip(f"the spark engine needs {missing}")
     return connect("spark")
 
 

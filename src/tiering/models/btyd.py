@@ -393,9 +393,6 @@ class _TransactionModel(_BTYDModel):
     def _loglik(self, params: Any, data: dict[str, Any]) -> np.ndarray:
         raise NotImplementedError
 
-    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
-        raise NotImplementedError
-
     def _given_alive(self, t: ArrayLike, x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """E[purchases in (T, T+t] | alive at T, x, T]."""
         raise NotImplementedError
