@@ -605,15 +605,22 @@ def experiment_run(
 
     cfg = _config(config)
     res = run_experiment(folder, cfg, progress=_progress())
+    comparison = res.comparison if res.comparison is not None else None
     payload = {"experiment": res.spec.mlflow_experiment, "runs": res.run_ids, "results_csv": str(res.results_csv),
-               "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records")}
+               "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
+               "comparison": None if comparison is None else comparison.to_dict("records")}
 
     def render(c):
-        from rich.markdown import Markdown
-
-        c.print(Markdown(res.results_md.read_text()))
-        c.print(f"Logged {len(res.run_ids)} runs to MLflow experiment {res.spec.mlflow_experiment!r}; tables in {res.results_csv}, "
-                f"{res.results_md}.")
+        if comparison is not None and len(comparison):
+            cols = ["variant", "horizon_days", "task", "metric", "model", "origins", "model_mean", "best_baseline_mean",
+                    "mean_diff", "ci_low", "ci_high", "share_won", "verdict"]
+            _show(c, "Models against the best baseline, report origins (diff = model - best baseline; 90% interval)",
+                  comparison[[k for k in cols if k in comparison.columns]], {k: "{:+.4f}" if k in ("mean_diff", "ci_low", "ci_high")
+                                                                            else "{:.4f}" for k in ("model_mean", "best_baseline_mean",
+                                                                                                   "mean_diff", "ci_low", "ci_high")}
+                  | {"share_won": "{:.0%}"}, key="model")
+        c.print(f"Logged {len(res.run_ids)} runs to MLflow experiment {res.spec.mlflow_experiment!r}; every table in {res.results_md} "
+                f"and {res.results_csv}.")
 
     _emit(as_json, payload, render)
 
