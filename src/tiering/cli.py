@@ -605,7 +605,7 @@ def experiment_run(
 
     cfg = _config(config)
     res = run_experiment(folder, cfg, progress=_progress())
-    comparison = res.comparison if res.comparison is not None else None
+    comparison = res.comparison
     payload = {"experiment": res.spec.mlflow_experiment, "runs": res.run_ids, "results_csv": str(res.results_csv),
                "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
                "comparison": None if comparison is None else comparison.to_dict("records")}
@@ -614,11 +614,10 @@ def experiment_run(
         if comparison is not None and len(comparison):
             cols = ["variant", "horizon_days", "task", "metric", "model", "origins", "model_mean", "best_baseline_mean",
                     "mean_diff", "ci_low", "ci_high", "share_won", "verdict"]
+            fmt = {"model_mean": "{:.4f}", "best_baseline_mean": "{:.4f}", "mean_diff": "{:+.4f}", "ci_low": "{:+.4f}",
+                   "ci_high": "{:+.4f}", "share_won": "{:.0%}"}
             _show(c, "Models against the best baseline, report origins (diff = model - best baseline; 90% interval)",
-                  comparison[[k for k in cols if k in comparison.columns]], {k: "{:+.4f}" if k in ("mean_diff", "ci_low", "ci_high")
-                                                                            else "{:.4f}" for k in ("model_mean", "best_baseline_mean",
-                                                                                                   "mean_diff", "ci_low", "ci_high")}
-                  | {"share_won": "{:.0%}"}, key="model")
+                  comparison[[k for k in cols if k in comparison.columns]], fmt, key="model")
         c.print(f"Logged {len(res.run_ids)} runs to MLflow experiment {res.spec.mlflow_experiment!r}; every table in {res.results_md} "
                 f"and {res.results_csv}.")
 
