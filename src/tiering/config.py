@@ -168,6 +168,8 @@ class ModelConfig(_Strict):
     value_min_p_alive: float | None = Field(None, ge=0, le=1)
     # days since the last order / the customer's own mean gap between orders
     value_max_gap_ratio: float | None = Field(None, gt=0, le=1000)
+    # a buyer whose last order is within this many times their own gap between orders stays value (0: off)
+    value_grace_gap_ratio: float = Field(1.0, ge=0, le=1000)
     # seed: KOC score (posterior probability of the sharer/referrer group) at least this; None: learned at fit
     # time (the cut of largest expected F1 from the posteriors, tiering.models.tiers)
     seed_min_koc_score: float | None = Field(None, ge=0, le=1)

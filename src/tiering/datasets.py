@@ -214,10 +214,13 @@ def simulate(
     alive_at_end (a converter who has not dropped out, including those whose first purchase is
     still to come; False for never-converters), mean_spend, engagement_rate (events per day of
     active span), engagement_end_at, n_orders (non-refund rows), n_refunds, total_spend
-    (net of refunds), true_tier_at_end by the default ladder, first match wins:
+    (net of refunds), true_tier_at_end by the ladder before issue 16, first match wins:
     core (alive buyer in the top 20% of alive buyers by lambda * mean_spend), value (other
     buyers), seed (is_seed, or top 20% engagement rate among non-buyers), new (joined less than
-    30 days before the end of ``end``), ordinary.
+    30 days before the end of ``end``), ordinary; true_tier_active by the ladder where value means paying
+    now and seed means KOC: core (as above), value (other alive buyers), seed (is_seed: the latent KOC
+    sharers, bought or not, unless an alive buyer), new (as above), ordinary (the rest, dropped-out buyers
+    included).
 
     Volume over two years at defaults: ~27% buyers, ~10 transaction rows (orders plus ~0.3
     refunds) and ~10 interactions per customer, so 1M customers give ~10M of each. Transactions
@@ -258,6 +261,10 @@ def simulate(
         [buyer & alive & (value_score >= core_cut), buyer, lat.is_seed | (nonbuyer & (lat.eng >= seed_cut)),
          lat.join_s > span_s - 30 * _DAY_S],
         ["core", "value", "seed", "new"], default="ordinary")
+    # the ladder where value means paying now and seed means KOC: a dropped-out buyer is lapsed and falls through
+    tier_active = np.select(
+        [buyer & alive & (value_score >= core_cut), buyer & alive, lat.is_seed, lat.join_s > span_s - 30 * _DAY_S],
+        ["core", "value", "seed", "new"], default="ordinary")
 
     def _ts(sec: np.ndarray, valid: np.ndarray) -> pd.Series:
         return pd.Series(_timestamps(start, np.where(valid, sec, 0))).where(valid)
@@ -281,6 +288,7 @@ def simulate(
         "n_refunds": stats["n_refunds"],
         "total_spend": stats["total_spend"],
         "true_tier_at_end": pd.array(tier, dtype="str"),
+        "true_tier_active": pd.array(tier_active, dtype="str"),
     })
     return SimulatedData(customers, transactions, interactions, truth)
 

@@ -22,13 +22,16 @@ class Tier:
 TIER_LADDER: tuple[Tier, ...] = (
     Tier("core", "Core", "Paid, and very likely to buy again with high predicted value.",
          "VIP group, early access to launches, personal service by the account manager."),
-    Tier("value", "Value", "Has paid for the product.", "Repurchase coupon and replenishment reminders."),
-    Tier("seed", "Seed", "Engaged and spreading the word, not (yet) paying much: KOC candidates.",
+    Tier("value", "Value", "Pays for the product now: bought, and still likely to buy within the horizon.",
+         "Repurchase coupon and replenishment reminders."),
+    Tier("seed", "Seed", "Spreads the word (KOC): shares and refers far more than other members, not paying now.",
          "Invite to the ambassador programme; referral rewards."),
     Tier("new", "New", "Joined recently.", "First-order incentive and a welcome journey."),
     Tier("ordinary", "Ordinary", "Everyone else.", "Content nurture in groups and moments."),
 )
 TIER_BY_NAME = {t.name: t for t in TIER_LADDER}
+# a lapsed buyer (bought before, no longer likely to buy: ``lapsed_buyer``) gets this on top of its tier's action
+WIN_BACK_ACTION = "Win-back: a personal reactivation offer on the products they bought before."
 TIER_NAMES: tuple[str, ...] = tuple(t.name for t in TIER_LADDER)  # highest first
 
 

@@ -131,3 +131,18 @@ SCORES_COLUMNS = (
     "model_version",
     "scored_at",
 )
+
+# Columns the tier policy adds to the scores frame (tiering.models.tiers, issue 16). ``ScoringBundle.predict``
+# returns them after the columns above; they join SCORES_COLUMNS once the file writer, the Spark UDF type and
+# the scores store type columns from SCORE_COLUMN_KINDS (today they hold their own float/int/bool lists, which
+# would write these as text) and the store adds them to an existing scores table.
+TIER_PROBA_COLUMNS = tuple(f"p_{t}" for t in TIERS)  # P(tier) per customer, ladder order, summing to 1
+TIER_SCORE_COLUMNS = ("lapsed_buyer", "koc_score", *TIER_PROBA_COLUMNS)
+SCORE_COLUMN_KINDS: dict[str, str] = {
+    **{c: "float" for c in ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv",
+                            "engagement_score", "next_tier_proba", "koc_score", *TIER_PROBA_COLUMNS)},
+    **{c: "int" for c in ("horizon_days", "r_score", "f_score", "m_score")},
+    **{c: "bool" for c in ("koc_candidate", "at_risk", "lapsed_buyer")},
+    "as_of": "date",
+    "scored_at": "timestamp",
+}

@@ -139,3 +139,138 @@ def next_tier_backtest(eval_bundle: ScoringBundle, eval_propensity, eval_feature
         model_features(test_pairs[cols]), test_pairs["tier_then"], test_pairs["tier"], random_state=random_state,
         fallbacks=fallbacks,
     )
+
+
+# ------------------------------------------------------------------------------ tiers judged by outcomes
+#
+# A tier is judged by what its members did in the horizon after the origin they were tiered at: realised
+# spend, the share who purchased again, and (where interactions continue) shares and referrals. The ladder
+# should be monotone: core > value > every lower tier on spend and purchase rate, and seed above new and
+# ordinary on shares and referrals. ``tier_outcomes`` measures it; ``ever_bought_ladder`` is the trivial
+# rule every fitted ladder must beat ("ever bought -> value, else ordinary").
+
+LOWER_TIERS = ("seed", "new", "ordinary")
+
+
+def social_actions_between(interactions, origin, horizon_days: int) -> pd.DataFrame:
+    """Shares + referrals per customer in (origin, origin + horizon_days] from an Ibis interactions table:
+    customer_id, social_actions_next (customers without any are absent)."""
+    import datetime as dt
+
+    import ibis
+
+    start = ibis.literal(dt.datetime.combine(origin + dt.timedelta(days=1), dt.time()), type="timestamp")
+    end = ibis.literal(dt.datetime.combine(origin + dt.timedelta(days=horizon_days + 1), dt.time()), type="timestamp")
+    ix = interactions
+    et = ix.event_type.cast("string").lower()
+    rows = ix.filter((ix.occurred_at >= start) & (ix.occurred_at < end) & et.isin(["share", "referral"]))
+    out = rows.group_by(rows.customer_id.cast("string").name("customer_id")).agg(social_actions_next=rows.count())
+    df = out.to_pandas()
+    df["social_actions_next"] = df["social_actions_next"].astype(float)
+    return df
+
+
+def ever_bought_ladder(features: pd.DataFrame) -> pd.DataFrame:
+    """The trivial ladder: customer_id, tier ("value" for anyone who ever bought, else "ordinary")."""
+    return pd.DataFrame({"customer_id": features["customer_id"].astype(str).to_numpy(),
+                         "tier": np.where(features["has_purchased"].to_numpy() > 0, "value", "ordinary").astype(object)})
+
+
+def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per tier, what its customers did next; and the checks as flat metrics.
+
+    ``tiers``: customer_id, tier (optional: lapsed_buyer, at_risk); ``outcomes``: customer_id, holdout_spend,
+    purchased_in_horizon (optional: social_actions_next). Customers without outcomes count as doing nothing.
+
+    Table (one row per tier in ladder order): customers, share, spend_mean, repurchase_rate, revenue_share,
+    revenue_lift (revenue share / customer share), at_risk_share, social_mean, social_rate (share of members
+    with a share or referral).
+    Metrics: ``tier_{t}_{share,spend_mean,repurchase_rate,at_risk_share,social_mean}``, ``tier_core_revenue_lift``,
+    ``tier_monotone_spend`` / ``tier_monotone_repurchase`` (1.0 when core > value > each of seed, new and
+    ordinary that has members), ``tier_seed_social_lift`` (seed's mean shares and referrals over the larger of new's and
+    ordinary's), ``tier_value_vs_ordinary_repurchase`` (ratio), ``tier_lapsed_share``, ``tier_lapsed_repurchase_rate``,
+    ``tier_active_value_repurchase_rate`` (core and value together), ``tier_max_share``.
+    """
+    t = tiers.assign(customer_id=tiers["customer_id"].astype(str))
+    o = outcomes.assign(customer_id=outcomes["customer_id"].astype(str))
+    has_social = "social_actions_next" in o.columns
+    m = t.merge(o, on="customer_id", how="left")
+    m["holdout_spend"] = m["holdout_spend"].fillna(0.0).astype(float)
+    m["purchased_in_horizon"] = (m["purchased_in_horizon"].fillna(0).astype(float) > 0).astype(float)
+    if has_social:
+        m["social_actions_next"] = m["social_actions_next"].fillna(0.0).astype(float)
+    at_risk = m["at_risk"].astype(bool) if "at_risk" in m.columns else pd.Series(False, index=m.index)
+    n, revenue = len(m), float(m["holdout_spend"].clip(lower=0).sum())
+    rows = []
+    for name in TIER_NAMES:
+        g = m[m["tier"] == name]
+        k = len(g)
+        rev = float(g["holdout_spend"].clip(lower=0).sum())
+        rows.append({
+            "tier": name, "customers": k, "share": k / n if n else float("nan"),
+            "spend_mean": float(g["holdout_spend"].mean()) if k else float("nan"),
+            "repurchase_rate": float(g["purchased_in_horizon"].mean()) if k else float("nan"),
+            "revenue_share": rev / revenue if revenue > 0 else float("nan"),
+            "revenue_lift": (rev / revenue) / (k / n) if revenue > 0 and k else float("nan"),
+            "at_risk_share": float(at_risk[g.index].mean()) if k else float("nan"),
+            "social_mean": float(g["social_actions_next"].mean()) if has_social and k else float("nan"),
+            "social_rate": float((g["social_actions_next"] > 0).mean()) if has_social and k else float("nan"),
+        })
+    table = pd.DataFrame(rows)
+    by = table.set_index("tier")
+    metrics: dict[str, float] = {}
+    for name in TIER_NAMES:
+        for c in ("share", "spend_mean", "repurchase_rate", "at_risk_share") + (("social_mean",) if has_social else ()):
+            metrics[f"tier_{name}_{c}"] = float(by.at[name, c])
+    metrics["tier_core_revenue_lift"] = float(by.at["core", "revenue_lift"])
+
+    def monotone(col: str) -> float:
+        lower = [by.at[x, col] for x in LOWER_TIERS if by.at[x, "customers"] > 0]
+        core, value = by.at["core", col], by.at["value", col]
+        if not (by.at["core", "customers"] and by.at["value", "customers"]):
+            return float("nan")
+        return float(core > value and all(value > x for x in lower))
+
+    metrics["tier_monotone_spend"] = monotone("spend_mean")
+    metrics["tier_monotone_repurchase"] = monotone("repurchase_rate")
+    if has_social:
+        base = max((by.at[x, "social_mean"] for x in ("new", "ordinary") if by.at[x, "customers"] > 0), default=float("nan"))
+        seed = by.at["seed", "social_mean"]
+        metrics["tier_seed_social_lift"] = float(seed / base) if base > 0 else float("nan")
+    o_rate = by.at["ordinary", "repurchase_rate"]
+    metrics["tier_value_vs_ordinary_repurchase"] = float(by.at["value", "repurchase_rate"] / o_rate) if o_rate > 0 else float("nan")
+    active = m["tier"].isin(["core", "value"])
+    metrics["tier_active_value_repurchase_rate"] = float(m.loc[active, "purchased_in_horizon"].mean()) if active.any() else float("nan")
+    if "lapsed_buyer" in m.columns:
+        lapsed = m["lapsed_buyer"].astype(bool)
+        metrics["tier_lapsed_share"] = float(lapsed.mean()) if n else float("nan")
+        metrics["tier_lapsed_repurchase_rate"] = float(m.loc[lapsed, "purchased_in_horizon"].mean()) if lapsed.any() else float("nan")
+    metrics["tier_max_share"] = float(table["share"].max())
+    return table, metrics
+
+
+def judge_ladder(tables, bundle: ScoringBundle, as_of, horizon_days: int | None = None) -> dict:
+    """Score the base at ``as_of`` with ``bundle`` and judge its tiers by what customers did in the horizon.
+
+    ``tables``: validated tables holding data after ``as_of`` (the outcomes). Returns a dict: ``scores``
+    (the scores frame joined to the outcomes), ``table`` and ``metrics`` of :func:`tier_outcomes` for the
+    ladder, and ``baseline_table`` / ``baseline_metrics`` for the "ever bought -> value" rule on the same
+    customers.
+    """
+    from tiering.features import FeatureSpec
+    from tiering.train import features_at, with_labels
+
+    H = int(horizon_days or bundle.horizon_days)
+    feats = features_at(tables, as_of, FeatureSpec.from_dict(bundle.feature_spec))
+    feats = feats.sort_values("customer_id", kind="stable", ignore_index=True)
+    scores = bundle.predict(feats[bundle.feature_columns])
+    outcomes = with_labels(tables, feats[["customer_id", "has_purchased"]], as_of, H)
+    outcomes = outcomes[["customer_id", "holdout_spend", "purchased_in_horizon"]]
+    if tables.interactions is not None:
+        social = social_actions_between(tables.interactions, as_of, H)
+        outcomes = outcomes.merge(social, on="customer_id", how="left").fillna({"social_actions_next": 0.0})
+    table, metrics = tier_outcomes(scores, outcomes)
+    base_table, base_metrics = tier_outcomes(ever_bought_ladder(feats), outcomes)
+    joined = scores.merge(outcomes.assign(customer_id=outcomes["customer_id"].astype(str)), on="customer_id", how="left")
+    return {"scores": joined, "features": feats, "table": table, "metrics": metrics,
+            "baseline_table": base_table, "baseline_metrics": base_metrics}

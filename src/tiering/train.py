@@ -153,12 +153,35 @@ def _bundle(cfg: Config, spec: FeatureSpec, features: pd.DataFrame, as_of: dt.da
     )
 
 
-def _policy(cfg: Config) -> TierPolicy:
+FLOORS = ("value_min_p_purchase", "value_min_p_alive", "value_max_gap_ratio")
+
+
+def _policy(cfg: Config, floors: TierPolicy | None = None) -> TierPolicy:
+    """The tier policy of the config; with ``floors`` (a fitted policy), its value floors fixed (not relearned)."""
     m = cfg.model
+    fixed = {k: getattr(floors, k + "_") for k in FLOORS} if floors is not None else {k: getattr(m, k) for k in FLOORS}
     return TierPolicy(core_min_p_purchase=m.core_min_p_purchase, core_clv_quantile=m.core_clv_quantile,
                       seed_engagement_quantile=m.seed_engagement_quantile,
                       seed_min_social_actions_90d=m.seed_min_social_actions_90d,
-                      new_max_tenure_days=m.new_max_tenure_days, at_risk_min_churn_risk=m.at_risk_min_churn_risk)
+                      new_max_tenure_days=m.new_max_tenure_days, at_risk_min_churn_risk=m.at_risk_min_churn_risk,
+                      value_grace_gap_ratio=m.value_grace_gap_ratio, seed_min_koc_score=m.seed_min_koc_score,
+                      proba_sd=m.tier_proba_sd, **fixed)
+
+
+def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
+    """The policy's value floors (NaN: that test is off) and where each came from (1: learned out of time)."""
+    out = {}
+    for k in FLOORS:
+        v = float(getattr(policy, k + "_"))
+        off = (k == "value_min_p_alive" and v <= 0) or (k == "value_max_gap_ratio" and not np.isfinite(v))
+        out[f"tier_{k}"] = float("nan") if off else v
+        out[f"tier_{k}_learned"] = float(policy.threshold_source_[k] == "learned")
+    out["tier_seed_min_koc_score"] = policy.seed_min_koc_score_
+    out["tier_seed_min_koc_score_learned"] = float(policy.threshold_source_["seed_min_koc_score"] == "learned")
+    out["tier_value_floor_youden_j"] = policy.value_floor_j_
+    out["tier_core_clv_cut"] = policy.core_clv_cut_
+    out["tier_koc_mixture_fitted"] = float(policy.koc_theta_ is not None)
+    return out
 
 
 @dataclass
@@ -235,7 +258,7 @@ def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | Non
     else:
         X, y = inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
     model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
-                            random_state=cfg.model.seed).fit(X, y["purchased_in_horizon"])
+                            random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["purchased_in_horizon"])
     if score_at is not None:
         model.align_level(score_at.bundle.propensity_input(score_at.frame[score_at.bundle.feature_columns], score_at.btyd))
     return model
@@ -250,7 +273,7 @@ def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit |
     """Supervised (features) or hybrid (features + BTYD outputs) spend model trained on ``fits``;
     its level aligned (no labels) to BTYD's total CLV over ``score_at``'s buyers."""
     X, y = _stacked(fits, lambda f: clv_columns(f, kind))
-    model = SpendRegressor(random_state=cfg.model.seed).fit(X, y["holdout_spend"])
+    model = SpendRegressor(random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["holdout_spend"])
     if score_at is not None:
         buyer = score_at.frame["has_purchased"].to_numpy() > 0
         model.align_level(clv_columns(score_at, kind)[buyer], float(np.nansum(score_at.btyd["btyd_clv"].to_numpy()[buyer])))
@@ -342,7 +365,7 @@ def _fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginF
     from tiering.tier_eval import next_tier_backtest  # out of time: fit eval->test origin, score test origin->as_of
 
     test_bundle, feats_test = test.bundle, test.frame
-    test_bundle.tier_policy = _policy(cfg).fit(_scored_inputs(test_bundle, feats_test))
+    test_bundle.tier_policy = _policy(cfg, floors=bundle.tier_policy).fit(_scored_inputs(test_bundle, feats_test))
     tier_then = test_bundle.predict(feats_test[test_bundle.feature_columns])["tier"]
     tier_now = bundle.predict(feats_now[bundle.feature_columns])[["customer_id", "tier"]]
     pair = feats_test[bundle.feature_columns].assign(tier_then=tier_then.to_numpy()).merge(tier_now, on="customer_id")
@@ -440,12 +463,36 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
             bundle.clv_kind = "btyd"
 
     step("tier policy and next-tier model")
-    bundle.tier_policy = _policy(cfg).fit(_scored_inputs(bundle, feats_now))
+    # value floors: learned where they separate what buyers did next, on the out-of-time test origin
+    holdout = _scored_inputs(test.bundle, test.frame) if has_eval else None
+    bundle.tier_policy = timed("tier_policy_fit", _policy(cfg).fit, _scored_inputs(bundle, feats_now), holdout=holdout)
+    defaults = [k for k, s in bundle.tier_policy.threshold_source_.items() if s == "default" and k in FLOORS]
+    if defaults:
+        fallbacks.append(f"tiers: {', '.join(defaults)} not learned (" + ("no propensity model evaluated out of time at "
+                         f"{test_origin}" if holdout is None else f"the buyers at {test_origin} do not tell who returns")
+                         + "); the defaults apply (no p_purchase or P(alive) floor; a buyer lapses when the last order is "
+                         "over 3x their own gap between orders)")
+    metrics |= tier_policy_metrics(bundle.tier_policy)
     if has_eval:
         metrics |= _fit_next_tier(bundle, feats_now, test, evaluation, eval_fits[0], cfg, timed, fallbacks)
+        metrics |= _tier_outcome_metrics(tables, test, cfg)
     metrics["fallback_count"] = float(len(fallbacks))
     bundle.metrics = metrics
     return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), feats_now.head(5), notes + fallbacks, fallbacks=fallbacks)
+
+
+def _tier_outcome_metrics(tables: ValidatedTables, test: OriginFit, cfg: Config) -> dict[str, float]:
+    """The ladder at the test origin judged by what its customers did in the horizon after it (tier_eval).
+
+    The value floors are learned on these same outcomes (three numbers), the rest of the models out of time."""
+    from tiering.tier_eval import social_actions_between, tier_outcomes
+
+    tiers = test.bundle.predict(test.frame[test.bundle.feature_columns])
+    outcomes = test.frame[["customer_id", "holdout_spend", "purchased_in_horizon"]]
+    if tables.interactions is not None:
+        social = social_actions_between(tables.interactions, test.origin, cfg.model.horizon_days)
+        outcomes = outcomes.merge(social, on="customer_id", how="left").fillna({"social_actions_next": 0})
+    return tier_outcomes(tiers, outcomes)[1]
 
 
 def _scored_inputs(bundle: ScoringBundle, features: pd.DataFrame) -> pd.DataFrame:

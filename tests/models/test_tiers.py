@@ -11,34 +11,61 @@ from tiering.models.tiers import NO_PURCHASE_SEGMENT, NextTierModel, TierPolicy
 def _frame(n=2000, seed=0):
     rng = np.random.default_rng(seed)
     buyer = rng.random(n) < 0.4
+    koc = rng.random(n) < 0.05
+    n_orders = np.where(buyer, rng.integers(1, 20, n), 0)
+    events = rng.poisson(np.where(koc, 40, 15))
+    mix = np.where(koc[:, None], [0.2, 0.07, 0.73], [0.012, 0.003, 0.985])
+    counts = np.array([rng.multinomial(e, m) for e, m in zip(events, mix)])
     return pd.DataFrame({
         "has_purchased": buyer.astype(int),
         "p_purchase": rng.random(n),
+        "p_alive": np.where(buyer, rng.random(n), np.nan),
         "churn_risk": np.where(buyer, rng.random(n), np.nan),
         "clv": np.where(buyer, rng.gamma(1, 100, n), 0.0),
         "engagement_score": rng.random(n),
-        "social_actions_90d": rng.poisson(0.3, n),
+        "social_actions_90d": rng.binomial(counts[:, 0] + counts[:, 1], 0.25),
+        "n_share_365d": counts[:, 0],
+        "n_referral_365d": counts[:, 1],
+        "events_365d": events,
         "tenure_days": rng.integers(0, 700, n),
         "days_since_last_purchase": np.where(buyer, rng.integers(0, 700, n), 700),
-        "n_orders": np.where(buyer, rng.integers(1, 20, n), 0),
+        "ipi_mean_days": np.where(buyer & (n_orders > 1), rng.integers(5, 120, n), 0).astype(float),
+        "n_orders": n_orders,
         "net_spend": np.where(buyer, rng.gamma(1, 200, n), 0.0),
+        "_koc": koc,
     })
+
+
+FLOORS = {"value_min_p_purchase": 0.3, "value_min_p_alive": 0.2, "value_max_gap_ratio": 4.0}
+FIXED = {**FLOORS, "seed_min_koc_score": 0.5}
+
+
+def _active(f, pol):
+    gap = np.where(f["ipi_mean_days"] > 0, f["ipi_mean_days"], pol.population_gap_days_)
+    ratio = f["days_since_last_purchase"] / gap
+    return (f["has_purchased"] > 0) & ((ratio <= 1) | ((f["p_purchase"] >= pol.value_min_p_purchase_)
+                                                      & ~(f["p_alive"] < pol.value_min_p_alive_) & ~(ratio > pol.value_max_gap_ratio_)))
 
 
 def test_ladder_first_match_wins():
     f = _frame()
-    pol = TierPolicy().fit(f)
+    pol = TierPolicy(**FIXED).fit(f)
     out = pol.assign(f)
+    assert pol.threshold_source_ == dict.fromkeys(FIXED, "config")
     buyer = f["has_purchased"] > 0
-    core = buyer & (f["p_purchase"] >= 0.6) & (f["clv"] >= pol.core_clv_cut_)
+    active = _active(f, pol)
+    assert 0 < active.sum() < buyer.sum()  # some buyers lapse
+    core = active & (f["p_purchase"] >= 0.6) & (f["clv"] >= pol.core_clv_cut_)
     assert (out["tier"] == "core").eq(core).all()
-    assert (out.loc[buyer & ~core, "tier"] == "value").all()
-    nonbuyer = out[~buyer]
-    assert set(nonbuyer["tier"]) <= {"seed", "new", "ordinary"}
-    seed = ~buyer & ((f["engagement_score"] >= pol.seed_engagement_cut_) | (f["social_actions_90d"] >= 3))
+    assert (out.loc[active & ~core, "tier"] == "value").all()
+    assert out["lapsed_buyer"].eq(buyer & ~active).all()
+    assert set(out.loc[~active, "tier"]) <= {"seed", "new", "ordinary"}
+    seed = ~active & (out["koc_score"] >= 0.5)
     assert (out["tier"] == "seed").eq(seed).all()
-    new = ~buyer & ~seed & (f["tenure_days"] < 30)
+    new = ~active & ~seed & (f["tenure_days"] < 30)
     assert (out["tier"] == "new").eq(new).all()
+    # the core CLV cut is the 80th percentile of active buyers' CLV, not of every buyer's
+    assert pol.core_clv_cut_ == pytest.approx(np.quantile(f.loc[active, "clv"], 0.8))
 
 
 def test_subset_scores_like_the_whole_base():
@@ -51,7 +78,8 @@ def test_subset_scores_like_the_whole_base():
 
 def test_rfm_segments_and_flags():
     f = _frame()
-    out = TierPolicy().fit(f).assign(f)
+    pol = TierPolicy(**FIXED).fit(f)
+    out = pol.assign(f)
     buyer = f["has_purchased"] > 0
     assert out.loc[~buyer, "rfm_segment"].eq(NO_PURCHASE_SEGMENT).all()
     assert out.loc[buyer, ["r_score", "f_score", "m_score"]].isin([1, 2, 3, 4, 5]).all().all()
@@ -59,8 +87,9 @@ def test_rfm_segments_and_flags():
     # the most recent, most frequent buyers are Champions
     best = buyer & (f["days_since_last_purchase"] <= 5) & (f["n_orders"] >= 18)
     assert (out.loc[best, "rfm_segment"] == "Champions").all()
-    assert out["at_risk"].eq(buyer & (f["churn_risk"] >= 0.5)).all()
-    assert out["koc_candidate"].eq(f["social_actions_90d"] >= 3).all()
+    # at risk: a core or value customer (not a lapsed one) whose churn risk is high
+    assert out["at_risk"].eq(_active(f, pol) & (f["churn_risk"] >= 0.5)).all()
+    assert out["koc_candidate"].eq(out["koc_score"] >= 0.5).all()
 
 
 def test_policy_needs_columns_and_buyers():
@@ -116,12 +145,16 @@ def test_ladder_config_errors(tmp_path):
 
 def test_thresholds_are_parameters():
     f = _frame()
-    strict = TierPolicy(core_min_p_purchase=0.9, seed_min_social_actions_90d=1, new_max_tenure_days=100).fit(f).assign(f)
-    loose = TierPolicy().fit(f).assign(f)
+    strict = TierPolicy(core_min_p_purchase=0.9, seed_min_koc_score=0.9, new_max_tenure_days=100, **FLOORS).fit(f).assign(f)
+    loose = TierPolicy(**FIXED).fit(f).assign(f)
     assert (strict["tier"] == "core").sum() < (loose["tier"] == "core").sum()
     assert ((strict["tier"] == "core") <= (loose["tier"] == "core")).all()
-    assert strict["koc_candidate"].eq(f["social_actions_90d"] >= 1).all()
+    assert strict["koc_candidate"].eq(strict["koc_score"] >= 0.9).all()
+    assert strict["koc_candidate"].sum() < loose["koc_candidate"].sum()
     assert (f.loc[strict["tier"] == "new", "tenure_days"] < 100).all()
+    # without per-type interaction counts the 90-day social rule stands in for the KOC score
+    legacy = TierPolicy(seed_min_social_actions_90d=1).fit(f.drop(columns=["n_share_365d"])).assign(f.drop(columns=["n_share_365d"]))
+    assert legacy["koc_candidate"].eq(f["social_actions_90d"] >= 1).all()
 
 
 # ---------------------------------------------------------------------------------------------- subsets
@@ -140,37 +173,50 @@ def test_any_subset_in_any_order_scores_like_the_whole_base():
 def test_a_base_without_interactions_has_no_seed_by_engagement():
     f = _frame()
     f["engagement_score"] = 0.0
-    f["social_actions_90d"] = 0
-    out = TierPolicy().fit(f).assign(f)
+    f[["social_actions_90d", "n_share_365d", "n_referral_365d", "events_365d"]] = 0
+    pol = TierPolicy().fit(f)
+    out = pol.assign(f)
+    assert pol.koc_theta_ is None and (out["koc_score"] == 0).all()
     assert not (out["tier"] == "seed").any()
     nonbuyer = f["has_purchased"] == 0
     assert out.loc[nonbuyer, "tier"].isin(["new", "ordinary"]).all()
-    assert out.loc[out["tier"] == "ordinary", "tier_reason"].str.startswith("no purchase; no recent interactions, 0 shares").all()
+    assert out.loc[nonbuyer & (out["tier"] == "ordinary"), "tier_reason"].str.startswith(
+        "no purchase yet; KOC score 0.00 below the seed cut 0.50 (0 shares and 0 referrals among 0 interactions in 365 days)").all()
 
 
 # ---------------------------------------------------------------------------------------------- reasons
 
 def test_every_reason_names_the_values_that_triggered_it():
     f = _frame(n=4000, seed=2)
-    pol = TierPolicy().fit(f)
+    pol = TierPolicy(**FIXED).fit(f)
     out = pol.assign(f)
     assert set(out["tier"]) == {"core", "value", "seed", "new", "ordinary"}
     for i in out.index:
         r, x, tier = out.at[i, "tier_reason"], f.loc[i], out.at[i, "tier"]
+        orders = f"{x['n_orders']:,.0f} order{'s' if x['n_orders'] != 1 else ''}"
         if tier == "core":
-            assert f"bought {x['n_orders']:,.0f} order{'s' if x['n_orders'] != 1 else ''}; {x['p_purchase']:.0%} likely" in r
+            assert f"bought {orders}; {x['p_purchase']:.0%} likely" in r
             assert f"predicted value {x['clv']:,.2f} is in the top 20% of buyers (core cut {pol.core_clv_cut_:,.2f})" in r
         elif tier == "value":
-            assert r.startswith(f"bought {x['n_orders']:,.0f} order{'s' if x['n_orders'] != 1 else ''}, "
-                                f"net spend {x['net_spend']:,.2f}; not core: ")
+            assert r.startswith(f"bought {orders}, net spend {x['net_spend']:,.2f}; not core: ")
             assert ("(core needs 60%)" in r) == (x["p_purchase"] < 0.6)
             assert ("below the core cut" in r) == (x["clv"] < pol.core_clv_cut_)
-        elif tier == "seed":
-            assert f"engagement score {x['engagement_score']:.3f}" in r or f"{x['social_actions_90d']:.0f} shares or referrals" in r
-        elif tier == "new":
-            assert r == f"no purchase yet; joined {x['tenure_days']:.0f} days ago (new means under 30 days)"
+        elif out.at[i, "lapsed_buyer"]:
+            assert r.startswith(f"lapsed buyer (win-back): bought {orders}, net spend {x['net_spend']:,.2f}; ")
+            assert f"; now {tier}: " in r
+            assert ("(value needs 30%)" in r) == (x["p_purchase"] < 0.3)
+            assert ("(value needs 20%)" in r) == (x["p_alive"] < 0.2)
+            assert ("usual gap between orders (value allows 4.0x)" in r) == (
+                x["days_since_last_purchase"] / (x["ipi_mean_days"] or pol.population_gap_days_) > 4)
         else:
-            assert f"member for {x['tenure_days']:.0f} days" in r and f"seed cut {pol.seed_engagement_cut_:.3f}" in r
+            assert r.startswith("no purchase yet; ")
+        if tier == "seed":
+            assert f"KOC score {out.at[i, 'koc_score']:.2f} (seed needs 0.50): {x['n_share_365d']} shares and " \
+                   f"{x['n_referral_365d']} referrals among {x['events_365d']} interactions in 365 days" in r
+        elif tier == "new":
+            assert r.endswith(f"joined {x['tenure_days']:.0f} days ago (new means under 30 days)")
+        elif tier == "ordinary":
+            assert f"member for {x['tenure_days']:.0f} days" in r and "below the seed cut 0.50" in r
 
 
 # ---------------------------------------------------------------------------------------------- RFM

@@ -16,6 +16,9 @@ Per customer:
   the horizon for buyers and p_purchase * the mean order value (undiscounted) for non-buyers;
   "supervised" and "hybrid" give ``clv_model``'s expected spend over the horizon for everyone,
   its level aligned at fit time to BTYD's total CLV over the buyers of the training base.
+- tiers (tiering.models.tiers): tier, tier_reason, RFM segment and scores, koc_candidate, at_risk, and after
+  them the columns of ``schemas.TIER_SCORE_COLUMNS``: lapsed_buyer, koc_score and p_core .. p_ordinary (a bundle
+  fitted before those existed scores them too: every buyer active, seeds by the 90-day social rule).
 """
 
 from __future__ import annotations

@@ -1,32 +1,75 @@
 """The tier ladder as a fitted policy, plus standard RFM segments and operator flags.
 
-Rules run from the top, first match wins (docs/design.md):
+Rules run from the top, first match wins (DESIGN.md):
 
-    core      has purchased, p_purchase >= core_min_p_purchase and CLV at or above the
-              core_clv_quantile of buyers' CLV (cut learned at fit time)
-    value     has purchased
-    seed      engagement_score at or above its seed_engagement_quantile (learned at fit time),
-              or shares + referrals in 90 days >= seed_min_social_actions_90d
+    core      an active buyer (below) with p_purchase >= max(core_min_p_purchase, the value floor) and
+              CLV at or above the core_clv_quantile of active buyers' CLV (cut learned at fit time)
+    value     an active buyer: has purchased and has not lapsed, i.e. the last order is within
+              value_grace_gap_ratio (1) times the customer's own mean gap between orders (the base's median
+              gap for one-order buyers), or else p_purchase >= the value floor, P(alive) >= its floor and
+              the last order no older than value_max_gap_ratio times that gap
+    seed      koc_score >= the seed cut: a KOC by share and referral behaviour (below)
     new       tenure below new_max_tenure_days
     ordinary  everyone else
 
-Quantile cut points (CLV, engagement, RFM quintile edges) are learned once in ``fit`` and
-stored, so scoring ten customers gives the same tiers as scoring the whole base. A customer with
-no interactions at all (engagement score 0) is never a seed by engagement, even when the learned
-cut is 0 (a base without interaction data).
+A buyer who fails the value test is a *lapsed buyer*: ``lapsed_buyer`` is true, the tier reason starts
+with "lapsed buyer (win-back)" and says which test failed, and the customer falls through to seed, new or
+ordinary (the ladder's win-back action, :data:`tiering.ladder.WIN_BACK_ACTION`, applies).
 
-The thresholds come from the ``model`` section of the config; labels, descriptions and actions
-from its ``tiers`` section (:func:`ladder` merges them over the defaults of DESIGN.md).
+Value floors, learned at fit time from out-of-time outcomes
+    ``fit(frame, holdout=...)``: ``holdout`` is the base scored at an earlier origin joined to what its
+    buyers did next (``purchased_in_horizon``). The p_purchase floor is the cut with the largest Youden's J
+    (true-positive rate minus false-positive rate of "active" as a forecast of a purchase in the horizon)
+    over the holdout's buyers; then, greedily, a P(alive) floor and a cap on the gap ratio (days since the
+    last order / own mean gap) are added only where each raises J of the combined rule by more than
+    ``MIN_J_GAIN``. The floor is stored in calibrated probability: the holdout's observed purchase rate at
+    the J-optimal cut (isotonic regression of outcome on p_purchase), so that a propensity model
+    miscalibrated at the earlier origin does not move it (on Online Retail II fitted at 2011-06-01 the raw
+    cut was 0.74 while the holdout's buyers returned at 0.46). A buyer whose last order is within
+    ``value_grace_gap_ratio`` times their own gap is active whatever the floors, and J is that of the whole test.
+    Youden's J rather than max F1: F1 depends on the share of buyers who return and, where most return,
+    favours calling nearly everyone active; J weighs both errors alike whatever that share.
+    A threshold given explicitly (not None) wins over the learned one, and the others are learned given it.
+    Without usable outcomes (no holdout, fewer than ``MIN_HOLDOUT_BUYERS`` buyers, or one outcome only) the
+    defaults apply: no p_purchase or P(alive) floor (nothing says how the propensity model is calibrated),
+    gap ratio ``DEFAULT_GAP_RATIO``; ``threshold_source_`` says which applied.
+
+KOC score
+    A two-component multinomial mixture over each customer's interactions in the largest feature window,
+    split into shares, referrals and all other events, fitted by EM on the base at fit time; the KOC
+    component is the one with the larger share + referral rate. ``koc_score`` is a customer's posterior
+    probability of that component: many shares and referrals among few other events score high, and views,
+    likes or messages lower it; a customer with no share or referral scores 0 (browsing alone never makes
+    a seed). The seed cut (``seed_min_koc_score``; None learns it) maximises the expected F1 of the KOC class
+    computed from the posteriors themselves (no labels; for calibrated posteriors the best cut sits near
+    half the best attainable F1). Without any share or referral in the base no mixture is fitted and nobody is a seed. A frame
+    without the per-type counts (``n_share_{W}d``, ``n_referral_{W}d``, ``events_{W}d``) falls back to the
+    rule "shares + referrals in 90 days >= seed_min_social_actions_90d" (koc_score 1 or 0).
+    The input contract links no referral to the customer it brought in, so no referral-outcome
+    propensity can be fitted; a source that adds that link would add it here.
+
+Tier probabilities
+    ``p_core`` .. ``p_ordinary`` replace each hard comparison of the ladder by a normal CDF on the
+    comparison's natural scale (logit for probabilities, log for CLV and the gap ratio) with standard
+    deviation ``proba_sd``, chained in ladder order (first match wins), so they sum to 1 and a customer far
+    from every threshold has probability ~1 for its tier. :func:`apply_hysteresis` uses them to keep a
+    customer near a threshold in its previous tier.
+
+Cut points (CLV, value floors, KOC mixture, RFM quintile edges) are learned once in ``fit`` and stored,
+so scoring ten customers gives the same tiers as scoring the whole base. Labels, descriptions and actions
+come from the ``tiers`` section of the config (:func:`ladder` merges them over the defaults of DESIGN.md).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
-from tiering.ladder import TIER_BY_NAME, TIER_LADDER, TIER_NAMES, Tier, ladder  # noqa: F401  (re-exported)
+from tiering.ladder import TIER_BY_NAME, TIER_LADDER, TIER_NAMES, WIN_BACK_ACTION, Tier, ladder  # noqa: F401  (re-exported)
 
 
 # (R score, F score) -> segment, the standard RFM segment map
@@ -53,6 +96,13 @@ REQUIRED_COLUMNS = (
     "has_purchased", "p_purchase", "churn_risk", "clv", "engagement_score", "social_actions_90d",
     "tenure_days", "days_since_last_purchase", "n_orders", "net_spend",
 )
+# read when present: p_alive (P(alive) floor), ipi_mean_days (own gap), n_share_{W}d / n_referral_{W}d /
+# events_{W}d (KOC mixture); without them that part of the ladder is off or falls back (see above)
+PROBA_COLUMNS = tuple(f"p_{t}" for t in TIER_NAMES)
+MIN_HOLDOUT_BUYERS = 20
+MIN_J_GAIN = 0.005
+DEFAULT_GAP_RATIO = 3.0
+_W_RE = re.compile(r"^n_share_(\d+)d$")
 
 
 def _quintile_edges(values: np.ndarray) -> np.ndarray:
@@ -68,18 +118,222 @@ def _fmt(x: pd.Series, spec: str = "{:.2f}") -> pd.Series:
     return x.map(spec.format)
 
 
+def _col(f: pd.DataFrame, name: str, default: float = np.nan) -> np.ndarray:
+    return f[name].to_numpy(float) if name in f.columns else np.full(len(f), default)
+
+
+# ------------------------------------------------------------------------------------- value floors
+
+def gap_ratio(days_since_last_purchase, ipi_mean_days, population_gap_days: float) -> np.ndarray:
+    """Days since the last order over the customer's own mean gap between orders (the base's median gap
+    ``population_gap_days`` for one-order buyers); NaN where no gap is known."""
+    dsl = np.asarray(days_since_last_purchase, dtype=float)
+    own = np.asarray(ipi_mean_days, dtype=float)
+    gap = np.where(own > 0, own, population_gap_days)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap > 0, dsl / gap, np.nan)
+
+
+def population_gap(frame: pd.DataFrame) -> float:
+    """The median of repeat buyers' mean gap between orders (days); NaN without repeat buyers."""
+    ipi = _col(frame, "ipi_mean_days")
+    ipi = ipi[(frame["has_purchased"].to_numpy() > 0) & (ipi > 0)]
+    return float(np.median(ipi)) if len(ipi) else float("nan")
+
+
+def youden_j(active: np.ndarray, purchased: np.ndarray) -> float:
+    """True-positive rate minus false-positive rate of ``active`` as a forecast of ``purchased``."""
+    a, y = np.asarray(active, dtype=bool), np.asarray(purchased, dtype=bool)
+    return float((a & y).sum() / max(y.sum(), 1) - (a & ~y).sum() / max((~y).sum(), 1))
+
+
+def learn_value_floors(holdout: pd.DataFrame, *, p_purchase: float | None = None, p_alive: float | None = None,
+                       gap_ratio_cap: float | None = None, grace_gap_ratio: float = 1.0) -> dict[str, float] | None:
+    """The value floors that best separate the buyers of ``holdout`` who purchased in the horizon from the rest.
+
+    Greedy on Youden's J of the whole value test (a buyer within ``grace_gap_ratio`` of their own gap is active
+    whatever the floors): the p_purchase floor (``p_purchase`` if given) at the J-optimal cut, stored as the
+    holdout's calibrated purchase rate there; then a P(alive) floor and a gap-ratio cap, each kept only where
+    it raises J by more than MIN_J_GAIN (0 and inf: off). None when the holdout cannot tell (fewer than
+    MIN_HOLDOUT_BUYERS buyers or one outcome only).
+    Keys: value_min_p_purchase, value_min_p_alive, value_max_gap_ratio, j, buyers, purchase_rate.
+    """
+    from sklearn.metrics import roc_curve
+
+    b = holdout[holdout["has_purchased"].to_numpy() > 0]
+    if "purchased_in_horizon" not in b.columns or len(b) < MIN_HOLDOUT_BUYERS:
+        return None
+    y = b["purchased_in_horizon"].to_numpy(float) > 0
+    if y.all() or not y.any():
+        return None
+    p = np.nan_to_num(b["p_purchase"].to_numpy(float), nan=0.0)
+    ratio = gap_ratio(_col(b, "days_since_last_purchase"), _col(b, "ipi_mean_days"), population_gap(b))
+    grace = (np.nan_to_num(ratio, nan=np.inf) <= grace_gap_ratio) & (grace_gap_ratio > 0)
+
+    def J(rule: np.ndarray) -> float:
+        return youden_j(grace | rule, y)
+
+    if p_purchase is None:
+        from sklearn.isotonic import IsotonicRegression
+
+        rest = ~grace
+        cut = 0.0
+        if (rest & y).any() and (rest & ~y).any():
+            fpr, tpr, thr = roc_curve(y[rest], p[rest])
+            P, N = y.sum(), (~y).sum()
+            j = ((grace & y).sum() + tpr * (rest & y).sum()) / P - ((grace & ~y).sum() + fpr * (rest & ~y).sum()) / N
+            i = int(np.argmax(j))
+            cut = float(min(thr[i], 1.0)) if np.isfinite(thr[i]) else 1.0
+        # the floor in calibrated probability: the holdout's P(purchase | p_purchase) at the J-optimal cut (J is
+        # rank-based, the stored floor is not: a model miscalibrated at the earlier origin must not move it)
+        iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p, y.astype(float))
+        rule = p >= cut
+        p_purchase = float(iso.predict([cut])[0]) if cut > 0 else 0.0
+    else:
+        rule = p >= p_purchase
+    best = J(rule)
+
+    pa = _col(b, "p_alive")
+    if p_alive is None:
+        p_alive = 0.0
+        if np.isfinite(pa).any():
+            pa0 = np.nan_to_num(pa, nan=1.0)
+            for c in np.unique(np.quantile(pa0, np.linspace(0.01, 0.6, 60))):
+                j = J(rule & (pa0 >= c))
+                if j > best + MIN_J_GAIN:
+                    best, p_alive = j, float(c)
+    rule &= ~(np.nan_to_num(pa, nan=1.0) < p_alive)
+    best = J(rule)
+
+    if gap_ratio_cap is None:
+        gap_ratio_cap = float("inf")
+        if np.isfinite(ratio).any():
+            r0 = np.nan_to_num(ratio, nan=0.0)
+            for c in np.unique(np.quantile(r0[np.isfinite(ratio)], np.linspace(0.4, 0.995, 60))):
+                j = J(rule & (r0 <= c))
+                if j > best + MIN_J_GAIN:
+                    best, gap_ratio_cap = j, float(c)
+    rule &= ~(np.nan_to_num(ratio, nan=0.0) > gap_ratio_cap)
+    return {"value_min_p_purchase": float(p_purchase), "value_min_p_alive": float(p_alive),
+            "value_max_gap_ratio": float(gap_ratio_cap), "j": J(rule), "buyers": float(len(b)),
+            "purchase_rate": float(y.mean())}
+
+
+# ------------------------------------------------------------------------------------------- KOC score
+
+def _koc_window(frame: pd.DataFrame) -> int | None:
+    ws = [int(m.group(1)) for c in frame.columns if (m := _W_RE.match(c))]
+    ws = [w for w in ws if f"n_referral_{w}d" in frame.columns and f"events_{w}d" in frame.columns]
+    return max(ws) if ws else None
+
+
+def _koc_counts(frame: pd.DataFrame, w: int) -> np.ndarray:
+    """n x 3: shares, referrals and other events in the last ``w`` days."""
+    s = np.nan_to_num(frame[f"n_share_{w}d"].to_numpy(float))
+    r = np.nan_to_num(frame[f"n_referral_{w}d"].to_numpy(float))
+    o = np.maximum(np.nan_to_num(frame[f"events_{w}d"].to_numpy(float)) - s - r, 0.0)
+    return np.stack([s, r, o], axis=1)
+
+
+def fit_koc_mixture(counts: np.ndarray, max_iter: int = 300, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray] | None:
+    """EM for a two-component multinomial mixture over (shares, referrals, other) counts per customer.
+
+    Returns (theta: 2 x 3 event-type probabilities, pi: 2 weights), component 1 the KOC (the larger share +
+    referral rate), or None when no customer has a share or referral."""
+    C = np.asarray(counts, dtype=float)
+    C = C[C.sum(axis=1) > 0]
+    if len(C) == 0 or C[:, :2].sum() == 0:
+        return None
+    overall = C.sum(axis=0) / C.sum()
+    s1, r1 = min(10 * overall[0] + 0.02, 0.5), min(10 * overall[1] + 0.01, 0.3)
+    theta = np.array([overall, [s1, r1, 1 - s1 - r1]])
+    theta = np.clip(theta, 1e-6, None)
+    theta /= theta.sum(axis=1, keepdims=True)
+    pi = np.array([0.95, 0.05])
+    prev = -np.inf
+    for _ in range(max_iter):
+        ll = C @ np.log(theta).T + np.log(pi)
+        top = ll.max(axis=1, keepdims=True)
+        w = np.exp(ll - top)
+        total = w.sum(axis=1, keepdims=True)
+        post = w / total
+        loglik = float((np.log(total) + top).sum())
+        pi = np.clip(post.mean(axis=0), 1e-6, 1 - 1e-6)
+        theta = post.T @ C + 1e-3  # a small smoothing keeps every rate positive
+        theta /= theta.sum(axis=1, keepdims=True)
+        if loglik - prev < tol * max(abs(loglik), 1.0):
+            break
+        prev = loglik
+    order = np.argsort(theta[:, 0] + theta[:, 1])  # component 1: the larger share + referral rate
+    return theta[order], pi[order] / pi[order].sum()
+
+
+def expected_f1_cut(posterior: np.ndarray) -> float:
+    """The posterior cut that maximises the expected F1 of "posterior >= cut" as a forecast of the KOC class,
+    computed from the posteriors themselves (no labels): E[F1] ~ 2 * sum of the selected posteriors /
+    (selected + sum of all posteriors). 0.5 when no customer has a positive posterior."""
+    q = np.sort(np.asarray(posterior, dtype=float))[::-1]
+    total = q.sum()
+    if total <= 0:
+        return 0.5
+    k = np.arange(1, len(q) + 1)
+    f1 = 2 * np.cumsum(q) / (k + total)
+    return float(q[int(np.argmax(f1))])
+
+
+def koc_posterior(counts: np.ndarray, theta: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """P(KOC component | counts); 0 for a customer with no share or referral."""
+    C = np.asarray(counts, dtype=float)
+    logit = np.log(pi[1]) - np.log(pi[0]) + C @ (np.log(theta[1]) - np.log(theta[0]))
+    post = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
+    return np.where(C[:, 0] + C[:, 1] > 0, post, 0.0)
+
+
+# ------------------------------------------------------------------------------------ soft thresholds
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def _above(x: np.ndarray, cut: float, sd: float, scale: str) -> np.ndarray:
+    """P(x >= cut) under noise ``sd`` on the ``scale`` ("logit" or "log") of the comparison; NaN x -> 0."""
+    from scipy.special import ndtr
+
+    x = np.asarray(x, dtype=float)
+    if scale == "logit":
+        z = (_logit(x) - _logit(np.full(1, cut))) / sd
+    else:
+        z = (np.log(np.maximum(x, 0) + 1e-9) - np.log(max(cut, 0) + 1e-9)) / sd
+    return np.where(np.isnan(x), 0.0, ndtr(z))
+
+
 class TierPolicy(BaseEstimator):
-    """Assigns tiers, RFM segments and flags; cut points are learned by ``fit``."""
+    """Assigns tiers, tier probabilities, RFM segments and flags; cut points are learned by ``fit``.
+
+    ``value_min_p_purchase``, ``value_min_p_alive``, ``value_max_gap_ratio``: None (default) learns them
+    from ``fit``'s holdout; a number wins. ``seed_engagement_quantile`` is accepted for configs written
+    before the KOC score and no longer used (browsing alone does not make a seed).
+    """
 
     def __init__(self, core_min_p_purchase: float = 0.6, core_clv_quantile: float = 0.8,
                  seed_engagement_quantile: float = 0.8, seed_min_social_actions_90d: int = 3,
-                 new_max_tenure_days: int = 30, at_risk_min_churn_risk: float = 0.5):
+                 new_max_tenure_days: int = 30, at_risk_min_churn_risk: float = 0.5,
+                 value_min_p_purchase: float | None = None, value_min_p_alive: float | None = None,
+                 value_max_gap_ratio: float | None = None, value_grace_gap_ratio: float = 1.0,
+                 seed_min_koc_score: float | None = None, proba_sd: float = 0.5):
         self.core_min_p_purchase = core_min_p_purchase
         self.core_clv_quantile = core_clv_quantile
         self.seed_engagement_quantile = seed_engagement_quantile
         self.seed_min_social_actions_90d = seed_min_social_actions_90d
         self.new_max_tenure_days = new_max_tenure_days
         self.at_risk_min_churn_risk = at_risk_min_churn_risk
+        self.value_min_p_purchase = value_min_p_purchase
+        self.value_min_p_alive = value_min_p_alive
+        self.value_max_gap_ratio = value_max_gap_ratio
+        self.value_grace_gap_ratio = value_grace_gap_ratio
+        self.seed_min_koc_score = seed_min_koc_score
+        self.proba_sd = proba_sd
 
     @staticmethod
     def _check(frame: pd.DataFrame) -> None:
@@ -87,45 +341,126 @@ class TierPolicy(BaseEstimator):
         if missing:
             raise ModelError(f"The tier policy needs columns {missing}; got {list(frame.columns)}.")
 
-    def fit(self, frame: pd.DataFrame) -> TierPolicy:
-        """Learn the quantile cut points on a scored base (predictions joined to features)."""
+    def fit(self, frame: pd.DataFrame, holdout: pd.DataFrame | None = None) -> TierPolicy:
+        """Learn the cut points on a scored base (predictions joined to features).
+
+        ``holdout``: the base scored at an earlier origin with ``purchased_in_horizon`` (what its buyers did
+        next), from which the value floors are learned; without it the explicit or default floors apply."""
         self._check(frame)
-        buyers = frame[frame["has_purchased"] > 0]
-        if buyers.empty:
+        buyer = frame["has_purchased"].to_numpy() > 0
+        if not buyer.any():
             raise ModelError("The tier policy cannot be fitted: no customer in the base has purchased.")
-        self.core_clv_cut_ = float(np.quantile(buyers["clv"], self.core_clv_quantile))
-        self.seed_engagement_cut_ = float(np.quantile(frame["engagement_score"], self.seed_engagement_quantile))
+        explicit = {"value_min_p_purchase": self.value_min_p_purchase, "value_min_p_alive": self.value_min_p_alive,
+                    "value_max_gap_ratio": self.value_max_gap_ratio}
+        learned = None
+        if holdout is not None:
+            self._check(holdout)
+            learned = learn_value_floors(holdout, p_purchase=self.value_min_p_purchase, p_alive=self.value_min_p_alive,
+                                         gap_ratio_cap=self.value_max_gap_ratio, grace_gap_ratio=self.value_grace_gap_ratio)
+        # nothing out of time says how the propensity model is calibrated: no probability floor, only the gap test
+        defaults = {"value_min_p_purchase": 0.0, "value_min_p_alive": 0.0, "value_max_gap_ratio": DEFAULT_GAP_RATIO}
+        self.threshold_source_ = {}
+        for k, v in explicit.items():
+            if v is not None:
+                value, source = float(v), "config"
+            elif learned is not None:
+                value, source = learned[k], "learned"
+            else:
+                value, source = defaults[k], "default"
+            setattr(self, k + "_", value)
+            self.threshold_source_[k] = source
+        self.value_floor_j_ = float(learned["j"]) if learned else float("nan")
+        self.holdout_buyers_ = int(learned["buyers"]) if learned else 0
+        self.holdout_purchase_rate_ = float(learned["purchase_rate"]) if learned else float("nan")
+        self.population_gap_days_ = population_gap(frame)
+
+        active = self._active(frame)
+        pool = frame[active] if active.any() else frame[buyer]
+        self.core_clv_cut_ = float(np.quantile(pool["clv"].fillna(0), self.core_clv_quantile))
+        buyers = frame[buyer]
         self.recency_edges_ = _quintile_edges(buyers["days_since_last_purchase"].to_numpy(float))
         self.frequency_edges_ = _quintile_edges(buyers["n_orders"].to_numpy(float))
         self.monetary_edges_ = _quintile_edges(buyers["net_spend"].to_numpy(float))
+        self.koc_window_days_ = _koc_window(frame)
+        mix = fit_koc_mixture(_koc_counts(frame, self.koc_window_days_)) if self.koc_window_days_ else None
+        self.koc_theta_, self.koc_pi_ = mix if mix is not None else (None, None)
+        if self.seed_min_koc_score is not None:
+            self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = float(self.seed_min_koc_score), "config"
+        elif mix is not None:
+            self.seed_min_koc_score_ = expected_f1_cut(koc_posterior(_koc_counts(frame, self.koc_window_days_), *mix))
+            self.threshold_source_["seed_min_koc_score"] = "learned"
+        else:
+            self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = 0.5, "default"
         self.n_fit_ = int(len(frame))
         return self
 
+    # fitted before the value floors and the KOC score existed: every buyer active, the social rule for seeds
+    def _learned(self, name: str, default):
+        return getattr(self, name, default)
+
+    def _ratio(self, f: pd.DataFrame) -> np.ndarray:
+        return gap_ratio(_col(f, "days_since_last_purchase"), _col(f, "ipi_mean_days"),
+                         self._learned("population_gap_days_", float("nan")))
+
+    def _lapse_tests(self, f: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: p_purchase below its floor, P(alive) below its floor, gap ratio above its cap."""
+        low_p = ~(np.nan_to_num(f["p_purchase"].to_numpy(float), nan=-1.0) >= self._learned("value_min_p_purchase_", 0.0))
+        low_alive = np.nan_to_num(_col(f, "p_alive"), nan=1.0) < self._learned("value_min_p_alive_", 0.0)
+        overdue = np.nan_to_num(self._ratio(f), nan=0.0) > self._learned("value_max_gap_ratio_", float("inf"))
+        return low_p, low_alive, overdue
+
+    def _grace(self, f: pd.DataFrame) -> np.ndarray:
+        """Last order within ``value_grace_gap_ratio`` times the customer's own gap: paying now, whatever the floors."""
+        cut = getattr(self, "value_grace_gap_ratio", 0.0)  # 0 (or a policy fitted before it existed): off
+        return (np.nan_to_num(self._ratio(f), nan=np.inf) <= cut) & (cut > 0)
+
+    def _active(self, f: pd.DataFrame) -> np.ndarray:
+        low_p, low_alive, overdue = self._lapse_tests(f)
+        return (f["has_purchased"].to_numpy() > 0) & (self._grace(f) | (~low_p & ~low_alive & ~overdue))
+
+    def koc_score(self, f: pd.DataFrame) -> np.ndarray:
+        """The KOC score per row (see the module doc)."""
+        w = self._learned("koc_window_days_", None)
+        theta = self._learned("koc_theta_", None)
+        if w is not None and all(c in f.columns for c in (f"n_share_{w}d", f"n_referral_{w}d", f"events_{w}d")):
+            if theta is None:
+                return np.zeros(len(f))
+            return koc_posterior(_koc_counts(f, w), theta, self.koc_pi_)
+        return (f["social_actions_90d"].to_numpy(float) >= self.seed_min_social_actions_90d).astype(float)
+
+    def _koc_cut(self) -> float:
+        default = 0.5 if self.seed_min_koc_score is None else self.seed_min_koc_score
+        return self._learned("seed_min_koc_score_", default)
+
+    def _core_floor(self) -> float:
+        return max(self.core_min_p_purchase, self._learned("value_min_p_purchase_", 0.0))
+
     def assign(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """tier, tier_reason, rfm_segment, r/f/m scores, koc_candidate and at_risk, aligned to ``frame``."""
+        """tier, tier_reason, rfm_segment, r/f/m scores, koc_candidate, at_risk, lapsed_buyer, koc_score and
+        p_core .. p_ordinary, aligned to ``frame``."""
         self._check(frame)
         f = frame
         buyer = f["has_purchased"].to_numpy() > 0
         p = f["p_purchase"].to_numpy(float)
         clv = f["clv"].to_numpy(float)
-        eng = f["engagement_score"].to_numpy(float)
-        social = f["social_actions_90d"].to_numpy(float)
         tenure = f["tenure_days"].to_numpy(float)
+        koc = self.koc_score(f)
 
-        is_core = buyer & (p >= self.core_min_p_purchase) & (clv >= self.core_clv_cut_)
-        eng_hit = (eng >= self.seed_engagement_cut_) & (eng > 0)
-        social_hit = social >= self.seed_min_social_actions_90d
-        is_seed = ~buyer & (eng_hit | social_hit)
-        is_new = ~buyer & ~is_seed & (tenure < self.new_max_tenure_days)
-        tier = np.select([is_core, buyer, is_seed, is_new], ["core", "value", "seed", "new"], "ordinary").astype(object)
-        reason = _reasons(self, f, tier, buyer, is_core, eng_hit, social_hit)
+        active = self._active(f)
+        lapsed = buyer & ~active
+        is_core = active & (p >= self._core_floor()) & (clv >= self.core_clv_cut_)
+        koc_hit = koc >= self._koc_cut()
+        is_seed = ~active & koc_hit
+        is_new = ~active & ~is_seed & (tenure < self.new_max_tenure_days)
+        tier = np.select([is_core, active, is_seed, is_new], ["core", "value", "seed", "new"], "ordinary").astype(object)
+        reason = _reasons(self, f, tier, buyer, lapsed, is_core, koc)
 
         r = np.where(buyer, _score(f["days_since_last_purchase"].to_numpy(float), self.recency_edges_, higher_is_better=False), 0)
         fs = np.where(buyer, _score(f["n_orders"].to_numpy(float), self.frequency_edges_), 0)
         m = np.where(buyer, _score(f["net_spend"].to_numpy(float), self.monetary_edges_), 0)
         segment = np.where(buyer, SEGMENT_TABLE[r, fs], NO_PURCHASE_SEGMENT)
         churn = f["churn_risk"].to_numpy(float)
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 "tier": tier,
                 "tier_reason": reason.to_numpy(),
@@ -133,22 +468,64 @@ class TierPolicy(BaseEstimator):
                 "r_score": r.astype("int64"),
                 "f_score": fs.astype("int64"),
                 "m_score": m.astype("int64"),
-                "koc_candidate": social_hit,
-                "at_risk": buyer & (np.nan_to_num(churn) >= self.at_risk_min_churn_risk),
+                "koc_candidate": koc_hit,
+                "at_risk": active & (np.nan_to_num(churn) >= self.at_risk_min_churn_risk),
+                "lapsed_buyer": lapsed,
+                "koc_score": koc,
             },
             index=f.index,
         )
+        proba = self.tier_proba(f, koc=koc)
+        for j, name in enumerate(PROBA_COLUMNS):
+            out[name] = proba[:, j]
+        return out
+
+    def tier_proba(self, f: pd.DataFrame, koc: np.ndarray | None = None) -> np.ndarray:
+        """n x 5 tier probabilities in ladder order (see the module doc); rows sum to 1."""
+        sd = self.proba_sd
+        buyer = (f["has_purchased"].to_numpy() > 0).astype(float)
+        p = f["p_purchase"].to_numpy(float)
+        rest = np.ones(len(f))
+        pa_floor = self._learned("value_min_p_alive_", 0.0)
+        if pa_floor > 0:
+            rest *= np.where(np.isnan(_col(f, "p_alive")), 1.0, _above(_col(f, "p_alive"), pa_floor, sd, "logit"))
+        cap = self._learned("value_max_gap_ratio_", float("inf"))
+        if np.isfinite(cap):
+            ratio = self._ratio(f)
+            rest *= np.where(np.isnan(ratio), 1.0, 1.0 - _above(ratio, cap, sd, "log"))
+        floor = self._learned("value_min_p_purchase_", 0.0)
+        grace_cut = getattr(self, "value_grace_gap_ratio", 0.0)
+        ratio = self._ratio(f)
+        g = np.where(np.isnan(ratio), 0.0, 1.0 - _above(ratio, grace_cut, sd, "log")) if grace_cut > 0 else np.zeros(len(f))
+        p_active = buyer * (g + (1 - g) * rest * (_above(p, floor, sd, "logit") if floor > 0 else (~np.isnan(p)).astype(float)))
+        p_core = buyer * (g + (1 - g) * rest) * _above(p, self._core_floor(), sd, "logit") \
+            * _above(f["clv"].to_numpy(float), self.core_clv_cut_, sd, "log")
+        p_core = np.minimum(p_core, p_active)
+        p_value = p_active - p_core
+        left = 1.0 - p_active
+        koc = self.koc_score(f) if koc is None else koc
+        p_koc = np.where(koc > 0, _above(koc, self._koc_cut(), sd, "logit"), 0.0)
+        p_seed = left * p_koc
+        young = (f["tenure_days"].to_numpy(float) < self.new_max_tenure_days).astype(float)
+        p_new = left * (1 - p_koc) * young
+        p_ord = left * (1 - p_koc) * (1 - young)
+        return np.stack([p_core, p_value, p_seed, p_new, p_ord], axis=1)
 
 
-def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, is_core, eng_hit, social_hit) -> pd.Series:
+def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, lapsed, is_core, koc) -> pd.Series:
     """The rule that fired, in operator words, with the customer's values and the thresholds.
 
     Each text is formatted only for the rows its rule covers (formatting every number of every
     row for every rule was a quarter of batch scoring's model time).
     """
-    p_min, clv_cut, eng_cut = pol.core_min_p_purchase, pol.core_clv_cut_, pol.seed_engagement_cut_
-    top_clv, top_eng = f"{1 - pol.core_clv_quantile:.0%}", f"{1 - pol.seed_engagement_quantile:.0%}"
-    seed_social = pol.seed_min_social_actions_90d
+    p_min, clv_cut = pol._core_floor(), pol.core_clv_cut_
+    top_clv = f"{1 - pol.core_clv_quantile:.0%}"
+    v_floor = pol._learned("value_min_p_purchase_", 0.0)
+    a_floor = pol._learned("value_min_p_alive_", 0.0)
+    cap = pol._learned("value_max_gap_ratio_", float("inf"))
+    koc_cut = pol._koc_cut()
+    w = pol._learned("koc_window_days_", None)
+    has_counts = w is not None and all(c in f.columns for c in (f"n_share_{w}d", f"n_referral_{w}d", f"events_{w}d"))
 
     def P(g):
         return _fmt(g["p_purchase"].fillna(0), "{:.0%}")
@@ -159,14 +536,17 @@ def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, is_core,
     def N(g):
         return g["n_orders"].map(lambda n: f"{n:,.0f} order" + ("" if n == 1 else "s"))
 
-    def S(g):
-        return _fmt(g["social_actions_90d"], "{:.0f}")
-
     def T(g):
         return _fmt(g["tenure_days"], "{:.0f}")
 
-    def E(g):
-        return _fmt(g["engagement_score"], "{:.3f}")
+    def K(g):
+        return _fmt(pd.Series(koc_r[g.index], index=g.index), "{:.2f}")
+
+    def social(g):
+        if has_counts:
+            return (_fmt(g[f"n_share_{w}d"].fillna(0), "{:.0f}") + " shares and " + _fmt(g[f"n_referral_{w}d"].fillna(0), "{:.0f}")
+                    + " referrals among " + _fmt(g[f"events_{w}d"].fillna(0), "{:.0f}") + f" interactions in {w} days")
+        return _fmt(g["social_actions_90d"], "{:.0f}") + " shares or referrals in 90 days"
 
     def core(g):
         return ("bought " + N(g) + "; " + P(g) + f" likely to buy within the horizon (core needs {p_min:.0%}) and "
@@ -180,32 +560,80 @@ def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, is_core,
         why = why_p + np.where(low_p & low_clv, " and ", "") + why_c
         return "bought " + N(g) + ", net spend " + _fmt(g["net_spend"], "{:,.2f}") + "; not core: " + why
 
-    def engaged_seed(g):
-        social = (" and " + S(g) + " shares or referrals in 90 days").where(social_hit[g.index], "")
-        return ("no purchase yet; engagement score " + E(g) + f" is in the top {top_eng} of members "
-                f"(seed cut {eng_cut:.3f})" + social)
+    def lapsed_prefix(g):
+        low_p, low_alive, overdue = (x[g.index] for x in lapse_tests)
+        why_p = (P(g) + f" likely to buy within the horizon (value needs {v_floor:.0%})").where(low_p, "")
+        why_a = ("P(alive) " + _fmt(g["p_alive"].fillna(0) if "p_alive" in g else pd.Series(0.0, index=g.index), "{:.0%}")
+                 + f" (value needs {a_floor:.0%})").where(low_alive, "")
+        why_o = ("last order " + _fmt(g["days_since_last_purchase"], "{:.0f}") + " days ago, "
+                 + _fmt(pd.Series(ratio[g.index], index=g.index), "{:.1f}") + f"x the usual gap between orders (value allows {cap:.1f}x)").where(overdue, "")
+        parts = pd.concat([why_p, why_a, why_o], axis=1).agg(lambda r: "; ".join(x for x in r if x), axis=1)
+        return "lapsed buyer (win-back): bought " + N(g) + ", net spend " + _fmt(g["net_spend"], "{:,.2f}") + "; " + parts + "; now "
 
-    def social_seed(g):
-        return "no purchase yet; " + S(g) + f" shares or referrals in the last 90 days (seed needs {seed_social})"
+    def seed(g):
+        return "KOC score " + K(g) + f" (seed needs {koc_cut:.2f}): " + social(g)
 
     def new(g):
-        return "no purchase yet; joined " + T(g) + f" days ago (new means under {pol.new_max_tenure_days} days)"
+        return "joined " + T(g) + f" days ago (new means under {pol.new_max_tenure_days} days)"
 
     def ordinary(g):
-        engaged = g["engagement_score"].to_numpy(float) > 0
-        why_not_seed = ("engagement score " + E(g) + f" below the seed cut {eng_cut:.3f}").where(engaged, "no recent interactions")
-        return ("no purchase; " + why_not_seed + ", " + S(g) + f" shares or referrals in 90 days (seed needs {seed_social}), "
-                "member for " + T(g) + " days")
+        return ("KOC score " + K(g) + f" below the seed cut {koc_cut:.2f} (" + social(g) + "), member for " + T(g) + " days")
 
     f = f.reset_index(drop=True)
-    social_hit = np.asarray(social_hit, dtype=bool)
+    koc_r = np.asarray(koc, dtype=float)
+    lapse_tests = pol._lapse_tests(f)
+    ratio = pol._ratio(f)
+    lapsed = np.asarray(lapsed, dtype=bool)
+    nonbuyer = ~np.asarray(buyer, dtype=bool)
     reason = np.full(len(f), "", dtype=object)
-    for mask, text in ((is_core, core), (buyer & ~is_core, value), (~buyer & eng_hit, engaged_seed),
-                       (~buyer & ~eng_hit & social_hit, social_seed), (tier == "new", new), (tier == "ordinary", ordinary)):
+    for mask, text in ((is_core, core), (tier == "value", value)):
         mask = np.asarray(mask, dtype=bool)
         if mask.any():
             reason[mask] = text(f[mask]).to_numpy(dtype=object)
+    prefix = np.full(len(f), "", dtype=object)
+    if lapsed.any():
+        prefix[lapsed] = lapsed_prefix(f[lapsed]).to_numpy(dtype=object)
+    prefix[nonbuyer] = "no purchase yet; "
+    for name, text in (("seed", seed), ("new", new), ("ordinary", ordinary)):
+        mask = tier == name
+        if mask.any():
+            # a lapsed buyer's reason reads "lapsed buyer (win-back): ...; now <tier>: <why>"
+            head = np.where(lapsed[mask], prefix[mask] + name + ": ", prefix[mask])
+            reason[mask] = head + text(f[mask]).to_numpy(dtype=object)
     return pd.Series(reason, dtype=object)
+
+
+def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: float) -> tuple[pd.Series, int]:
+    """Tiers for ``current`` that keep a customer near a threshold in the tier of the previous batch.
+
+    ``previous``: customer_id and tier of the previous batch; ``current``: the current scores (customer_id,
+    tier and the tier probabilities p_core .. p_ordinary). A customer whose tier changed keeps the previous
+    tier unless the current tier's probability exceeds the previous tier's by more than ``margin`` (0: no
+    hysteresis); customers new to this batch, and tiers that cannot hold (a previous tier with probability 0
+    now, e.g. "new" after 30 days), take the current tier. Returns (tiers aligned to ``current``, the number
+    of tier changes avoided). Pure: neither frame is modified.
+    """
+    if margin < 0:
+        raise ValueError(f"the hysteresis margin must be >= 0; got {margin}")
+    missing = [c for c in ("customer_id", "tier", *PROBA_COLUMNS) if c not in current.columns]
+    if missing:
+        raise ModelError(f"apply_hysteresis needs the current scores' columns {missing}; got {list(current.columns)}.")
+    prev = previous[["customer_id", "tier"]].drop_duplicates("customer_id")
+    prev_tier = (current[["customer_id"]].astype({"customer_id": str})
+                 .merge(prev.astype({"customer_id": str}).rename(columns={"tier": "_prev"}), on="customer_id", how="left")["_prev"]
+                 .to_numpy(dtype=object))
+    now = current["tier"].to_numpy(dtype=object)
+    proba = current[list(PROBA_COLUMNS)].to_numpy(float)
+    col = {t: j for j, t in enumerate(TIER_NAMES)}
+    known = np.array([t in col for t in prev_tier], dtype=bool)
+    changed = known & (prev_tier != now)
+    idx = np.flatnonzero(changed)
+    p_prev = proba[idx, [col[t] for t in prev_tier[idx]]]
+    p_now = proba[idx, [col[t] for t in now[idx]]]
+    hold = (p_prev > 0) & (p_now - p_prev <= margin)
+    out = now.copy()
+    out[idx[hold]] = prev_tier[idx[hold]]
+    return pd.Series(out, index=current.index, name="tier", dtype=object), int(hold.sum())
 
 
 class NextTierModel(BaseEstimator):
