@@ -49,10 +49,11 @@ if TYPE_CHECKING:
 TABLES = ("transactions", "interactions", "customers")
 ACCEPTED = "a pandas or polars DataFrame, a pyarrow Table, an Ibis table, or the path (str or Path) of a Parquet or CSV file"
 # values of the customer's own row that the tier rules read (tiering.models.tiers.TierPolicy.assign)
-RULE_INPUTS = ("has_purchased", "n_orders", "net_spend", "days_since_last_purchase", "tenure_days",
-               "engagement_score", "social_actions_90d")
-RULE_THRESHOLDS = ("core_min_p_purchase", "core_clv_cut_", "core_clv_quantile", "seed_engagement_cut_",
-                   "seed_min_social_actions_90d", "new_max_tenure_days", "at_risk_min_churn_risk")
+RULE_INPUTS = ("has_purchased", "n_orders", "net_spend", "days_since_last_purchase", "ipi_mean_days", "p_alive",
+               "tenure_days", "engagement_score", "social_actions_90d", "n_share_365d", "n_referral_365d", "events_365d")
+RULE_THRESHOLDS = ("core_min_p_purchase", "core_clv_cut_", "core_clv_quantile", "value_min_p_purchase_",
+                   "value_min_p_alive_", "value_max_gap_ratio_", "value_grace_gap_ratio", "seed_min_koc_score_",
+                   "new_max_tenure_days", "at_risk_min_churn_risk")
 _NAMES = itertools.count()
 
 

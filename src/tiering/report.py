@@ -43,6 +43,7 @@ from tiering.migration import ladder_check, ladder_outcomes, migration_matrix
 from tiering.ops import migration as stored_migration
 from tiering.ladder import TIER_NAMES, ladder
 from tiering.validation import ValidatedTables
+from tiering.redact import redact_text
 
 FUNNEL_COUNTS = ("members", "reached", "converted", "orders_in_window", "interacted", "shared")
 FUNNEL_RATES = ("diversion_rate", "first_purchase_conversion", "repurchase_ratio", "interaction_rate", "share_rate")
@@ -414,11 +415,11 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
     step(f"reading the batch of {batch.as_of} ({batch.rows:,} customers)" + (f" and of {prev.as_of}" if prev else ""))
     scores = store.read_batch(batch)
     if scores.empty:
-        raise DataQualityError(f"The batch of {as_of} in {cfg.store.url} holds no customers; nothing to report.")
+        raise DataQualityError(f"The batch of {as_of} in {redact_text(cfg.store.url)} holds no customers; nothing to report.")
     horizon = int(scores["horizon_days"].iloc[0])
     ctx: dict = {"as_of": batch.as_of, "model": f"{batch.model_name} v{batch.model_version}",
                  "scored_at": f"{batch.finished_at:%Y-%m-%d %H:%M}", "horizon_days": horizon, "customers": len(scores),
-                 "store": cfg.store.url, "reference": cfg.report.reference, "window_days": cfg.report.funnel_window_days,
+                 "store": redact_text(cfg.store.url, cfg.secret_values()), "reference": cfg.report.reference, "window_days": cfg.report.funnel_window_days,
                  "colors": _TIER_COLORS}
 
     counts = scores["tier"].value_counts()

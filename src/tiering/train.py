@@ -369,7 +369,7 @@ def _fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginF
     tier_then = test_bundle.predict(feats_test[test_bundle.feature_columns])["tier"]
     tier_now = bundle.predict(feats_now[bundle.feature_columns])[["customer_id", "tier"]]
     pair = feats_test[bundle.feature_columns].assign(tier_then=tier_then.to_numpy()).merge(tier_now, on="customer_id")
-    model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed).fit,
+    model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed, threads=cfg.model.threads).fit,
                   model_features(pair[bundle.feature_columns]), pair["tier_then"], pair["tier"])
     fallbacks += model.fallbacks_
     bundle.next_tier_model = model

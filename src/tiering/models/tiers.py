@@ -69,6 +69,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
+from tiering.models import thread_limits
 from tiering.ladder import TIER_BY_NAME, TIER_LADDER, TIER_NAMES, WIN_BACK_ACTION, Tier, ladder  # noqa: F401  (re-exported)
 
 
@@ -657,11 +658,12 @@ class NextTierModel(BaseEstimator):
     """
 
     def __init__(self, max_iter: int = 200, learning_rate: float = 0.1, random_state: int = 0,
-                 min_class_for_early_stopping: int = 10):
+                 min_class_for_early_stopping: int = 10, threads: int | None = None):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.random_state = random_state
         self.min_class_for_early_stopping = min_class_for_early_stopping
+        self.threads = threads  # cap on the booster's threads in fit and predict (None: the library default)
 
     @staticmethod
     def _design(X: pd.DataFrame, tier: pd.Series | np.ndarray) -> np.ndarray:
@@ -690,10 +692,11 @@ class NextTierModel(BaseEstimator):
                                    "with certainty")
             return self
         design = self._design(X, current_tier)
-        self.model_ = HistGradientBoostingClassifier(
-            max_iter=self._rounds(design, y, classes, counts), learning_rate=self.learning_rate,
-            early_stopping=not self.fallbacks_, random_state=self.random_state,
-        ).fit(design, y)
+        with thread_limits(self.threads):
+            self.model_ = HistGradientBoostingClassifier(
+                max_iter=self._rounds(design, y, classes, counts), learning_rate=self.learning_rate,
+                early_stopping=not self.fallbacks_, random_state=self.random_state,
+            ).fit(design, y)
         self.mode_ = "model"
         self.classes_ = self.model_.classes_
         return self
@@ -725,7 +728,8 @@ class NextTierModel(BaseEstimator):
             return np.stack([np.asarray(current_tier, dtype=object) == c for c in self.classes_], axis=1).astype(float)
         if self.model_ is None:
             return np.ones((len(X), 1))
-        return self.model_.predict_proba(self._design(X[list(self.feature_names_in_)], current_tier))
+        with thread_limits(getattr(self, "threads", None)):  # bundles pickled before `threads` existed
+            return self.model_.predict_proba(self._design(X[list(self.feature_names_in_)], current_tier))
 
     def predict_proba_ladder(self, X: pd.DataFrame, current_tier) -> np.ndarray:
         """Probabilities over all five tiers in ladder order (TIER_NAMES); 0 for a tier never seen in training."""
