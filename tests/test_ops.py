@@ -212,3 +212,23 @@ def test_ops_needs_no_web_framework():
     code = "import sys, tiering.ops, tiering.serve; print('fastapi' in sys.modules, 'starlette' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_card_and_summary_carry_the_tier_policy_fields_and_flips_avoided(frames, tmp_path):
+    from tiering.ladder import WIN_BACK_ACTION
+
+    store = ScoresStore(f"sqlite:///{tmp_path}/scores.db")
+    before, after = frames[0].copy(), frames[1].copy()
+    after["lapsed_buyer"] = after["customer_id"] == "K000"
+    store.write_batch(before)
+    kw = dict(as_of=T2, model_name=after["model_name"].iloc[0], model_version="1", scored_at=dt.datetime(2025, 5, 1))
+    store.write_chunks([after.iloc[:10], after.iloc[10:]], flips_avoided=lambda: 4, **kw)
+    s = ops.summary(store)
+    assert s["flips_avoided"] == 4 and s["batch"]["flips_avoided"] == 4 and s["migration"] == EXPECTED
+    assert ops.summary(store, T1)["flips_avoided"] is None
+    card = ops.customer_card(store, "K000")
+    assert card["lapsed_buyer"] is True and card["action"] == WIN_BACK_ACTION
+    assert card["tier_action"] == TIER_LADDER[0].action  # K000 is core at T2
+    assert card["koc_score"] == pytest.approx(after.loc[0, "koc_score"])
+    assert sum(card["tier_probabilities"].values()) == pytest.approx(1)
+    assert ops.customer_card(store, "K001")["action"] == TIER_LADDER[0].action

@@ -693,3 +693,67 @@ def test_kill_9_mid_run_keeps_the_store_and_its_folder_goes_once_stale(trained, 
     (left,) = systmp.glob("tiering-predict-*")
     assert clean_stale_folders(systmp) == [] and left.exists()  # too fresh to judge
     assert clean_stale_folders(systmp, now=time.time() + STALE_AFTER_S + 1) == [left] and not left.exists()
+
+
+def test_hysteresis_keeps_customers_near_a_threshold_and_margin_0_is_no_hysteresis(trained, tmp_path):
+    from tiering.models.tiers import apply_hysteresis
+
+    root, cfg, result = trained
+    earlier = END - dt.timedelta(days=28)
+
+    def cfg_for(store: str, margin: float):
+        c = cfg.model_copy(deep=True)
+        c.store.url = f"sqlite:///{tmp_path}/{store}.db"
+        c.model.tier_hysteresis_margin = margin
+        return c
+
+    fresh = predict_and_store(cfg_for("fresh", 1.0), as_of=END, scored_at=SCORED_AT)  # no earlier batch: none
+    assert fresh.flips_avoided is None and fresh.to_dict()["flips_avoided"] is None
+    rules = ScoresStore(cfg_for("fresh", 1.0).store.url).read_batch(fresh.batch)
+
+    with pytest.warns(Warning):
+        predict_and_store(cfg_for("two", 0.0), as_of=earlier, scored_at=SCORED_AT)
+    store = ScoresStore(cfg_for("two", 0.0).store.url)
+    previous = store.read_batch(store.latest_batch())
+    # margin 0: exactly the rule tiers and reasons, nothing recorded
+    zero = predict_and_store(cfg_for("two", 0.0), as_of=END, scored_at=SCORED_AT)
+    assert zero.flips_avoided is None and store.latest_batch().flips_avoided is None
+    got = store.read_batch(store.latest_batch())
+    assert got["tier"].tolist() == rules["tier"].tolist() and got["tier_reason"].tolist() == rules["tier_reason"].tolist()
+
+    # the widest margin: every changed customer whose former tier can still hold is kept there
+    held_run = predict_and_store(cfg_for("two", 1.0), as_of=END, scored_at=SCORED_AT)
+    batch = store.latest_batch()
+    got = store.read_batch(batch)
+    want, flips = apply_hysteresis(previous, rules, 1.0)
+    assert flips > 0 and held_run.flips_avoided == flips == batch.flips_avoided
+    assert held_run.to_dict()["flips_avoided"] == flips
+    assert got["tier"].tolist() == want.tolist()
+    held = (got["tier"] != rules["tier"]).to_numpy()
+    assert held.sum() == flips
+    expected_reason = ("kept in " + got["tier"][held] + " (hysteresis): the rules alone give " + rules["tier"][held]
+                       + ": " + rules["tier_reason"][held])
+    assert got["tier_reason"][held].tolist() == expected_reason.tolist()
+    assert got["tier_reason"][~held].tolist() == rules["tier_reason"][~held].tolist()
+    prev_tier = previous.set_index("customer_id")["tier"]
+    assert (got["tier"][held].to_numpy() == prev_tier.reindex(got["customer_id"][held]).to_numpy()).all()
+    # the new columns are stored typed: booleans, and tier probabilities summing to 1
+    assert got["lapsed_buyer"].map(type).eq(bool).all()
+    np.testing.assert_allclose(got[["p_core", "p_value", "p_seed", "p_new", "p_ordinary"]].sum(axis=1), 1, rtol=1e-9)
+
+
+def test_scores_types_come_from_the_column_kinds():
+    import pyarrow as pa
+
+    from tiering.predict import _spark_result_type, scores_schema
+    from tiering.schemas import SCORE_COLUMN_KINDS, TIER_SCORE_COLUMNS
+
+    schema = scores_schema()
+    assert set(TIER_SCORE_COLUMNS) <= set(schema.names)
+    arrow = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
+    spark = {"float": "double", "int": "long", "bool": "boolean"}
+    udf = dict(part.split(" ") for part in _spark_result_type().split(", "))
+    for c, kind in SCORE_COLUMN_KINDS.items():
+        if kind in arrow:
+            assert schema.field(c).type == arrow[kind] and udf[c] == spark[kind], c
+    assert udf["tier"] == "string" and schema.field("tier").type == pa.string()

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tiering.ladder import WIN_BACK_ACTION
+
 from tiering.exceptions import ConfigError
 from tiering.schemas import SCORES_COLUMNS, TIERS
 from tiering.store import ScoresStore
@@ -49,7 +51,11 @@ def make_scores(n: int = N, as_of: dt.date = AS_OF_2, *, seed: int = 0, start: i
         "rfm_segment": np.where(buyer, "Champions", "No Purchase"), "r_score": np.where(buyer, 5, 0), "f_score": np.where(buyer, 4, 0),
         "m_score": np.where(buyer, 3, 0), "koc_candidate": rng.random(n) < 0.05, "at_risk": buyer & (churn > 0.5),
         "model_name": "customer-tiering", "model_version": version, "scored_at": pd.Timestamp(as_of) + pd.Timedelta(hours=26),
+        "lapsed_buyer": ~buyer & (rng.random(n) < 0.3), "koc_score": rng.random(n),
     })
+    proba = rng.dirichlet(np.ones(len(TIERS)), n)
+    for j, t in enumerate(TIERS):
+        df[f"p_{t}"] = proba[:, j]
     return df[list(SCORES_COLUMNS)]
 
 
@@ -144,7 +150,8 @@ def test_customer_card_matches_the_store(client, frames):
     assert (card["churn_risk"] is None) == pd.isna(row["churn_risk"])
     from tiering.models.tiers import TIER_BY_NAME
 
-    assert card["action"] == TIER_BY_NAME[row["tier"]].action and card["tier_label"] == TIER_BY_NAME[row["tier"]].label
+    assert card["tier_action"] == TIER_BY_NAME[row["tier"]].action and card["tier_label"] == TIER_BY_NAME[row["tier"]].label
+    assert card["action"] == (WIN_BACK_ACTION if row["lapsed_buyer"] else TIER_BY_NAME[row["tier"]].action)
     before = first.set_index("customer_id").loc["C0000777", "tier"]
     assert [(h["as_of"], h["tier"]) for h in card["history"]] == [("2025-06-30", before), ("2025-12-31", row["tier"])]
     # an earlier batch on request; a customer who left is only there
@@ -539,3 +546,23 @@ def test_over_postgresql_read_only(frames):
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def test_customer_card_shows_lapsed_buyer_koc_score_and_tier_probabilities(client, frames):
+    from tiering.models.tiers import TIER_BY_NAME
+
+    second = frames[1].set_index("customer_id")
+    lapsed, active = second.index[second["lapsed_buyer"]][0], second.index[~second["lapsed_buyer"]][0]
+    card = client.get(f"/api/customers/{lapsed}").json()
+    row = second.loc[lapsed]
+    assert card["lapsed_buyer"] is True and card["action"] == WIN_BACK_ACTION
+    assert card["tier_action"] == TIER_BY_NAME[row["tier"]].action
+    assert card["koc_score"] == pytest.approx(row["koc_score"])
+    assert list(card["tier_probabilities"]) == list(TIERS)
+    assert card["tier_probabilities"] == pytest.approx({t: row[f"p_{t}"] for t in TIERS})
+    assert card["p_core"] == pytest.approx(row["p_core"])
+    other = client.get(f"/api/customers/{active}").json()
+    assert other["lapsed_buyer"] is False and other["action"] == TIER_BY_NAME[second.loc[active, "tier"]].action
+    page = client.get("/customer", params={"id": lapsed}).text
+    assert "lapsed buyer" in page and WIN_BACK_ACTION in page and 'id="tier-probabilities"' in page
+    assert 'id="lapsed-buyer"' not in client.get("/customer", params={"id": active}).text

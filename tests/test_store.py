@@ -37,6 +37,11 @@ def scores_frame(n=500, as_of=dt.date(2025, 1, 1), version="1", seed=0):
         "koc_candidate": rng.random(n) < 0.1, "at_risk": rng.random(n) < 0.2, "model_name": "customer-tiering",
         "model_version": version, "scored_at": pd.Timestamp("2025-01-02 03:00"),
     })
+    proba = rng.dirichlet(np.ones(len(TIERS)), n)
+    df["lapsed_buyer"] = rng.random(n) < 0.15
+    df["koc_score"] = rng.random(n)
+    for j, t in enumerate(TIERS):
+        df[f"p_{t}"] = proba[:, j]
     df.loc[0, "churn_risk"] = np.nan
     df.loc[1, "tier_reason"] = ""
     return df[list(SCORES_COLUMNS)]
@@ -344,3 +349,64 @@ def test_locked_and_unreachable_stores_are_service_unavailable(tmp_path):
         with pytest.raises(ServiceUnavailableError, match=r"Cannot reach the scores store 'postgresql\+psycopg://tiering:\*\*\*@"
                                                           r"127\.0\.0\.1:9/tiering'.*retry when it is back"):
             ScoresStore("postgresql://tiering:secret@127.0.0.1:9/tiering", create=create, lock_timeout_s=1)
+
+
+def _old_store(url):
+    """A store as an older tiering created it: scores without the tier policy's columns, batches without
+    flips_avoided, holding one batch."""
+    import sqlalchemy as sa
+
+    from tiering.schemas import TIER_SCORE_COLUMNS
+    from tiering.store import _metadata
+
+    md, batches, scores = _metadata({"scores": frozenset(TIER_SCORE_COLUMNS), "score_batches": frozenset({"flips_avoided"})})
+    assert "koc_score" not in scores.c and "flips_avoided" not in batches.c
+    engine = sa.create_engine(url)
+    md.create_all(engine)
+    old = scores_frame(20, as_of=dt.date(2024, 12, 1))
+    with engine.begin() as conn:
+        bid = conn.execute(batches.insert().values(as_of=dt.date(2024, 12, 1), model_name="customer-tiering",
+                                                    model_version="1", rows=20,
+                                                    finished_at=dt.datetime(2024, 12, 2))).inserted_primary_key[0]
+        rows = old.drop(columns=["as_of", "model_name", "model_version", *TIER_SCORE_COLUMNS]).assign(batch_id=bid)
+        rows["scored_at"] = dt.datetime(2024, 12, 2)
+        rows = rows.astype(object).where(rows.notna(), None)
+        conn.execute(scores.insert(), rows.to_dict("records"))
+    engine.dispose()
+    return old
+
+
+def test_a_store_created_before_the_tier_policy_columns_is_upgraded_on_write(url):
+    import sqlalchemy as sa
+
+    from tiering.schemas import TIER_SCORE_COLUMNS
+
+    _old_store(url)
+    reader = ScoresStore(url, create=False, read_only=True)  # read-only: not upgraded, the new columns read None
+    assert reader.missing_columns == {"scores": frozenset(TIER_SCORE_COLUMNS), "score_batches": frozenset({"flips_avoided"})}
+    old_batch = reader.latest_batch()
+    assert old_batch.flips_avoided is None and len(reader.read_batch(old_batch)) == 20
+    assert reader.read_batch(old_batch)[list(TIER_SCORE_COLUMNS)].isna().all().all()
+    assert reader.get_customer("C00003")["koc_score"] is None
+    reader.engine.dispose()
+
+    store = ScoresStore(url)  # opened for writing: the columns are added
+    assert store.missing_columns == {}
+    cols = {c["name"] for c in sa.inspect(store.engine).get_columns("scores")}
+    assert set(TIER_SCORE_COLUMNS) <= cols
+    assert "flips_avoided" in {c["name"] for c in sa.inspect(store.engine).get_columns("score_batches")}
+    old = store.read_batch(store.latest_batch())
+    assert len(old) == 20 and old[list(TIER_SCORE_COLUMNS)].isna().all().all()  # older batches: nulls
+
+    df = scores_frame(50, as_of=dt.date(2025, 1, 1))
+    batch = store.write_chunks(chunks_of(df, 20), as_of=dt.date(2025, 1, 1), model_name="customer-tiering",
+                               model_version="1", scored_at=pd.Timestamp("2025-01-02 03:00").to_pydatetime(),
+                               flips_avoided=lambda: 7)
+    assert batch.flips_avoided == 7 and store.latest_batch().flips_avoided == 7
+    back = store.read_batch(store.latest_batch())
+    assert back["lapsed_buyer"].tolist() == df["lapsed_buyer"].tolist()
+    np.testing.assert_allclose(back["koc_score"].astype(float), df["koc_score"])
+    np.testing.assert_allclose(back["p_seed"].astype(float), df["p_seed"])
+    assert [b.flips_avoided for b in store.batches_list()] == [None, 7]
+    ScoresStore(url)  # a second open of an upgraded store changes nothing
+    store.engine.dispose()

@@ -391,8 +391,14 @@ def predict(
     with _ChunkBars() as bars:
         res = predict_and_store(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out, scored_at=scored_at,
                                 progress=_progress(), on_chunk=bars)
-    _emit(as_json, res.to_dict(), lambda c: _print_tiers(c, res.summary, f"Scored {res.batch.rows:,} customers as of {res.batch.as_of} "
-                                                         f"with {res.batch.model_name} v{res.batch.model_version} -> {cfg.store.url}"))
+    def render(c):
+        _print_tiers(c, res.summary, f"Scored {res.batch.rows:,} customers as of {res.batch.as_of} with {res.batch.model_name} "
+                                     f"v{res.batch.model_version} -> {_safe(cfg.store.url)}")
+        if res.flips_avoided:
+            c.print(f"Hysteresis (margin {cfg.model.tier_hysteresis_margin}) kept {res.flips_avoided:,} customers near a threshold "
+                    "in their previous tier.")
+
+    _emit(as_json, res.to_dict(), render)
 
 
 def _print_tiers(c, summary, title: str) -> None:
@@ -416,7 +422,7 @@ def demo(
         _print_training(c, res.train)
         _print_tiers(c, res.predict.summary, f"Tiers as of {res.predict.batch.as_of} ({res.predict.batch.rows:,} customers)")
         for k, v in res.locations.items():
-            c.print(f"{k:>14}: {v}")
+            c.print(f"{k:>14}: {_safe(str(v))}")
 
     _emit(as_json, {"train": {"metrics": res.train.metrics, "version": res.train.version}, "predict": res.predict.to_dict(),
                     "locations": res.locations}, render)
@@ -453,15 +459,22 @@ def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], 
         return "n/a" if x is None else f"{x:.1%}"
 
     def render(c):
-        flags = "".join(f"  [bold red]{f}[/bold red]" for f, on in (("AT RISK", card["at_risk"]), ("KOC candidate", card["koc_candidate"])) if on)
+        flags = "".join(f"  [bold red]{f}[/bold red]" for f, on in (("AT RISK", card["at_risk"]), ("LAPSED BUYER", card.get("lapsed_buyer")),
+                                                                        ("KOC candidate", card["koc_candidate"])) if on)
         c.print(f"[bold]Customer {card['customer_id']}[/bold]: [bold]{card['tier_label']}[/bold] ({card['tier']}){flags}"
                 f"  [dim]as of {card['as_of']}, model {card['model_name']} v{card['model_version']}[/dim]")
         churn = pct(card["churn_risk"]) + (" (no purchase yet)" if card["churn_risk"] is None else "")
         clv = "n/a" if card["clv"] is None else f"{card['clv']:,.2f}"
-        for k, v in (("why", card["tier_reason"]), ("action", card["action"]), ("churn risk", churn),
-                     (f"P(buy in {card['horizon_days']}d)", pct(card["p_purchase"])), ("CLV", clv),
-                     ("next tier", f"{card['next_tier_label']} ({pct(card['next_tier_proba'])})"),
-                     ("RFM segment", f"{card['rfm_segment']} (R{card['r_score']} F{card['f_score']} M{card['m_score']})")):
+        probs = card.get("tier_probabilities") or {}
+        lines = [("why", card["tier_reason"]), ("action", card["action"])]
+        if card.get("lapsed_buyer"):
+            lines.append(("tier action", card["tier_action"]))
+        lines += [("churn risk", churn), (f"P(buy in {card['horizon_days']}d)", pct(card["p_purchase"])), ("CLV", clv),
+                  ("next tier", f"{card['next_tier_label']} ({pct(card['next_tier_proba'])})"),
+                  ("RFM segment", f"{card['rfm_segment']} (R{card['r_score']} F{card['f_score']} M{card['m_score']})"),
+                  ("KOC score", "n/a" if card.get("koc_score") is None else f"{card['koc_score']:.3f}"),
+                  ("P(tier)", ", ".join(f"{t} {pct(p)}" for t, p in probs.items()) if probs and None not in probs.values() else "n/a")]
+        for k, v in lines:
             c.print(f"{k:>16}: {v}")
         hist = pd.DataFrame(card["history"], columns=["as_of", "tier", "churn_risk", "clv", "at_risk", "model_version"])
         c.print(_table("Tier history", hist, {"churn_risk": "{:.1%}", "clv": "{:,.2f}"}))

@@ -11,7 +11,8 @@ values are bound parameters, never formatted into SQL. Batches: the latest compl
 - :func:`tier_page` (a page with its total and next offset) and :func:`iter_tier_csv` (a streamed CSV
   export whose text cells go through :func:`csv_cell`, so no spreadsheet runs a formula).
 - :func:`tier_mix`, :func:`migration` (the record of ``tiering.migration.summarize_counts``, counted in
-  the database) and :func:`summary` (both, with the previous scoring date).
+  the database) and :func:`summary` (both, with the previous scoring date, and the tier changes the
+  batch's hysteresis avoided, ``flips_avoided``).
 
 The checks of what a caller passes (:func:`check_customer_id`, :func:`check_tier`, :func:`check_rows`,
 :func:`check_format`, :func:`parse_as_of`) live here so the CLI, the API and the page refuse the same
@@ -33,10 +34,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tiering.exceptions import ConfigError, TieringError
-from tiering.ladder import TIER_LADDER, Tier
+from tiering.ladder import TIER_LADDER, WIN_BACK_ACTION, Tier
 from tiering.migration import summarize_counts
-from tiering.schemas import SCORES_COLUMNS, TIERS
-from tiering.store import ID_MAX_LENGTH, Batch, ScoresStore, _redact
+from tiering.schemas import SCORES_COLUMNS, TIER_PROBA_COLUMNS, TIERS
+from tiering.store import ID_MAX_LENGTH, Batch, ScoresStore, _redact, batch_from_row
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -151,7 +152,8 @@ def _by_name(ladder: tuple[Tier, ...] | None) -> dict[str, Tier]:
 
 def _batch_dict(batch: Batch) -> dict:
     return {"batch_id": batch.batch_id, "as_of": batch.as_of.isoformat(), "model_name": batch.model_name,
-            "model_version": batch.model_version, "rows": batch.rows, "finished_at": batch.finished_at.isoformat()}
+            "model_version": batch.model_version, "rows": batch.rows, "finished_at": batch.finished_at.isoformat(),
+            "flips_avoided": batch.flips_avoided}
 
 
 def _newest(batches: Iterable[Batch]) -> Batch:
@@ -200,8 +202,7 @@ def _customer_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], lis
     batches_stmt, rows_stmt = _customer_statements(store.batches, store.scores)
     try:
         with store.engine.connect() as conn:
-            batches = [Batch(r.batch_id, r.as_of, r.model_name, r.model_version, r.rows, r.finished_at)
-                       for r in conn.execute(batches_stmt)]
+            batches = [batch_from_row(r) for r in conn.execute(batches_stmt).mappings()]
             found = conn.execute(rows_stmt, {"ids": ids}).mappings().all()
     except store.db_errors() as exc:
         raise store.read_error(exc) from None
@@ -236,10 +237,16 @@ def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = 
     row = rows[batch.batch_id]
     texts = _by_name(ladder)
     tier = texts.get(row["tier"])
-    card = {k: _clean(row[k]) for k in SCORES_COLUMNS if k in row}
+    # every scores column; one a batch of an older store lacks (lapsed_buyer, koc_score, p_core ..) is None
+    card = {k: _clean(row.get(k)) for k in SCORES_COLUMNS}
+    lapsed = bool(card["lapsed_buyer"])
+    tier_action = tier.action if tier else ""
     card |= {"as_of": batch.as_of.isoformat(), "model_name": batch.model_name, "model_version": batch.model_version,
              "tier_label": tier.label if tier else row["tier"], "tier_description": tier.description if tier else "",
-             "action": tier.action if tier else "",
+             # a lapsed buyer (bought before, no longer likely to buy) gets the win-back action; its tier's stays
+             "action": WIN_BACK_ACTION if lapsed else tier_action, "tier_action": tier_action,
+             # P(tier) in ladder order; None for a batch scored before the tier probabilities existed
+             "tier_probabilities": {t: card[c] for t, c in zip(TIERS, TIER_PROBA_COLUMNS)},
              "next_tier_label": texts[row["next_tier"]].label if row["next_tier"] in texts else row["next_tier"],
              "history": _history(batches, rows)}
     return card
@@ -368,7 +375,10 @@ def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[T
     if cache is not None and key in cache:
         return copy.deepcopy(cache[key]) | {"scoring_dates": dates}
     out = {"as_of": batch.as_of.isoformat(), "batch": _batch_dict(batch), "tiers": tier_mix(store, batch, ladder=ladder),
-           "previous_as_of": None, "previous_batch": None, "previous": None, "migration": None, "scoring_dates": dates}
+           "previous_as_of": None, "previous_batch": None, "previous": None, "migration": None, "scoring_dates": dates,
+           # tier changes the hysteresis avoided when this batch was scored (against the batch of its model before
+           # it); None: not recorded (no hysteresis, or a batch of an older tiering)
+           "flips_avoided": batch.flips_avoided}
     if prev is not None:
         out |= {"previous_as_of": prev.as_of.isoformat(), "previous_batch": _batch_dict(prev),
                 "previous": tier_mix(store, prev, ladder=ladder), "migration": migration(store, prev, batch)}

@@ -88,7 +88,8 @@ from tiering.exceptions import ConfigError, DataQualityError, ModelError, Schema
 from tiering.features import FeatureSpec, build_features
 from tiering.io import atomic_path, concat_parts, parquet_batches, write_sorted_parts
 from tiering.models.bundle import ScoringBundle
-from tiering.schemas import SCORES_COLUMNS
+from tiering.models.tiers import apply_hysteresis
+from tiering.schemas import SCORES_COLUMNS, score_columns_of_kind
 from tiering.store import Batch, ScoresStore
 from tiering.validation import TableReport, ValidatedTables, bucket_count
 
@@ -101,10 +102,7 @@ if TYPE_CHECKING:
 # on_chunk(stage, done, total): stage is "score" or "write", done/total count customers
 ChunkCallback = Callable[[str, int, int], None]
 
-_FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv", "engagement_score",
-          "next_tier_proba")
-_INT = ("horizon_days", "r_score", "f_score", "m_score")
-_BOOL = ("koc_candidate", "at_risk")
+_FLOAT, _INT, _BOOL = (score_columns_of_kind(k) for k in ("float", "int", "bool"))
 
 TEMP_PREFIX, OUT_PREFIX = "tiering-predict-", ".tiering-out-"
 STALE_AFTER_S = 3600  # a folder of a run older than this whose lock nobody holds was left by a killed run
@@ -193,6 +191,43 @@ def score_frames(
         yield _finish(bundle.predict(features), model_name, model_version, scored_at)
 
 
+@dataclass
+class Hysteresis:
+    """The previous batch's tiers and the margin: applied to each scored chunk (:meth:`apply`), which keeps a
+    customer near a threshold in the tier they held (``tiering.models.tiers.apply_hysteresis``). A margin of 0 is
+    no hysteresis at all (:meth:`load` gives None then)."""
+
+    previous: pd.DataFrame  # customer_id, tier of the previous batch
+    margin: float
+    from_batch: Batch
+
+    @classmethod
+    def load(cls, store: ScoresStore | None, *, as_of: dt.date, model_name: str, margin: float) -> Hysteresis | None:
+        """The previous complete batch of this model name (any version) before as_of; None when there is none,
+        or the margin is 0."""
+        if margin <= 0 or store is None:
+            return None
+        found = store.previous_tiers(as_of, model_name)
+        if found is None:
+            return None
+        batch, tiers = found
+        return cls(tiers.astype({"customer_id": str}), float(margin), batch)
+
+    def apply(self, scores: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        """The scores with held customers back in their previous tier (the rule tier and its reason kept in
+        tier_reason), and how many tier changes that avoided."""
+        tiers, flips = apply_hysteresis(self.previous, scores, self.margin)
+        held = (tiers != scores["tier"]).to_numpy()
+        if not held.any():
+            return scores, flips
+        out = scores.copy()
+        rule_tier, reason = out.loc[held, "tier"].astype(str), out.loc[held, "tier_reason"].fillna("").astype(str)
+        out.loc[held, "tier_reason"] = ("kept in " + tiers[held].astype(str) + " (hysteresis): the rules alone give "
+                                        + rule_tier + ": " + reason).str.slice(0, 1000)  # the store's column width
+        out.loc[held, "tier"] = tiers[held]
+        return out, flips
+
+
 def _model_threads(n: int | None):
     """A context that caps the models' OpenMP threads at ``n`` (no cap when None)."""
     if n is None:
@@ -238,11 +273,15 @@ class PredictResult:
     # what was taken over from an interrupted run: {"features": True, "chunks_done": k, "chunks_total": n}
     resumed: dict | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. scored before the model's training as_of
+    # tier changes the hysteresis avoided against the previous batch; None: no hysteresis (no previous batch of
+    # this model name, margin 0, or the Spark engine)
+    flips_avoided: int | None = None
 
     def to_dict(self) -> dict:
         return {"batch": asdict(self.batch), "tiers": self.summary.to_dict("records"),
                 "validation": [r.to_dict() for r in self.reports], "out": self.out, "engine": self.engine,
-                "seconds": self.timings, "resumed": self.resumed, "warnings": list(self.warnings)}
+                "seconds": self.timings, "resumed": self.resumed, "warnings": list(self.warnings),
+                "flips_avoided": self.flips_avoided}
 
 
 def _read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -333,6 +372,10 @@ class _RunFolder:
     def part(self, chunk: int) -> Path:
         return self.scores / f"part-{chunk:05d}.parquet"
 
+    def flips(self, chunk: int) -> Path:
+        """The chunk's count of tier changes the hysteresis avoided, written before its part file."""
+        return self.scores / f"part-{chunk:05d}.flips.json"
+
     def chunks(self, chunk_rows: int) -> int:
         """How many chunks the feature files make (a chunk never spans two files)."""
         import pyarrow.parquet as pq
@@ -352,24 +395,33 @@ class _RunFolder:
     def load_reports(self) -> list[TableReport]:
         return [TableReport(**d) for d in json.loads(self._reports.read_text())]
 
-    def score(self, bundle: ScoringBundle, chunk_rows: int, on_part: Callable[[Path, int], None],
-              stop: threading.Event, **finish) -> None:
+    def score(self, bundle: ScoringBundle, chunk_rows: int, on_part: Callable[[Path, int, int | None], None],
+              stop: threading.Event, hysteresis: Hysteresis | None = None, **finish) -> None:
         """Score the feature file chunk by chunk, one part file each, skipping the chunks whose part file exists.
 
-        ``on_part(part, rows_done)`` after each chunk; returns early once ``stop`` is set;
-        ``finish``: model_name, model_version, scored_at.
+        ``hysteresis``: applied to each scored chunk before its part file is written. ``on_part(part, rows_done,
+        flips_avoided)`` after each chunk (flips_avoided: of that chunk, None when a resumed chunk did not record
+        it); returns early once ``stop`` is set; ``finish``: model_name, model_version, scored_at.
         """
         self.scores.mkdir(exist_ok=True)
         done = 0
         for chunk, rb in enumerate(parquet_batches(self.features, chunk_rows)):
             if stop.is_set():
                 return
-            part = self.part(chunk)
+            part, flips_file = self.part(chunk), self.flips(chunk)
             if not part.exists():
+                scores = next(score_frames([rb.to_pandas()], bundle, **finish))
+                flips = 0
+                if hysteresis is not None:
+                    scores, flips = hysteresis.apply(scores)
+                with atomic_path(flips_file) as tmp:
+                    tmp.write_text(json.dumps(flips))
                 with atomic_path(part) as tmp:
-                    _write_scores_file(score_frames([rb.to_pandas()], bundle, **finish), tmp)
+                    _write_scores_file([scores], tmp)
+            else:
+                flips = json.loads(flips_file.read_text()) if flips_file.exists() else None
             done += rb.num_rows
-            on_part(part, done)
+            on_part(part, done, flips)
 
 
 class _BackgroundScorer:
@@ -382,17 +434,23 @@ class _BackgroundScorer:
     """
 
     def __init__(self, run: _RunFolder, bundle: ScoringBundle, chunk_rows: int, model_threads: int | None,
-                 on_rows: Callable[[int], None], **finish):
+                 on_rows: Callable[[int], None], hysteresis: Hysteresis | None = None, **finish):
         self._ready: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self.started = time.perf_counter()
         self.finished: float | None = None
+        self._hysteresis = hysteresis is not None
+        self._flips: int | None = 0  # None once a chunk's count is unknown (resumed from an older run)
+
+        def on_part(part: Path, done: int, flips: int | None) -> None:
+            self._flips = None if self._flips is None or flips is None else self._flips + flips
+            on_rows(done)
+            self._ready.put(part)  # after the count: a part handed out is counted
 
         def work() -> None:
             try:
                 with _model_threads(model_threads):  # OpenMP limits are per thread: set them in this one
-                    run.score(bundle, chunk_rows, lambda part, done: (on_rows(done), self._ready.put(part)),
-                              self._stop, **finish)
+                    run.score(bundle, chunk_rows, on_part, self._stop, hysteresis, **finish)
                 self.finished = time.perf_counter()
                 self._ready.put(None)
             except BaseException as exc:  # handed to the writer, which raises it
@@ -407,6 +465,10 @@ class _BackgroundScorer:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    def flips_avoided(self) -> int | None:
+        """Tier changes the hysteresis avoided over the parts handed out so far; None without hysteresis."""
+        return self._flips if self._hysteresis else None
 
     def close(self, *, finish: bool = False) -> None:
         if not finish:
@@ -427,6 +489,7 @@ def _run_inputs(cfg: Config, *, as_of: dt.date, model: str, name: str, version: 
                if isinstance(src, SourceConfig) and src.path}
     return {"as_of": as_of.isoformat(), "model": model, "model_name": name, "model_version": str(version),
             "feature_spec": spec.to_dict(), "chunk_rows": cfg.predict.chunk_rows, "engine": cfg.features.engine,
+            "tier_hysteresis_margin": cfg.model.tier_hysteresis_margin,
             "data": cfg.data.model_dump(mode="json"), "validation": cfg.validation.model_dump(mode="json"),
             "sources": sources}
 
@@ -740,7 +803,7 @@ def predict_and_store(
     for note in notes:  # once the batch is in: a refused run has no results to warn about
         warnings.warn(note, TieringWarning, stacklevel=2)  # the CLI prints it to stderr as "warning: ..."
     return PredictResult(batch, summary, reports, str(out) if out else None, job.timings, cfg.features.engine, resumed,
-                         notes)
+                         notes, batch.flips_avoided)
 
 
 def _duckdb_features(job: _Job, run: _RunFolder, bundle: ScoringBundle,
@@ -775,13 +838,19 @@ def _duckdb_score_and_write(job: _Job, run: _RunFolder, bundle: ScoringBundle, s
     chunk_rows = job.cfg.predict.chunk_rows
     job.step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one "
              "transaction")
+    hysteresis = Hysteresis.load(store, as_of=job.as_of, model_name=finish["model_name"],
+                                 margin=job.cfg.model.tier_hysteresis_margin)
+    if hysteresis is not None:
+        job.step(f"hysteresis against the batch of {hysteresis.from_batch.as_of} ({hysteresis.from_batch.model_name} "
+                 f"v{hysteresis.from_batch.model_version}), margin {hysteresis.margin:g}")
     scorer = _BackgroundScorer(run, bundle, chunk_rows, job.cfg.predict.model_threads,
-                               lambda done: job.tick("score", done, rows), **finish)
+                               lambda done: job.tick("score", done, rows), hysteresis, **finish)
     chunks = (c for part in scorer.parts() for c in _read_chunks(part, chunk_rows))
     fail = False
     try:
         batch = store.write_chunks(_with_out(chunks, out_file, job), as_of=job.as_of,
-                                   on_chunk=lambda n: job.tick("write", n, rows), **finish)
+                                   on_chunk=lambda n: job.tick("write", n, rows), flips_avoided=scorer.flips_avoided,
+                                   **finish)
     except Exception:
         fail = True  # the scoring goes on to the end, so that the next run only writes
         raise

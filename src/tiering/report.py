@@ -442,7 +442,8 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
         ms = pd.DataFrame(summ["row_share"], index=summ["tiers"], columns=summ["tiers"]).astype(float).fillna(0.0)
         ctx["migration"] = {"previous_as_of": prev.as_of, "chart": chart_heatmap(ms, mc, f"tier at {batch.as_of}",
                                                                                  f"tier at {prev.as_of}", "mig"),
-                            "summary": summ}
+                            "summary": summ, "flips_avoided": getattr(batch, "flips_avoided", None),
+                            "margin": cfg.model.tier_hysteresis_margin}
         sections["migration"] = summ
     nt_c = migration_matrix(scores, scores.assign(tier=scores["next_tier"]))
     nt_s = migration_matrix(scores, scores.assign(tier=scores["next_tier"]), shares=True)

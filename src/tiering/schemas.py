@@ -106,7 +106,7 @@ EVENT_TYPES = (
 
 TIERS = ("core", "value", "seed", "new", "ordinary")  # highest first
 
-SCORES_COLUMNS = (
+_BASE_SCORES_COLUMNS = (
     "customer_id",
     "as_of",
     "horizon_days",
@@ -133,9 +133,8 @@ SCORES_COLUMNS = (
 )
 
 # Columns the tier policy adds to the scores frame (tiering.models.tiers, issue 16). ``ScoringBundle.predict``
-# returns them after the columns above; they join SCORES_COLUMNS once the file writer, the Spark UDF type and
-# the scores store type columns from SCORE_COLUMN_KINDS (today they hold their own float/int/bool lists, which
-# would write these as text) and the store adds them to an existing scores table.
+# returns them after the columns above. A scores store created before them gets them added (nullable) when it is
+# opened for writing (tiering.store); its older batches read them as nulls.
 TIER_PROBA_COLUMNS = tuple(f"p_{t}" for t in TIERS)  # P(tier) per customer, ladder order, summing to 1
 TIER_SCORE_COLUMNS = ("lapsed_buyer", "koc_score", *TIER_PROBA_COLUMNS)
 SCORE_COLUMN_KINDS: dict[str, str] = {
@@ -146,3 +145,12 @@ SCORE_COLUMN_KINDS: dict[str, str] = {
     "as_of": "date",
     "scored_at": "timestamp",
 }
+
+# the scores frame: the columns above, then the tier policy's
+SCORES_COLUMNS = (*_BASE_SCORES_COLUMNS, *TIER_SCORE_COLUMNS)
+
+
+def score_columns_of_kind(kind: str) -> tuple[str, ...]:
+    """The scores columns of one kind of SCORE_COLUMN_KINDS ("float", "int", "bool", "date", "timestamp"), in
+    SCORES_COLUMNS order; columns absent from SCORE_COLUMN_KINDS are text."""
+    return tuple(c for c in SCORES_COLUMNS if SCORE_COLUMN_KINDS.get(c, "text") == kind)

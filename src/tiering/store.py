@@ -28,12 +28,9 @@ import numpy as np
 import pandas as pd
 
 from tiering.exceptions import ServiceUnavailableError, StoreError
-from tiering.schemas import SCORES_COLUMNS, TIERS
+from tiering.schemas import SCORES_COLUMNS, TIERS, score_columns_of_kind
 
-_FLOAT = ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv",
-          "engagement_score", "next_tier_proba")
-_INT = ("horizon_days", "r_score", "f_score", "m_score")
-_BOOL = ("koc_candidate", "at_risk")
+_FLOAT, _INT, _BOOL = (score_columns_of_kind(k) for k in ("float", "int", "bool"))
 _BATCH_KEYS = ("as_of", "model_name", "model_version")
 # the width of the customer_id column: the longest id a store holds (and a lookup accepts)
 ID_MAX_LENGTH = 200
@@ -49,10 +46,38 @@ class Batch:
     model_version: str
     rows: int
     finished_at: dt.datetime
+    # tier changes the hysteresis avoided in this batch (tiering.predict); None: not recorded (an older store or
+    # tiering, a run without a previous batch or with margin 0, the Spark engine)
+    flips_avoided: int | None = None
 
 
-def _metadata():
+def batch_from_row(row) -> Batch:
+    """A Batch from a score_batches row (a mapping); a store without flips_avoided reads None."""
+    return Batch(row["batch_id"], row["as_of"], row["model_name"], row["model_version"], row["rows"],
+                 row["finished_at"], row.get("flips_avoided"))
+
+
+def _column_type(name: str):
+    """The SQLAlchemy type of a scores column, from its kind in tiering.schemas.SCORE_COLUMN_KINDS."""
     import sqlalchemy as sa
+
+    if name in _FLOAT:
+        return sa.Float
+    if name in _INT:
+        return sa.Integer
+    if name in _BOOL:
+        return sa.Boolean
+    if name == "scored_at":
+        return sa.DateTime
+    return sa.String(1000) if name == "tier_reason" else sa.String(ID_MAX_LENGTH)
+
+
+def _metadata(omit: dict[str, frozenset[str]] | None = None):
+    """The store's tables. ``omit``: per table, columns an older store lacks (a read-only store is not upgraded:
+    its tables are declared without them, and reads give None for them)."""
+    import sqlalchemy as sa
+
+    omit = omit or {}
 
     md = sa.MetaData()
     batches = sa.Table(
@@ -63,22 +88,13 @@ def _metadata():
         sa.Column("model_version", sa.String(50), nullable=False),
         sa.Column("rows", sa.Integer, nullable=False),
         sa.Column("finished_at", sa.DateTime, nullable=False),
+        *([sa.Column("flips_avoided", sa.Integer, nullable=True)] if "flips_avoided" not in omit.get("score_batches", ())
+          else []),
         # one batch per (as_of, model, version): a concurrent second writer fails instead of duplicating
         sa.Index("ix_batches_asof", "as_of", "model_name", "model_version", unique=True),
     )
     cols = [sa.Column("batch_id", sa.Integer, sa.ForeignKey("score_batches.batch_id"), nullable=False)]
-    for name in ROW_COLUMNS[1:]:
-        if name in _FLOAT:
-            typ = sa.Float
-        elif name in _INT:
-            typ = sa.Integer
-        elif name in _BOOL:
-            typ = sa.Boolean
-        elif name == "scored_at":
-            typ = sa.DateTime
-        else:
-            typ = sa.String(1000) if name == "tier_reason" else sa.String(ID_MAX_LENGTH)
-        cols.append(sa.Column(name, typ))
+    cols += [sa.Column(name, _column_type(name)) for name in ROW_COLUMNS[1:] if name not in omit.get("scores", ())]
     scores = sa.Table(
         "scores", md, *cols,
         sa.Index("ix_scores_batch_customer", "batch_id", "customer_id", unique=True),
@@ -267,10 +283,56 @@ class ScoresStore:
             self.engine = self.engine.execution_options(postgresql_readonly=True)
 
         self.metadata, self.batches, self.scores = _metadata()
+        # columns this tiering declares that the store's tables lack (an older read-only store), per table
+        self.missing_columns: dict[str, frozenset[str]] = {}
+        self._read_only = read_only
         if create and not self._tables_pending:
             self._create_tables()
+            self._upgrade()
         elif not create:
             self._run(sa.select(self.batches.c.batch_id).limit(1))  # a corrupt, foreign or unreachable store fails now
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """A store created by an older tiering lacks later (nullable) columns: a writable store gets them
+        (ALTER TABLE ... ADD COLUMN, so its older batches read nulls there); a read-only one is read without them."""
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.connect() as conn:
+                insp = sa.inspect(conn)
+                missing = {t.name: frozenset(c.name for c in t.columns) - {c["name"] for c in insp.get_columns(t.name)}
+                           for t in (self.batches, self.scores)}
+        except _db_errors() as exc:
+            raise self.read_error(exc) from None
+        missing = {name: cols for name, cols in missing.items() if cols}
+        if not missing:
+            return
+        if self._read_only:
+            self.missing_columns = missing
+            self.metadata, self.batches, self.scores = _metadata(missing)
+            return
+        tables = {"score_batches": self.batches, "scores": self.scores}
+        prep = self.engine.dialect.identifier_preparer
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(tiering_write=True)
+                with conn.begin():
+                    # re-read inside the write lock: another writer may have added them meanwhile
+                    insp = sa.inspect(conn)
+                    for name in missing:
+                        have = {c["name"] for c in insp.get_columns(name)}
+                        for col in tables[name].columns:
+                            if col.name in have:
+                                continue
+                            if not col.nullable:
+                                raise StoreError(f"The scores store {_redact(self.url)!r} lacks the column "
+                                                 f"{name}.{col.name}, which cannot be added to existing rows.")
+                            guard = "IF NOT EXISTS " if self.dialect == "postgresql" else ""
+                            conn.exec_driver_sql(f"ALTER TABLE {prep.quote(name)} ADD COLUMN {guard}{prep.quote(col.name)} "
+                                                 f"{col.type.compile(dialect=self.engine.dialect)}")
+        except _db_errors() as exc:
+            raise self._fault(exc, "Upgrading") from None
 
     def _create_tables(self) -> None:
         """The tables (if missing). A SQLite file this call created is removed again when it fails."""
@@ -385,6 +447,7 @@ class ScoresStore:
         model_version: str,
         scored_at: dt.datetime,
         on_chunk: Callable[[int], None] | None = None,
+        flips_avoided: Callable[[], int | None] | None = None,
     ) -> Batch:
         """Stream a batch in chunks (scores frames of DESIGN.md) inside one transaction.
 
@@ -392,7 +455,8 @@ class ScoresStore:
         iterator or by the database rolls everything back (the previous batch of the same as_of
         and version stays). ``on_chunk(rows_so_far)`` is called after each chunk. Every chunk
         must carry this batch's as_of, model name and version; ``scored_at`` is recorded on every
-        row and as the batch's ``finished_at``.
+        row and as the batch's ``finished_at``. ``flips_avoided()``, called once the last chunk is in, gives the
+        tier changes the hysteresis avoided in the batch (recorded on it; None or no callable: not recorded).
         """
         import sqlalchemy as sa
 
@@ -440,10 +504,12 @@ class ScoresStore:
                             on_chunk(written)
                     if written == 0:
                         raise StoreError("The scores frame is empty: nothing to write, the store is left as it was.")
-                    conn.execute(self.batches.update().where(self.batches.c.batch_id == batch_id).values(rows=written))
+                    flips = flips_avoided() if flips_avoided is not None else None
+                    conn.execute(self.batches.update().where(self.batches.c.batch_id == batch_id).values(
+                        rows=written, flips_avoided=None if flips is None else int(flips)))
         except _db_errors() as exc:
             raise self._write_error(exc) from None
-        return Batch(batch_id, as_of, model_name, model_version, written, finished)
+        return Batch(batch_id, as_of, model_name, model_version, written, finished, flips)
 
     @staticmethod
     def _check_chunk(chunk: pd.DataFrame, as_of: dt.date, model_name: str, model_version: str) -> None:
@@ -486,7 +552,7 @@ class ScoresStore:
         import sqlalchemy as sa
 
         rows = self._run(sa.select(self.batches).order_by(self.batches.c.as_of, self.batches.c.finished_at))
-        return [Batch(r["batch_id"], r["as_of"], r["model_name"], r["model_version"], r["rows"], r["finished_at"]) for r in rows]
+        return [batch_from_row(r) for r in rows]
 
     def latest_batch(self, as_of: dt.date | None = None) -> Batch:
         """The latest complete batch (of the given as_of, if any)."""
@@ -500,6 +566,19 @@ class ScoresStore:
         earlier = [b for b in self.batches_list() if b.as_of < batch.as_of]
         return max(earlier, key=lambda b: (b.as_of, b.finished_at, b.batch_id)) if earlier else None
 
+    def previous_tiers(self, as_of: dt.date, model_name: str) -> tuple[Batch, pd.DataFrame] | None:
+        """The latest complete batch of ``model_name`` (any version) with an as_of before ``as_of``, and its
+        customer_id and tier per customer; None when there is none (the hysteresis of tiering.predict)."""
+        import sqlalchemy as sa
+
+        earlier = [b for b in self.batches_list() if b.as_of < as_of and b.model_name == str(model_name)]
+        if not earlier:
+            return None
+        batch = max(earlier, key=lambda b: (b.as_of, b.finished_at, b.batch_id))
+        s = self.scores
+        rows = self._run(sa.select(s.c.customer_id, s.c.tier).where(s.c.batch_id == batch.batch_id))
+        return batch, pd.DataFrame(rows, columns=["customer_id", "tier"])
+
     def _frame(self, stmt, batch: Batch | None = None) -> pd.DataFrame:
         df = pd.DataFrame(self._run(stmt))
         if df.empty:
@@ -512,7 +591,7 @@ class ScoresStore:
         import sqlalchemy as sa
 
         df = self._frame(sa.select(self.scores).where(self.scores.c.batch_id == batch.batch_id).order_by(self.scores.c.customer_id), batch)
-        return df[list(SCORES_COLUMNS)]
+        return df.reindex(columns=list(SCORES_COLUMNS))  # an older read-only store: None in the columns it lacks
 
     def get_customer(self, customer_id: str, as_of: dt.date | None = None) -> dict | None:
         import sqlalchemy as sa
@@ -522,7 +601,7 @@ class ScoresStore:
                                                       self.scores.c.customer_id == str(customer_id)))
         if not rows:
             return None
-        return dict(rows[0]) | {"as_of": batch.as_of, "model_name": batch.model_name, "model_version": batch.model_version}
+        return dict.fromkeys(self.missing_columns.get("scores", ())) | dict(rows[0]) | {"as_of": batch.as_of, "model_name": batch.model_name, "model_version": batch.model_version}
 
     def customer_history(self, customer_id: str) -> pd.DataFrame:
         """The customer's tier at every scoring date (latest batch per as_of)."""
@@ -550,7 +629,7 @@ class ScoresStore:
         stmt = stmt.order_by(self.scores.c.clv.desc(), self.scores.c.customer_id).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return self._frame(stmt, batch)[list(SCORES_COLUMNS)]
+        return self._frame(stmt, batch).reindex(columns=list(SCORES_COLUMNS))
 
     def tier_counts(self, batch: Batch) -> pd.DataFrame:
         """Per tier: customers, share, mean CLV, mean churn risk (buyers), at-risk count."""

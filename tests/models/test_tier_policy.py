@@ -207,10 +207,11 @@ def test_hysteresis_keeps_customers_near_a_threshold_in_their_tier():
     pd.testing.assert_frame_equal(after, copy)  # pure
     assert avoided == ((after["tier"] != before["tier"]) & (tiers == before["tier"])).sum()
     assert (tiers != before["tier"]).sum() == flips - avoided and avoided > 0.5 * flips
-    # margin 0 keeps only a tier whose probability is at least the new one's; a big margin keeps more
-    _, none = apply_hysteresis(before[["customer_id", "tier"]], after, margin=0.0)
+    # margin 0 is no hysteresis: the rules' tiers as they are; a big margin keeps more
+    plain, none = apply_hysteresis(before[["customer_id", "tier"]], after, margin=0.0)
     _, more = apply_hysteresis(before[["customer_id", "tier"]], after, margin=0.9)
-    assert none <= avoided <= more
+    assert none == 0 and plain.tolist() == after["tier"].tolist()
+    assert none < avoided <= more
     # customers unknown to the previous batch take the current tier
     tiers, _ = apply_hysteresis(before[["customer_id", "tier"]].iloc[:0], after, margin=0.5)
     assert tiers.equals(after["tier"].astype(object).rename("tier"))

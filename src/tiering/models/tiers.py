@@ -610,7 +610,7 @@ def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: floa
     ``previous``: customer_id and tier of the previous batch; ``current``: the current scores (customer_id,
     tier and the tier probabilities p_core .. p_ordinary). A customer whose tier changed keeps the previous
     tier unless the current tier's probability exceeds the previous tier's by more than ``margin`` (0: no
-    hysteresis); customers new to this batch, and tiers that cannot hold (a previous tier with probability 0
+    hysteresis, the rules' tiers as they are); customers new to this batch, and tiers that cannot hold (a previous tier with probability 0
     now, e.g. "new" after 30 days), take the current tier. Returns (tiers aligned to ``current``, the number
     of tier changes avoided). Pure: neither frame is modified.
     """
@@ -631,7 +631,7 @@ def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: floa
     idx = np.flatnonzero(changed)
     p_prev = proba[idx, [col[t] for t in prev_tier[idx]]]
     p_now = proba[idx, [col[t] for t in now[idx]]]
-    hold = (p_prev > 0) & (p_now - p_prev <= margin)
+    hold = (p_prev > 0) & (p_now - p_prev <= margin) & (margin > 0)  # a margin of 0 holds no one
     out = now.copy()
     out[idx[hold]] = prev_tier[idx[hold]]
     return pd.Series(out, index=current.index, name="tier", dtype=object), int(hold.sum())
