@@ -4,8 +4,9 @@ Data: tiering.datasets.simulate at --customers (default 1M: ~10M transactions, ~
 2024-01-01 .. 2025-12-31, written once as Parquet to --cache (default
 outputs/bench/features-sim-<customers>-seed<seed>/) and reused. as_of 2025-12-31, daily RFM.
 
-Jobs, each in a fresh Python process (wall time of the job itself after imports, peak RSS of the
-process), median of --runs:
+Jobs, each in a fresh Python process (wall time of the job itself after imports; peak RSS of that
+process alone: VmHWM from /proc/self/status, the high-water mark of the process's own memory since
+its exec; the data are simulated in a child process of their own), median of --runs:
 - sql_rfm: the floor, a hand-written DuckDB SQL RFM summary (lifetimes semantics) Parquet -> Parquet;
 - sql_floor: the groupings the feature set is defined on, and nothing else, in hand-written DuckDB SQL:
   distinct (customer, day), (customer, order) and (customer, product) of the transactions and
@@ -14,12 +15,22 @@ process), median of --runs:
 - rfm: tiering.features.rfm_summary on the same Parquet -> Parquet;
 - features_tx: build_features on transactions only -> Parquet;
 - features: build_features on transactions + interactions + customers -> Parquet (the full frame);
+  with tiering's default DuckDB memory limit (tiering.io.auto_memory_limit: 1 GiB here);
+- features_duckdefault: the same with DuckDB's own default limit (80% of RAM), as the sql_* baselines get;
 - features_1g: the same with DuckDB's memory_limit at 1GB (tiering.io.connect("duckdb", memory_limit="1GB"));
 - validated_1g: what batch scoring does before scoring, at the same 1GB limit: validate_table on the
   three tables (as_of given, quarantine to a temp folder), then build_features on the good rows -> Parquet;
+- sql_validate: the floor of validation, hand-written DuckDB SQL over the three tables that types, trims
+  and deduplicates the same columns (text ids and labels trimmed, blanks null; exact repeats over each
+  contract's unique key among all rows, customers by id keeping the earliest joined_at), ranking only
+  the rows of duplicate groups (GROUP BY ... HAVING count(*) > 1, a null-safe join, then row_number),
+  each table written to Parquet with its duplicate flag;
+- validate: validate_table on the three tables (as_of given, quarantine to a temp folder) with default
+  settings, the typed and annotated rows written once per table (what load_tables does);
 - lifetimes (once): lifetimes.utils.summary_data_from_transaction_data on the transactions, read into
   pandas (customer_id, ordered_at, amount) before the clock starts.
-Prints a table with ratios against sql_rfm, and whether the rfm and sql_rfm outputs agree.
+Prints a table with each job's ratio to its own baseline measured in the same run (rfm: sql_rfm;
+features*: sql_floor; validate, validated_1g: sql_validate), and whether the rfm and sql_rfm outputs agree.
 
     .venv/bin/python benchmarks/bench_features.py [--customers 1000000] [--runs 3] [--no-lifetimes]
 """
@@ -40,19 +51,40 @@ from pathlib import Path
 
 AS_OF = dt.date(2025, 12, 31)
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
-JOBS = ("sql_rfm", "sql_floor", "rfm", "features_tx", "features", "features_1g", "validated_1g")
+JOBS = ("sql_rfm", "sql_floor", "rfm", "features_tx", "features", "features_duckdefault", "features_1g", "sql_validate",
+        "validate",
+        "validated_1g")
+BASELINE = {"rfm": "sql_rfm", "sql_floor": "sql_rfm", "features_tx": "sql_floor", "features": "sql_floor",
+            "features_1g": "sql_floor", "features_duckdefault": "sql_floor", "lifetimes": "sql_rfm", "validate": "sql_validate",
+            "validated_1g": "sql_validate"}
 
 
 def _peak_rss_gib() -> float:
+    """This process's own peak RSS. On Linux VmHWM: ru_maxrss of a child carries the parent's high-water
+    mark over fork + exec (and RUSAGE_CHILDREN keeps the largest child), so after the data generator
+    ran in the parent every job read the generator's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    except OSError:
+        pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return kib / (1024**3 if sys.platform == "darwin" else 1024**2)
 
 
 def ensure_data(cache: Path, customers: int, seed: int) -> Path:
-    """Simulate once and write Parquet; later runs reuse the files."""
+    """Simulate once (in a child process, so that this one stays small) and write Parquet; later runs reuse the files."""
     names = ("customers", "transactions", "interactions")
     if all((cache / f"{n}.parquet").exists() for n in names):
         return cache
+    subprocess.run([sys.executable, __file__, "--simulate", str(cache), "--customers", str(customers), "--seed", str(seed)],
+                   check=True)
+    return cache
+
+
+def _simulate(cache: Path, customers: int, seed: int) -> None:
+    names = ("customers", "transactions", "interactions")
     from tiering.datasets import simulate
 
     t0 = time.perf_counter()
@@ -61,7 +93,6 @@ def ensure_data(cache: Path, customers: int, seed: int) -> Path:
     for n in names:
         getattr(data, n).to_parquet(cache / f"{n}.parquet", index=False)
     print(f"simulated {customers:,} customers into {cache} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return cache
 
 
 SQL_RFM = """
@@ -107,6 +138,51 @@ COPY (
 """
 
 
+def _sql_dedup(read: str, typed: str, keys: list[str], out: str, order: str = "") -> str:
+    """COPY of ``typed`` columns of ``read`` with a ``duplicate`` flag: every row of a group of equal ``keys`` (nulls
+    equal) but the first; only the rows of duplicate groups are ranked."""
+    on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+    part = ", ".join(keys)
+    return f"""
+COPY (
+  WITH t AS (SELECT {typed} FROM {read}),
+  d AS (SELECT {part}, true AS in_dup FROM t GROUP BY ALL HAVING count(*) > 1),
+  m AS (SELECT t.*, d.in_dup FROM t LEFT JOIN d ON {on})
+  SELECT * EXCLUDE (in_dup), false AS duplicate FROM m WHERE in_dup IS NULL
+  UNION ALL
+  SELECT * EXCLUDE (in_dup), row_number() OVER (PARTITION BY {part} {order}) > 1 AS duplicate FROM m WHERE in_dup
+) TO '{out}' (FORMAT parquet)
+"""
+
+
+def _text(c: str) -> str:
+    return f"NULLIF(trim(CAST({c} AS VARCHAR)), '') AS {c}"
+
+
+def sql_validate(con, tx: str, ix: str, cu: str, out: Path) -> int:
+    """The hand-written validation baseline (module docstring): three COPY statements; returns rows written."""
+    import pyarrow.parquet as pq
+
+    tx_keys = ["customer_id", "order_id", "ordered_at", "amount", "product_id", "quantity", "channel"]
+    tx_typed = ", ".join([_text("customer_id"), _text("order_id"), "CAST(ordered_at AS TIMESTAMP) AS ordered_at",
+                          "CAST(amount AS DOUBLE) AS amount", _text("channel"), "CAST(quantity AS DOUBLE) AS quantity",
+                          _text("product_id")])
+    ix_keys = ["customer_id", "occurred_at", "event_type", "channel", "value"]
+    ix_typed = ", ".join([_text("customer_id"), "CAST(occurred_at AS TIMESTAMP) AS occurred_at", _text("event_type"),
+                          _text("channel"), "CAST(value AS DOUBLE) AS value"])
+    cu_typed = ", ".join([_text("customer_id"), "CAST(joined_at AS TIMESTAMP) AS joined_at", _text("acquisition_channel")])
+    rows = 0
+    for name, path, typed, keys, order in (
+        ("transactions", tx, tx_typed, tx_keys, ""),
+        ("interactions", ix, ix_typed, ix_keys, ""),
+        ("customers", cu, cu_typed, ["customer_id"], "ORDER BY joined_at"),
+    ):
+        dest = out.parent / f"{out.stem}-{name}.parquet"
+        con.raw_sql(_sql_dedup(f"read_parquet('{path}')", typed, keys, str(dest), order))
+        rows += pq.ParquetFile(dest).metadata.num_rows
+    return rows
+
+
 def run_job(job: str, data: Path, out: Path) -> dict:
     """One job in this process; returns wall seconds of the job and output rows."""
 
@@ -130,7 +206,18 @@ def run_job(job: str, data: Path, out: Path) -> dict:
     from tiering.io import connect, write_table
 
     t0 = time.perf_counter()
-    con = connect("duckdb", **({"memory_limit": "1GB"} if job.endswith("_1g") else {}))
+    if job.endswith("_1g"):
+        settings = {"memory_limit": "1GB"}
+    elif job.startswith("sql_") or job.endswith("_duckdefault"):
+        # the hand-written baselines get DuckDB's own default limit (80% of RAM): the most memory they can use
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        settings = {"memory_limit": f"{int(0.8 * ram) >> 20}MiB"}
+    else:
+        settings = {}  # tiering's default: tiering.io.auto_memory_limit()
+    con = connect("duckdb", **settings)
+    if job == "sql_validate":
+        con.raw_sql("SET preserve_insertion_order = false")  # as validation does for its file
+        return {"wall_pending": True, "rows": sql_validate(con, tx_path, ix_path, cu_path, out), "t0": t0}
     if job in ("sql_rfm", "sql_floor"):
         cutoff = dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time())
         con.raw_sql("SET preserve_insertion_order = false")  # as write_table does for ours
@@ -141,6 +228,17 @@ def run_job(job: str, data: Path, out: Path) -> dict:
         rows = pq.ParquetFile(out).metadata.num_rows
     else:
         tx = con.read_parquet(tx_path)
+        if job == "validate":
+            from tiering.schemas import CONTRACTS
+            from tiering.validation import validate_table
+
+            rows = 0
+            for name, path in (("transactions", tx_path), ("interactions", ix_path), ("customers", cu_path)):
+                raw = tx if name == "transactions" else con.read_parquet(path)
+                _, report = validate_table(raw, CONTRACTS[name], as_of=AS_OF, source=path,
+                                           quarantine_dir=out.parent / "quarantine")
+                rows += report.rows_in
+            return {"wall": time.perf_counter() - t0, "rows": rows}
         if job == "validated_1g":
             from tiering.schemas import CONTRACTS
             from tiering.validation import validate_table
@@ -164,6 +262,8 @@ def run_job(job: str, data: Path, out: Path) -> dict:
 
 def child(args: argparse.Namespace) -> None:
     res = run_job(args.job, Path(args.data), Path(args.out))
+    if res.pop("wall_pending", False):
+        res["wall"] = time.perf_counter() - res.pop("t0")
     res["peak_gib"] = _peak_rss_gib()
     print(json.dumps(res))
 
@@ -210,7 +310,11 @@ def main() -> None:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--simulate", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.simulate:
+        _simulate(Path(args.simulate), args.customers, args.seed)
+        return
     if args.child:
         args.job = args.child
         child(args)
@@ -234,11 +338,12 @@ def main() -> None:
             print("rfm vs sql_rfm output:", _same_rfm(tmp / "sql_rfm.parquet", tmp / "rfm.parquet"))
         if not args.no_lifetimes:
             results["lifetimes"] = measure("lifetimes", data, tmp, 1)
-    base = results.get("sql_rfm")
-    print(f"\n{'job':<12} {'wall s':>8} {'x sql_rfm':>10} {'peak GiB':>9} {'rows':>11}")
+    print(f"\nload average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} / {os.getloadavg()[2]:.1f} (1/5/15 min)")
+    print(f"{'job':<21} {'wall s':>8} {'baseline':>13} {'x baseline':>10} {'peak GiB':>9} {'rows':>11}")
     for job, r in results.items():
-        ratio = f"{r['wall'] / base['wall']:.2f}" if base else "-"
-        print(f"{job:<12} {r['wall']:>8.2f} {ratio:>10} {r['peak']:>9.2f} {r['rows']:>11,}")
+        b = BASELINE.get(job)
+        ratio = f"{r['wall'] / results[b]['wall']:.2f}" if b in results else "-"
+        print(f"{job:<21} {r['wall']:>8.2f} {b or '':>13} {ratio:>10} {r['peak']:>9.2f} {r['rows']:>11,}")
     if "lifetimes" in results and "features" in results:
         print(f"lifetimes / features: {results['lifetimes']['wall'] / results['features']['wall']:.1f}x")
 

@@ -166,6 +166,29 @@ def test_features_memory_limit_reaches_duckdb(tmp_path):
     assert tables.reports[0].rows_valid == 6
 
 
+def test_default_memory_limit_follows_machine_and_base(tmp_path):
+    """No limit configured: DuckDB gets tiering.io.auto_memory_limit (1 GiB floor, 48 B per input row up to one
+    bucket, at most a quarter of RAM), not DuckDB's 80% of RAM; a configured limit is left alone."""
+    from tiering.io import auto_memory_limit
+
+    gib = 1 << 30
+    assert auto_memory_limit(None, 64 * gib) == "1024MiB"
+    assert auto_memory_limit(20_000_000, 64 * gib) == "1024MiB"  # 1M simulated customers
+    assert auto_memory_limit(100_000_000, 64 * gib) == f"{48 * 100_000_000 >> 20}MiB"
+    assert auto_memory_limit(10**9, 16 * gib) == "4096MiB"  # a quarter of RAM
+    assert auto_memory_limit(None, 2 * gib) == "512MiB"
+    assert auto_memory_limit(None, 512 << 20) == "256MiB"  # never below 256 MiB
+    path = tmp_path / "tx.csv"
+    _tx().to_csv(path, index=False)
+    cfg = Config().with_sources(transactions=path)
+    cfg.validation.quarantine_dir = str(tmp_path / "q")
+    tables = load_tables(cfg)
+    limit = tables.con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.replace(" ", "") == auto_memory_limit(6).replace("MiB", ".0MiB").replace("1024.0MiB", "1.0GiB")
+    own = connect("duckdb", memory_limit="300MB")
+    assert own.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0].replace(" ", "") in ("286.1MiB", "300.0MB")
+
+
 def test_missing_source_file_and_missing_config():
     cfg = Config().with_sources(transactions="nope/tx.parquet")
     with pytest.raises(ConfigError, match=r"The transactions source 'nope/tx\.parquet' does not exist .* Fix data\.transactions\.path"):

@@ -96,8 +96,11 @@ _MEMORY = r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
 
 class FeaturesConfig(_Strict):
     """How features are built. ``duckdb_memory_limit`` (e.g. "1GB") caps DuckDB's memory while it
-    validates the sources and builds features (it spills to disk beyond it; None: DuckDB's default,
-    80% of RAM); batch scoring uses ``predict.duckdb_memory_limit`` when that is set. ``bucket_rows``:
+    validates the sources and builds features (it spills to disk beyond it). None (default): tiering
+    picks it (``tiering.io.auto_memory_limit``): 48 bytes per transaction + interaction row of the base,
+    counting at most one ``bucket_rows`` bucket, at least 1 GiB and at most a quarter of the machine's
+    memory (1 GiB at 1M customers / 20M rows), instead of DuckDB's own default of 80% of RAM. Batch
+    scoring uses ``predict.duckdb_memory_limit`` when that is set. ``bucket_rows``:
     on DuckDB, `tiering features` and `tiering predict` build bases of more valid transaction +
     interaction rows than this in customer buckets of about this size, so the build's memory
     follows the bucket, not the base (one 10M-customer build ran out of a 2GB limit)."""

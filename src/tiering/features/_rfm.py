@@ -36,15 +36,33 @@ def _day_number(ts: Any) -> Any:
 
 
 def _daily(lines: ir.Table, time_unit: str) -> ir.Table:
-    """Per (customer, day): net and gross amounts, prev_dn (the customer's previous transaction
-    day, null on the first) and, for weeks, first_dn; one window sorted by (customer, day)."""
+    """Per (customer, day): net and gross amounts; for weeks also prev_dn (the customer's previous
+    transaction day, null on the first) and first_dn, from one window sorted by (customer, day).
+    Days need no window (see _rfm_aggs and _sorted_days)."""
     daily = lines.group_by(["customer_id", "dn"]).agg(
         net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum()
     )
-    w = ibis.window(group_by=daily.customer_id, order_by=daily.dn)
     if time_unit == "D":
-        return daily.mutate(prev_dn=daily.dn.lag().over(w))
+        return daily
+    w = ibis.window(group_by=daily.customer_id, order_by=daily.dn)
     return daily.mutate(prev_dn=daily.dn.lag().over(w), first_dn=daily.dn.min().over(w))
+
+
+def _sorted_days(dn: Any) -> Any:
+    """Per customer (an aggregate over the (customer, day) rows): the customer's sorted day list, from
+    which _gap_squares takes the sum of squared gaps between consecutive transaction days.
+
+    Replaces a LAG window over every (customer, day) row: that window sorted the whole table by
+    (customer, day) and cost as much CPU as the grouping itself; the lists are short and sorted
+    per customer."""
+    return dn.collect().sort()
+
+
+def _gap_squares(days: Any) -> Any:
+    """Sum of (day_i - day_(i-1))^2 over a sorted day list column (0 for one day): one pass, each
+    element looks up its predecessor by index (the first, at index 0, against itself)."""
+    prev = lambda i: days[ibis.greatest(i - 1, 0)]  # noqa: E731
+    return days.map(lambda v, i: (v - prev(i)) * (v - prev(i))).sums()
 
 
 def _rfm_aggs(d: ir.Table, time_unit: str) -> dict[str, Any]:
@@ -54,12 +72,12 @@ def _rfm_aggs(d: ir.Table, time_unit: str) -> dict[str, Any]:
     period when its week differs from the previous day's; repeat-period totals are the net
     amounts of the days outside the first day's week (so their mean needs no second grouping).
     """
-    if time_unit == "D":
+    if time_unit == "D":  # repeat-day total = all days' total - the first day's (an arg-min, no window)
         return {
             "_n_periods": d.count(),
             "_p_min": d.dn.min(),
             "_p_max": d.dn.max(),
-            "_repeat_sum": d.net.sum(where=d.prev_dn.notnull()),
+            "_repeat_sum": d.net.sum() - d.net.argmin(d.dn),
         }
     p = period_of_day(d.dn, time_unit)
     prev_p = period_of_day(d.prev_dn, time_unit)
@@ -82,6 +100,15 @@ def _rfm_columns(t: ir.Table, as_of: dt.date, time_unit: str) -> dict[str, Any]:
         "T": (ibis.literal(as_of_p, type="int64") - t._p_min).cast("float64"),
         "monetary_value": ibis.ifelse(freq > 0, t._repeat_sum.cast("float64") / freq.cast("float64"), 0.0),
     }
+
+
+def _gap_std(t: ir.Table) -> Any:
+    """Population std of the m = days - 1 gaps: sqrt(m * sum(g^2) - (sum g)^2) / m, sum g = last - first day
+    (integers, exact); 0 with fewer than 2 days."""
+    m = t._n_days - 1
+    s1 = t.tx_last_dn - t.tx_first_dn
+    num = (m * _gap_squares(t._days).fill_null(0) - s1 * s1).cast("float64")
+    return ibis.ifelse(m > 0, ibis.greatest(num, 0.0).sqrt() / m.cast("float64"), 0.0)
 
 
 def rfm_summary(transactions: Any, *, as_of: dt.date, time_unit: str = "D") -> ir.Table:
@@ -117,7 +144,8 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     n_products, n_channels, top_channel_share, and helper day numbers tx_first_dn, tx_last_dn.
 
     Plan: the bounded lines are aggregated by (customer, day) and by (customer, order); every
-    day-based feature (RFM included) comes from one window + one group-by over the daily rows,
+    day-based feature (RFM included) comes from one group-by over the daily rows (no window for
+    days; the gap spread from each customer's sorted day list),
     the order-based ones from the orders (via (customer, channel) when channel is present);
     n_products is a third pass over the lines (distinct (customer, product)).
     """
@@ -138,7 +166,6 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
 
     # ---- per (customer, day) -> RFM and the day-based features
     d = _daily(day_lines, spec.time_unit)
-    gap = (d.dn - d.prev_dn).cast("float64")
     short = windows[0]
     long_ = windows[-1] if windows[-1] > short else 2 * short
     in_short = d.dn > A - short
@@ -150,7 +177,7 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         "_n_days": d.count(),
         "total_spend": d.gross.sum(),
         "net_spend": d.net.sum(),
-        "ipi_std_days": gap.std(how="pop"),
+        "_days": _sorted_days(d.dn),
         "_g_short": d.gross.sum(where=in_short),
         "_g_prior": d.gross.sum(where=in_prior),
     }
@@ -166,6 +193,7 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         ipi_mean_days=ibis.ifelse(
             dayf._n_days > 1, (dayf.tx_last_dn - dayf.tx_first_dn).cast("float64") / (dayf._n_days - 1), 0.0
         ),
+        ipi_std_days=_gap_std(dayf),
         spend_trend=ibis.ifelse(r_rate + p_rate > 0, (r_rate - p_rate) / (r_rate + p_rate), 0.0),
     )
 
