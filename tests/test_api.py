@@ -89,10 +89,13 @@ def test_explain_gives_the_values_that_fired_the_rule(fitted):
     assert why["tier"] == "core" and why["tier_reason"].startswith("bought")
     t, v = why["thresholds"], why["rule_inputs"]
     assert v["has_purchased"] == 1 and why["p_purchase"] >= t["core_min_p_purchase"] and why["clv"] >= t["core_clv_cut"]
-    ordinary = scores[scores["tier"] == "ordinary"]["customer_id"].iloc[0]
+    ordinary = scores[(scores["tier"] == "ordinary") & ~scores["lapsed_buyer"].astype(bool)]["customer_id"].iloc[0]
     why = fitted.explain(ordinary)
     assert why["rule_inputs"]["has_purchased"] == 0 and why["rule_inputs"]["tenure_days"] >= t["new_max_tenure_days"]
     assert math.isnan(why["churn_risk"])  # undefined for someone who never bought
+    lapsed = scores[scores["lapsed_buyer"].astype(bool)]["customer_id"].iloc[0]
+    why = fitted.explain(lapsed)  # a buyer who stopped: out of value, with the floor that failed
+    assert why["rule_inputs"]["has_purchased"] == 1 and why["tier"] != "value" and "lapsed buyer" in why["tier_reason"]
     with pytest.raises(ConfigError, match="'nobody' is not in the last scoring"):
         fitted.explain("nobody")
 

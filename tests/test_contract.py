@@ -3,6 +3,7 @@ stdout only; documented exit statuses; a model artifact that names tiering and l
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,12 +101,15 @@ def test_the_model_loads_with_mlflow_alone_in_a_fresh_process(trained):
     code = (
         "import mlflow, pandas as pd, sys\n"
         f"mlflow.set_tracking_uri('sqlite:///{root}/mlflow.db')\n"
+        f"mlflow.set_registry_uri('sqlite:///{root}/mlflow.db')\n"
         f"m = mlflow.pyfunc.load_model('models:/customer-tiering/{payload['version']}')\n"
         "example = m.input_example if m.input_example is not None else None\n"
         "out = m.predict(example)\n"
         "print(len(out), 'tier' in out.columns)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
+    # a fresh process: nothing inherited from this one (mlflow.set_*_uri export MLFLOW_* variables)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root, env=env)
     assert r.returncode == 0, r.stderr
     n, has_tier = r.stdout.split()
     assert int(n) > 0 and has_tier == "True"

@@ -115,13 +115,13 @@ def test_truth_agreement_on_simulated_customers():
     from tiering.datasets import simulate
 
     truth = simulate(3000, dt.date(2024, 1, 1), dt.date(2024, 12, 31), seed=7).truth
-    perfect = truth[["customer_id"]].assign(tier=truth["true_tier_at_end"].astype(str))
+    perfect = truth[["customer_id"]].assign(tier=truth["true_tier_active"].astype(str))
     a = truth_agreement(perfect, truth)
     assert a["accuracy"] == 1 and a["cohen_kappa"] == pytest.approx(1) and a["customers"] == 3000
     # a known corruption: every true core customer labelled value
     degraded = perfect.assign(tier=perfect["tier"].replace({"core": "value"}))
     b = truth_agreement(degraded, truth)
-    n_core = int((truth["true_tier_at_end"] == "core").sum())
+    n_core = int((truth["true_tier_active"] == "core").sum())
     assert n_core > 0 and b["accuracy"] == pytest.approx(1 - n_core / 3000)
     assert b["recall"]["core"] == 0 and b["confusion"].loc["core", "value"] == n_core
-    assert b["precision"]["value"] == pytest.approx(1 - n_core / (truth["true_tier_at_end"].isin(["core", "value"]).sum()))
+    assert b["precision"]["value"] == pytest.approx(1 - n_core / (truth["true_tier_active"].isin(["core", "value"]).sum()))

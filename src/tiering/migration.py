@@ -138,8 +138,9 @@ def ladder_check(table: pd.DataFrame, *, min_customers: int = 1) -> dict:
     return out
 
 
-def truth_agreement(scores: pd.DataFrame, truth: pd.DataFrame, truth_column: str = "true_tier_at_end") -> dict:
-    """Agreement of the assigned tier with a latent true tier (simulated data).
+def truth_agreement(scores: pd.DataFrame, truth: pd.DataFrame, truth_column: str = "true_tier_active") -> dict:
+    """Agreement of the assigned tier with a latent true tier (simulated data): by default the simulator's
+    ``true_tier_active``, its latent truth under the current ladder (value means paying now).
 
     accuracy, cohen_kappa, recall and precision per tier, and the confusion matrix (rows true
     tier, columns assigned tier, ladder order), over customers in both frames.
