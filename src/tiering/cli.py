@@ -512,7 +512,7 @@ def tiers_list(
         _emit(True, page, None)
         return
     cols = {"customer_id": "customer", "tier": "tier", "clv": "CLV", "churn_risk": "churn", "p_purchase": "P(buy)",
-            "next_tier": "next tier", "rfm_segment": "RFM segment", "at_risk": "at risk"}
+            "next_tier": "next tier", "rfm_segment": "RFM segment", "at_risk": "at risk", "lapsed_buyer": "lapsed"}
     if tier is not None:
         cols.pop("tier")
     df = pd.DataFrame(page["items"], columns=list(cols)).rename(columns=cols)

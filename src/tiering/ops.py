@@ -54,7 +54,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # columns of a tier listing (page rows and CSV export), in this order
 LIST_COLUMNS = ("customer_id", "tier", "clv", "churn_risk", "p_purchase", "p_alive", "expected_purchases",
                 "expected_spend", "engagement_score", "next_tier", "next_tier_proba", "rfm_segment", "r_score",
-                "f_score", "m_score", "at_risk", "koc_candidate", "tier_reason")
+                "f_score", "m_score", "at_risk", "koc_candidate", "lapsed_buyer", "koc_score", "tier_reason")
 
 
 class NotFoundError(TieringError, LookupError):

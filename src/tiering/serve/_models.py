@@ -76,6 +76,8 @@ class Member(BaseModel):
     m_score: int | None
     at_risk: bool | None
     koc_candidate: bool | None
+    lapsed_buyer: bool | None = None  # a buyer who left value (win-back); None in batches scored before it existed
+    koc_score: float | None = None
     tier_reason: str | None
 
 
