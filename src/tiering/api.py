@@ -562,26 +562,17 @@ def _read(con, name: str, value: Any, cfg: Config) -> tuple[ir.Table, SourceConf
 
 def _check_all(cfg: Config, con, inputs: dict, *, as_of: dt.date | None, check: bool = True,
                quarantine_dir: str | Path | None = None) -> Validated:
-    """Every input through tiering.validation.check_table, as load_tables does for configured files."""
-    from tiering.schemas import CONTRACTS
-    from tiering.validation import Rules, ValidatedTables, _read_errors, _refuse_as_of_before_data, check_table
+    """Every input through tiering.validation.check_tables, as load_tables does for configured files."""
+    from tiering.validation import check_tables
 
-    rules = Rules.from_config(cfg)
-    good: dict[str, Any] = dict.fromkeys(CONTRACTS)
-    annotated, reports, kept = {}, [], {}
-    for name, contract in CONTRACTS.items():
-        if inputs.get(name) is None:
+    kept = {}
+    for name, value in inputs.items():
+        if value is None:
             continue
-        raw, src, label = inputs[name]
+        raw, src, label = value
         src = (getattr(cfg.data, name) or src).model_copy(update={"path": src.path})  # the current mapping
         kept[name] = (raw, src, label)
-        with _read_errors(src, name):
-            annotated[name], good[name], report = check_table(raw, contract, src.columns, as_of=as_of, source=label,
-                                                              rules=rules)
-        reports.append(report)
-    if as_of is not None:
-        _refuse_as_of_before_data(annotated["transactions"], reports[0], as_of)
-    tables = ValidatedTables(good["transactions"], good["interactions"], good["customers"], reports, con, annotated)
+    tables = check_tables(kept, cfg, as_of=as_of, con=con)
     out = Validated(tables, cfg, as_of, kept)
     if quarantine_dir is not None:
         out.write_quarantine(quarantine_dir)

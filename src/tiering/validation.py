@@ -607,6 +607,28 @@ def _read_errors(source: SourceConfig, table: str) -> Iterator[None]:
         raise
 
 
+def check_tables(raws: dict[str, tuple[ir.Table, SourceConfig, str]], config: Config, *, as_of: dt.date | None,
+                 con) -> ValidatedTables:
+    """Tables already read (name -> (raw table, its SourceConfig for mapping and reading rules, the source's
+    label in reports)) through check_table; writes nothing. Refuses (DataQualityError) when ``as_of`` is given
+    and no valid transaction is at or before it. Shared by load_tables and the Python API (tiering.api)."""
+    rules = Rules.from_config(config)
+    good: dict[str, ir.Table | None] = dict.fromkeys(CONTRACTS)
+    annotated: dict[str, ir.Table] = {}
+    reports = []
+    for name, contract in CONTRACTS.items():
+        if name not in raws:
+            continue
+        raw, src, label = raws[name]
+        with _read_errors(src, name):
+            annotated[name], good[name], report = check_table(raw, contract, src.columns, as_of=as_of, source=label,
+                                                              rules=replace(rules, timestamp_format=src.timestamp_format))
+        reports.append(report)
+    if as_of is not None:
+        _refuse_as_of_before_data(annotated["transactions"], reports[0], as_of)
+    return ValidatedTables(good["transactions"], good["interactions"], good["customers"], reports, con, annotated)
+
+
 def load_tables(
     config: Config,
     *,
@@ -626,33 +648,20 @@ def load_tables(
     if con is None:
         limit = config.features.duckdb_memory_limit
         con = connect(config.features.engine, **({"memory_limit": limit} if limit else {}))
-    rules = Rules.from_config(config)
-    out: dict[str, ir.Table | None] = {}
-    annotated: dict[str, ir.Table] = {}
-    reports = []
-    raws: dict[str, tuple[ir.Table, SourceConfig]] = {}
+    raws: dict[str, tuple[ir.Table, SourceConfig, str]] = {}
     for name in CONTRACTS:
         src: SourceConfig | None = getattr(config.data, name)
         if src is None or not src.path:
             if name == "transactions":
                 read_source(con, src or SourceConfig(), name)  # raises the "no path" message
-            out[name] = None
             continue
         with _read_errors(src, name):
-            raws[name] = read_source(con, src, name), src
+            raws[name] = read_source(con, src, name), src, src.path
     _size_memory_limit(con, raws, config.features.bucket_rows)
-    for name, (raw, src) in raws.items():
-        with _read_errors(src, name):
-            annotated[name], out[name], report = check_table(raw, CONTRACTS[name], src.columns, as_of=as_of,
-                                                             source=src.path,
-                                                             rules=replace(rules, timestamp_format=src.timestamp_format))
-        reports.append(report)
-    if as_of is not None:
-        _refuse_as_of_before_data(annotated["transactions"], reports[0], as_of)
-    tables = ValidatedTables(out["transactions"], out["interactions"], out["customers"], reports, con, annotated)
+    tables = check_tables(raws, config, as_of=as_of, con=con)
     if write_quarantine:
         tables.write_quarantine(config.validation.quarantine_dir)
-    for report in reports:
+    for report in tables.reports:
         check_usable(report, config.validation.max_quarantine_share)
     return tables
 
