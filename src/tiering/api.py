@@ -335,7 +335,7 @@ def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artif
     ``tracking_uri`` (default the config's, sqlite:///models/mlflow.db) is always explicit; for a SQLite
     file the artifacts go to an ``artifacts`` folder beside it unless ``artifact_location`` says otherwise.
     """
-    from tiering import registry, tracking
+    from tiering.train import log_and_register
 
     if not isinstance(fitted, FittedModel):
         raise ConfigError(f"log_to_mlflow takes the FittedModel that tg.fit returns; got {type(fitted).__name__}.")
@@ -344,23 +344,12 @@ def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artif
     updates = {"uri": tracking_uri, "artifact_location": artifact_location, "experiment": experiment,
                "registered_model": registered_model}
     tcfg = fitted.config.tracking.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    r, cfg, day = fitted.result, fitted.config, fitted.as_of.isoformat()
-    # the same params, tags and artifacts as tiering.train.train_and_register
-    run_id, model_uri = tracking.log_training_run(
-        r.bundle, cfg=tcfg, run_name=run_name or f"train-{day}",
-        params={"config": cfg.model_dump(mode="json"), "as_of": day, "horizon_days": cfg.model.horizon_days},
-        metrics=r.metrics | {f"fit_seconds_{k}": v for k, v in r.fit_seconds.items()},
-        tags={"as_of": day, "horizon_days": str(cfg.model.horizon_days), "data_hash": r.data_fingerprint["hash"],
-              "tiering_version": r.bundle.version, "code_version": tracking.code_version(), "kind": "train",
-              "fallbacks": "; ".join(r.fallbacks)[:5000] or "none"},
-        input_example=r.input_example,
-        artifacts={"config.json": cfg.model_dump(mode="json"), "data_fingerprint.json": r.data_fingerprint,
-                   "validation.json": [rep.to_dict() for rep in fitted.data.table_reports], "notes.json": r.notes},
-    )
-    version = registry.register(model_uri, tcfg) if register else None
-    fitted.config = cfg.model_copy(update={"tracking": tcfg})
-    fitted.run_id, fitted.model_uri, fitted.version = run_id, model_uri, version
-    return run_id, version
+    r = fitted.result
+    log_and_register(r, fitted.config, as_of=fitted.as_of, reports=fitted.data.table_reports, tracking_cfg=tcfg,
+                     run_name=run_name, register=register)
+    fitted.config = fitted.config.model_copy(update={"tracking": tcfg})
+    fitted.run_id, fitted.model_uri, fitted.version = r.run_id, r.model_uri, r.version
+    return r.run_id, r.version
 
 
 # ------------------------------------------------------------------------------------------- helpers

@@ -502,7 +502,6 @@ def _scored_inputs(bundle: ScoringBundle, features: pd.DataFrame) -> pd.DataFram
 
 def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainResult:
     """Validate the sources, fit at ``as_of``, log the run and register a version with alias challenger."""
-    from tiering import registry, tracking
     from tiering.validation import load_tables
 
     step = progress or (lambda msg: None)
@@ -510,18 +509,31 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainRe
     tables = load_tables(cfg, as_of=as_of)
     result = fit(tables, as_of=as_of, cfg=cfg, progress=progress)
     step("logging to MLflow and registering")
+    log_and_register(result, cfg, as_of=as_of, reports=tables.reports)
+    return result
+
+
+def log_and_register(result: TrainResult, cfg: Config, *, as_of: dt.date, reports, tracking_cfg=None,
+                     run_name: str | None = None, register: bool = True) -> None:
+    """Log a fit as one MLflow run (redacted config, metrics, fit times, tags, validation reports, notes, the
+    bundle as a pyfunc model) into ``tracking_cfg`` (default cfg.tracking) and, with ``register``, register
+    it with alias challenger; sets result.run_id, model_uri and version. `tiering train` and tg.log_to_mlflow."""
+    from tiering import registry, tracking
+
+    tcfg = tracking_cfg or cfg.tracking
+    day, config = as_of.isoformat(), cfg.redacted()
     result.run_id, result.model_uri = tracking.log_training_run(
         result.bundle,
-        cfg=cfg.tracking,
-        run_name=f"train-{as_of}",
-        params={"config": cfg.model_dump(mode="json"), "as_of": as_of.isoformat(), "horizon_days": cfg.model.horizon_days},
+        cfg=tcfg,
+        run_name=run_name or f"train-{day}",
+        params={"config": config, "as_of": day, "horizon_days": cfg.model.horizon_days},
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
-        tags={"as_of": as_of.isoformat(), "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
+        tags={"as_of": day, "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
               "tiering_version": result.bundle.version, "code_version": tracking.code_version(), "kind": "train",
               "fallbacks": "; ".join(result.fallbacks)[:5000] or "none"},
         input_example=result.input_example,
-        artifacts={"config.json": cfg.model_dump(mode="json"), "data_fingerprint.json": result.data_fingerprint, "validation.json": [r.to_dict() for r in tables.reports],
-                   "notes.json": result.notes},
+        artifacts={"config.json": config, "data_fingerprint.json": result.data_fingerprint,
+                   "validation.json": [r.to_dict() for r in reports], "notes.json": result.notes},
     )
-    result.version = registry.register(result.model_uri, cfg.tracking)
-    return result
+    result.version = registry.register(result.model_uri, tcfg) if register else None
+
