@@ -87,6 +87,7 @@ from tiering.config import Config, SourceConfig
 from tiering.exceptions import ConfigError, DataQualityError, ModelError, SchemaError, StoreError, TieringWarning
 from tiering.features import FeatureSpec, build_features
 from tiering.io import atomic_path, concat_parts, parquet_batches, write_sorted_parts
+from tiering.models import thread_limits
 from tiering.models.bundle import ScoringBundle
 from tiering.models.tiers import apply_hysteresis
 from tiering.schemas import SCORES_COLUMNS, score_columns_of_kind
@@ -226,15 +227,6 @@ class Hysteresis:
                                         + rule_tier + ": " + reason).str.slice(0, 1000)  # the store's column width
         out.loc[held, "tier"] = tiers[held]
         return out, flips
-
-
-def _model_threads(n: int | None):
-    """A context that caps the models' OpenMP threads at ``n`` (no cap when None)."""
-    if n is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=n, user_api="openmp")
 
 
 def score(
@@ -449,7 +441,7 @@ class _BackgroundScorer:
 
         def work() -> None:
             try:
-                with _model_threads(model_threads):  # OpenMP limits are per thread: set them in this one
+                with thread_limits(model_threads, "openmp"):  # OpenMP limits are per thread: set them in this one
                     run.score(bundle, chunk_rows, on_part, self._stop, hysteresis, **finish)
                 self.finished = time.perf_counter()
                 self._ready.put(None)

@@ -35,13 +35,14 @@ def check_fitted(estimator: object, attributes: str | Sequence[str]) -> None:
         raise NotFittedModelError(f"{type(estimator).__name__} is not fitted yet: call fit(...) first.") from None
 
 
-def thread_limits(threads: int | None):
+def thread_limits(threads: int | None, user_api: str | None = None):
     """A context capping OpenMP and BLAS threads at ``threads`` (None: no cap, the libraries' default,
-    every core). On a shared or busy machine 1 or 2 is often much faster for gradient boosting."""
+    every core); ``user_api`` ("openmp" or "blas") caps only that pool. On a shared or busy machine 1 or 2
+    is often much faster for gradient boosting."""
     if threads is None:
         return contextlib.nullcontext()
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ModelError(f"threads must be a whole number >= 1, or None for the libraries' default; got {threads!r}.")
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=int(threads))
+    return threadpool_limits(limits=int(threads), user_api=user_api)
