@@ -46,7 +46,7 @@ def make_scores(n: int = N, as_of: dt.date = AS_OF_2, *, seed: int = 0, start: i
     df = pd.DataFrame({
         "customer_id": ids, "as_of": as_of, "horizon_days": 180, "p_purchase": p, "churn_risk": churn,
         "p_alive": np.where(buyer, rng.uniform(0.3, 1, n), np.nan), "expected_purchases": p * 2, "expected_spend": rng.uniform(10, 90, n),
-        "clv": clv, "engagement_score": rng.random(n), "tier": tier, "tier_reason": [f"rule fired for {t}" for t in tier],
+        "clv": clv, "clv_p10": clv * 0.25, "clv_p90": clv * 2.2, "engagement_score": rng.random(n), "tier": tier, "tier_reason": [f"rule fired for {t}" for t in tier],
         "next_tier": rng.choice(list(TIERS), n), "next_tier_proba": rng.uniform(0.3, 1, n),
         "rfm_segment": np.where(buyer, "Champions", "No Purchase"), "r_score": np.where(buyer, 5, 0), "f_score": np.where(buyer, 4, 0),
         "m_score": np.where(buyer, 3, 0), "koc_candidate": rng.random(n) < 0.05, "at_risk": buyer & (churn > 0.5),

@@ -40,6 +40,8 @@ def scores_frame(n=500, as_of=dt.date(2025, 1, 1), version="1", seed=0):
     proba = rng.dirichlet(np.ones(len(TIERS)), n)
     df["lapsed_buyer"] = rng.random(n) < 0.15
     df["koc_score"] = rng.random(n)
+    df["clv_p10"] = df["clv"] * 0.2
+    df["clv_p90"] = df["clv"] * 2.5
     for j, t in enumerate(TIERS):
         df[f"p_{t}"] = proba[:, j]
     df.loc[0, "churn_risk"] = np.nan

@@ -116,6 +116,8 @@ _BASE_SCORES_COLUMNS = (
     "expected_purchases",
     "expected_spend",
     "clv",
+    "clv_p10",
+    "clv_p90",
     "engagement_score",
     "tier",
     "tier_reason",
@@ -139,7 +141,7 @@ TIER_PROBA_COLUMNS = tuple(f"p_{t}" for t in TIERS)  # P(tier) per customer, lad
 TIER_SCORE_COLUMNS = ("lapsed_buyer", "koc_score", *TIER_PROBA_COLUMNS)
 SCORE_COLUMN_KINDS: dict[str, str] = {
     **{c: "float" for c in ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv",
-                            "engagement_score", "next_tier_proba", "koc_score", *TIER_PROBA_COLUMNS)},
+                            "clv_p10", "clv_p90", "engagement_score", "next_tier_proba", "koc_score", *TIER_PROBA_COLUMNS)},
     **{c: "int" for c in ("horizon_days", "r_score", "f_score", "m_score")},
     **{c: "bool" for c in ("koc_candidate", "at_risk", "lapsed_buyer")},
     "as_of": "date",

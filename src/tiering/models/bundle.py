@@ -120,6 +120,8 @@ class ScoringBundle:
             "expected_purchases": np.where(buyer, b["btyd_expected_purchases"], p),
             "expected_spend": np.where(buyer, b["btyd_expected_spend"], mean_order_value),
             "clv": clv,
+            "clv_p10": np.full(len(features), np.nan),
+            "clv_p90": np.full(len(features), np.nan),
         }, index=features.index)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
