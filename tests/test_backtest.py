@@ -51,8 +51,25 @@ def test_table_is_tidy_with_every_model_and_origin(result):
     assert set(t[(t["task"] == "churn") & (t["model"] == "model")]["metric"]) >= {"roc_auc", "pr_auc", "brier", "top_decile_lift"}
     assert t["value"].notna().all()
     s = summarise(t)
-    assert (s["origins"] == len(ORIGINS)).all()
+    per_origin = ~s["model"].eq("auto") & ~s["task"].eq("clv_auto_choice")
+    assert (s[per_origin]["origins"] == len(ORIGINS)).all()
     assert "| hybrid |" in to_markdown(s)
+    assert set(t[t["task"] == "interval"]["metric"]) == {"coverage", "share_below", "share_above", "median_width"}
+
+
+def test_auto_ships_the_model_that_won_the_last_finished_origin(result):
+    """"auto" at an origin is the model with the best Gini at the latest origin whose horizon had ended by then:
+    none at the first origin, at the second the first origin's winner, with that model's metrics there."""
+    t = result.table
+    first, second = ORIGINS
+    gini = t[(t["task"] == "clv") & (t["metric"] == "normalized_gini") & (t["origin"] == first) & (t["model"] != "auto")]
+    winner = gini.loc[gini["value"].idxmax(), "model"]
+    auto = t[(t["model"] == "auto")]
+    assert set(auto["origin"]) == {second}
+    chosen = t[(t["task"] == "clv") & (t["origin"] == second) & (t["model"] == winner)].set_index("metric")["value"]
+    assert auto.set_index("metric")["value"].sort_index().equals(chosen.sort_index())
+    pred = result.predictions[second]
+    assert pred["clv_auto"].equals(pred[f"clv_{winner}"]) and "clv_auto" not in result.predictions[first]
 
 
 def test_models_beat_naive_and_churn_is_calibrated_on_simulated_data(result):

@@ -32,11 +32,14 @@ import pandas as pd
 from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
 from tiering.exceptions import ConfigError, DataQualityError, ModelError
+from tiering.models.intervals import interval_metrics
 from tiering.train import (
+    LEARNED_CLV,
     OriginFit,
     clv_columns,
     feature_spec,
     fit_clv,
+    fit_interval,
     fit_origin,
     fit_propensity,
     fit_training_origins,
@@ -45,7 +48,8 @@ from tiering.train import (
 from tiering.validation import ValidatedTables
 
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "clv": ("naive", "btyd", "supervised", "hybrid"),
+    "clv": ("naive", "btyd", "supervised", "hybrid", "hurdle"),
+    "interval": ("cqr",),
     "churn": ("naive", "btyd", "model"),
     "propensity": ("model",),
 }
@@ -145,10 +149,9 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
     y_spend = f["holdout_spend"].to_numpy(float)
     y_buy = f["purchased_in_horizon"].to_numpy(int)
     largest = max(feature_spec(cfg).windows_days)
-    needs_training = any(m in ("supervised", "hybrid", "model") for ms in selected.values() for m in ms)
-    if needs_training and not train_fits:
+    if _needs_training(selected) and not train_fits:
         notes.append(f"{o}: no usable training origin at or before {o - dt.timedelta(days=cfg.model.horizon_days)}; "
-                     "supervised, hybrid and the propensity model are left out there")
+                     "supervised, hybrid, hurdle, the interval and the propensity model are left out there")
 
     clv_pred: dict[str, np.ndarray] = {}
     for name in selected.get("clv", ()):
@@ -163,6 +166,14 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
                 notes.append(f"{o}: the {name} CLV model is not fitted ({exc}); left out there")
     for name, p in clv_pred.items():
         rows += _rows(o, "clv", name, clv_metrics(y_spend[buyer], p[buyer]))
+    interval = None
+    if "cqr" in selected.get("interval", ()) and train_fits:
+        try:
+            interval = fit_interval(train_fits, cfg).predict(clv_columns(test, "interval"))
+            rows += _rows(o, "interval", "cqr", interval_metrics(y_spend, *interval))
+            rows += _rows(o, "interval", "cqr_buyers", interval_metrics(y_spend[buyer], *(v[buyer] for v in interval)))
+        except ModelError as exc:
+            notes.append(f"{o}: the CLV interval is not fitted ({exc}); left out there")
 
     churn_pred: dict[str, np.ndarray] = {}
     p_model = None
@@ -199,7 +210,39 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
         preds[f"clv_{name}"] = p
     for name, p in churn_pred.items():
         preds[f"p_purchase_{name}"] = p
+    if interval is not None:
+        preds["interval_p10"], preds["interval_p90"] = interval
     return rows, written, notes, preds
+
+
+def _needs_training(selected: dict[str, tuple[str, ...]]) -> bool:
+    return any(m in (*LEARNED_CLV, "model", "cqr") for ms in selected.values() for m in ms)
+
+
+def auto_choices(table: pd.DataFrame, horizon_days: int) -> dict[dt.date, str]:
+    """The CLV model ``clv_model: auto`` would have shipped at each origin o: the one with the best normalized Gini
+    at the latest origin whose horizon had ended by o (as tiering.train.choose_clv picks at its test origin, from
+    outcomes known by then; ties keep the simpler model). Origins with no such earlier origin are left out."""
+    clv = table[(table["task"] == "clv") & (table["metric"] == "normalized_gini")]
+    gini = clv.pivot_table(index="origin", columns="model", values="value")
+    order = [m for m in ("naive", "btyd", *LEARNED_CLV) if m in gini.columns]
+    out = {}
+    for o in sorted(clv["origin"].unique()):
+        known = gini[[d + dt.timedelta(days=horizon_days) <= o for d in gini.index]]
+        if not known.empty:
+            last = known.iloc[-1]
+            out[o] = max(order, key=lambda m: last[m] if pd.notna(last[m]) else -np.inf)
+    return out
+
+
+def _auto_rows(table: pd.DataFrame, choices: dict[dt.date, str]) -> list[dict]:
+    """The chosen model's CLV metrics at each origin under the name "auto", and one "clv_auto_choice" row per origin."""
+    clv = table[table["task"] == "clv"]
+    rows: list[dict] = []
+    for o, best in choices.items():
+        rows += [{**r, "model": "auto"} for r in clv[(clv["origin"] == o) & (clv["model"] == best)].to_dict("records")]
+        rows.append({"origin": o, "task": "clv_auto_choice", "model": best, "metric": "chosen", "value": 1.0})
+    return rows
 
 
 def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | None = None, *, variants=None,
@@ -220,7 +263,7 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    needs_training = any(m in ("supervised", "hybrid", "model") for ms in selected.values() for m in ms)
+    needs_training = _needs_training(selected)
     rows: list[dict] = []
     plots: list[Path] = []
     notes: list[str] = []
@@ -247,6 +290,12 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
         notes += n
         cache[o] = test  # a later origin H after this one trains here
         seconds[str(o)] = round(time.perf_counter() - t0, 2)
+    if len(selected.get("clv", ())) > 1:
+        choices = auto_choices(pd.DataFrame(rows, columns=COLUMNS), H)
+        rows += _auto_rows(pd.DataFrame(rows, columns=COLUMNS), choices)
+        for o, best in choices.items():
+            if o in kept and f"clv_{best}" in kept[o]:
+                kept[o]["clv_auto"] = kept[o][f"clv_{best}"]
     table = pd.DataFrame(rows, columns=COLUMNS)
     if out is not None:
         table.to_csv(out / "backtest.csv", index=False)

@@ -147,9 +147,12 @@ class ModelConfig(_Strict):
     discount_rate_annual: float = Field(0.10, ge=0, le=1)
     btyd_model: Literal["bgnbd", "paretonbd"] = "bgnbd"
     penalizer: float = Field(0.0, ge=0)
-    # the `clv` column: BTYD, or spend learned one horizon earlier without (supervised) or with (hybrid) BTYD inputs
-    # (supervised won the Online Retail II backtest, experiments/clv_online_retail)
-    clv_model: Literal["btyd", "supervised", "hybrid"] = "supervised"
+    # the `clv` column: naive (past spend), BTYD, or spend learned one horizon earlier without (supervised) or with
+    # (hybrid) BTYD inputs, or the two-stage hurdle P(buy) x E[spend | buy]; "auto" keeps the one with the best
+    # normalized Gini on the out-of-time test origin, baselines included (tiering.train, issue 19)
+    clv_model: Literal["auto", "naive", "btyd", "supervised", "hybrid", "hurdle"] = "auto"
+    # clv_p10 / clv_p90: quantile gradient boosting, conformalized on an out-of-time origin to this coverage
+    clv_interval_coverage: float = Field(0.8, gt=0, lt=1)
     # supervised models train on this many origins, H, H + step, ... days before the scoring origin, stacked
     training_origins: int = Field(3, ge=1, le=12)
     training_origin_step_days: int = Field(30, gt=0, le=3650)

@@ -37,7 +37,9 @@ from tiering.exceptions import DataQualityError, ModelError
 from tiering.features import FeatureSpec, build_features, build_labels
 from tiering.models.btyd import BetaGeoModel, GammaGammaModel, MeanSpendModel, ParetoNBDModel, PooledNBDModel
 from tiering.models.bundle import ScoringBundle, model_features
-from tiering.models.clv import BTYD_FEATURES, SpendRegressor
+from tiering.models.clv import BTYD_FEATURES, LevelAligned, PastSpend, SpendRegressor
+from tiering.models.hurdle import HurdleSpend
+from tiering.models.intervals import SpendInterval, interval_metrics
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 from tiering.validation import ValidatedTables
@@ -264,20 +266,45 @@ def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | Non
     return model
 
 
+LEARNED_CLV = ("supervised", "hybrid", "hurdle")  # CLV models trained on labelled origins (naive and btyd are not)
+
+
 def clv_columns(fit: OriginFit, kind: str) -> pd.DataFrame:
+    """Inputs of a CLV model of ``kind``: the features, and the BTYD outputs for "hybrid", "hurdle" (and intervals)."""
     X = fit.bundle.clv_input(fit.frame[fit.bundle.feature_columns], fit.btyd)
-    return X if kind == "hybrid" else X.drop(columns=list(BTYD_FEATURES))
+    return X if kind in ("hybrid", "hurdle", "interval") else X.drop(columns=list(BTYD_FEATURES))
 
 
-def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> SpendRegressor:
-    """Supervised (features) or hybrid (features + BTYD outputs) spend model trained on ``fits``;
-    its level aligned (no labels) to BTYD's total CLV over ``score_at``'s buyers."""
+def _clv_estimator(kind: str, cfg: Config) -> LevelAligned:
+    if kind == "naive":
+        return PastSpend(f"spend_{max(cfg.features.windows_days)}d")
+    if kind == "hurdle":
+        return HurdleSpend(random_state=cfg.model.seed, threads=cfg.model.threads)
+    if kind in ("supervised", "hybrid"):
+        return SpendRegressor(random_state=cfg.model.seed, threads=cfg.model.threads)
+    raise ModelError(f"Unknown CLV model {kind!r}: use naive, supervised, hybrid or hurdle (btyd needs no training).")
+
+
+def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> LevelAligned:
+    """The CLV model of ``kind`` (naive past spend; supervised on the features; hybrid and hurdle on the features and
+    BTYD outputs) trained on ``fits``; its level aligned (no labels) to BTYD's total CLV over ``score_at``'s buyers."""
     X, y = _stacked(fits, lambda f: clv_columns(f, kind))
-    model = SpendRegressor(random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["holdout_spend"])
+    model = _clv_estimator(kind, cfg).fit(X, y["holdout_spend"])
     if score_at is not None:
         buyer = score_at.frame["has_purchased"].to_numpy() > 0
         model.align_level(clv_columns(score_at, kind)[buyer], float(np.nansum(score_at.btyd["btyd_clv"].to_numpy()[buyer])))
     return model
+
+
+def fit_interval(fits: list[OriginFit], cfg: Config) -> SpendInterval:
+    """clv_p10 .. clv_p90: quantile models trained on every frame of ``fits`` but the latest, conformalized on the
+    latest (its labels are later than any the quantile models saw: an out-of-time calibration split)."""
+    if len(fits) < 2:
+        raise ModelError(f"the interval needs two labelled training origins (one to fit, a later one to calibrate); got {len(fits)}")
+    X, y = _stacked(fits[1:], lambda f: clv_columns(f, "interval"))
+    model = SpendInterval(coverage=cfg.model.clv_interval_coverage, random_state=cfg.model.seed,
+                          threads=cfg.model.threads).fit(X, y["holdout_spend"])
+    return model.conformalize(clv_columns(fits[0], "interval"), fits[0].frame["holdout_spend"])
 
 
 def _metrics_or_nan(fn, actual, predicted) -> dict[str, float]:
@@ -296,7 +323,7 @@ def _try_fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec:
 
 
 def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit, fallbacks: list[str],
-                 where: str) -> SpendRegressor | None:
+                 where: str) -> LevelAligned | None:
     """fit_clv, or None (with a fallback note: BTYD's CLV stands in) when no frame or too few spenders."""
     if not fits:
         fallbacks.append(f"CLV {where}: no labelled training origin; the {kind} CLV model is not fitted and BTYD's "
@@ -332,6 +359,21 @@ class _Evaluation:
 
     metrics: dict[str, float]
     propensity: PropensityModel | None = None
+    clv_models: dict[str, LevelAligned | None] = field(default_factory=dict)
+
+
+def choose_clv(metrics: dict[str, float], configured: str) -> tuple[str, str]:
+    """The CLV model to ship and why: ``configured``, or with "auto" the model with the best normalized Gini at the
+    test origin among naive, btyd and the learned ones (baselines first, so a tie keeps the simpler model)."""
+    if configured != "auto":
+        return configured, f"CLV model {configured} (set in the config)"
+    ginis = {k: metrics.get(f"clv_{k}_normalized_gini", float("nan")) for k in ("naive", "btyd", *LEARNED_CLV)}
+    ginis = {k: v for k, v in ginis.items() if np.isfinite(v)}
+    if not ginis:
+        return "btyd", "CLV model btyd (auto: nothing could be evaluated out of time)"
+    best = max(ginis, key=lambda k: ginis[k])  # max keeps the first of equals: the simpler model
+    others = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ginis.items(), key=lambda kv: -kv[1]) if k != best)
+    return best, f"CLV model {best} (auto: normalized Gini {ginis[best]:.4f} at the test origin; {others})"
 
 
 def _evaluate_models(test: OriginFit, eval_fits: list[OriginFit], cfg: Config, timed, fallbacks: list[str]) -> _Evaluation:
@@ -349,14 +391,19 @@ def _evaluate_models(test: OriginFit, eval_fits: list[OriginFit], cfg: Config, t
     for k, v in _metrics_or_nan(propensity_metrics, y_buy, p_test).items():
         metrics[f"propensity_all_{k}"] = v
     metrics["propensity_roc_auc"] = metrics["churn_model_roc_auc"]
-    for kind in ("supervised", "hybrid"):
-        model = timed(f"clv_{kind}_fit_eval", _try_fit_clv, kind, eval_fits, cfg, test, fallbacks, "evaluation")
+    models: dict[str, LevelAligned | None] = {}
+    for kind in LEARNED_CLV:
+        models[kind] = model = timed(f"clv_{kind}_fit_eval", _try_fit_clv, kind, eval_fits, cfg, test, fallbacks, "evaluation")
         pred = model.predict(clv_columns(test, kind)) if model is not None else np.full(len(f), np.nan)
         for k, v in _metrics_or_nan(clv_metrics, y_spend[buyer], pred[buyer]).items():
             metrics[f"clv_{kind}_{k}"] = v if model is not None else float("nan")
-        if kind == cfg.model.clv_model and model is not None:  # tiers at the test origin use the chosen CLV model
-            bundle.clv_kind, bundle.clv_model = kind, model
-    return _Evaluation(metrics, prop)
+    try:
+        interval = timed("clv_interval_fit_eval", fit_interval, eval_fits, cfg)
+        lo, hi = interval.predict(clv_columns(test, "interval"))
+        metrics |= {f"clv_interval_{k}": v for k, v in interval_metrics(y_spend, lo, hi).items()}
+    except ModelError as exc:
+        fallbacks.append(f"evaluation: the CLV interval is not evaluated ({exc})")
+    return _Evaluation(metrics, prop, models)
 
 
 def _fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginFit, evaluation: _Evaluation,
@@ -437,12 +484,20 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
         evaluation = _evaluate_models(test, eval_fits, cfg, timed, fallbacks)
         metrics |= evaluation.metrics
-        chosen = test.bundle.clv_kind if test.bundle.clv_model is not None else "btyd"  # BTYD's where it stood in
-        metrics["clv_normalized_gini"] = metrics[f"clv_{chosen}_normalized_gini"]
     elif test is not None:
         notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated "
                      "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
                      "(each customer is predicted to stay in its tier)")
+
+    chosen, why = choose_clv(metrics, cfg.model.clv_model)
+    notes.append(why)
+    if has_eval:  # the test origin's tiers (the tier policy's holdout) use the chosen CLV model, as fitted there
+        test.bundle.clv_kind, test.bundle.clv_model = chosen, evaluation.clv_models.get(chosen)
+        if chosen == "naive":
+            test.bundle.clv_model = fit_clv("naive", eval_fits, cfg, test)
+        if test.bundle.clv_model is None:
+            test.bundle.clv_kind = "btyd"  # BTYD's where the chosen model could not be fitted
+        metrics["clv_normalized_gini"] = metrics[f"clv_{test.bundle.clv_kind}_normalized_gini"]
 
     step(f"propensity and CLV models fitted at {test_origin} and before")
     if test is not None:
@@ -456,11 +511,15 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
             + (f"the {len(test.frame):,} customers at {test_origin}" if test is not None else "no labels (a constant rate aligned to BTYD)"))
     bundle.propensity = timed("propensity_fit", fit_propensity, train_fits, cfg, now)
     fallbacks += bundle.propensity.fallbacks_
-    bundle.clv_kind = cfg.model.clv_model
-    if cfg.model.clv_model != "btyd":
-        bundle.clv_model = timed("clv_fit", _try_fit_clv, cfg.model.clv_model, train_fits, cfg, now, fallbacks, "final")
+    bundle.clv_kind = chosen
+    if chosen != "btyd":
+        bundle.clv_model = timed("clv_fit", _try_fit_clv, chosen, train_fits, cfg, now, fallbacks, "final")
         if bundle.clv_model is None:
             bundle.clv_kind = "btyd"
+    try:
+        bundle.clv_interval = timed("clv_interval_fit", fit_interval, train_fits, cfg)
+    except ModelError as exc:
+        fallbacks.append(f"CLV interval: not fitted ({exc}); clv_p10 and clv_p90 are empty")
 
     step("tier policy and next-tier model")
     # value floors: learned where they separate what buyers did next, on the out-of-time test origin
@@ -530,6 +589,7 @@ def log_and_register(result: TrainResult, cfg: Config, *, as_of: dt.date, report
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
         tags={"as_of": day, "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
               "tiering_version": result.bundle.version, "code_version": tracking.code_version(), "kind": "train",
+              "clv_model": result.bundle.clv_kind,
               "fallbacks": "; ".join(result.fallbacks)[:5000] or "none"},
         input_example=result.input_example,
         artifacts={"config.json": config, "data_fingerprint.json": result.data_fingerprint,

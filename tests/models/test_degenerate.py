@@ -169,7 +169,7 @@ def _tx(cust, days, amounts, start=dt.date(2024, 1, 1)) -> pd.DataFrame:
     })
 
 
-def _train(tmp_path, transactions, interactions=None, customers=None, *, as_of=END, horizon_days=90):
+def _train(tmp_path, transactions, interactions=None, customers=None, *, as_of=END, horizon_days=90, clv_model="supervised"):
     from tiering.train import feature_spec, features_at, fit
     from tiering.validation import load_tables
 
@@ -182,6 +182,7 @@ def _train(tmp_path, transactions, interactions=None, customers=None, *, as_of=E
     cfg.validation.quarantine_dir = str(tmp_path / "quarantine")
     cfg.model.horizon_days = horizon_days
     cfg.model.training_origins = 1
+    cfg.model.clv_model = clv_model  # these runs check the supervised model's fallbacks; "auto" has its own test
     tables = load_tables(cfg, as_of=as_of)
     with threadpool_limits(1):
         result = fit(tables, as_of=as_of, cfg=cfg)
@@ -208,6 +209,20 @@ def test_ten_customers(tmp_path):
     assert result.bundle.clv_kind == "btyd" and any(f.startswith("CLV final: the supervised model is not fitted")
                                                     for f in result.fallbacks)
     assert np.isnan(result.metrics["propensity_roc_auc"])  # no eval origin: not evaluated, not invented
+
+
+def test_auto_on_thin_data_picks_a_baseline_and_says_why(tmp_path):
+    rng = np.random.default_rng(0)
+    result, scores = _train(tmp_path, _tx(rng.integers(0, 10, 60), rng.uniform(0, 360, 60), rng.gamma(2, 20, 60)),
+                            clv_model="auto")
+    _sane(result, scores, 10)
+    # no eval origin: only the baselines were judged at the test origin, and one of them ships
+    assert result.bundle.clv_kind in ("naive", "btyd")
+    why = next(n for n in result.notes if n.startswith("CLV model "))
+    assert f"CLV model {result.bundle.clv_kind} (auto: normalized Gini" in why
+    assert result.metrics["clv_normalized_gini"] == result.metrics[f"clv_{result.bundle.clv_kind}_normalized_gini"]
+    assert scores["clv_p10"].isna().all()  # one labelled origin: no interval (said so)
+    assert any(f.startswith("CLV interval: not fitted") for f in result.fallbacks)
 
 
 def test_one_day_of_history(tmp_path):

@@ -31,7 +31,8 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models.btyd import GammaGammaModel, discounted_clv
-from tiering.models.clv import BTYD_FEATURES, SpendRegressor
+from tiering.models.clv import BTYD_FEATURES, LevelAligned
+from tiering.models.intervals import SpendInterval
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 
@@ -59,7 +60,8 @@ class ScoringBundle:
     version: str
     metrics: dict[str, float] = field(default_factory=dict)
     clv_kind: str = "btyd"
-    clv_model: SpendRegressor | None = None
+    clv_model: LevelAligned | None = None
+    clv_interval: SpendInterval | None = None
 
     @property
     def time_unit_days(self) -> float:
@@ -120,9 +122,16 @@ class ScoringBundle:
             "expected_purchases": np.where(buyer, b["btyd_expected_purchases"], p),
             "expected_spend": np.where(buyer, b["btyd_expected_spend"], mean_order_value),
             "clv": clv,
-            "clv_p10": np.full(len(features), np.nan),
-            "clv_p90": np.full(len(features), np.nan),
+            **self._interval(features, b),
         }, index=features.index)
+
+    def _interval(self, features: pd.DataFrame, btyd: pd.DataFrame) -> dict[str, np.ndarray]:
+        """clv_p10 and clv_p90 (NaN for a bundle fitted without an interval model, or before they existed)."""
+        interval = getattr(self, "clv_interval", None)
+        if interval is None:
+            return {"clv_p10": np.full(len(features), np.nan), "clv_p90": np.full(len(features), np.nan)}
+        lo, hi = interval.predict(self.clv_input(features, btyd))
+        return {"clv_p10": lo, "clv_p90": hi}
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """The scores frame for a feature frame (one row per customer)."""

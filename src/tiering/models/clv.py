@@ -34,10 +34,11 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
 
-__all__ = ["BTYD_FEATURES", "CLV_MODELS", "SpendRegressor", "feature_frame", "signed_log", "tree_input"]
+__all__ = ["BTYD_FEATURES", "CLV_MODELS", "LevelAligned", "PastSpend", "SpendRegressor", "feature_frame", "signed_log",
+           "tree_input"]
 
 BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases", "btyd_p_no_purchase", "btyd_expected_spend", "btyd_clv")
-CLV_MODELS = ("btyd", "supervised", "hybrid")
+CLV_MODELS = ("naive", "btyd", "supervised", "hybrid", "hurdle")
 _PROBABILITY_PREFIX = "btyd_p_"
 
 
@@ -103,7 +104,46 @@ def _fit_columns(estimator, X: pd.DataFrame, named: bool) -> None:
         del estimator.feature_names_in_
 
 
-class SpendRegressor(RegressorMixin, BaseEstimator):
+class LevelAligned(RegressorMixin, BaseEstimator):
+    """Base of the spend models: ``predict`` is the subclass's ``_raw`` prediction times ``level_``, which
+    ``align_level`` sets without labels so that predictions sum to a forecast total (BTYD's, in the bundle)."""
+
+    def _raw(self, X) -> np.ndarray:
+        raise NotImplementedError
+
+    def align_level(self, X: pd.DataFrame, target_total: float):
+        """Scale predictions so that they sum to ``target_total`` over the rows of ``X`` (a label-free forecast)."""
+        raw = self._raw(X).sum()
+        if np.isfinite(target_total) and target_total > 0 and raw > 0:
+            self.level_ = float(target_total / raw)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected net spend over the horizon, one value per row (>= 0)."""
+        return self._raw(X) * self.level_
+
+
+class PastSpend(LevelAligned):
+    """The naive CLV as a model: a customer's net spend over the trailing ``column`` window (floored at 0),
+    scaled by ``level_``. It ranks as the "past spend" baseline does, so it ships where nothing beats it."""
+
+    def __init__(self, column: str = "spend_365d"):
+        self.column = column
+
+    def fit(self, X: pd.DataFrame, y=None) -> PastSpend:
+        if self.column not in getattr(X, "columns", ()):
+            raise ModelError(f"PastSpend needs the feature column {self.column!r}, which the input lacks.")
+        self.level_ = 1.0
+        return self
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        check_fitted(self, "level_")
+        if self.column not in getattr(X, "columns", ()):
+            raise ModelError(f"PastSpend needs the feature column {self.column!r}, which the input lacks.")
+        return np.clip(X[self.column].to_numpy(dtype=float), 0.0, None)
+
+
+class SpendRegressor(LevelAligned):
     """Expected net spend over the horizon: mean of a Poisson GBM and a Poisson GLM on signed-log features.
 
     Parameters are stored as given. ``learner`` is "ensemble" (both, averaged), "gbm" or "glm";
@@ -181,13 +221,3 @@ class SpendRegressor(RegressorMixin, BaseEstimator):
                 parts.append(self.glm_.predict(signed_log(X)))
         return np.mean(parts, axis=0) * self.y_scale_
 
-    def align_level(self, X: pd.DataFrame, target_total: float) -> SpendRegressor:
-        """Scale predictions so that they sum to ``target_total`` over the rows of ``X`` (a label-free forecast)."""
-        raw = self._raw(X).sum()
-        if np.isfinite(target_total) and target_total > 0 and raw > 0:
-            self.level_ = float(target_total / raw)
-        return self
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Expected net spend over the horizon, one value per row (>= 0)."""
-        return self._raw(X) * self.level_
