@@ -99,9 +99,11 @@ class SpendInterval(BaseEstimator):
         k = math.floor((n + 1) * (1 - self.coverage) / 2)
         self.offset_lower_ = max(0.0, float(below[k])) if k < n else 0.0  # widen only: zeros are a point mass
         outside_low = int((lo - self.offset_lower_ - y > 0).sum())
-        above = np.sort(y - hi)[::-1]  # how far above the upper end (> 0: above)
+        # how far above the upper end (> 0: above); a customer who spent 0 is never above it (the end is >= 0)
+        above = np.sort(np.where(y > 0, y - hi, -np.inf))[::-1]
         k = min(n - 1, max(0, misses - outside_low))
-        self.offset_upper_ = float(above[k])
+        finite = above[np.isfinite(above)]
+        self.offset_upper_ = float(above[k]) if np.isfinite(above[k]) else float(finite.min() - 1e-9 if len(finite) else 0.0)
         self.n_calibration_ = n
         return self
 
