@@ -293,7 +293,7 @@ def _forbid_features(monkeypatch) -> None:
         raise AssertionError("a resumed run validated the sources or built the features again")
 
     monkeypatch.setattr("tiering.validation.load_tables", forbidden)
-    monkeypatch.setattr("tiering.predict.build_features", forbidden)
+    monkeypatch.setattr("tiering.scoring.duckdb_path.build_features", forbidden)
 
 
 def test_run_interrupted_while_scoring_resumes_from_its_part_files(trained, monkeypatch, tmp_path):
@@ -386,7 +386,7 @@ def test_changed_source_starts_a_fresh_run(trained, monkeypatch, tmp_path):
 
 def test_a_second_run_with_the_same_inputs_is_refused_while_the_first_holds_the_folder(trained, monkeypatch, tmp_path):
     from tiering.exceptions import StoreError
-    from tiering.predict import _exclusive
+    from tiering.scoring.run_folder import exclusive
 
     _, cfg, _ = trained
     cfg = _resumable(cfg, tmp_path)
@@ -395,7 +395,7 @@ def test_a_second_run_with_the_same_inputs_is_refused_while_the_first_holds_the_
         predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
     monkeypatch.undo()
     (run,) = (tmp_path / "work").iterdir()
-    with _exclusive(tmp_path / "work" / f"{run.name}.lock"):  # what the first run holds while it runs
+    with exclusive(tmp_path / "work" / f"{run.name}.lock"):  # what the first run holds while it runs
         with pytest.raises(StoreError, match="Another `tiering predict` with the same inputs is running"):
             predict_and_store(cfg, as_of=END, scored_at=SCORED_AT)
     assert _batches(cfg) == []
@@ -483,7 +483,7 @@ def test_out_in_an_unwritable_place_is_refused_before_anything_is_written(traine
 def test_full_disk_while_writing_out_rolls_the_batch_back(trained, monkeypatch, capsys, tmp_path):
     import errno
 
-    import tiering.predict
+    import tiering.scoring.output
 
     root, cfg, _ = trained
     config = _config_file(root, store__url=f"sqlite:///{tmp_path}/scores.db")
@@ -497,7 +497,7 @@ def test_full_disk_while_writing_out_rolls_the_batch_back(trained, monkeypatch, 
         path.with_name(f".{path.name}.partial").write_bytes(b"PAR1")  # what a writer leaves half-written
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tiering.predict, "concat_parts", full_disk)
+    monkeypatch.setattr(tiering.scoring.output, "concat_parts", full_disk)
     outs = tmp_path / "outs"
     for as_of in (END, dt.date(2025, 12, 1)):  # replacing the batch of END, adding one of 2025-12-01
         code, _, err = run(monkeypatch, capsys, "predict", "--as-of", str(as_of), "--config", config, "--out",
@@ -512,12 +512,12 @@ def test_full_disk_while_writing_out_rolls_the_batch_back(trained, monkeypatch, 
 
 def test_out_is_written_before_the_store_commits(trained, monkeypatch, tmp_path):
     """The file is complete (under its staging name) while the batch is still invisible to readers."""
-    import tiering.predict
+    import tiering.scoring.output
 
     root, cfg, _ = trained
     cfg = cfg.model_copy(deep=True)
     cfg.store.url = f"sqlite:///{tmp_path}/scores.db"
-    real, seen = tiering.predict.concat_parts, []
+    real, seen = tiering.scoring.output.concat_parts, []
 
     def watched(folder, path, schema, batch_rows):
         rows = real(folder, path, schema, batch_rows)
@@ -525,7 +525,7 @@ def test_out_is_written_before_the_store_commits(trained, monkeypatch, tmp_path)
                      and ScoresStore(cfg.store.url, create=False).batches_list()))
         return rows
 
-    monkeypatch.setattr(tiering.predict, "concat_parts", watched)
+    monkeypatch.setattr(tiering.scoring.output, "concat_parts", watched)
     res = predict_and_store(cfg, as_of=END, out=tmp_path / "scores.parquet", scored_at=SCORED_AT)
     ((stage, rows, batches),) = seen
     assert stage.startswith(".tiering-out-") and rows == res.batch.rows and not batches
@@ -745,14 +745,15 @@ def test_hysteresis_keeps_customers_near_a_threshold_and_margin_0_is_no_hysteres
 def test_scores_types_come_from_the_column_kinds():
     import pyarrow as pa
 
-    from tiering.predict import _spark_result_type, scores_schema
+    from tiering.predict import scores_schema
     from tiering.schemas import SCORE_COLUMN_KINDS, TIER_SCORE_COLUMNS
+    from tiering.scoring.spark_path import spark_result_type
 
     schema = scores_schema()
     assert set(TIER_SCORE_COLUMNS) <= set(schema.names)
     arrow = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
     spark = {"float": "double", "int": "long", "bool": "boolean"}
-    udf = dict(part.split(" ") for part in _spark_result_type().split(", "))
+    udf = dict(part.split(" ") for part in spark_result_type().split(", "))
     for c, kind in SCORE_COLUMN_KINDS.items():
         if kind in arrow:
             assert schema.field(c).type == arrow[kind] and udf[c] == spark[kind], c
