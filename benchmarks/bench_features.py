@@ -32,7 +32,13 @@ its exec; the data are simulated in a child process of their own), median of --r
 Prints a table with each job's ratio to its own baseline measured in the same run (rfm: sql_rfm;
 features*: sql_floor; validate, validated_1g: sql_validate), and whether the rfm and sql_rfm outputs agree.
 
-    .venv/bin/python benchmarks/bench_features.py [--customers 1000000] [--runs 3] [--no-lifetimes]
+--threads N sets DuckDB's ``threads`` on every job's connection (``tiering.io.connect("duckdb", threads=N)``,
+the sql_* baselines included; default: DuckDB's own, one per core); the table says what DuckDB reported.
+--profile DIR (with --threads or not) skips the timing and writes DuckDB's EXPLAIN ANALYZE of each
+--jobs job (text, and FORMAT JSON with a summary of the hottest operators) into DIR: the same statement the
+job runs (a COPY ... TO Parquet), so the write is in it; benchmarks/device_scaling.sh uses both.
+
+    .venv/bin/python benchmarks/bench_features.py [--customers 1000000] [--runs 3] [--no-lifetimes] [--threads N]
 """
 
 from __future__ import annotations
@@ -183,8 +189,50 @@ def sql_validate(con, tx: str, ix: str, cu: str, out: Path) -> int:
     return rows
 
 
-def run_job(job: str, data: Path, out: Path) -> dict:
-    """One job in this process; returns wall seconds of the job and output rows."""
+_CON: list = []  # the job's connection, to read its settings after the clock stops
+
+
+def _explain(con, copy_sql: str, dest: Path, job: str) -> None:
+    """EXPLAIN ANALYZE of one COPY statement, as text and as JSON, plus a summary of the hottest operators
+    (operator_timing is summed over DuckDB's threads: CPU seconds, not wall)."""
+    text = con.raw_sql(f"EXPLAIN ANALYZE {copy_sql}").fetchall()[0][1]
+    (dest / f"explain_{job}.txt").write_text(text)
+    t0 = time.perf_counter()
+    raw = con.raw_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {copy_sql}").fetchall()[0][1]
+    wall = time.perf_counter() - t0
+    (dest / f"explain_{job}.json").write_text(raw)
+    prof = json.loads(raw)
+    ops: list[tuple[float, str, int, str]] = []
+
+    def walk(n: dict, depth: int) -> None:
+        if n.get("operator_type"):
+            info = n.get("extra_info") or {}
+            brief = "; ".join(f"{k}={str(v)[:90]}" for k, v in info.items() if k not in ("Estimated Cardinality",))
+            ops.append((float(n.get("operator_timing") or 0.0), "  " * depth + n["operator_type"],
+                        int(n.get("operator_cardinality") or 0), brief[:200]))
+        for c in n.get("children", []):
+            walk(c, depth + 1)
+
+    walk(prof, 0)
+    cpu, lat = float(prof.get("cpu_time") or 0.0), float(prof.get("latency") or wall)
+    n_threads = con.raw_sql("SELECT current_setting('threads')").fetchone()[0]
+    lines = [f"{job}: latency {lat:.2f} s (wall {wall:.2f} s), operator CPU {cpu:.2f} s, "
+             f"effective parallelism {cpu / lat if lat else 0:.1f}, threads {n_threads}, "
+             f"peak buffer {float(prof.get('system_peak_buffer_memory') or 0) / 2**30:.2f} GiB, "
+             f"peak temp {float(prof.get('system_peak_temp_dir_size') or 0) / 2**30:.2f} GiB",
+             "hottest operators (CPU s summed over threads, rows out):"]
+    for t, name, rows, brief in sorted(ops, key=lambda o: -o[0])[:15]:
+        lines.append(f"  {t:8.2f}  {name.strip():<22} {rows:>12,}  {brief}")
+    lines.append("plan (CPU s, rows out):")
+    for t, name, rows, brief in ops:
+        lines.append(f"  {t:8.2f} {rows:>12,}  {name}  {brief[:120]}")
+    (dest / f"explain_{job}_summary.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:17]), flush=True)
+
+
+def run_job(job: str, data: Path, out: Path, threads: int | None = None, profile: Path | None = None) -> dict:
+    """One job in this process; returns wall seconds of the job and output rows (with ``profile``: writes
+    the EXPLAIN ANALYZE of the job's statement there instead of timing it)."""
 
     tx_path, ix_path, cu_path = (str(data / f"{n}.parquet") for n in ("transactions", "interactions", "customers"))
     if job == "lifetimes":
@@ -214,7 +262,10 @@ def run_job(job: str, data: Path, out: Path) -> dict:
         settings = {"memory_limit": f"{int(0.8 * ram) >> 20}MiB"}
     else:
         settings = {}  # tiering's default: tiering.io.auto_memory_limit()
+    if threads:
+        settings["threads"] = threads
     con = connect("duckdb", **settings)
+    _CON.append(con)
     if job == "sql_validate":
         con.raw_sql("SET preserve_insertion_order = false")  # as validation does for its file
         return {"wall_pending": True, "rows": sql_validate(con, tx_path, ix_path, cu_path, out), "t0": t0}
@@ -222,6 +273,9 @@ def run_job(job: str, data: Path, out: Path) -> dict:
         cutoff = dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time())
         con.raw_sql("SET preserve_insertion_order = false")  # as write_table does for ours
         sql = SQL_RFM if job == "sql_rfm" else SQL_FLOOR
+        if profile is not None:
+            _explain(con, sql.format(tx=tx_path, ix=ix_path, cutoff=cutoff, as_of=AS_OF, out=out).strip(), profile, job)
+            return {"wall": time.perf_counter() - t0, "rows": 0}
         con.raw_sql(sql.format(tx=tx_path, ix=ix_path, cutoff=cutoff, as_of=AS_OF, out=out))
         import pyarrow.parquet as pq
 
@@ -256,31 +310,46 @@ def run_job(job: str, data: Path, out: Path) -> dict:
             expr = build_features(tx, as_of=AS_OF, spec=FeatureSpec())
         else:
             expr = build_features(tx, con.read_parquet(ix_path), con.read_parquet(cu_path), as_of=AS_OF, spec=FeatureSpec())
+        if profile is not None:
+            t1 = time.perf_counter()
+            sql = con.compile(expr)  # what write_table's to_parquet runs, in a COPY with the same setting
+            print(f"{job}: Ibis expression built in {t1 - t0:.2f} s, compiled to {len(sql):,} characters of SQL in "
+                  f"{time.perf_counter() - t1:.2f} s (single-threaded Python)", flush=True)
+            con.raw_sql("SET preserve_insertion_order = false")
+            _explain(con, f"COPY ({sql}) TO '{out}' (FORMAT parquet)", profile, job)
+            return {"wall": time.perf_counter() - t0, "rows": 0}
         rows = write_table(expr, out)
     return {"wall": time.perf_counter() - t0, "rows": rows}
 
 
 def child(args: argparse.Namespace) -> None:
-    res = run_job(args.job, Path(args.data), Path(args.out))
+    res = run_job(args.job, Path(args.data), Path(args.out), args.threads, Path(args.profile) if args.profile else None)
     if res.pop("wall_pending", False):
         res["wall"] = time.perf_counter() - res.pop("t0")
     res["peak_gib"] = _peak_rss_gib()
+    if _CON:  # what DuckDB ran with (read after the clock stopped)
+        res["threads"], res["memory_limit"] = _CON[0].raw_sql(
+            "SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
     print(json.dumps(res))
 
 
-def measure(job: str, data: Path, tmp: Path, runs: int) -> dict:
+def measure(job: str, data: Path, tmp: Path, runs: int, threads: int | None = None) -> dict:
     walls, peaks = [], []
+    extra = ["--threads", str(threads)] if threads else []
     for i in range(runs):
         out = tmp / f"{job}.parquet"
-        r = subprocess.run([sys.executable, __file__, "--child", job, "--data", str(data), "--out", str(out)],
+        r = subprocess.run([sys.executable, __file__, "--child", job, "--data", str(data), "--out", str(out), *extra],
                            capture_output=True, text=True, check=False)
         if r.returncode != 0:
             raise SystemExit(f"{job} failed:\n{r.stderr[-3000:]}")
         res = json.loads(r.stdout.strip().splitlines()[-1])
         walls.append(res["wall"])
         peaks.append(res["peak_gib"])
-        print(f"  {job} run {i + 1}: {res['wall']:.2f} s, peak RSS {res['peak_gib']:.2f} GiB, {res['rows']:,} rows", flush=True)
-    return {"wall": statistics.median(walls), "peak": statistics.median(peaks), "rows": res["rows"]}
+        duck = f", DuckDB threads {res['threads']}, memory_limit {res['memory_limit']}" if "threads" in res else ""
+        print(f"  {job} run {i + 1}: {res['wall']:.2f} s, peak RSS {res['peak_gib']:.2f} GiB, {res['rows']:,} rows{duck}",
+              flush=True)
+    return {"wall": statistics.median(walls), "peak": statistics.median(peaks), "rows": res["rows"], "walls": walls,
+            "threads": res.get("threads")}
 
 
 def _same_rfm(a: Path, b: Path) -> str:
@@ -307,6 +376,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     ap.add_argument("--no-lifetimes", action="store_true", help="skip the (slow) lifetimes job")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="DuckDB threads for every job's connection (default: DuckDB's own, one per core)")
+    ap.add_argument("--profile", default=None,
+                    help="write EXPLAIN ANALYZE (text + JSON + summary) of each job into this folder instead of timing")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -319,6 +392,8 @@ def main() -> None:
         args.job = args.child
         child(args)
         return
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
 
     cache = Path(args.cache or f"outputs/bench/features-sim-{args.customers}-seed{args.seed}")
     data = ensure_data(cache, args.customers, args.seed)
@@ -326,24 +401,38 @@ def main() -> None:
 
     n_tx = pq.ParquetFile(data / "transactions.parquet").metadata.num_rows
     n_ix = pq.ParquetFile(data / "interactions.parquet").metadata.num_rows
+    rgs = {n: pq.ParquetFile(data / f"{n}.parquet").metadata.num_row_groups for n in ("transactions", "interactions", "customers")}
     print(f"data: {data}: {n_tx:,} transactions, {n_ix:,} interactions; as_of {AS_OF}; {os.cpu_count()} CPUs; "
-          f"median of {args.runs} runs, each job in a fresh process")
+          f"median of {args.runs} runs, each job in a fresh process; DuckDB threads {args.threads or 'default'}; "
+          f"Parquet row groups {rgs}")
     jobs = [j for j in args.jobs.split(",") if j]
+    if args.profile:
+        for job in jobs:
+            extra = ["--threads", str(args.threads)] if args.threads else []
+            out = Path(args.profile) / f"{job}-profile.parquet"
+            r = subprocess.run([sys.executable, __file__, "--child", job, "--data", str(data), "--out", str(out),
+                                "--profile", args.profile, *extra], check=False)
+            out.unlink(missing_ok=True)
+            if r.returncode != 0:
+                raise SystemExit(f"{job} profile failed")
+        return
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp_s:
         tmp = Path(tmp_s)
         for job in jobs:
-            results[job] = measure(job, data, tmp, args.runs)
+            results[job] = measure(job, data, tmp, args.runs, args.threads)
         if {"sql_rfm", "rfm"} <= set(results):
             print("rfm vs sql_rfm output:", _same_rfm(tmp / "sql_rfm.parquet", tmp / "rfm.parquet"))
         if not args.no_lifetimes:
             results["lifetimes"] = measure("lifetimes", data, tmp, 1)
     print(f"\nload average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} / {os.getloadavg()[2]:.1f} (1/5/15 min)")
-    print(f"{'job':<21} {'wall s':>8} {'baseline':>13} {'x baseline':>10} {'peak GiB':>9} {'rows':>11}")
+    print(f"{'job':<21} {'wall s':>8} {'baseline':>13} {'x baseline':>10} {'peak GiB':>9} {'rows':>11} {'threads':>7}  runs s")
     for job, r in results.items():
         b = BASELINE.get(job)
         ratio = f"{r['wall'] / results[b]['wall']:.2f}" if b in results else "-"
-        print(f"{job:<21} {r['wall']:>8.2f} {b or '':>13} {ratio:>10} {r['peak']:>9.2f} {r['rows']:>11,}")
+        runs_s = " / ".join(f"{w:.2f}" for w in r["walls"])
+        print(f"{job:<21} {r['wall']:>8.2f} {b or '':>13} {ratio:>10} {r['peak']:>9.2f} {r['rows']:>11,} "
+              f"{r.get('threads') or '-':>7}  {runs_s}")
     if "lifetimes" in results and "features" in results:
         print(f"lifetimes / features: {results['lifetimes']['wall'] / results['features']['wall']:.1f}x")
 

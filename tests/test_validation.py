@@ -172,12 +172,14 @@ def test_default_memory_limit_follows_machine_and_base(tmp_path):
     from tiering.io import auto_memory_limit
 
     gib = 1 << 30
-    assert auto_memory_limit(None, 64 * gib) == "1024MiB"
-    assert auto_memory_limit(20_000_000, 64 * gib) == "1024MiB"  # 1M simulated customers
-    assert auto_memory_limit(100_000_000, 64 * gib) == f"{48 * 100_000_000 >> 20}MiB"
-    assert auto_memory_limit(10**9, 16 * gib) == "4096MiB"  # a quarter of RAM
-    assert auto_memory_limit(None, 2 * gib) == "512MiB"
-    assert auto_memory_limit(None, 512 << 20) == "256MiB"  # never below 256 MiB
+    assert auto_memory_limit(None, 64 * gib, threads=2) == "1024MiB"
+    assert auto_memory_limit(20_000_000, 64 * gib, threads=2) == "1024MiB"  # 1M simulated customers on 2 cores
+    assert auto_memory_limit(20_000_000, 128 * gib, threads=16) == "8192MiB"  # 512 MiB per thread: no thread only spills
+    assert auto_memory_limit(100_000_000, 64 * gib, threads=2) == f"{48 * 100_000_000 >> 20}MiB"
+    assert auto_memory_limit(10**9, 16 * gib, threads=2) == "4096MiB"  # a quarter of RAM
+    assert auto_memory_limit(None, 16 * gib, threads=64) == "4096MiB"  # ... also for many threads
+    assert auto_memory_limit(None, 2 * gib, threads=2) == "512MiB"
+    assert auto_memory_limit(None, 512 << 20, threads=2) == "256MiB"  # never below 256 MiB
     path = tmp_path / "tx.csv"
     _tx().to_csv(path, index=False)
     cfg = Config().with_sources(transactions=path)

@@ -55,6 +55,7 @@ _READS = itertools.count()  # numbers source views: src_<table>_<n>, unique per 
 _MIB = 1 << 20
 _AUTO_LIMIT_FLOOR = 1024 * _MIB  # the automatic DuckDB memory limit never goes below 1 GiB (unless RAM/4 is less)
 _AUTO_LIMIT_BYTES_PER_ROW = 48  # ... and grows by 48 bytes per input row beyond that (~22M rows)
+_AUTO_LIMIT_PER_THREAD = 512 * _MIB  # ... and is at least 512 MiB per DuckDB thread (fewer: many threads only spill)
 _AUTO_LIMIT_MIN = 256 * _MIB
 
 
@@ -67,26 +68,39 @@ def machine_memory() -> int:
     return total
 
 
-def auto_memory_limit(rows: int | None = None, memory: int | None = None) -> str:
+def auto_memory_limit(rows: int | None = None, memory: int | None = None, threads: int | None = None) -> str:
     """DuckDB's memory_limit when the user sets none (``features.duckdb_memory_limit`` /
     ``predict.duckdb_memory_limit`` unset): 48 bytes per input row to build from (valid transaction +
     interaction rows, at most one customer bucket's ``features.bucket_rows``; unknown: 1 GiB's worth),
-    at least 1 GiB and at most a quarter of the machine's memory (never below 256 MiB).
+    at least 1 GiB and 512 MiB per DuckDB thread (``threads``; None: the cores this process may use), at
+    most a quarter of the machine's memory (never below 256 MiB).
 
-    At 1M customers (20M rows) that is 1 GiB: the feature build then peaks at ~1.2 GiB RSS instead of
-    ~2 GiB under DuckDB's own default (80% of RAM), for a few percent more time (it spills to disk).
+    At 1M customers (20M rows) on 2 cores that is 1 GiB: the feature build then peaks at ~1.2 GiB RSS
+    instead of ~2 GiB under DuckDB's own default (80% of RAM), for a few percent more time (it spills to
+    disk). On 16 cores a 1 GiB limit made every thread past the second only spill (the build took 18.7 s
+    against 4.5 s without a limit, benchmarks/results/device_scaling_2026-11-27.txt): hence the per-thread floor.
     """
     memory = machine_memory() if memory is None else memory
-    want = _AUTO_LIMIT_FLOOR if rows is None else max(_AUTO_LIMIT_FLOOR, _AUTO_LIMIT_BYTES_PER_ROW * int(rows))
+    threads = available_cores() if threads is None else max(1, int(threads))
+    floor = max(_AUTO_LIMIT_FLOOR, _AUTO_LIMIT_PER_THREAD * threads)
+    want = floor if rows is None else max(floor, _AUTO_LIMIT_BYTES_PER_ROW * int(rows))
     limit = max(_AUTO_LIMIT_MIN, min(want, memory // 4))
     return f"{limit // _MIB}MiB"
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one: a container's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def set_auto_memory_limit(con, rows: int) -> None:
     """Resize the automatic memory limit of a ``connect("duckdb")`` connection to ``rows`` input rows
     (no-op on Spark and when the user chose a limit)."""
     if getattr(con, "name", None) == "duckdb" and getattr(con, "_tiering_auto_memory_limit", False):
-        con.raw_sql(f"SET memory_limit = '{auto_memory_limit(rows)}'")
+        con.raw_sql(f"SET memory_limit = '{auto_memory_limit(rows, threads=getattr(con, '_tiering_threads', None))}'")
 
 
 def connect(engine: str = "duckdb", **settings):
@@ -102,9 +116,10 @@ def connect(engine: str = "duckdb", **settings):
     if engine == "duckdb":
         auto = settings.get("memory_limit") is None
         if auto:
-            settings["memory_limit"] = auto_memory_limit()
+            settings["memory_limit"] = auto_memory_limit(threads=settings.get("threads"))
         con = ibis.duckdb.connect(**settings)
         con._tiering_auto_memory_limit = auto
+        con._tiering_threads = settings.get("threads")
         return con
     if engine == "spark":
         from tiering._spark import spark_session
