@@ -90,6 +90,8 @@ def test_search_a_customer_and_browse_a_tier(browser, server, tmp_path):
     assert row["tier_reason"] in browser.find_element(By.ID, "tier-reason").text
     assert TIER_BY_NAME[row["tier"]].action in browser.find_element(By.ID, "tier-action").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 2
+    interval = browser.find_element(By.ID, "clv-interval").text
+    assert interval == f"CLV 80% interval: {row['clv_p10']:,.2f} - {row['clv_p90']:,.2f}"
     browser.save_screenshot(str(shots / "ops-customer.png"))
 
     # an unknown id says so on the page
@@ -109,5 +111,13 @@ def test_search_a_customer_and_browse_a_tier(browser, server, tmp_path):
     second_rows = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#members tbody td:nth-child(2)")]
     want = scores[scores["tier"] == "value"].sort_values(["clv", "customer_id"], ascending=[False, True])["customer_id"].tolist()
     assert first_rows + second_rows == want[:100]
+    assert "cursor=" in browser.current_url  # "next" went by keyset
+    browser.find_element(By.ID, "next-page").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "page-info"), "Page 3 of"))
+    third_rows = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#members tbody td:nth-child(2)")]
+    assert third_rows == want[100:150]
+    browser.find_element(By.ID, "prev-page").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "page-info"), "Page 2 of"))
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#members tbody td:nth-child(2)")] == second_rows
     assert browser.find_element(By.ID, "export-csv").get_attribute("href") == f"{base}/api/tiers/value?format=csv"
     browser.save_screenshot(str(shots / "ops-tier.png"))

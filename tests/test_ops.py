@@ -232,3 +232,150 @@ def test_card_and_summary_carry_the_tier_policy_fields_and_flips_avoided(frames,
     assert card["koc_score"] == pytest.approx(after.loc[0, "koc_score"])
     assert sum(card["tier_probabilities"].values()) == pytest.approx(1)
     assert ops.customer_card(store, "K001")["action"] == TIER_LADDER[0].action
+
+
+# ---- keyset pages: cursors ---------------------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def listing_store(request, tmp_path):
+    """A store (SQLite, and PostgreSQL when TIERING_TEST_POSTGRES_URL is set) of test_store.listing_frame: runs of
+    equal CLVs, NULL CLVs, awkward floats, an infinite CLV; two scoring dates."""
+    from test_store import _pg_schema_url, listing_frame
+
+    gen = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/scores.db"
+    else:
+        gen = _pg_schema_url()
+        url, _ = next(gen)
+    store = ScoresStore(url)
+    df = listing_frame(300)
+    store.write_batch(listing_frame(300, seed=9).assign(as_of=T1))
+    store.write_batch(df.assign(as_of=T2))
+    yield store, df
+    store.engine.dispose()
+    if gen is not None:
+        next(gen, None)
+
+
+def _walk(store, tier, at_risk, limit, **kw):
+    got, cursor, pages = [], None, 0
+    while True:
+        page = ops.tier_page(store, tier, at_risk=at_risk, limit=limit, cursor=cursor, **kw)
+        got += [m["customer_id"] for m in page["items"]]
+        pages += 1
+        if page["next_cursor"] is None:
+            return got, pages, page
+        assert page["next_offset"] is None or cursor is None  # a cursor page says nothing of offsets
+        cursor = page["next_cursor"]
+
+
+def test_cursor_walk_returns_every_member_once_in_the_unpaged_order(listing_store):
+    from test_store import listing_want
+
+    store, df = listing_store
+    for tier, at_risk in (("core", None), ("value", True), (None, None), (None, False)):
+        whole = ops.tier_page(store, tier, at_risk=at_risk, limit=None)
+        assert whole["next_cursor"] is None and whole["next_offset"] is None
+        want = [m["customer_id"] for m in whole["items"]]
+        assert want == listing_want(df, tier, at_risk) and len(want) == whole["total"]  # NULL CLVs last, ties by id
+        for limit in (1, 4, 25, 1000):
+            got, pages, last = _walk(store, tier, at_risk, limit)
+            assert got == want, (tier, at_risk, limit)
+            assert pages == max(1, -(-len(want) // limit)) and last["total"] == len(want)
+        # offset pages give the same rows and a cursor to go on with from there
+        page = ops.tier_page(store, tier, at_risk=at_risk, limit=10, offset=20)
+        assert [m["customer_id"] for m in page["items"]] == want[20:30] and page["next_offset"] == 30
+        assert [m["customer_id"] for m in ops.tier_page(store, tier, at_risk=at_risk, limit=10,
+                                                        cursor=page["next_cursor"])["items"]] == want[30:40]
+    # a page that ends on a customer without a CLV continues among them
+    nulls = df[df["clv"].isna() & (df["tier"] == "core")]
+    assert len(nulls) > 3
+    got, _, _ = _walk(store, "core", None, 2)
+    assert got[-len(nulls):] == sorted(nulls["customer_id"])
+
+
+def test_csv_export_from_a_cursor_is_the_rest_of_the_listing(listing_store):
+    store, df = listing_store
+    want = [m["customer_id"] for m in ops.tier_page(store, "core", limit=None)["items"]]
+    batch = ops.resolve_batch(store)
+    for start in (0, 7, len(want) - 3):
+        cursor = None
+        if start:
+            page = ops.tier_page(store, "core", limit=start)
+            cursor = page["next_cursor"]
+        for limit in (None, 5):
+            text = "".join(ops.iter_tier_csv(store, "core", batch=batch, cursor=cursor, limit=limit, chunk_rows=4))
+            rows = list(csv.DictReader(io.StringIO(text)))
+            assert [r["customer_id"] for r in rows] == want[start:][:limit], (start, limit)
+    text = "".join(ops.iter_tier_csv(store, "core", batch=batch, offset=7, limit=3))
+    assert [r["customer_id"] for r in csv.DictReader(io.StringIO(text))] == want[7:10]
+    first = list(csv.DictReader(io.StringIO("".join(ops.iter_tier_csv(store, "core", batch=batch)))))
+    assert float(first[0]["clv"]) == float("inf") and first[-1]["clv"] == ""  # inf first, no CLV last
+
+
+def test_a_bad_cursor_is_refused_naming_the_parameter(listing_store):
+    store, df = listing_store
+    good = ops.tier_page(store, "core", limit=3)["next_cursor"]
+    for bad in ("", "x", "not a cursor!", good[:-4], good + "AAAA", "A" * 5000, "eyJhIjoxfQ", ops.encode_cursor(
+            ops.resolve_batch(store), "core", None, float("nan"), "C1")):
+        with pytest.raises(ConfigError, match=r"^cursor '.*' is not a cursor of a tier listing\. Pass the next_cursor"):
+            ops.tier_page(store, "core", cursor=bad)
+    with pytest.raises(ConfigError, match=r"cursor was given out for the listing of tier 'core', not of tier 'value'"):
+        ops.tier_page(store, "value", cursor=good)
+    with pytest.raises(ConfigError, match=r"not of tier 'core' with at_risk=true"):
+        ops.tier_page(store, "core", at_risk=True, cursor=good)
+    with pytest.raises(ConfigError, match=r"cursor belongs to the scoring batch as of 2025-04-30, not 2025-01-31"):
+        ops.tier_page(store, "core", as_of=T1, cursor=good)
+    with pytest.raises(ConfigError, match=r"Give offset or cursor, not both"):
+        ops.tier_page(store, "core", offset=3, cursor=good)
+    with pytest.raises(ConfigError, match=r"cursor belongs to another scoring batch than the one exported"):
+        ops.iter_tier_csv(store, "core", batch=ops.resolve_batch(store, T1), cursor=good)
+    with pytest.raises(ConfigError, match=r"^cursor '.*' is not a cursor"):
+        ops.iter_tier_csv(store, "core", batch=ops.resolve_batch(store), cursor="garbage")
+
+
+def test_a_cursor_pins_its_batch(tmp_path):
+    """A walk goes on over the batch it started on when a new one lands; a batch replaced by a re-run ends it clearly."""
+    store = ScoresStore(f"sqlite:///{tmp_path}/scores.db")
+    first, second = _frames()
+    store.write_batch(first)
+    page = ops.tier_page(store, "core", limit=2)
+    store.write_batch(second)  # a later scoring date
+    rest = ops.tier_page(store, "core", limit=50, cursor=page["next_cursor"])
+    assert rest["batch"]["as_of"] == "2025-01-31" and len(page["items"]) + len(rest["items"]) == 5
+    store.write_batch(first.assign(scored_at=first["scored_at"] + pd.Timedelta(hours=1)))  # a re-run replaces it
+    with pytest.raises(ConfigError, match=r"cursor belongs to a scoring batch that is no longer in the store"):
+        ops.tier_page(store, "core", cursor=page["next_cursor"])
+
+
+def test_card_and_listing_carry_the_clv_interval(store, frames):
+    card = ops.customer_card(store, "K003")
+    row = frames[1].set_index("customer_id").loc["K003"]
+    assert card["clv_p10"] == pytest.approx(row["clv_p10"]) and card["clv_p90"] == pytest.approx(row["clv_p90"])
+    item = ops.tier_page(store, "value", limit=1)["items"][0]
+    want = frames[1].set_index("customer_id").loc[item["customer_id"]]
+    assert (item["clv_p10"], item["clv_p90"]) == pytest.approx((want["clv_p10"], want["clv_p90"]))
+    assert ops.LIST_COLUMNS[-2:] == ("clv_p10", "clv_p90")  # appended: CSV readers by position keep working
+
+
+def test_sqlite_lookup_reads_what_sqlalchemy_reads(store, monkeypatch):
+    """customer_card on SQLite reads through the driver with SQLAlchemy's type converters: the same card, history
+    and types as through SQLAlchemy Core (the path of every other database)."""
+    ids = ["K003", "K000", "NEW1", "GONE1"]
+    fast = [ops.customer_card(store, cid, as_of) for cid in ids[:3] for as_of in (None, T1) if (cid, as_of) != ("NEW1", T1)]
+    monkeypatch.setattr(store, "dialect", "other")
+    slow = [ops.customer_card(store, cid, as_of) for cid in ids[:3] for as_of in (None, T1) if (cid, as_of) != ("NEW1", T1)]
+    assert fast == slow and isinstance(fast[0]["at_risk"], bool) and fast[0]["scored_at"].startswith("2025-")
+
+
+def test_page_totals_are_cached_per_batch(tmp_path, monkeypatch):
+    store = ScoresStore(f"sqlite:///{tmp_path}/scores.db")
+    first, second = _frames()
+    store.write_batch(first)
+    cache: dict = {}
+    page = ops.tier_page(store, "core", limit=2, cache=cache)
+    assert page["total"] == 5 and list(cache.values()) == [5]
+    again = ops.tier_page(store, "core", limit=2, cursor=page["next_cursor"], cache=cache)
+    assert again["total"] == 5 and len(cache) == 1  # the cursor's batch: the same key, not counted again
+    store.write_batch(first.assign(tier="core", scored_at=first["scored_at"] + pd.Timedelta(hours=1)))  # a re-run
+    assert ops.tier_page(store, "core", limit=2, cache=cache)["total"] == 22 and len(cache) == 2

@@ -537,6 +537,12 @@ def test_over_postgresql_read_only(frames):
             assert c.get("/api/summary").json()["migration"]["customers_in_both"] == 300
             rows = list(csv.DictReader(io.StringIO(c.get("/api/tiers/ordinary", params={"format": "csv"}).text)))
             assert len(rows) == int((frames[1].iloc[:500]["tier"] == "ordinary").sum())
+            got, params = [], {"limit": 40}  # a walk by cursor (read-only REPEATABLE READ reads) = the CSV's order
+            while params:
+                page = c.get("/api/tiers/ordinary", params=params).json()
+                got += [m["customer_id"] for m in page["items"]]
+                params = {"limit": 40, "cursor": page["next_cursor"]} if page["next_cursor"] else None
+            assert got == [r["customer_id"] for r in rows] == ranked(frames[1].iloc[:500].query("tier == 'ordinary'"))
             store = c.app.state.store
             with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
                 with store.engine.begin() as conn:
@@ -566,3 +572,98 @@ def test_customer_card_shows_lapsed_buyer_koc_score_and_tier_probabilities(clien
     page = client.get("/customer", params={"id": lapsed}).text
     assert "lapsed buyer" in page and WIN_BACK_ACTION in page and 'id="tier-probabilities"' in page
     assert 'id="lapsed-buyer"' not in client.get("/customer", params={"id": active}).text
+
+
+# ---- keyset pages and the CLV interval ------------------------------------------------------------------
+def test_api_walks_a_tier_by_cursor(client, frames):
+    second = frames[1]
+    want = ranked(second[second["tier"] == "ordinary"])
+    got, params, pages = [], {"limit": 200}, 0
+    while True:
+        page = client.get("/api/tiers/ordinary", params=params).json()
+        got += [m["customer_id"] for m in page["items"]]
+        pages += 1
+        if page["next_cursor"] is None:
+            break
+        assert page["total"] == len(want) and page["offset"] == (0 if pages == 1 else None)
+        params = {"limit": 200, "cursor": page["next_cursor"]}
+    assert got == want and pages == -(-len(want) // 200)
+    # the CSV export goes on from a cursor too
+    first = client.get("/api/tiers/ordinary", params={"limit": 100}).json()
+    rest = client.get("/api/tiers/ordinary", params={"format": "csv", "cursor": first["next_cursor"]})
+    assert [r["customer_id"] for r in csv.DictReader(io.StringIO(rest.text))] == want[100:]
+    schema = client.get("/openapi.json").json()
+    assert "cursor" in {p["name"] for p in schema["paths"]["/api/tiers/{tier}"]["get"]["parameters"]}
+
+
+def test_a_bad_cursor_is_a_422_naming_it(client):
+    good = client.get("/api/tiers/core", params={"limit": 3}).json()["next_cursor"]
+    for fmt in ("json", "csv"):
+        for params, message in (({"cursor": "garbage!"}, "cursor 'garbage!' is not a cursor of a tier listing"),
+                                ({"cursor": good[:-3]}, "is not a cursor of a tier listing"),
+                                ({"cursor": good, "at_risk": "true"}, "cursor was given out for the listing of tier 'core'"),
+                                ({"cursor": good, "offset": 5}, "Give offset or cursor, not both")):
+            r = client.get("/api/tiers/core", params={"format": fmt, **params})
+            assert r.status_code == 422 and r.headers["content-type"] == "application/json", (fmt, params)
+            assert message in r.json()["detail"], r.json()
+        r = client.get("/api/tiers/value", params={"format": fmt, "cursor": good})
+        assert r.status_code == 422 and "not of tier 'value'" in r.json()["detail"]
+    page = client.get("/tiers/core", params={"cursor": "garbage!"})
+    assert page.status_code == 422 and "is not a cursor of a tier listing" in page.text
+
+
+def test_page_next_links_follow_the_cursor(open_client, frames):
+    import html
+    import re
+
+    members = ranked(frames[1][frames[1]["tier"] == "ordinary"])
+    page, seen, url = 1, [], "/tiers/ordinary"
+    while url and page <= 4:
+        r = open_client.get(url)
+        assert r.status_code == 200 and f"Page {page} of {-(-len(members) // 50)}" in r.text
+        rows = re.findall(r'<a href="/customer\?id=([^"&]+)', r.text)
+        assert rows == members[(page - 1) * 50:page * 50]
+        seen += rows
+        nxt = re.search(r'id="next-page" href="([^"]+)"', r.text)
+        url = html.unescape(nxt.group(1)) if nxt else None
+        if url:
+            assert "cursor=" in url and f"page={page + 1}" in url
+        page += 1
+    assert len(set(seen)) == len(seen) == 200
+    prev = re.search(r'id="prev-page" href="([^"]+)"', open_client.get(url).text).group(1)
+    assert html.unescape(prev) == "/tiers/ordinary?page=4"  # back by page number
+
+
+def test_customer_card_carries_the_clv_interval(client, frames, tmp_path):
+    row = frames[1].set_index("customer_id").loc["C0000777"]
+    card = client.get("/api/customers/C0000777").json()
+    assert card["clv_p10"] == pytest.approx(row["clv_p10"]) and card["clv_p90"] == pytest.approx(row["clv_p90"])
+    page = client.get("/customer", params={"id": "C0000777"}).text
+    assert (f'id="clv-interval">CLV 80% interval: {row["clv_p10"]:,.2f} - {row["clv_p90"]:,.2f}</div>') in page
+    member = client.get("/api/tiers/core", params={"limit": 1}).json()["items"][0]
+    assert {"clv_p10", "clv_p90"} <= set(member)
+    assert {"clv_p10", "clv_p90"} <= set(client.get("/openapi.json").json()["components"]["schemas"]["Customer"]["properties"])
+    # no interval (a model without one): the line is not shown, the card says null
+    url = f"sqlite:///{tmp_path}/scores.db"
+    ScoresStore(url).write_batch(frames[1].iloc[:50].assign(clv_p10=np.nan, clv_p90=np.nan))
+    c = TestClient(create_app(url))
+    cid = frames[1]["customer_id"].iloc[3]
+    assert c.get(f"/api/customers/{cid}").json()["clv_p10"] is None
+    assert 'id="clv-interval"' not in c.get("/customer", params={"id": cid}).text
+
+
+def test_fast_lookup_answers_as_the_route_does(client, open_client):
+    """serve._customers.FastLookup answers a found card in front of FastAPI; a query it does not take (here an
+    unknown parameter, which the route ignores) goes to the route: both answers are the same bytes and headers."""
+    for c in (client, open_client):
+        for cid, params in (("C0000777", {}), ("C0000777", {"as_of": "2025-06-30"}), ("C0000300", {})):
+            fast = c.get(f"/api/customers/{cid}", params=params)
+            route = c.get(f"/api/customers/{cid}", params=params | {"via": "route"})
+            assert fast.status_code == route.status_code == 200
+            assert fast.content == route.content
+            assert sorted(fast.headers.items()) == sorted(route.headers.items())
+    # what the fast path does not answer is the route's answer
+    assert client.get("/api/customers/C0000777", headers={"Authorization": "Bearer nope-0123456789abcdef"}).status_code == 401
+    assert client.get("/api/customers/C0000005").status_code == 404
+    assert client.get("/api/customers/C0000777", params={"as_of": "2025-02-30"}).status_code == 422
+    assert client.head("/api/customers/C0000777").status_code in (200, 405)

@@ -98,10 +98,50 @@ def _metadata(omit: dict[str, frozenset[str]] | None = None):
     scores = sa.Table(
         "scores", md, *cols,
         sa.Index("ix_scores_batch_customer", "batch_id", "customer_id", unique=True),
-        sa.Index("ix_scores_batch_tier", "batch_id", "tier"),
+        # (batch_id, tier, clv DESC, customer_id), the order of a tier listing: created by ``_ensure_indexes`` (its
+        # NULLS LAST is PostgreSQL-only syntax); it replaces the (batch_id, tier) index of stores made before it
         sa.Index("ix_scores_customer", "customer_id"),
     )
     return md, batches, scores
+
+
+# The order of a tier listing (pages, CSV exports, ``ScoresStore.list_tier``): highest CLV first, ties by
+# customer_id, and customers without a CLV (NULL) after every customer with one, by customer_id. SQLite sorts NULL
+# lowest and PostgreSQL highest, so the order is spelled out (``NULLS LAST``) and both databases agree; customer ids
+# compare in the database's collation (SQLite: binary; PostgreSQL: the column's, byte order under C / C.UTF-8).
+LISTING_INDEX = "ix_scores_batch_tier_clv"
+_LISTING_INDEX_COLUMNS = {"postgresql": "batch_id, tier, clv DESC NULLS LAST, customer_id",
+                          "sqlite": "batch_id, tier, clv DESC, customer_id"}  # SQLite's DESC already puts NULL last
+
+
+def listing_order(scores) -> list:
+    """ORDER BY of a tier listing in one statement (see above): an OFFSET page, or a whole export."""
+    return [scores.c.clv.desc().nulls_last(), scores.c.customer_id]
+
+
+def keyset_parts(stmt, scores, after: tuple[float | None, str] | None = None) -> list:
+    """``stmt`` (a select of scores rows with its WHERE) as the statements whose results, one after the other, are the
+    listing order (see above) from just after the row ``after`` = (clv, customer_id) on; every row from the start when
+    ``after`` is None.
+
+    Keyset pagination: each part seeks in the listing index instead of reading and skipping the rows before it (an
+    OFFSET reads them all). The rows with a CLV come first (``clv <= c AND (clv < c OR customer_id > id)``: a range on
+    the index, the tie rule on top), then the rows without one (``clv IS NULL AND customer_id > id``): two index
+    seeks on SQLite and PostgreSQL alike, where one statement would need an OR that no index range serves.
+    """
+    import sqlalchemy as sa
+
+    s = scores
+    # each part orders by the whole listing order although it has one kind of clv: PostgreSQL uses the index's order
+    # for an ORDER BY that matches it term by term (its NULLS LAST included), not for one that is merely equivalent
+    valued = stmt.where(s.c.clv.is_not(None)).order_by(*listing_order(s))
+    nulls = stmt.where(s.c.clv.is_(None)).order_by(*listing_order(s))  # = by customer_id, in the index's own terms
+    if after is None:
+        return [valued, nulls]
+    clv, cid = after
+    if clv is None:
+        return [nulls.where(s.c.customer_id > cid)]
+    return [valued.where(s.c.clv <= clv, sa.or_(s.c.clv < clv, s.c.customer_id > cid)), nulls]
 
 
 def normalize_url(url: str) -> str:
@@ -341,6 +381,7 @@ class ScoresStore:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.metadata.create_all(self.engine)
+            self._ensure_indexes()
         except (*_db_errors(), OSError) as exc:
             if new_file:
                 self.engine.dispose()
@@ -351,6 +392,23 @@ class ScoresStore:
                                  "Check store.url and that its folder can be written.") from None
             raise self._fault(exc, "Opening") from None
         self._tables_pending = False
+
+    def _ensure_indexes(self) -> None:
+        """The listing index (``LISTING_INDEX``), added to a store made before it when the store is opened for writing:
+        looked up first (no write lock when it is there), then created in a write transaction (a few seconds per
+        million rows; SQLite readers go on reading meanwhile, PostgreSQL writers of the table wait)."""
+        import sqlalchemy as sa
+
+        columns = _LISTING_INDEX_COLUMNS.get(self.dialect)
+        if columns is None:
+            return
+        with self.engine.connect() as conn:
+            if any(ix["name"] == LISTING_INDEX for ix in sa.inspect(conn).get_indexes("scores")):
+                return
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(tiering_write=True)
+            with conn.begin():
+                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LISTING_INDEX} ON scores ({columns})")
 
     # ---- errors ------------------------------------------------------------------------
     def db_errors(self) -> tuple[type[BaseException], ...]:
@@ -615,21 +673,37 @@ class ScoresStore:
         return df.drop_duplicates("as_of", keep="last").drop(columns="finished_at") if not df.empty else df
 
     def list_tier(self, tier: str | None = None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
-                  limit: int | None = 100, offset: int = 0) -> pd.DataFrame:
+                  limit: int | None = 100, offset: int = 0, after: tuple[float | None, str] | None = None) -> pd.DataFrame:
+        """The members of ``tier`` (every tier: None) in the listing order (highest CLV first, ties by id, no CLV last).
+
+        ``after`` = (clv, customer_id) of the last row already read: the rows after it, found by keyset (an index
+        seek, however deep) instead of ``offset`` (which reads and skips the rows before); give one or the other.
+        """
         import sqlalchemy as sa
 
         if tier is not None and tier not in TIERS:
             raise StoreError(f"Unknown tier {tier!r}; tiers are {list(TIERS)}.")
+        if after is not None and offset:
+            raise StoreError("Give list_tier an offset or an `after` position, not both.")
         batch = self.latest_batch(as_of)
         stmt = sa.select(self.scores).where(self.scores.c.batch_id == batch.batch_id)
         if tier is not None:
             stmt = stmt.where(self.scores.c.tier == tier)
         if at_risk is not None:
             stmt = stmt.where(self.scores.c.at_risk == at_risk)
-        stmt = stmt.order_by(self.scores.c.clv.desc(), self.scores.c.customer_id).offset(offset)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return self._frame(stmt, batch).reindex(columns=list(SCORES_COLUMNS))
+        if after is None:
+            stmt = stmt.order_by(*listing_order(self.scores)).offset(offset)
+            frame = self._frame(stmt.limit(limit) if limit is not None else stmt, batch)
+        else:
+            rows: list = []
+            for part in keyset_parts(stmt, self.scores, after):
+                if limit is not None and len(rows) >= limit:
+                    break
+                rows += self._run(part.limit(limit - len(rows)) if limit is not None else part)
+            frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SCORES_COLUMNS))
+            if rows:
+                frame["as_of"], frame["model_name"], frame["model_version"] = batch.as_of, batch.model_name, batch.model_version
+        return frame.reindex(columns=list(SCORES_COLUMNS))
 
     def tier_counts(self, batch: Batch) -> pd.DataFrame:
         """Per tier: customers, share, mean CLV, mean churn risk (buyers), at-risk count."""

@@ -90,6 +90,7 @@ def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, 
     app.state.store = store
     app.state.settings = settings
     app.state.templates = _templates(settings)
+    app.add_middleware(_customers.FastLookup)  # inside the security headers (a later add_middleware wraps it)
     app.add_middleware(_SecurityHeaders)
     _errors.add_error_handlers(app)
     for router in (_summary.health_router, _customers.router, _tiers.router, _summary.router, _pages.router, _login.router):

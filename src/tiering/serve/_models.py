@@ -34,6 +34,8 @@ class Customer(BaseModel):
     expected_purchases: float | None
     expected_spend: float | None
     clv: float | None
+    clv_p10: float | None = None  # the CLV's 80% interval; None where the model gives none (or an older batch)
+    clv_p90: float | None = None
     engagement_score: float | None
     next_tier: str | None
     next_tier_label: str | None
@@ -62,6 +64,8 @@ class Member(BaseModel):
     customer_id: str
     tier: str
     clv: float | None
+    clv_p10: float | None = None  # the CLV's 80% interval; None where the model gives none (or an older batch)
+    clv_p90: float | None = None
     churn_risk: float | None
     p_purchase: float | None
     p_alive: float | None
@@ -86,9 +90,11 @@ class TierPage(BaseModel):
     at_risk: bool | None
     batch: BatchInfo
     total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    limit: int | None
+    offset: int | None  # None: the page was read by cursor
+    next_offset: int | None  # offset pages only; None on the last page
+    cursor: str | None = None  # the cursor the page was read from
+    next_cursor: str | None = None  # pass as cursor for the next page (keyset); None on the last page
     items: list[Member]
 
 

@@ -68,30 +68,34 @@ def customer_page(request: Request, store: StoreDep, settings: SettingsDep, id: 
     return render(request, "customer.html", ctx | {"card": card, "error": None})
 
 
-def _tier_links(tier: str, page: int, pages: int, as_of: dt.date | None, at_risk: bool) -> dict:
-    """The CSV export of what the page shows, and the previous and next pages (None at either end)."""
+def _tier_links(tier: str, page: int, as_of: dt.date | None, at_risk: bool, next_cursor: str | None) -> dict:
+    """The CSV export of the whole tier, and the previous and next pages (None at either end).
+
+    "Next" carries the page's ``next_cursor`` (a keyset seek, as cheap at page 20,000 as at page 2; ``page`` only
+    numbers it); "previous" goes by page number (an offset read), as does a page number typed into the address.
+    """
     keep = {k: v for k, v in (("as_of", as_of.isoformat() if as_of else None), ("at_risk", "true" if at_risk else None)) if v}
-
-    def link(p: int) -> str:
-        return f"/tiers/{quote(tier)}?" + urlencode({**keep, "page": p})
-
+    base = f"/tiers/{quote(tier)}?"
     return {"export_url": f"/api/tiers/{quote(tier)}?" + urlencode({"format": "csv", **keep}),
-            "prev_url": link(page - 1) if page > 1 else None, "next_url": link(page + 1) if page < pages else None}
+            "prev_url": base + urlencode({**keep, "page": page - 1}) if page > 1 else None,
+            "next_url": base + urlencode({**keep, "page": page + 1, "cursor": next_cursor}) if next_cursor else None}
 
 
 @router.get("/tiers/{tier}", response_class=HTMLResponse)
 def tier_browse(request: Request, tier: str, store: StoreDep, settings: SettingsDep,
-                page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1, at_risk: bool = False, as_of: AsOf = None):
+                page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1, at_risk: bool = False, as_of: AsOf = None,
+                cursor: str | None = None):
     if (r := _sign_in_first(request)) is not None:
         return r
     ctx = _context(store, as_of) | {"tier": tier}
     try:
-        data = ops.tier_page(store, tier, as_of=as_of, at_risk=True if at_risk else None,
-                             limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        data = ops.tier_page(store, tier, as_of=as_of, at_risk=True if at_risk else None, limit=PAGE_SIZE,
+                             offset=0 if cursor else (page - 1) * PAGE_SIZE, cursor=cursor or None, cache=settings.totals)
     except (ops.NotFoundError, ConfigError) as exc:
-        return render(request, "tier.html", ctx | {"data": None, "error": str(exc)}, 404)
+        return render(request, "tier.html", ctx | {"data": None, "error": str(exc)},
+                      404 if isinstance(exc, ops.NotFoundError) or tier not in settings.texts else 422)
     pages = max(1, -(-data["total"] // PAGE_SIZE))
-    return render(request, "tier.html", ctx | _tier_links(tier, page, pages, as_of, at_risk) | {
+    return render(request, "tier.html", ctx | _tier_links(tier, page, as_of, at_risk, data["next_cursor"]) | {
         "data": data, "error": None, "page": page, "pages": pages, "at_risk": at_risk,
         "tier_info": settings.texts[tier], "first_row": (page - 1) * PAGE_SIZE + 1})
 
