@@ -298,3 +298,44 @@ def test_fit_equals_the_cli_fit_on_the_same_files(sim, fitted, tmp_path):
     for k, v in result.metrics.items():
         assert v == pytest.approx(fitted.metrics[k], nan_ok=True, rel=1e-9), k
     assert result.data_fingerprint["customers_with_transactions"] == fitted.result.data_fingerprint["customers_with_transactions"]
+
+
+# ------------------------------------------------------------------------------------------- progress
+def _quick_backtest(data, progress):
+    return tg.backtest(**_frames(data), origins=["2025-02-01"], horizon_days=90, variants=["naive", "btyd"], progress=progress)
+
+
+def test_progress_false_writes_nothing_to_stderr(small, capfd):
+    capfd.readouterr()
+    _quick_backtest(small, progress=False)
+    assert capfd.readouterr().err == ""
+
+
+def test_progress_none_is_silent_off_a_terminal(small, capfd):
+    capfd.readouterr()
+    _quick_backtest(small, progress=None)  # pytest's stderr is not a terminal
+    assert capfd.readouterr().err == ""
+
+
+def test_progress_on_a_terminal_shows_the_steps_with_elapsed_time(small, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import tiering.progress
+
+    buf = io.StringIO()
+    monkeypatch.setattr(tiering.progress, "stderr_console", lambda: Console(file=buf, force_terminal=True, width=120))
+    _quick_backtest(small, progress=None)  # None: on, since "stderr" is a terminal now
+    text = buf.getvalue()
+    assert "validating the tables" in text and "origin 2025-02-01: features, labels and BTYD" in text
+    assert "✓" in text and "s)" in text  # each finished step with its elapsed seconds
+
+
+def test_progress_true_off_a_terminal_prints_one_line_per_step(small, capfd):
+    capfd.readouterr()
+    _quick_backtest(small, progress=True)
+    err = capfd.readouterr().err
+    assert "- validating the tables\n" in err and "- origin 2025-02-01: features, labels and BTYD\n" in err
+    with pytest.raises(ConfigError, match="progress= takes True, False or None"):
+        _quick_backtest(small, progress="yes")

@@ -196,3 +196,22 @@ def test_same_flow_against_a_real_tracking_server(trained, mlflow_server, tmp_pa
     assert list((tmp_path / "server-artifacts").rglob(BUNDLE_ARTIFACT))
     assert not Path("models/artifacts").resolve().joinpath(run_id).exists()
     assert runs(tcfg)[0]["run_id"] == run_id
+
+
+def test_run_name_tells_runs_apart():
+    from tiering.tracking import run_name
+
+    cfg = Config(model={"horizon_days": 180, "clv_model": "supervised", "btyd_model": "bgnbd", "propensity_learner": "logistic"})
+    day = dt.date(2011, 6, 1)
+    assert run_name("train", cfg, day, "0123456789abcdef") == "train-2011-06-01-h180-supervised-bgnbd-01234567"
+    auto = Config(model={"horizon_days": 180, "clv_model": "auto", "btyd_model": "bgnbd", "propensity_learner": "logistic"})
+    assert run_name("train", auto, day, "0123456789abcdef", clv_model="hurdle") == "train-2011-06-01-h180-hurdle-bgnbd-01234567"
+    other = Config(model={"horizon_days": 90, "clv_model": "btyd", "btyd_model": "paretonbd", "propensity_learner": "gbm"})
+    assert run_name("train", other, "2011-06-01", "fedcba98") == "train-2011-06-01-h90-btyd-paretonbd-gbm-fedcba98"
+    assert run_name("train", cfg.model, dt.datetime(2011, 6, 1), None) == "train-2011-06-01-h180-supervised-bgnbd"
+    # a backtest: its origins as first..last, the horizon it ran with
+    origins = [dt.date(2011, 3, 1), dt.date(2010, 9, 1), dt.date(2010, 12, 1)]
+    assert run_name("backtest", cfg, origins, "abcdef0123", horizon_days=120) == "backtest-2010-09-01..2011-03-01-h120-supervised-bgnbd-abcdef01"
+    assert run_name("backtest", cfg, None, None) == "backtest-h180-supervised-bgnbd"
+    names = {run_name("train", c, d, h) for c in (cfg, other) for d in (day, dt.date(2011, 7, 1)) for h in ("aaaaaaaa", "bbbbbbbb")}
+    assert len(names) == 8  # every difference in kind of fit, date, horizon, models or data shows

@@ -26,6 +26,7 @@ Dates (``as_of``, ``origins``) are always explicit: never taken from the clock.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -290,39 +291,51 @@ def features(transactions: Any = None, interactions: Any = None, customers: Any 
 
 def fit(transactions: Any = None, interactions: Any = None, customers: Any = None, *,
         as_of: dt.date | str | None = None, horizon_days: int | None = None, mapping: dict | None = None,
-        config: Config | str | Path | None = None, **overrides: Any) -> FittedModel:
+        config: Config | str | Path | None = None, progress: bool | None = None, **overrides: Any) -> FittedModel:
     """Fit every model for scoring at ``as_of`` over the next ``horizon_days`` (default 180) and evaluate
     it out of time (test origin as_of - horizon) beside the baselines, as ``tiering train`` does (without
     logging: see :func:`log_to_mlflow`). Model settings are keyword overrides: ``btyd_model="paretonbd"``,
     ``clv_model="btyd"``, ``propensity_learner="gbm"``, ``seed=1``, ...
+
+    ``progress``: show the steps (spinner, step, elapsed time) on stderr; None (default) only when stderr
+    is a terminal or a Jupyter notebook, False never (:mod:`tiering.progress`).
     """
+    from tiering.progress import ProgressDisplay
+    from tiering.train import fit as fit_tables
+
     day = _as_of(as_of, "fit")
     if horizon_days is not None:
         overrides["horizon_days"] = horizon_days
-    data = _tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides, as_of=day)
-    from tiering.train import fit as fit_tables
-
-    return FittedModel(fit_tables(data.tables, as_of=day, cfg=data.config), data.config, day, data)
+    with ProgressDisplay(progress) as step:
+        step("validating the tables")
+        data = _tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides,
+                       as_of=day)
+        result = fit_tables(data.tables, as_of=day, cfg=data.config, progress=step)
+    return FittedModel(result, data.config, day, data)
 
 
 def backtest(transactions: Any = None, interactions: Any = None, customers: Any = None, *,
              origins: list | tuple | None = None, horizon_days: int | None = None, variants: list[str] | None = None,
              out_dir: str | Path | None = None, mapping: dict | None = None, config: Config | str | Path | None = None,
-             **overrides: Any) -> BacktestResult:
+             progress: bool | None = None, **overrides: Any) -> BacktestResult:
     """Every CLV and churn model fitted at each origin and judged on the ``horizon_days`` after it, as
     ``tiering backtest`` does (without logging). Returns a result with ``.table`` (origin, task, model,
     metric, value) and ``.summary`` (mean over origins). ``variants``: e.g. ["btyd", "naive"] (all by
-    default); ``out_dir``: also write the plots and backtest.csv there.
+    default); ``out_dir``: also write the plots and backtest.csv there. ``progress``: as in :func:`fit`.
     """
     from tiering.backtest import backtest as run
+    from tiering.progress import ProgressDisplay
 
     if not origins or isinstance(origins, (str, dt.date)):
         raise ConfigError(f"tg.backtest needs origins=, a list of dates (e.g. ['2024-09-01', '2024-12-01']); got {origins!r}.")
     days = [_as_of(o, "backtest", name="origins") for o in origins]
     if horizon_days is not None:
         overrides["horizon_days"] = horizon_days
-    data = _tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides, as_of=None)
-    return run(data.tables, days, data.config, variants=variants, out_dir=out_dir)
+    with ProgressDisplay(progress) as step:
+        step("validating the tables")
+        data = _tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides,
+                       as_of=None)
+        return run(data.tables, days, data.config, variants=variants, out_dir=out_dir, progress=step)
 
 
 def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artifact_location: str | None = None,
@@ -334,6 +347,7 @@ def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artif
 
     ``tracking_uri`` (default the config's, sqlite:///models/mlflow.db) is always explicit; for a SQLite
     file the artifacts go to an ``artifacts`` folder beside it unless ``artifact_location`` says otherwise.
+    ``run_name`` defaults to :func:`tiering.tracking.run_name` (``train-2011-06-01-h180-supervised-bgnbd-1a2b3c4d``).
     """
     from tiering.train import log_and_register
 
@@ -345,14 +359,40 @@ def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artif
                "registered_model": registered_model}
     tcfg = fitted.config.tracking.model_copy(update={k: v for k, v in updates.items() if v is not None})
     r = fitted.result
-    log_and_register(r, fitted.config, as_of=fitted.as_of, reports=fitted.data.table_reports, tracking_cfg=tcfg,
-                     run_name=run_name, register=register)
+    with _quiet_mlflow():
+        from tiering import tracking  # mlflow warns about its own internals when this defines the pyfunc class
+
+        name = run_name or tracking.run_name("train", fitted.config, fitted.as_of, r.data_fingerprint.get("hash"),
+                                             clv_model=fitted.bundle.clv_kind)
+        log_and_register(r, fitted.config, as_of=fitted.as_of, reports=fitted.data.table_reports, tracking_cfg=tcfg,
+                         run_name=name, register=register)
     fitted.config = fitted.config.model_copy(update={"tracking": tcfg})
     fitted.run_id, fitted.model_uri, fitted.version = r.run_id, r.model_uri, r.version
     return r.run_id, r.version
 
 
 # ------------------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow's notices about its own internals (type hints, integer columns, cloudpickle, creating tables) off for
+    the duration of a call: nothing a caller can act on. Errors still raise; other libraries' warnings still show."""
+    import importlib
+    import logging
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="mlflow")
+        importlib.import_module("mlflow")  # mlflow configures its loggers on first import: set the level after
+
+        logger = logging.getLogger("mlflow")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
 def _as_of(value: Any, fn: str, *, required: bool = True, name: str = "as_of") -> dt.date | None:
     """A day from a date, a midnight datetime/Timestamp or ISO text; never the clock."""
     hint = f"e.g. {name}='2025-06-30' or datetime.date(2025, 6, 30)"

@@ -8,6 +8,7 @@ lives in tiering.output.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -15,17 +16,22 @@ from typing import Annotated, Any
 
 import typer
 
+from tiering.config import SET_HELP
 from tiering.exceptions import ConfigError
 from tiering.output import EXIT_HELP, result_stream, to_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_HELP,
-                  help="Customer tiering: features, churn and CLV models, tiers, MLflow registry, batch scoring.")
+                  help="Customer tiering: features, churn and CLV models, tiers, MLflow registry, batch scoring.\n\n"
+                       "Every command that reads a config takes --config PATH and --set KEY=VALUE (repeatable), a dotted "
+                       "config key set over the file for one run: --set model.horizon_days=120 --set features.windows_days=[30,90].")
 tiers_app = typer.Typer(no_args_is_help=True, help="Ops lookups over the scores store.", epilog=EXIT_HELP)
 app.add_typer(tiers_app, name="tiers")
 experiment_app = typer.Typer(no_args_is_help=True, help="Comparisons of model variants, each a folder with spec.yaml.", epilog=EXIT_HELP)
 app.add_typer(experiment_app, name="experiment")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP + " Applied over --config, "
+                                                   "before this command's own options (--horizon-days, --engine, --transactions, ...).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print strict JSON instead of tables (errors too: {error, kind, hint}).")]
 TxOpt = Annotated[Path | None, typer.Option("--transactions", help="Transactions file in contract column names (overrides config).")]
 IxOpt = Annotated[Path | None, typer.Option("--interactions", help="Interactions file in contract column names (overrides config).")]
@@ -54,16 +60,10 @@ def _root(
 
 
 def _console():
-    """The result console: stdout (tables); progress goes to _progress_console()."""
+    """The result console: stdout (tables); progress goes to stderr (_steps)."""
     from rich.console import Console
 
     return Console(file=result_stream())
-
-
-def _progress_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
@@ -75,12 +75,13 @@ def _date(value: str | None, option: str) -> dt.date | None:
         raise ConfigError(f"{option} must be a date as YYYY-MM-DD; got {value!r}.") from None
 
 
-def _config(config: Path | None, transactions=None, interactions=None, customers=None):
+def _config(config: Path | None, transactions=None, interactions=None, customers=None, *, sets: list[str] | None = None):
+    """The config file (--config), then each --set KEY=VALUE in order, then the source options."""
     import os
 
     from tiering.config import load_config
 
-    cfg = load_config(config).with_sources(transactions, interactions, customers)
+    cfg = load_config(config, sets or ()).with_sources(transactions, interactions, customers)
     _SECRETS.extend(cfg.secret_values() + [os.environ.get("TIERING_API_TOKEN") or ""])
     return cfg
 
@@ -149,35 +150,12 @@ def _show(c, title: str, df, formats: dict[str, str] | None = None, *, key: str)
         c.print(t)
 
 
-def _progress():
-    """Progress lines on stderr (under --json too: stdout holds only the result)."""
-    console = _progress_console()
-    return lambda msg: console.print(f"[dim]- {msg}[/dim]")
+def _steps():
+    """Progress on stderr for one command's job (under --json too: stdout holds only the result): a spinner with
+    the step and its elapsed time on a terminal, one line per step otherwise (tiering.progress)."""
+    from tiering.progress import ProgressDisplay
 
-
-class _ChunkBars:
-    """Rich progress bars per stage of batch scoring on stderr, fed by predict's on_chunk(stage, done, total)."""
-
-    _LABELS = {"score": "scoring", "write": "writing to the store"}
-
-    def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description:>22}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=_progress_console(), transient=False)
-        self.tasks: dict[str, object] = {}
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(self._LABELS.get(stage, stage), total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
+    return ProgressDisplay(True, redact=_safe)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +180,7 @@ def simulate(
 
 @app.command()
 def validate(
-    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Also set aside rows after this date.")] = None,
     as_json: JsonOpt = False,
 ):
@@ -211,7 +189,7 @@ def validate(
 
     from tiering import jobs
 
-    cfg = _config(config, transactions, interactions, customers)
+    cfg = _config(config, transactions, interactions, customers, sets=set_)
     res = jobs.validate(cfg, as_of=_date(as_of, "--as-of"))
     reports = res.to_dict()["tables"]
 
@@ -232,13 +210,13 @@ def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Features use data at or before this date.")],
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")] = Path("outputs/features.parquet"),
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default from config).")] = None,
-    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """Build the feature frame (one row per customer) as of a date."""
     from tiering import jobs
 
-    cfg = _engine(_config(config, transactions, interactions, customers), engine)
+    cfg = _engine(_config(config, transactions, interactions, customers, sets=set_), engine)
     res = jobs.features(cfg, as_of=_date(as_of, "--as-of"), out=out)
     _emit(as_json, res.to_dict(), lambda c: c.print(
         f"Wrote features for {res.customers:,} customers ({len(res.columns)} columns) as of {res.as_of} to {res.out}."))
@@ -248,16 +226,17 @@ def features(
 def train(
     as_of: Annotated[str, typer.Option("--as-of", help="Train on data at or before this date.")],
     horizon_days: HorizonOpt = None,
-    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """Fit every model, evaluate out of time, log to MLflow, register a version with alias challenger."""
     from tiering.train import train_and_register
 
-    cfg = _config(config, transactions, interactions, customers)
+    cfg = _config(config, transactions, interactions, customers, sets=set_)
     if horizon_days is not None:
         cfg.model.horizon_days = horizon_days
-    result = train_and_register(cfg, as_of=_date(as_of, "--as-of"), progress=_progress())
+    with _steps() as step:
+        result = train_and_register(cfg, as_of=_date(as_of, "--as-of"), progress=step)
     payload = {"run_id": result.run_id, "model_uri": result.model_uri, "version": result.version,
                "metrics": result.metrics, "fit_seconds": result.fit_seconds, "notes": result.notes}
     _emit(as_json, payload, lambda c: _print_training(c, result))
@@ -280,16 +259,16 @@ def backtest(
     origins: Annotated[str, typer.Option("--origins", help="Comma-separated origin dates, YYYY-MM-DD,YYYY-MM-DD,...")],
     horizon_days: HorizonOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for the plots and backtest.csv.")] = Path("outputs/backtest"),
-    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """Fit every CLV and churn model at each origin, judge it on the horizon after, log one MLflow run."""
     from tiering.backtest import backtest_and_log
 
-    cfg = _config(config, transactions, interactions, customers)
+    cfg = _config(config, transactions, interactions, customers, sets=set_)
     dates = [_date(o.strip(), "--origins") for o in origins.split(",") if o.strip()]
-    res, run_id = backtest_and_log(cfg, dates, horizon_days=horizon_days, out_dir=out,
-                                   progress=_progress())
+    with _steps() as step:
+        res, run_id = backtest_and_log(cfg, dates, horizon_days=horizon_days, out_dir=out, progress=step)
     summary = res.summary
     payload = {"run_id": run_id, "horizon_days": res.horizon_days, "origins": [str(d) for d in sorted(set(dates))],
                "mean": summary.to_dict("records"), "table": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
@@ -313,12 +292,12 @@ def promote(
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
     force: Annotated[bool, typer.Option("--force", help="Promote even if its metrics are worse than the holder's or were "
                                                   "measured on another horizon.")] = False,
-    config: ConfigOpt = None, as_json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """Move an alias (default champion) to a registered version."""
     from tiering.registry import promote as do_promote
 
-    cfg = _config(config)
+    cfg = _config(config, sets=set_)
     mv = do_promote(version, cfg.tracking, alias=alias, force=force)
     _emit(as_json, {"name": mv.name, "version": mv.version, "alias": alias},
           lambda c: c.print(f"{mv.name} version {mv.version} is now {alias!r}."))
@@ -332,7 +311,7 @@ _COMPARE_METRICS = ("clv_normalized_gini", "clv_btyd_normalized_gini", "propensi
 def compare(
     only: Annotated[list[str] | None, typer.Argument(metavar="[VERSION]...", help="Registered versions to compare (default: all).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Most recent runs to show.")] = 20,
-    config: ConfigOpt = None, as_json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """Registered versions and recent runs side by side (metrics, data, as_of, horizon, aliases), and the
     settings (params, data fingerprint, horizon, as_of) that differ between the versions shown."""
@@ -340,7 +319,7 @@ def compare(
 
     from tiering.registry import comparison
 
-    cfg = _config(config)
+    cfg = _config(config, sets=set_)
     payload = comparison(cfg.tracking, limit=limit, only=only or None)
 
     def render(c):
@@ -376,21 +355,22 @@ def predict(
     chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", min=1, help="Customers per chunk (default predict.chunk_rows).")] = None,
     work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Keep the run's files here; the same command resumes "
                                                   "an interrupted run (default predict.work_dir).")] = None,
-    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """Score the whole customer base with the champion (or --model) into the scores store."""
     from tiering.predict import predict_and_store
 
-    cfg = _engine(_config(config, transactions, interactions, customers), engine)
+    cfg = _engine(_config(config, transactions, interactions, customers, sets=set_), engine)
     if chunk_rows:
         cfg.predict.chunk_rows = chunk_rows
     if work_dir:
         cfg.predict.work_dir = str(work_dir)
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the CLI edge: recorded on every row and on the batch
-    with _ChunkBars() as bars:
+    with _steps() as step:
         res = predict_and_store(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out, scored_at=scored_at,
-                                progress=_progress(), on_chunk=bars)
+                                progress=step, on_chunk=step.chunk)
+
     def render(c):
         _print_tiers(c, res.summary, f"Scored {res.batch.rows:,} customers as of {res.batch.as_of} with {res.batch.model_name} "
                                      f"v{res.batch.model_version} -> {_safe(cfg.store.url)}")
@@ -416,7 +396,8 @@ def demo(
     """The main job end to end on embedded defaults: simulate, train, register, promote, score, print tiers."""
     from tiering.demo import run_demo
 
-    res = run_demo(n_customers=customers, seed=seed, workdir=workdir, progress=_progress())
+    with _steps() as step:
+        res = run_demo(n_customers=customers, seed=seed, workdir=workdir, progress=step)
 
     def render(c):
         _print_training(c, res.train)
@@ -446,13 +427,13 @@ def _ladder(cfg):
 
 @tiers_app.command("get")
 def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], as_of: AsOfOpt = None,
-              config: ConfigOpt = None, as_json: JsonOpt = False):
+              config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False):
     """One customer's tier, reason, action, churn risk, CLV, next tier, RFM segment and tier history."""
     import pandas as pd
 
     from tiering.ops import customer_card
 
-    cfg = _config(config)
+    cfg = _config(config, sets=set_)
     card = customer_card(_ops_store(cfg), customer_id, _date(as_of, "--as-of"), ladder=_ladder(cfg))
 
     def pct(x):
@@ -489,7 +470,7 @@ def tiers_list(
     limit: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
     offset: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Rows to skip (paging).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    as_of: AsOfOpt = None, config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """The members of a tier, highest CLV first: a table, CSV (streamed, every column) or JSON."""
     import pandas as pd
@@ -499,7 +480,7 @@ def tiers_list(
     fmt = check_format("json" if as_json else fmt.lower())
     if tier is not None:
         check_tier(tier)
-    cfg = _config(config)
+    cfg = _config(config, sets=set_)
     store = _ops_store(cfg)
     d = _date(as_of, "--as-of")
     risk = True if at_risk else None
@@ -522,13 +503,13 @@ def tiers_list(
 
 
 @tiers_app.command("summary")
-def tiers_summary(as_of: AsOfOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False):
+def tiers_summary(as_of: AsOfOpt = None, config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False):
     """Counts and shares per tier for the latest and previous as_of, with the migration between them."""
     import pandas as pd
 
     from tiering.ops import summary
 
-    cfg = _config(config)
+    cfg = _config(config, sets=set_)
     s = summary(_ops_store(cfg), _date(as_of, "--as-of"), ladder=_ladder(cfg))
 
     def render(c):
@@ -565,12 +546,12 @@ def serve(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default serve.port, 8000).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="uvicorn worker processes (default serve.workers, 1).")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
-    config: ConfigOpt = None, as_json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """REST API and ops web page over the scores store (read-only); needs a token (TIERING_API_TOKEN) off loopback."""
     from tiering.serve import check_bind, check_port_free, resolve_token
 
-    cfg = _config(config)
+    cfg = _config(config, sets=set_)
     host = host or cfg.serve.host
     port = cfg.serve.port if port is None else port
     workers = cfg.serve.workers if workers is None else workers
@@ -587,22 +568,43 @@ def serve(
                                            f"authentication: {info['auth']}; {workers} worker(s). Ctrl+C stops."))
     from tiering.serve import run_server
 
-    run_server(cfg, host=host, port=port, workers=workers, token=token, access_log=access_log,
-               config_path=str(config) if config else None)
+    with _resolved_config_file(cfg) if set_ and workers > 1 else contextlib.nullcontext(config) as path:
+        run_server(cfg, host=host, port=port, workers=workers, token=token, access_log=access_log,
+                   config_path=str(path) if path else None)
+
+
+@contextlib.contextmanager
+def _resolved_config_file(cfg):
+    """The config after --set as a private YAML file, for worker processes that re-read their config (removed
+    after). The token is left out: it reaches the workers through TIERING_API_TOKEN (tiering.serve.run_server)."""
+    import os
+    import tempfile
+
+    import yaml
+
+    data = cfg.model_dump(mode="json")
+    data["serve"]["token"] = None
+    with tempfile.TemporaryDirectory(prefix="tiering-serve-") as folder:  # mode 0700: only this user reads it
+        path = Path(folder) / "config.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f, sort_keys=False)
+        yield path
 
 
 @app.command()
 def report(
     as_of: Annotated[str, typer.Option("--as-of", help="Scoring date of the batch to report on, YYYY-MM-DD.")],
     out: Annotated[Path, typer.Option(help="Output HTML file (self-contained, opens offline).")] = Path("outputs/report.html"),
-    config: ConfigOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """HTML report: tier mix and migration, CLV/churn per tier, gain and calibration, funnel per cohort and channel."""
     from tiering.report import build_report
 
-    cfg = _config(config, transactions, interactions, customers)
-    res = build_report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=_progress())
+    cfg = _config(config, transactions, interactions, customers, sets=set_)
+    with _steps() as step:
+        res = build_report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=step)
     _emit(as_json, res.to_dict(), lambda c: c.print(
         f"Wrote the report on {res.customers:,} customers as of {res.as_of} to {res.out} "
         f"(migration from {res.previous_as_of or 'no earlier batch'}; realised outcomes: {res.outcomes})."))
@@ -611,13 +613,14 @@ def report(
 @experiment_app.command("run")
 def experiment_run(
     folder: Annotated[Path, typer.Argument(help="Experiment folder holding spec.yaml, e.g. experiments/clv_online_retail.")],
-    config: ConfigOpt = None, as_json: JsonOpt = False,
+    config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """Backtest every variant of an experiment, log each as an MLflow run, write results.csv and results.md."""
     from tiering.experiment import run_experiment
 
-    cfg = _config(config)
-    res = run_experiment(folder, cfg, progress=_progress())
+    cfg = _config(config, sets=set_)
+    with _steps() as step:
+        res = run_experiment(folder, cfg, progress=step)
     comparison = res.comparison
     payload = {"experiment": res.spec.mlflow_experiment, "runs": res.run_ids, "results_csv": str(res.results_csv),
                "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
@@ -639,8 +642,6 @@ def experiment_run(
 
 def main(argv: list[str] | None = None) -> None:
     """`tiering ...`: runs one command under the output contract (tiering.output) and exits with its status."""
-    import contextlib
-
     try:
         from typer._click import exceptions as cx  # typer 0.2x carries its own click
     except ImportError:  # older typer runs on click itself

@@ -120,6 +120,30 @@ class TieringModel(mlflow.pyfunc.PythonModel):
         return self.bundle.predict(model_input)
 
 
+def run_name(kind: str, cfg, as_of, data_hash: str | None, *, horizon_days: int | None = None,
+             clv_model: str | None = None) -> str:
+    """A run name that tells runs apart at a glance: ``train-2011-06-01-h180-supervised-bgnbd-1a2b3c4d``.
+
+    The parts: ``kind`` (train, backtest, an experiment variant, ...); the day ``as_of`` (a date or ISO text;
+    several dates, e.g. a backtest's origins, give ``first..last``; None leaves it out); ``h`` and the horizon in
+    days (``horizon_days``, else ``cfg.model.horizon_days``); the CLV model (``clv_model``, e.g. the one a fit
+    with ``model.clv_model: auto`` kept, else ``cfg.model.clv_model``) and the BTYD model of ``cfg`` (a Config or
+    its ModelConfig), then the propensity learner when it is not the default logistic; the first 8 characters
+    of ``data_hash`` (the data fingerprint; None leaves it out).
+    """
+    model = getattr(cfg, "model", cfg)
+    days = [] if as_of is None else [as_of] if isinstance(as_of, (str, dt.date)) else list(as_of)
+    days = sorted({(d.date() if isinstance(d, dt.datetime) else d).isoformat() if isinstance(d, dt.date) else str(d).strip()
+                   for d in days})
+    when = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}" if days else None
+    horizon = horizon_days if horizon_days is not None else model.horizon_days
+    learner = model.propensity_learner if model.propensity_learner != "logistic" else None
+    parts = [str(kind).strip().replace(" ", "-") or "run", when, f"h{int(horizon)}", clv_model or model.clv_model,
+             model.btyd_model, learner,
+             (data_hash or "")[:8] or None]
+    return "-".join(p for p in parts if p)
+
+
 def pip_requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
