@@ -76,6 +76,15 @@ def test_models_beat_naive_and_churn_is_calibrated_on_simulated_data(result):
     mean = summarise(result.table).set_index(["task", "model", "metric"])["mean"]
     gini = mean.xs(("clv", "normalized_gini"), level=("task", "metric"))
     assert gini["hybrid"] > gini["naive"] + 0.02 and gini["supervised"] > gini["naive"] + 0.02
+    # the simulator draws purchases from a BTYD process: BTYD is the baseline to match there, and the learned
+    # models come within 0.01 of it; what auto ships at the second origin matches the best baseline there
+    assert min(gini["hybrid"], gini["hurdle"]) > gini["btyd"] - 0.01
+    t = result.table
+    at_second = t[(t["task"] == "clv") & (t["metric"] == "normalized_gini") & (t["origin"] == ORIGINS[1])]
+    by_model = at_second.set_index("model")["value"]
+    assert by_model["auto"] >= max(by_model["naive"], by_model["btyd"]) - 0.005
+    # the 80% interval covers 75-85% of the buyers (calibrated on the latest training origin, out of time)
+    assert 0.75 <= mean[("interval", "cqr_buyers", "coverage")] <= 0.85
     auc = mean.xs(("churn", "roc_auc"), level=("task", "metric"))
     assert auc["model"] > auc["naive"] and auc["btyd"] > auc["naive"]
     brier = mean.xs(("churn", "brier"), level=("task", "metric"))

@@ -88,3 +88,28 @@ def test_hurdle_needs_both_outcomes():
         HurdleSpend().fit(X, np.ones(len(X)))
     with pytest.raises(ModelError, match="300 feature rows but 2 labels"):
         HurdleSpend().fit(X, y[:2])
+
+
+def test_buyers_and_prospects_are_calibrated_apart():
+    """A base of buyers (spend as above) and as many prospects who almost never buy: calibrated on one pool, the
+    prospects' certain zeros would carry the coverage and the buyers' interval would cover far fewer than 80%;
+    calibrated per group (has_purchased), the buyers are covered at 80% (+-3 points) on fresh data and the
+    prospects at least at 80% (97% of them spend 0, which no interval of spend can miss)."""
+    def base(n, seed):
+        X, y, _ = zero_inflated(n, seed)
+        rng = np.random.default_rng(seed + 100)
+        prospect = rng.random(n) < 0.5
+        y = np.where(prospect & (rng.random(n) > 0.03), 0.0, y)
+        return X.assign(has_purchased=(~prospect).astype(float)), y
+
+    X_fit, y_fit = base(8000, 7)
+    X_cal, y_cal = base(8000, 8)
+    X_new, y_new = base(20000, 9)
+    grouped = SpendInterval(threads=1).fit(X_fit, y_fit).conformalize(X_cal, y_cal)
+    pooled = clone(grouped).set_params(group_column=None).fit(X_fit, y_fit).conformalize(X_cal, y_cal)
+    buyer = X_new["has_purchased"].to_numpy() > 0
+    lo, hi = grouped.predict(X_new)
+    assert abs(interval_metrics(y_new[buyer], lo[buyer], hi[buyer])["coverage"] - 0.8) < 0.03
+    assert interval_metrics(y_new[~buyer], lo[~buyer], hi[~buyer])["coverage"] >= 0.8
+    assert interval_metrics(y_new[buyer], *(v[buyer] for v in pooled.predict(X_new)))["coverage"] < 0.75
+    assert set(grouped.group_offsets_) == {False, True} and pooled.group_offsets_ == {}

@@ -41,13 +41,16 @@ class SpendInterval(BaseEstimator):
     """A ``coverage`` interval of spend over the horizon per customer (quantile GBMs + out-of-time conformal step).
 
     ``fit`` sets ``lower_``, ``upper_`` (the quantile models), ``offset_lower_`` and ``offset_upper_`` (0.0 until
-    ``conformalize``; on log(1 + spend), positive widens) and ``n_calibration_`` (0 until then); ``predict`` returns
-    (lower, upper), both >= 0 and lower <= upper.
+    ``conformalize``; on log(1 + spend), positive widens), ``group_offsets_`` (per value of ``group_column`` > 0:
+    buyers and prospects; empty until then) and ``n_calibration_`` (0 until then); ``predict`` returns (lower,
+    upper), both >= 0 and lower <= upper.
     """
 
     def __init__(self, coverage: float = 0.8, max_iter: int = 200, learning_rate: float = 0.05,
-                 min_samples_leaf: int = 50, random_state: int = 0, threads: int | None = None):
+                 min_samples_leaf: int = 50, group_column: str | None = "has_purchased", random_state: int = 0,
+                 threads: int | None = None):
         self.coverage = coverage
+        self.group_column = group_column
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.min_samples_leaf = min_samples_leaf
@@ -77,6 +80,7 @@ class SpendInterval(BaseEstimator):
                                               random_state=self.random_state).fit(Z, y)
                 for q in (alpha, 1 - alpha))
         self.offset_lower_ = self.offset_upper_ = 0.0
+        self.group_offsets_: dict[bool, tuple[float, float]] = {}
         self.n_calibration_ = 0
         return self
 
@@ -87,30 +91,52 @@ class SpendInterval(BaseEstimator):
             lo, hi = (np.log1p(np.clip(m.predict(Z), 0.0, None)) for m in (self.lower_, self.upper_))
         return np.minimum(lo, hi), np.maximum(lo, hi)
 
+    def _groups(self, X) -> np.ndarray | None:
+        col = getattr(self, "group_column", None)
+        if col is None or col not in getattr(X, "columns", ()):
+            return None
+        return X[col].to_numpy(dtype=float) > 0
+
     def conformalize(self, X, y) -> SpendInterval:
-        """Set ``offset_`` from a labelled origin the quantile models were not fitted on (see the module doc)."""
+        """Set the offsets from a labelled origin the quantile models were not fitted on (see the module doc):
+        ``offset_lower_`` / ``offset_upper_`` over every row, and ``group_offsets_`` per group of ``group_column``
+        (buyers and prospects are calibrated apart: a base where most prospects never buy must not lend its
+        certain zeros to the buyers' coverage). A group with fewer than 20 rows uses the pooled offsets."""
         y = np.log1p(np.clip(np.asarray(y, dtype=float), 0.0, None))
         lo, hi = self._raw(X)
+        if len(y) < 20:
+            raise ModelError(f"SpendInterval.conformalize needs at least 20 labelled customers; got {len(y)}.")
+        self.offset_lower_, self.offset_upper_ = self._offsets(lo, hi, y)
+        groups = self._groups(X)
+        self.group_offsets_ = {} if groups is None else {
+            bool(g): self._offsets(lo[groups == g], hi[groups == g], y[groups == g])
+            for g in (False, True) if (groups == g).sum() >= 20}
+        self.n_calibration_ = len(y)
+        return self
+
+    def _offsets(self, lo: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         n = len(y)
-        if n < 20:
-            raise ModelError(f"SpendInterval.conformalize needs at least 20 labelled customers; got {n}.")
         misses = math.floor((n + 1) * (1 - self.coverage))  # at most this many outside, in all
         below = np.sort(lo - y)[::-1]  # how far each customer fell below their lower end (> 0: below)
         k = math.floor((n + 1) * (1 - self.coverage) / 2)
-        self.offset_lower_ = max(0.0, float(below[k])) if k < n else 0.0  # widen only: zeros are a point mass
-        outside_low = int((lo - self.offset_lower_ - y > 0).sum())
+        offset_lower = max(0.0, float(below[k])) if k < n else 0.0  # widen only: zeros are a point mass
+        outside_low = int((lo - offset_lower - y > 0).sum())
         # how far above the upper end (> 0: above); a customer who spent 0 is never above it (the end is >= 0)
         above = np.sort(np.where(y > 0, y - hi, -np.inf))[::-1]
         k = min(n - 1, max(0, misses - outside_low))
         finite = above[np.isfinite(above)]
-        self.offset_upper_ = float(above[k]) if np.isfinite(above[k]) else float(finite.min() - 1e-9 if len(finite) else 0.0)
-        self.n_calibration_ = n
-        return self
+        offset_upper = float(above[k]) if np.isfinite(above[k]) else float(finite.min() - 1e-9 if len(finite) else 0.0)
+        return offset_lower, offset_upper
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) spend over the horizon per row: the conformalized ``coverage`` interval."""
         lo, hi = self._raw(X)
-        lo, hi = lo - self.offset_lower_, hi + self.offset_upper_
+        off_lo = np.full(len(lo), self.offset_lower_)
+        off_hi = np.full(len(lo), self.offset_upper_)
+        groups = self._groups(X)
+        for g, (a, b) in (getattr(self, "group_offsets_", {}) or {}).items() if groups is not None else ():
+            off_lo[groups == g], off_hi[groups == g] = a, b
+        lo, hi = lo - off_lo, hi + off_hi
         hi = np.maximum(hi, lo)  # a negative offset never crosses the ends
         return np.expm1(np.clip(lo, 0.0, None)), np.expm1(np.clip(hi, 0.0, None))
 
