@@ -78,6 +78,35 @@ def test_list_formats_filters_and_paging(setup, monkeypatch, capsys):
     assert code == 0 and f"rows 1-3 of {len(core):,}" in flat(out) and core["customer_id"].iloc[0] in out
 
 
+def test_list_walks_a_tier_by_cursor(setup, monkeypatch, capsys):
+    """--cursor continues where a --json page's next_cursor points: every member once, in the listing order,
+    as pages (JSON) and as the rest of the tier (CSV); a bad cursor is one clear message naming --cursor."""
+    cfg, _, second = setup
+    value = second[second["tier"] == "value"].sort_values(["clv", "customer_id"], ascending=[False, True])
+    seen, cursor, cursors = [], None, []
+    while True:
+        args = ["tiers", "list", "--tier", "value", "--limit", "97", "--json", "--config", cfg]
+        code, out, _ = run(monkeypatch, capsys, *args, *(["--cursor", cursor] if cursor else []))
+        page = json.loads(out)
+        assert code == 0 and page["total"] == len(value)
+        seen += [m["customer_id"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        cursors.append(cursor)
+    first_cursor = cursors[0]
+    assert seen == value["customer_id"].tolist()
+    code, out, _ = run(monkeypatch, capsys, "tiers", "list", "--tier", "value", "--limit", "0", "--format", "csv",
+                       "--cursor", first_cursor, "--config", cfg)
+    assert code == 0 and [r["customer_id"] for r in csv.DictReader(io.StringIO(out))] == seen[97:]
+    code, out, _ = run(monkeypatch, capsys, "tiers", "list", "--tier", "value", "--limit", "3", "--cursor", first_cursor,
+                       "--config", cfg)
+    assert code == 0 and f"3 rows after the cursor of {len(value):,}" in flat(out)
+    code, _, err = run(monkeypatch, capsys, "tiers", "list", "--tier", "core", "--cursor", first_cursor, "--config", cfg)
+    assert code == 2 and "cursor was given out for the listing of tier 'value', not of tier 'core'" in err
+    assert "Traceback" not in err
+
+
 def test_summary_counts_shares_and_migration(setup, monkeypatch, capsys):
     cfg, first, second = setup
     code, out, _ = run(monkeypatch, capsys, "tiers", "summary", "--config", cfg, "--json")

@@ -322,7 +322,7 @@ def log_backtest(cfg: Config, result: BacktestResult, *, run_name: str, kind: st
     return tracking.log_run(
         cfg.tracking, run_name=run_name,
         params={"origins": ",".join(str(o) for o in origins), "horizon_days": result.horizon_days,
-                "config": cfg.model_dump(mode="json")} | (params or {}),
+                "config": cfg.redacted()} | (params or {}),
         metrics=run_metrics(result),
         tags={"kind": kind, "horizon_days": str(result.horizon_days), "data_hash": data_hash,
               "code_version": tracking.code_version()} | (tags or {}),
@@ -335,6 +335,7 @@ def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, o
     """Validate the sources, backtest at ``origins`` and log one MLflow run: metrics per model and origin
     (``{task}_{model}_{metric}_{YYYYMMDD}``) and their means (``{task}_{model}_{metric}``), the plots and
     backtest.csv as artifacts. Returns the result and the run id."""
+    from tiering import tracking
     from tiering.train import data_fingerprint
     from tiering.validation import load_tables
 
@@ -344,6 +345,8 @@ def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, o
     res = backtest(tables, origins, cfg, horizon_days, variants=variants, out_dir=out_dir, progress=progress)
     step("logging to MLflow")
     origin_list = sorted({r.origin for r in res.table.itertuples()})
-    run_id = log_backtest(cfg, res, run_name=f"backtest-{origin_list[0]}..{origin_list[-1]}" if origin_list else "backtest",
-                          kind="backtest", data_hash=data_fingerprint(tables)["hash"], artifacts_dir=out_dir)
+    data_hash = data_fingerprint(tables)["hash"]
+    run_id = log_backtest(cfg, res, run_name=tracking.run_name("backtest", cfg, origin_list or None, data_hash,
+                                                               horizon_days=res.horizon_days),
+                          kind="backtest", data_hash=data_hash, artifacts_dir=out_dir)
     return res, run_id

@@ -469,13 +469,15 @@ def tiers_list(
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only at-risk customers.")] = False,
     limit: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
     offset: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Rows to skip (paging).")] = 0,
+    cursor: Annotated[str | None, typer.Option(help="Start after this cursor: the next_cursor of a --json page "
+                                                     "(no rows skipped on the way, however deep; not with --offset).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     as_of: AsOfOpt = None, config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """The members of a tier, highest CLV first: a table, CSV (streamed, every column) or JSON."""
     import pandas as pd
 
-    from tiering.ops import check_format, check_tier, iter_tier_csv, resolve_batch, tier_page
+    from tiering.ops import check_format, check_tier, iter_tier_csv, resolve_listing, tier_page
 
     fmt = check_format("json" if as_json else fmt.lower())
     if tier is not None:
@@ -485,10 +487,11 @@ def tiers_list(
     d = _date(as_of, "--as-of")
     risk = True if at_risk else None
     if fmt == "csv":
-        for text in iter_tier_csv(store, tier, batch=resolve_batch(store, d), at_risk=risk, limit=limit or None, offset=offset):
+        batch, _ = resolve_listing(store, tier, as_of=d, at_risk=risk, cursor=cursor, name="--cursor")
+        for text in iter_tier_csv(store, tier, batch=batch, at_risk=risk, limit=limit or None, offset=offset, cursor=cursor):
             result_stream().write(text)
         return
-    page = tier_page(store, tier, as_of=d, at_risk=risk, limit=limit or None, offset=offset)
+    page = tier_page(store, tier, as_of=d, at_risk=risk, limit=limit or None, offset=offset, cursor=cursor)
     if fmt == "json":
         _emit(True, page, None)
         return
@@ -497,7 +500,8 @@ def tiers_list(
     if tier is not None:
         cols.pop("tier")
     df = pd.DataFrame(page["items"], columns=list(cols)).rename(columns=cols)
-    shown = f"rows {offset + 1:,}-{offset + len(df):,} of {page['total']:,}" if len(df) else f"none of {page['total']:,}"
+    start = f"rows {offset + 1:,}-{offset + len(df):,}" if page.get("offset") is not None else f"{len(df):,} rows after the cursor"
+    shown = f"{start} of {page['total']:,}" if len(df) else f"none of {page['total']:,}"
     _console().print(_table(f"Tier {tier or 'all'}{' (at risk)' if at_risk else ''} as of {page['batch']['as_of']}: {shown}, highest CLV first",
                             df, {"CLV": "{:,.2f}", "churn": "{:.3f}", "P(buy)": "{:.3f}"}))
 

@@ -584,7 +584,8 @@ def log_and_register(result: TrainResult, cfg: Config, *, as_of: dt.date, report
     result.run_id, result.model_uri = tracking.log_training_run(
         result.bundle,
         cfg=tcfg,
-        run_name=run_name or f"train-{day}",
+        run_name=run_name or tracking.run_name("train", cfg, as_of, result.data_fingerprint["hash"],
+                                               clv_model=result.bundle.clv_kind),
         params={"config": config, "as_of": day, "horizon_days": cfg.model.horizon_days},
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
         tags={"as_of": day, "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
