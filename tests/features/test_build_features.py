@@ -95,6 +95,10 @@ def test_buyer_a(feats):
     assert a.spend_trend == pytest.approx((r - p) / (r + p))
     assert a.n_products == 3 and a.n_channels == 2
     assert a.top_channel_share == pytest.approx(55 / 75)
+    assert a.ipi_cv == pytest.approx(gaps.std() / gaps.mean())
+    assert a.products_per_order == pytest.approx((2 + 1 + 1) / 3)  # o1: p1, p2; o2: p1; o3: p3; r1 bought nothing
+    assert a.spend_ly_90d == a.spend_ly_180d == 0.0 and a.orders_ly_180d == 0  # nothing a year back
+    assert a.origin_month == 5 and a.events_trend == 1.0  # both events in the last 30 days
 
 
 def test_as_of_day_included_next_day_excluded(feats):
@@ -109,6 +113,7 @@ def test_refund_only_customer(feats):
     assert c.has_purchased == 1 and c.n_orders == 0 and c.n_refund_orders == 1 and c.total_spend == 0 and c.net_spend == -8.0
     assert c.refund_share == 1.0 and c.avg_order_value == 0.0
     assert c.n_channels == 0 and c.top_channel_share == 0.0 and c.n_products == 0
+    assert c.products_per_order == 0.0 and c.ipi_cv == 0.0 and c.spend_ly_180d == 0.0
 
 
 def test_non_buyer_without_interactions(feats):

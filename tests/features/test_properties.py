@@ -97,7 +97,11 @@ def test_matches_a_pandas_reference(data):
     A = pd.Timestamp(as_of)
     orders = t.groupby(["customer_id", "order_id"]).agg(net=("amount", "sum"), day=("day", "min"))
     purchases = orders[orders.net > 0].reset_index()
+    bought = t[(t.amount > 0) & t.product_id.notna()]
+    products = bought.groupby(["customer_id", "order_id"]).product_id.nunique()  # per order that bought one
     daily = t.groupby(["customer_id", "day"]).amount.sum().reset_index()
+    year_ago = A - pd.Timedelta(days=365)
+    assert (got.origin_month == 2).all()
     for cid, g in t.groupby("customer_id"):
         row = got.loc[cid]
         assert row.net_spend == pytest.approx(g.amount.sum())
@@ -108,6 +112,13 @@ def test_matches_a_pandas_reference(data):
         days = np.sort(daily[daily.customer_id == cid].day.unique())
         gaps = np.diff(days).astype("timedelta64[D]").astype(float)
         assert row.ipi_std_days == pytest.approx(gaps.std() if len(gaps) else 0.0)
+        assert row.ipi_cv == pytest.approx(gaps.std() / gaps.mean() if len(gaps) else 0.0)
+        for w in (90, 180):
+            in_ly = lambda d: (d > year_ago) & (d <= year_ago + pd.Timedelta(days=w))  # noqa: E731
+            assert row[f"spend_ly_{w}d"] == pytest.approx(g.amount[in_ly(g.day)].sum())
+            assert row[f"orders_ly_{w}d"] == in_ly(p.day).sum()
+        n_prod = products.loc[cid] if cid in products.index.get_level_values(0) else pd.Series(dtype=float)
+        assert row.products_per_order == pytest.approx(n_prod.mean() if len(n_prod) else 0.0)
         assert row.days_since_last_purchase == (A - days[-1]).days
         for w in spec.windows_days:
             lo = A - pd.Timedelta(days=w - 1)
@@ -120,6 +131,9 @@ def test_matches_a_pandas_reference(data):
         for w in spec.windows_days:
             r = g[g.day >= A - pd.Timedelta(days=w - 1)]
             assert row[f"events_{w}d"] == len(r) and row[f"active_days_{w}d"] == r.day.nunique()
+        recent = (g.day >= A - pd.Timedelta(days=29)).sum() / 30
+        prior = ((g.day >= A - pd.Timedelta(days=179)) & (g.day < A - pd.Timedelta(days=29))).sum() / 150
+        assert row.events_trend == pytest.approx((recent - prior) / (recent + prior) if recent + prior else 0.0)
         r = g[g.day >= A - pd.Timedelta(days=179)]
         for e in EVENT_TYPES:
             assert row[f"n_{e}_180d"] == (r.et == e).sum()
@@ -129,7 +143,9 @@ def test_matches_a_pandas_reference(data):
         assert row.days_since_last_interaction == (A - g.day.max()).days
     assert got.engagement_score.between(0, 1, inclusive="left").all()
     assert got.refund_share.between(0, 1).all() and got.top_channel_share.between(0, 1).all()
-    assert got.spend_trend.between(-1, 1).all()
+    assert got.spend_trend.between(-1, 1).all() and got.events_trend.between(-1, 1).all()
+    assert (got.ipi_cv >= 0).all() and (got.products_per_order >= 0).all()
+    assert (got.orders_ly_90d > 0).any() and (got.events_trend != 0).any()  # the windows hold data
 
 
 def test_expressions_are_lazy_and_compile_without_data():

@@ -27,6 +27,8 @@ from tiering.features import FeatureSpec, build_features
 from tiering.io import connect, read_source, write_table
 from tiering.validation import load_tables
 
+import test_retail_features as rf  # tests/features is on sys.path (pytest's rootdir-less import mode)
+
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +49,7 @@ def spark_con(spark_engine):
 def sim_files(tmp_path_factory):
     """Simulated customers written as the CLI reads them, with rows validation must set aside."""
     d = tmp_path_factory.mktemp("sim")
-    data = simulate(400, dt.date(2024, 1, 1), dt.date(2024, 12, 31), seed=11)  # rows after AS_OF too
+    data = simulate(400, dt.date(2023, 7, 1), dt.date(2024, 12, 31), seed=11)  # rows after AS_OF too; a year before it
     tx = data.transactions
     bad = tx.iloc[:3].copy()
     bad.loc[bad.index[0], "customer_id"] = None  # missing id
@@ -100,6 +102,8 @@ def test_cli_features_spark_equals_duckdb(spark_con, sim_files, tmp_path, monkey
     assert payloads["duckdb"]["customers"] == payloads["spark"]["customers"] == len(frames["spark"]) > 300
     assert list(frames["spark"].columns) == list(FeatureSpec().feature_columns)
     assert frames["spark"]["events_365d"].sum() > 0 and frames["spark"]["has_purchased"].sum() > 0
+    assert (frames["spark"][["orders_ly_90d", "orders_ly_180d"]].sum() > 0).all()  # last year's windows hold data
+    assert (frames["spark"][["products_per_order", "ipi_cv"]] > 0).any().all() and (frames["spark"].events_trend != 0).any()
     assert not frames["spark"].isna().any().any()
     assert_same_frame(frames["duckdb"], frames["spark"])
 
@@ -144,3 +148,14 @@ def test_spark_reads_do_not_replace_each_other(spark_con, sim_files, retail_slic
     assert "Invoice" in second.columns and "Invoice" not in first.columns
     n = write_table(first.select("customer_id", "amount"), tmp_path / "first.csv")
     assert n == pq.ParquetFile(sim_files / "transactions.parquet").metadata.num_rows
+
+
+def test_known_truth_of_the_retail_features_on_spark(spark_con, tmp_path):
+    """Last year's windows, ipi_cv, products_per_order, events_trend and origin_month on test_retail_features'
+    hand-made tables: the same known answers on Spark as on DuckDB. Read from Parquet, as the engine reads
+    data (handed a pandas frame, Spark read the missing product id as a product of its own)."""
+    rf.tx_frame().to_parquet(tmp_path / "tx.parquet", index=False)
+    rf.ix_frame().to_parquet(tmp_path / "ix.parquet", index=False)
+    tx = spark_con.read_parquet(str(tmp_path / "tx.parquet"))
+    ix = spark_con.read_parquet(str(tmp_path / "ix.parquet"))
+    rf.check_known_truth(build_features(tx, ix, as_of=rf.AS_OF, spec=rf.SPEC).to_pandas())

@@ -8,14 +8,19 @@ plus anyone with a transaction or interaction at or before as_of. No column is e
 
 Days are calendar days of the (naive) timestamps; a window of w days is as_of-w+1 .. as_of.
 "Transaction day" is any day with a transaction row (refund rows included, as lifetimes does).
-Counts are int64, everything else float64 (customer_id string, as_of date). ``FeatureSpec``
-(time_unit, windows_days, version) fixes the column set; it is stored in the model bundle so
-batch scoring rebuilds the same frame.
+Counts and origin_month are int64, everything else float64 (customer_id string, as_of date).
+``FeatureSpec`` (time_unit, windows_days, version) fixes the column set; it is stored in the model
+bundle so batch scoring rebuilds the same frame. The version changes only when a column changes
+meaning or goes: added columns keep it (a bundle selects its own feature_columns, and scoring checks
+that its spec still builds them), so bundles trained before origin_month, ipi_cv, spend_ly_*,
+orders_ly_*, products_per_order and events_trend were added still score.
 
 Columns (``FeatureSpec.feature_columns`` gives the order; w ranges over spec.windows_days,
 W is the largest window):
 
 - customer_id (string), as_of (date)
+- origin_month: the month of as_of (1-12), the same on every row of a frame; a model trained on
+  frames pooled from many monthly origins can learn the season from it.
 - frequency, recency, T, monetary_value: the lifetimes summary in spec.time_unit ('D' days, 'W'
   Monday-to-Sunday weeks as pandas ``to_period('W')``): frequency = distinct periods with a
   transaction - 1; recency = last - first period; T = as_of's period - first period;
@@ -38,17 +43,31 @@ W is the largest window):
   tenure_days for customers without transactions.
 - ipi_mean_days: (last - first transaction day) / (transaction days - 1); ipi_std_days: population
   standard deviation of the gaps between consecutive transaction days; 0 with fewer than 2 days.
+  ipi_cv: ipi_std_days / ipi_mean_days, the spread of the gaps relative to their mean (0 = a
+  perfectly regular buyer); 0 with fewer than 2 transaction days (like ipi_*) and 0 with exactly 2
+  (one gap has no spread). Never NaN: ipi_mean_days > 0 whenever there are 2+ days.
 - orders_{w}d: purchase orders (net > 0) whose first line is in the window; spend_{w}d: net
   amount in the window.
 - spend_trend: (r - p) / (r + p) in [-1, 1], r = gross spend per day over the shortest window,
   p = gross spend per day over the rest of the largest window (days as_of-W+1 .. as_of-w_min;
   the previous w_min days when there is a single window); 0 when both are 0.
+- spend_ly_{w}d, orders_ly_{w}d for w in 90, 180 (fixed, not spec.windows_days): net amount and
+  purchase orders (net > 0, by their first line's day, as orders_{w}d) in the w days that followed
+  the same date a year earlier: days as_of-365+1 .. as_of-365+w (365 days back, so across a
+  29 February the next calendar date); 0 without transactions there.
 - n_products: distinct product_id bought (positive lines); 0 when the column is absent.
+  products_per_order: mean distinct products per basket = distinct (order, product_id) pairs of
+  the positive lines with a product_id / orders with at least one such line (orders without a
+  known product are left out, not counted as empty); 0 when there is no such order or the column
+  is absent (as n_products). An order's products are those of its positive lines, refunds aside.
 - n_channels: distinct non-null channels with gross spend > 0; top_channel_share: gross spend of
   the largest channel / gross spend with a known channel; both 0 when the column is absent or
   there is no such spend. An order's channel is the largest channel label among its lines.
 - events_{w}d: interactions of any type in the window; n_{event}_{W}d: interactions of each type in
   tiering.schemas.EVENT_TYPES over the largest window (event_type compared in lower case).
+- events_trend: spend_trend's formula on interactions of any type: (r - p) / (r + p), r = events
+  per day over the shortest window, p = events per day over the rest of the largest window (the
+  previous w_min days with a single window); 0 when both are 0 (no interaction in those days).
 - active_days_{w}d: days with at least one interaction in the window.
 - days_since_last_interaction: as_of - last interaction day; tenure_days when none.
 - interaction_rate_per_30d: events_{W}d * 30 / min(W, tenure_days + 1).

@@ -19,6 +19,7 @@ from tiering.features._spec import (
     epoch_day,
     guard_as_of,
     left_join_on_id,
+    trend,
 )
 from tiering.schemas import EVENT_TYPES
 
@@ -44,20 +45,21 @@ def engagement_score(counts_90d: dict[str, Any], active_days_30d: Any) -> Any:
 def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec) -> ir.Table:
     """One row per customer with an interaction at or before as_of.
 
-    Columns: events_{w}d, n_{event}_{W}d (W = largest window), active_days_{w}d,
+    Columns: events_{w}d, events_trend, n_{event}_{W}d (W = largest window), active_days_{w}d,
     social_actions_90d, engagement_score, and helpers ix_first_dn, ix_last_dn (day numbers) and
     ix_events_90d (events of any type over the last 90 days).
     An event type outside EVENT_TYPES counts in events_{w}d and active days only.
 
     Plan: first/last interaction day from a narrow pass over all rows; everything else is
     windowed, so it comes from the rows of the look-back horizon only (largest window, or 90
-    days if longer), grouped once by (customer, day) with one count per event type.
+    days or events_trend's span if longer), grouped once by (customer, day) with one count per event type.
     """
     ix = guard_as_of(interactions, "interactions", "occurred_at", as_of)
     A = epoch_day(as_of)
     windows = spec.windows_days
     W = spec.max_window_days
-    horizon = max(W, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)
+    short, long_ = spec.trend_days
+    horizon = max(W, long_, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)
     cid = ix.customer_id.cast("string").name("customer_id")
 
     # first/last time per customer, turned into day numbers after the group-by (once per customer)
@@ -86,6 +88,7 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
     c_aggs: dict[str, Any] = {}
     for w in windows:
         c_aggs[f"events_{w}d"] = daily.n.sum(where=in_w[w])
+    c_aggs["_e_prior"] = daily.n.sum(where=(daily.dn > A - long_) & (daily.dn <= A - short))
     for e in EVENT_TYPES:
         c_aggs[f"n_{e}_{W}d"] = daily[f"c_{e}"].sum(where=in_w[W])
     for w in windows:
@@ -106,6 +109,7 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
     }
     for w in windows:
         cols[f"events_{w}d"] = cf[f"events_{w}d"].fill_null(0).cast("int64")
+    cols["events_trend"] = trend(cf[f"events_{short}d"], cf._e_prior, (short, long_)).cast("float64")
     for e in EVENT_TYPES:
         cols[f"n_{e}_{W}d"] = cf[f"n_{e}_{W}d"].fill_null(0).cast("int64")
     for w in windows:

@@ -13,7 +13,16 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tiering.features._spec import FeatureSpec, const, epoch_day, guard_as_of, left_join_on_id
+from tiering.features._spec import (
+    LAST_YEAR_WINDOWS_DAYS,
+    YEAR_DAYS,
+    FeatureSpec,
+    const,
+    epoch_day,
+    guard_as_of,
+    left_join_on_id,
+    trend,
+)
 
 _WEEK_SHIFT = 3 + 7 * 1_000_000  # epoch day 0 is a Thursday: (dn + 3) // 7 counts Monday-start weeks
 
@@ -140,14 +149,17 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     """One row per customer with at least one transaction at or before as_of.
 
     Columns: the RFM summary, has_purchased, n_orders, n_refund_orders, total_spend, net_spend, refund_share,
-    avg_order_value, ipi_mean_days, ipi_std_days, orders_{w}d, spend_{w}d, spend_trend,
-    n_products, n_channels, top_channel_share, and helper day numbers tx_first_dn, tx_last_dn.
+    avg_order_value, ipi_mean_days, ipi_std_days, ipi_cv, orders_{w}d, spend_{w}d, spend_trend,
+    spend_ly_{w}d and orders_ly_{w}d (w in LAST_YEAR_WINDOWS_DAYS), n_products, products_per_order,
+    n_channels, top_channel_share, and helper day numbers tx_first_dn, tx_last_dn.
 
     Plan: the bounded lines are aggregated by (customer, day) and by (customer, order); every
     day-based feature (RFM included) comes from one group-by over the daily rows (no window for
     days; the gap spread from each customer's sorted day list),
     the order-based ones from the orders (via (customer, channel) when channel is present);
-    n_products is a third pass over the lines (distinct (customer, product)).
+    n_products and products_per_order's (order, product) pairs come from a third pass over the
+    lines (distinct (customer, order, product), then per (customer, product)). Last year's windows
+    are filters of the same aggregations.
     """
     tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
     A = epoch_day(as_of)
@@ -162,12 +174,15 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     order_cols = {"order_id": tx.order_id.cast("string"), "dn": _day_number(tx.ordered_at), "amount": amount}
     if has_channel:
         order_cols["channel"] = tx.channel.cast("string")
+    if has_product:  # a positive line with a product id: the order bought an identified product
+        order_cols["bought"] = (tx.amount > 0) & tx.product_id.notnull()
     order_lines = tx.select(cid, **order_cols)
 
     # ---- per (customer, day) -> RFM and the day-based features
     d = _daily(day_lines, spec.time_unit)
-    short = windows[0]
-    long_ = windows[-1] if windows[-1] > short else 2 * short
+    short, long_ = spec.trend_days
+    # last year's windows: days (A - 365, A - 365 + w], the w days that followed as_of's date a year earlier
+    ly = {w: (A - YEAR_DAYS, A - YEAR_DAYS + w) for w in LAST_YEAR_WINDOWS_DAYS}
     in_short = d.dn > A - short
     in_prior = (d.dn > A - long_) & (d.dn <= A - short)
     day_aggs: dict[str, Any] = {
@@ -183,10 +198,10 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     }
     for w in windows:
         day_aggs[f"spend_{w}d"] = d.net.sum(where=d.dn > A - w)
+    for w, (lo, hi) in ly.items():
+        day_aggs[f"spend_ly_{w}d"] = d.net.sum(where=(d.dn > lo) & (d.dn <= hi))
     dayf = d.group_by("customer_id").agg(**day_aggs)
     refunds = dayf.total_spend - dayf.net_spend  # gross positive minus net = refunded amount (>= 0)
-    r_rate = dayf._g_short.fill_null(0.0) / short
-    p_rate = dayf._g_prior.fill_null(0.0) / (long_ - short)
     dayf = dayf.mutate(
         **_rfm_columns(dayf, as_of, spec.time_unit),
         refund_share=ibis.ifelse(refunds > 0, refunds / ibis.greatest(dayf.total_spend, refunds), 0.0),
@@ -194,7 +209,7 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
             dayf._n_days > 1, (dayf.tx_last_dn - dayf.tx_first_dn).cast("float64") / (dayf._n_days - 1), 0.0
         ),
         ipi_std_days=_gap_std(dayf),
-        spend_trend=ibis.ifelse(r_rate + p_rate > 0, (r_rate - p_rate) / (r_rate + p_rate), 0.0),
+        spend_trend=trend(dayf._g_short, dayf._g_prior, (short, long_)),
     )
 
     # ---- per order -> order counts; with channels, per (customer, channel) first, so the channel
@@ -207,6 +222,8 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     }
     if has_channel:
         o_aggs["channel"] = ol.channel.max()
+    if has_product:
+        o_aggs["bought"] = ol.bought.any()
     orders = ol.group_by(["customer_id", "order_id"]).agg(**o_aggs)
     is_purchase = orders.net > 0
     ord_aggs: dict[str, Any] = {
@@ -214,8 +231,12 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         "n_refund_orders": orders.count(where=orders.net < 0),
         "_purchase_value": orders.net.sum(where=is_purchase),
     }
+    if has_product:  # orders that bought an identified product: products_per_order's denominator
+        ord_aggs["_baskets"] = orders.count(where=orders.bought)
     for w in windows:
         ord_aggs[f"orders_{w}d"] = orders.count(where=is_purchase & (orders.dn > A - w))
+    for w, (lo, hi) in ly.items():
+        ord_aggs[f"orders_ly_{w}d"] = orders.count(where=is_purchase & (orders.dn > lo) & (orders.dn <= hi))
     if has_channel:
         oc = orders.group_by(["customer_id", "channel"]).agg(**ord_aggs, _gross=orders.gross.sum())
         known = oc.channel.notnull() & (oc._gross > 0)
@@ -238,8 +259,11 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     out = left_join_on_id(dayf, ordf)
     if has_product:
         pr = tx.filter((tx.amount > 0) & tx.product_id.notnull())
-        cp = pr.select(cid, product_id=pr.product_id.cast("string")).distinct()
-        prf = cp.group_by("customer_id").agg(n_products=cp.count())
+        # distinct (customer, order, product) of the bought lines, then per (customer, product) the
+        # orders holding it: n_products counts those rows, their sum is the (order, product) pairs
+        cop = pr.select(cid, order_id=pr.order_id.cast("string"), product_id=pr.product_id.cast("string")).distinct()
+        cp = cop.group_by(["customer_id", "product_id"]).agg(_n=cop.count().cast("float64"))
+        prf = cp.group_by("customer_id").agg(n_products=cp.count(), _pairs=cp._n.sum())
         out = left_join_on_id(out, prf)
 
     cols: dict[str, Any] = {c: out[c] for c in ("customer_id", "frequency", "recency", "T", "monetary_value")}
@@ -254,14 +278,26 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     cols["tx_last_dn"] = out.tx_last_dn.cast("int64")
     cols["ipi_mean_days"] = out.ipi_mean_days.cast("float64")
     cols["ipi_std_days"] = out.ipi_std_days.fill_null(0.0).cast("float64")
+    # ipi_mean_days > 0 exactly when there are 2+ transaction days (distinct days are >= 1 apart)
+    cols["ipi_cv"] = ibis.ifelse(
+        out.ipi_mean_days > 0, out.ipi_std_days.fill_null(0.0) / out.ipi_mean_days, 0.0
+    ).cast("float64")
     for w in windows:
         cols[f"orders_{w}d"] = out[f"orders_{w}d"].cast("int64")
     for w in windows:
         cols[f"spend_{w}d"] = out[f"spend_{w}d"].fill_null(0.0).cast("float64")
     cols["spend_trend"] = out.spend_trend.cast("float64")
+    for w in LAST_YEAR_WINDOWS_DAYS:
+        cols[f"spend_ly_{w}d"] = out[f"spend_ly_{w}d"].fill_null(0.0).cast("float64")
+        cols[f"orders_ly_{w}d"] = out[f"orders_ly_{w}d"].cast("int64")
     zero_i = const(0, "int64")
     zero_f = const(0, "float64")
     cols["n_products"] = out.n_products.fill_null(0).cast("int64") if has_product else zero_i
+    if has_product:
+        baskets = out._baskets.fill_null(0)
+        cols["products_per_order"] = ibis.ifelse(baskets > 0, out._pairs.fill_null(0.0) / baskets, 0.0).cast("float64")
+    else:
+        cols["products_per_order"] = zero_f
     if has_channel:
         cols["n_channels"] = out.n_channels.fill_null(0).cast("int64")
         cols["top_channel_share"] = out.top_channel_share.fill_null(0.0).cast("float64")

@@ -11,6 +11,8 @@ from tiering.schemas import EVENT_TYPES
 
 SOCIAL_WINDOW_DAYS = 90  # social_actions_90d and engagement_score look at the last 90 days
 SCORE_RECENT_DAYS = 30  # active days used by engagement_score
+YEAR_DAYS = 365  # "the same date one year earlier" is as_of - 365 days
+LAST_YEAR_WINDOWS_DAYS = (90, 180)  # spend_ly_{w}d, orders_ly_{w}d: days as_of-365+1 .. as_of-365+w
 
 # engagement_score weights per event type (data-independent, fixed by the package version)
 EVENT_WEIGHTS: dict[str, float] = {
@@ -30,7 +32,12 @@ SCORE_SCALE = 4.0
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What build_features computes: BTYD time unit, look-back windows in days, spec version."""
+    """What build_features computes: BTYD time unit, look-back windows in days, spec version.
+
+    The version changes when a column a bundle may hold changes meaning (or disappears): scoring
+    refuses a bundle of another version. Adding columns keeps it: a bundle selects its own
+    feature_columns, and scoring checks that its spec still builds every one of them.
+    """
 
     time_unit: str = "D"
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
@@ -64,6 +71,13 @@ class FeatureSpec:
         return self.windows_days[-1]
 
     @property
+    def trend_days(self) -> tuple[int, int]:
+        """(s, L) of spend_trend and events_trend: recent = the last s days (the shortest window), prior =
+        the days before them back to the largest window (L = its length; 2s with a single window)."""
+        short, longest = self.windows_days[0], self.windows_days[-1]
+        return short, (longest if longest > short else 2 * short)
+
+    @property
     def feature_columns(self) -> tuple[str, ...]:
         """The output columns of build_features, in order."""
         ws = self.windows_days
@@ -71,6 +85,7 @@ class FeatureSpec:
         return (
             "customer_id",
             "as_of",
+            "origin_month",
             "frequency",
             "recency",
             "T",
@@ -87,13 +102,17 @@ class FeatureSpec:
             "days_since_first_purchase",
             "ipi_mean_days",
             "ipi_std_days",
+            "ipi_cv",
             *(f"orders_{w}d" for w in ws),
             *(f"spend_{w}d" for w in ws),
             "spend_trend",
+            *(c for w in LAST_YEAR_WINDOWS_DAYS for c in (f"spend_ly_{w}d", f"orders_ly_{w}d")),
             "n_products",
+            "products_per_order",
             "n_channels",
             "top_channel_share",
             *(f"events_{w}d" for w in ws),
+            "events_trend",
             *(f"n_{e}_{W}d" for e in EVENT_TYPES),
             *(f"active_days_{w}d" for w in ws),
             "days_since_last_interaction",
@@ -113,6 +132,17 @@ def const(value: int, dtype: str) -> Any:
     import ibis
 
     return ibis.literal(int(value)).cast(dtype)  # typed as the narrowest integer, so the cast stays
+
+
+def trend(recent: Any, prior: Any, days: tuple[int, int]) -> Any:
+    """(r - p) / (r + p) in [-1, 1] of the per-day rates r = recent / s and p = prior / (L - s), (s, L) =
+    FeatureSpec.trend_days; 0 when both are 0. recent and prior are float64 totals, null read as 0."""
+    import ibis
+
+    short, long_ = days
+    r = recent.fill_null(0.0) / short
+    p = prior.fill_null(0.0) / (long_ - short)
+    return ibis.ifelse(r + p > 0, (r - p) / (r + p), 0.0)
 
 
 def left_join_on_id(left: Any, right: Any) -> Any:

@@ -11,6 +11,7 @@ import ibis.expr.types as ir
 from tiering.features._engagement import interaction_features
 from tiering.features._rfm import transaction_features
 from tiering.features._spec import (
+    LAST_YEAR_WINDOWS_DAYS,
     SOCIAL_WINDOW_DAYS,
     AsOfTable,
     FeatureSpec,
@@ -102,6 +103,7 @@ def build_features(
     out: dict[str, Any] = {
         "customer_id": t.customer_id.cast("string"),
         "as_of": ibis.literal(as_of, type="date"),
+        "origin_month": const(as_of.month, "int64"),
     }
     for c in ("frequency", "recency", "T", "monetary_value"):
         out[c] = col(c, 0.0).cast("float64")
@@ -115,16 +117,22 @@ def build_features(
     out["days_since_first_purchase"] = ibis.ifelse(buyer, ibis.literal(A) - t.tx_first_dn, tenure).cast("int64")
     out["ipi_mean_days"] = col("ipi_mean_days", 0.0).cast("float64")
     out["ipi_std_days"] = col("ipi_std_days", 0.0).cast("float64")
+    out["ipi_cv"] = col("ipi_cv", 0.0).cast("float64")
     for w in windows:
         out[f"orders_{w}d"] = col(f"orders_{w}d", 0).cast("int64")
     for w in windows:
         out[f"spend_{w}d"] = col(f"spend_{w}d", 0.0).cast("float64")
     out["spend_trend"] = col("spend_trend", 0.0).cast("float64")
+    for w in LAST_YEAR_WINDOWS_DAYS:
+        out[f"spend_ly_{w}d"] = col(f"spend_ly_{w}d", 0.0).cast("float64")
+        out[f"orders_ly_{w}d"] = col(f"orders_ly_{w}d", 0).cast("int64")
     out["n_products"] = col("n_products", 0).cast("int64")
+    out["products_per_order"] = col("products_per_order", 0.0).cast("float64")
     out["n_channels"] = col("n_channels", 0).cast("int64")
     out["top_channel_share"] = col("top_channel_share", 0.0).cast("float64")
     for w in windows:
         out[f"events_{w}d"] = col(f"events_{w}d", 0).cast("int64")
+    out["events_trend"] = col("events_trend", 0.0).cast("float64")
     for e in EVENT_TYPES:
         out[f"n_{e}_{W}d"] = col(f"n_{e}_{W}d", 0).cast("int64")
     for w in windows:
