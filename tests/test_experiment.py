@@ -210,3 +210,16 @@ def test_a_spec_with_two_horizons_runs_end_to_end(tmp_path):
     assert md.index("## Models against the best baseline, report origins only") < md.index("## base/h60: mean over")
     assert "select_until = 2024-11-30" in md and "| base | 60 | churn | roc_auc | model | 2 |" in md
     assert pd.read_csv(folder / "comparison.csv").shape[0] == len(cmp)
+
+
+def test_interval_coverage_section_reads_report_origins_only():
+    from tiering.experiment import interval_markdown
+
+    rows = []
+    for origin, split, cov in (("2011-01-01", "select", 0.5), ("2011-02-01", "report", 0.78), ("2011-03-01", "report", 0.84)):
+        for metric, value in (("coverage", cov), ("share_below", 0.0), ("share_above", 1 - cov), ("median_width", 10.0)):
+            rows.append({"variant": "default", "horizon_days": 90, "origin": origin, "split": split, "task": "interval",
+                         "model": "cqr_buyers", "metric": metric, "value": value})
+    text = "\n".join(interval_markdown(pd.DataFrame(rows)))
+    assert "| default | 90 | cqr_buyers | 2 | 81.0% | 78.0%..84.0% | 0.0% | 19.0% | 10.00 |" in text
+    assert interval_markdown(pd.DataFrame(rows).assign(split="select")) == []

@@ -453,6 +453,25 @@ def comparison_markdown(cmp: pd.DataFrame, spec: ExperimentSpec, splits: dict, h
     return lines + [""]
 
 
+def interval_markdown(table: pd.DataFrame) -> list[str]:
+    """The CLV interval's measured coverage on the report origins: mean and min..max over origins, per variant,
+    horizon and population (every customer known at the origin; buyers only)."""
+    part = table[(table["task"] == "interval") & (table["split"] == "report")]
+    if part.empty:
+        return []
+    lines = ["## CLV interval (clv_p10 .. clv_p90): coverage measured on the report origins", "",
+             "Target: the share of customers whose spend over the horizon falls inside their interval is the configured "
+             "coverage (80%; 75-85% counts as on target). `cqr`: every customer known at the origin; `cqr_buyers`: those "
+             "who had purchased by then (prospects who never buy are covered by any interval, so `cqr` can only be higher).",
+             "", "| variant | H | population | origins | coverage | min..max | share below | share above | median width |",
+             "|---|---:|---|---:|---:|---|---:|---:|---:|"]
+    for (v, h, m), g in part.groupby(["variant", "horizon_days", "model"], sort=False):
+        w = g.pivot_table(index="origin", columns="metric", values="value")
+        lines.append(f"| {v} | {h} | {m} | {len(w)} | {w['coverage'].mean():.1%} | {w['coverage'].min():.1%}..{w['coverage'].max():.1%} | "
+                     f"{w['share_below'].mean():.1%} | {w['share_above'].mean():.1%} | {w['median_width'].median():,.2f} |")
+    return lines + [""]
+
+
 def selection_markdown(table: pd.DataFrame) -> list[str]:
     """Means over the selection origins: the numbers models, features and thresholds may be chosen on."""
     sel = table[(table["split"] == "select") & table["metric"].isin(_KEY_METRICS)]
@@ -480,7 +499,7 @@ def to_markdown(results: dict[str, BacktestResult], spec: ExperimentSpec, lead: 
              "Written by `tiering experiment run`; do not edit by hand.", ""]
     lines += lead or []
     if table is not None and "split" in table:
-        lines += selection_markdown(table)
+        lines += interval_markdown(table) + selection_markdown(table)
     for name, res in results.items():
         origins = sorted({str(o) for o in res.table["origin"]})
         lines += [f"## {name}: mean over {len(origins)} origins ({', '.join(origins)}), horizon {res.horizon_days} days", "",
