@@ -2,19 +2,22 @@
 
 Three origins, one horizon H apart, keep every evaluation out of time:
 
-    as_of - 2H  (eval origin)  propensity and supervised/hybrid CLV models for evaluation are trained here,
-                               labels from (as_of-2H, as_of-H]
+    as_of - 2H  (eval origin)  propensity, CLV (supervised, hybrid, hurdle) and interval models for evaluation
+                               are trained here and before, labels from (as_of-2H, as_of-H]
     as_of - H   (test origin)  evaluation: BTYD fitted on data <= as_of-H, every model scored against (as_of-H, as_of];
-                               the final propensity, supervised/hybrid CLV and next-tier models are trained here
+                               the CLV model to ship is chosen here (``model.clv_model: auto``: the best normalized
+                               Gini, baselines included, :func:`choose_clv`); the final propensity, CLV, interval and
+                               next-tier models are trained here and before
     as_of                       the final BTYD models are fitted here; the bundle scores from here on
 
-With ``model.training_origins`` = k > 1 the supervised models stack k training origins, each
-``model.training_origin_step_days`` before the previous one (every label window still ends by the
-origin they score). Their level is aligned without labels to BTYD fitted at the scoring origin
-(tiering.models.propensity, tiering.models.clv). Baselines on the same split: naive (trailing spend
-for CLV, recency for propensity) and plain BG/NBD + Gamma-Gamma. When the data do not reach back to
-as_of - 2H, the supervised models are not evaluated (reported, not hidden), the chosen CLV
-metric falls back to BTYD's and the next-tier model is left out. Thin or degenerate data (10
+Fitting at an origin (features, labels, BTYD, the stacked training origins, each learned model) lives in
+tiering.fitting, shared with the backtest. With ``model.training_origins`` = k > 1 the learned models
+stack k training origins, each ``model.training_origin_step_days`` before the previous one (every label
+window still ends by the origin they score). Their level is aligned without labels to BTYD fitted at
+the scoring origin (tiering.models.propensity, tiering.models.clv). Baselines on the same split: naive
+(trailing spend for CLV, recency for propensity) and plain BG/NBD + Gamma-Gamma. When the data do not
+reach back to as_of - 2H, the learned models are not evaluated (reported, not hidden), auto chooses
+between the baselines and the next-tier model is left out. Thin or degenerate data (10
 customers, one day of history, no repeat buyer, a horizon longer than the history, a class of one)
 never crash a fit: each stage falls back to a simpler model and says so (``TrainResult.fallbacks``,
 the notes, the metric ``fallback_count`` and the MLflow tag ``fallbacks``); see :func:`fit`.
@@ -30,21 +33,38 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tiering import __version__
 from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
 from tiering.exceptions import DataQualityError, ModelError
-from tiering.features import FeatureSpec, build_features, build_labels
-from tiering.models.btyd import BetaGeoModel, GammaGammaModel, MeanSpendModel, ParetoNBDModel, PooledNBDModel
+from tiering.fitting import (  # re-exported: tiering.train was their home, callers import them from here
+    LABELS,
+    LEARNED_CLV,
+    MIN_BTYD_BUYERS,
+    OriginFit,
+    clv_columns,
+    feature_spec,
+    features_at,
+    fit_clv,
+    fit_interval,
+    fit_origin,
+    fit_propensity,
+    fit_training_origins,
+    training_origins,
+    usable,
+    with_labels,
+)
+from tiering.features import FeatureSpec
 from tiering.models.bundle import ScoringBundle, model_features
-from tiering.models.clv import BTYD_FEATURES, LevelAligned, PastSpend, SpendRegressor
-from tiering.models.hurdle import HurdleSpend
-from tiering.models.intervals import SpendInterval, interval_metrics
+from tiering.models.clv import LevelAligned
+from tiering.models.intervals import interval_metrics
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 from tiering.validation import ValidatedTables
 
-LABELS = ("holdout_spend", "holdout_orders", "purchased_in_horizon")
+__all__ = ["LABELS", "LEARNED_CLV", "MIN_BTYD_BUYERS", "OriginFit", "TrainResult", "choose_clv", "clv_columns",
+           "data_fingerprint", "feature_spec", "features_at", "fit", "fit_clv", "fit_interval", "fit_origin",
+           "fit_propensity", "fit_training_origins", "log_and_register", "tier_policy_metrics", "train_and_register",
+           "training_origins", "usable", "with_labels"]
 
 
 @dataclass
@@ -61,21 +81,6 @@ class TrainResult:
     version: str | None = None
 
 
-def feature_spec(cfg: Config) -> FeatureSpec:
-    return FeatureSpec(time_unit=cfg.features.time_unit, windows_days=tuple(cfg.features.windows_days))
-
-
-def features_at(tables: ValidatedTables, as_of: dt.date, spec: FeatureSpec) -> pd.DataFrame:
-    return build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec).to_pandas()
-
-
-def with_labels(tables: ValidatedTables, features: pd.DataFrame, origin: dt.date, horizon_days: int) -> pd.DataFrame:
-    labels = build_labels(tables.transactions, as_of=origin, horizon_days=horizon_days).to_pandas()
-    out = features.merge(labels[["customer_id", *LABELS]], on="customer_id", how="left")
-    out[list(LABELS)] = out[list(LABELS)].fillna(0)
-    return out
-
-
 def data_fingerprint(tables: ValidatedTables) -> dict:
     """Source paths, row counts, date range and a content hash of the validated transactions."""
     t = tables.transactions
@@ -90,69 +95,6 @@ def data_fingerprint(tables: ValidatedTables) -> dict:
     }
     digest = hashlib.sha256(repr((summary, int(agg["rows"]), round(float(agg["amount"]), 4))).encode()).hexdigest()[:16]
     return summary | {"hash": digest}
-
-
-MIN_BTYD_BUYERS = 20  # fewer buyers: the pooled NBD stands in for BG/NBD or Pareto/NBD
-
-
-def _fit_btyd(features: pd.DataFrame, cfg: Config, origin: dt.date) -> tuple[object, object, list[str]]:
-    """Transaction and spend models on the buyers of ``features``, and the fallbacks taken.
-
-    No buyer at all: DataQualityError (nothing to learn from). Fewer than MIN_BTYD_BUYERS buyers, no
-    repeat buyer, every T 0 or a fit that does not converge: PooledNBDModel instead of BG/NBD or
-    Pareto/NBD. A fit on the boundary of the parameter space whose predictions over the horizon are
-    not finite for every buyer is refitted with penalizer 0.01 (noted), and replaced by the pooled NBD
-    if that does not help either. Fewer than 2 repeat buyers with positive spend or a Gamma-Gamma fit
-    that fails (q <= 1): MeanSpendModel. Each fallback is one sentence in the list returned."""
-    buyers = features[features["has_purchased"] > 0]
-    if buyers.empty:
-        raise DataQualityError(
-            f"No customer has purchased by {origin}, so there is nothing to learn purchase or spend rates from. "
-            "Use a later --as-of (on or after the first order date) or check the transactions source."
-        )
-    fallbacks: list[str] = []
-    cls = ParetoNBDModel if cfg.model.btyd_model == "paretonbd" else BetaGeoModel
-    x, rec, T = buyers["frequency"], buyers["recency"], buyers["T"]
-    why = f"only {len(buyers)} buyers (the 4-parameter model needs {MIN_BTYD_BUYERS})" if len(buyers) < MIN_BTYD_BUYERS else None
-    tm = None
-    t = cfg.model.horizon_days / (7.0 if cfg.features.time_unit == "W" else 1.0)
-    for penalizer in dict.fromkeys((cfg.model.penalizer, max(cfg.model.penalizer, 1e-2))) if why is None else ():
-        try:
-            tm = cls(penalizer=penalizer).fit(x, rec, T)
-        except ModelError as exc:
-            why = str(exc).split(". ")[0]
-            break
-        with np.errstate(all="ignore"):
-            finite = np.isfinite(tm.expected_purchases(t, x, rec, T)).all() and np.isfinite(tm.p_no_purchase(t, x, rec, T)).all()
-        if finite:
-            if penalizer != cfg.model.penalizer:
-                fallbacks.append(f"BTYD at {origin}: {cls.__name__} refitted with penalizer {penalizer} (the unpenalised "
-                                 f"fit, {why}, predicts non-finite purchases)")
-            break
-        why = "parameters " + ", ".join(f"{k}={v:.3g}" for k, v in tm.params_.items()) + " on the boundary"
-        tm = None
-    if tm is None:
-        tm = PooledNBDModel().fit(x, rec, T)
-        fallbacks.append(f"BTYD at {origin}: {cls.__name__} not fitted ({why}); the pooled NBD model (no dropout, "
-                         f"one smoothed purchase rate) predicts purchases")
-    try:
-        sm = GammaGammaModel(penalizer=cfg.model.penalizer).fit(x, buyers["monetary_value"])
-    except ModelError as exc:
-        orders = buyers["n_orders"].to_numpy(float)
-        sm = MeanSpendModel().fit(buyers["net_spend"].to_numpy(float) / np.maximum(orders, 1), np.maximum(orders, 1))
-        fallbacks.append(f"BTYD at {origin}: Gamma-Gamma not fitted ({str(exc).split('. ')[0]}); one mean order value "
-                         f"({sm.params_['mean']:.4g}) predicts spend")
-    return tm, sm, fallbacks
-
-
-def _bundle(cfg: Config, spec: FeatureSpec, features: pd.DataFrame, as_of: dt.date, tm, sm,
-            propensity=None, policy=None, next_tier=None) -> ScoringBundle:
-    return ScoringBundle(
-        feature_spec=spec.to_dict(), feature_columns=list(features.columns), horizon_days=cfg.model.horizon_days,
-        discount_rate_annual=cfg.model.discount_rate_annual, trained_as_of=as_of, transaction_model=tm, spend_model=sm,
-        propensity=propensity, tier_policy=policy, next_tier_model=next_tier,
-        version=f"{__version__}+{as_of.isoformat()}",
-    )
 
 
 FLOORS = ("value_min_p_purchase", "value_min_p_alive", "value_max_gap_ratio")
@@ -184,127 +126,6 @@ def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
     out["tier_core_clv_cut"] = policy.core_clv_cut_
     out["tier_koc_mixture_fitted"] = float(policy.koc_theta_ is not None)
     return out
-
-
-@dataclass
-class OriginFit:
-    """Features at an origin (with labels from its horizon where the data reach), BTYD fitted there, its outputs."""
-
-    origin: dt.date
-    frame: pd.DataFrame
-    bundle: ScoringBundle
-    btyd: pd.DataFrame
-    fallbacks: list[str] = field(default_factory=list)
-
-
-def fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec, *, labels: bool = True,
-               features: pd.DataFrame | None = None) -> OriginFit:
-    """Features at ``origin`` (labels from (origin, origin + H] when ``labels``) and BTYD fitted on them."""
-    H = cfg.model.horizon_days
-    frame = features if features is not None else features_at(tables, origin, spec)
-    if labels:
-        frame = with_labels(tables, frame, origin, H)
-    # the engine returns rows in any order: sorted, the models trained on them do not depend on it
-    frame = frame.sort_values("customer_id", kind="stable", ignore_index=True)
-    tm, sm, fallbacks = _fit_btyd(frame, cfg, origin)
-    bundle = _bundle(cfg, spec, frame[list(spec.feature_columns)], origin, tm, sm)
-    return OriginFit(origin, frame, bundle, bundle.btyd(frame), fallbacks)
-
-
-def training_origins(origin: dt.date, cfg: Config) -> list[dt.date]:
-    """Origins a supervised model scoring at ``origin`` trains on: origin - H - k * step, k < training_origins."""
-    H, step = cfg.model.horizon_days, cfg.model.training_origin_step_days
-    return [origin - dt.timedelta(days=H + k * step) for k in range(cfg.model.training_origins)]
-
-
-def usable(fit: OriginFit) -> bool:
-    """Enough buyers for BTYD and both outcomes present: a frame a supervised model can learn from."""
-    f = fit.frame
-    return (f["has_purchased"] > 0).sum() >= MIN_BTYD_BUYERS and f["purchased_in_horizon"].nunique() == 2
-
-
-def fit_training_origins(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec,
-                         cache: dict | None = None) -> list[OriginFit]:
-    """The usable training frames for a supervised model scoring at ``origin`` (labels end by ``origin``)."""
-    fits = []
-    for t in training_origins(origin, cfg):
-        if cache is not None and t in cache:
-            fits.append(cache[t])
-            continue
-        try:
-            f = fit_origin(tables, t, cfg, spec)
-        except DataQualityError:  # too few buyers that early: that origin adds nothing
-            continue
-        if cache is not None:
-            cache[t] = f
-        fits.append(f)
-    return [f for f in fits if usable(f)]
-
-
-def _stacked(fits: list[OriginFit], columns) -> tuple[pd.DataFrame, pd.DataFrame]:
-    X = pd.concat([columns(f) for f in fits], ignore_index=True)
-    y = pd.concat([f.frame[list(LABELS)] for f in fits], ignore_index=True)
-    return X, y
-
-
-def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> PropensityModel:
-    """Propensity model trained on ``fits``, its level aligned (no labels) to BTYD on ``score_at``'s base.
-
-    Without any training frame (``fits`` empty) it is PropensityModel's constant fallback (no labels:
-    rate 0.5), aligned to BTYD's mean over ``score_at``'s buyers: buyers are ranked by BTYD alone."""
-    def inputs(f: OriginFit) -> pd.DataFrame:
-        return f.bundle.propensity_input(f.frame[f.bundle.feature_columns], f.btyd)
-
-    if fits:
-        X, y = _stacked(fits, inputs)
-    else:
-        X, y = inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
-    model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
-                            random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["purchased_in_horizon"])
-    if score_at is not None:
-        model.align_level(score_at.bundle.propensity_input(score_at.frame[score_at.bundle.feature_columns], score_at.btyd))
-    return model
-
-
-LEARNED_CLV = ("supervised", "hybrid", "hurdle")  # CLV models trained on labelled origins (naive and btyd are not)
-
-
-def clv_columns(fit: OriginFit, kind: str) -> pd.DataFrame:
-    """Inputs of a CLV model of ``kind``: the features, and the BTYD outputs for "hybrid", "hurdle" (and intervals)."""
-    X = fit.bundle.clv_input(fit.frame[fit.bundle.feature_columns], fit.btyd)
-    return X if kind in ("hybrid", "hurdle", "interval") else X.drop(columns=list(BTYD_FEATURES))
-
-
-def _clv_estimator(kind: str, cfg: Config) -> LevelAligned:
-    if kind == "naive":
-        return PastSpend(f"spend_{max(cfg.features.windows_days)}d")
-    if kind == "hurdle":
-        return HurdleSpend(random_state=cfg.model.seed, threads=cfg.model.threads)
-    if kind in ("supervised", "hybrid"):
-        return SpendRegressor(random_state=cfg.model.seed, threads=cfg.model.threads)
-    raise ModelError(f"Unknown CLV model {kind!r}: use naive, supervised, hybrid or hurdle (btyd needs no training).")
-
-
-def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> LevelAligned:
-    """The CLV model of ``kind`` (naive past spend; supervised on the features; hybrid and hurdle on the features and
-    BTYD outputs) trained on ``fits``; its level aligned (no labels) to BTYD's total CLV over ``score_at``'s buyers."""
-    X, y = _stacked(fits, lambda f: clv_columns(f, kind))
-    model = _clv_estimator(kind, cfg).fit(X, y["holdout_spend"])
-    if score_at is not None:
-        buyer = score_at.frame["has_purchased"].to_numpy() > 0
-        model.align_level(clv_columns(score_at, kind)[buyer], float(np.nansum(score_at.btyd["btyd_clv"].to_numpy()[buyer])))
-    return model
-
-
-def fit_interval(fits: list[OriginFit], cfg: Config) -> SpendInterval:
-    """clv_p10 .. clv_p90: quantile models trained on every frame of ``fits`` but the latest, conformalized on the
-    latest (its labels are later than any the quantile models saw: an out-of-time calibration split)."""
-    if len(fits) < 2:
-        raise ModelError(f"the interval needs two labelled training origins (one to fit, a later one to calibrate); got {len(fits)}")
-    X, y = _stacked(fits[1:], lambda f: clv_columns(f, "interval"))
-    model = SpendInterval(coverage=cfg.model.clv_interval_coverage, random_state=cfg.model.seed,
-                          threads=cfg.model.threads).fit(X, y["holdout_spend"])
-    return model.conformalize(clv_columns(fits[0], "interval"), fits[0].frame["holdout_spend"])
 
 
 def _metrics_or_nan(fn, actual, predicted) -> dict[str, float]:
@@ -432,7 +253,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     DataQualityError); it falls back instead, and each fallback is one sentence in the result's
     ``fallbacks`` (also in ``notes``), counted in the metric ``fallback_count``:
 
-    - BTYD at any origin: the pooled NBD model and/or one mean order value (see ``_fit_btyd``);
+    - BTYD at any origin: the pooled NBD model and/or one mean order value (see ``tiering.fitting._fit_btyd``);
     - no buyer by the test origin as_of - H (a horizon longer than the history, one day of data): no
       out-of-time evaluation; every evaluation metric is NaN;
     - no usable eval origin (20 buyers and both outcomes at as_of - 2H): the propensity and CLV models

@@ -273,7 +273,7 @@ def test_too_few_spenders_for_the_supervised_clv_model(tmp_path):
 
 
 def test_no_buyer_at_an_origin_is_a_clear_error():
-    from tiering.train import _fit_btyd
+    from tiering.fitting import _fit_btyd
 
     frame = pd.DataFrame({"has_purchased": [0, 0], "frequency": [0, 0], "recency": [0.0, 0.0], "T": [0.0, 0.0],
                           "monetary_value": [0.0, 0.0], "n_orders": [0, 0], "net_spend": [0.0, 0.0]})
