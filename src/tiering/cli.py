@@ -1,4 +1,5 @@
-"""The `tiering` command line: parses, calls the Python API, prints (rich tables or JSON).
+"""The `tiering` command line: parses, calls one job (tiering.jobs; the ops lookups: tiering.ops), prints
+(rich tables or JSON).
 
 Every command takes --config PATH and --json; source overrides --transactions/--interactions/
 --customers PATH replace the configured sources for one run. The output contract (results on
@@ -19,6 +20,7 @@ import typer
 from tiering.config import SET_HELP
 from tiering.exceptions import ConfigError
 from tiering.output import EXIT_HELP, result_stream, to_json
+from tiering.schemas import tier_list_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_HELP,
                   help="Customer tiering: features, churn and CLV models, tiers, MLflow registry, batch scoring.\n\n"
@@ -169,13 +171,11 @@ def simulate(
     as_json: JsonOpt = False,
 ):
     """Simulate private-domain customers: customers, transactions, interactions and the latent truth as Parquet."""
-    from tiering.datasets import simulate as sim
+    from tiering import jobs
 
-    data = sim(customers, _date(start, "--start"), _date(end, "--end"), seed=seed)
-    data.write(out)
-    counts = {name: len(getattr(data, name)) for name in ("customers", "transactions", "interactions", "truth")}
-    _emit(as_json, {"out": str(out), "rows": counts},
-          lambda c: c.print(f"Wrote {counts} to {out}/ (truth.parquet holds the latent rates and true tiers)."))
+    res = jobs.simulate(customers=customers, start=_date(start, "--start"), end=_date(end, "--end"), seed=seed, out=out)
+    _emit(as_json, res.to_dict(),
+          lambda c: c.print(f"Wrote {res.rows} to {out}/ (truth.parquet holds the latent rates and true tiers)."))
 
 
 @app.command()
@@ -230,13 +230,11 @@ def train(
     as_json: JsonOpt = False,
 ):
     """Fit every model, evaluate out of time, log to MLflow, register a version with alias challenger."""
-    from tiering.train import train_and_register
+    from tiering import jobs
 
     cfg = _config(config, transactions, interactions, customers, sets=set_)
-    if horizon_days is not None:
-        cfg.model.horizon_days = horizon_days
     with _steps() as step:
-        result = train_and_register(cfg, as_of=_date(as_of, "--as-of"), progress=step)
+        result = jobs.train(cfg, as_of=_date(as_of, "--as-of"), horizon_days=horizon_days, progress=step)
     payload = {"run_id": result.run_id, "model_uri": result.model_uri, "version": result.version,
                "metrics": result.metrics, "fit_seconds": result.fit_seconds, "notes": result.notes}
     _emit(as_json, payload, lambda c: _print_training(c, result))
@@ -263,27 +261,24 @@ def backtest(
     as_json: JsonOpt = False,
 ):
     """Fit every CLV and churn model at each origin, judge it on the horizon after, log one MLflow run."""
-    from tiering.backtest import backtest_and_log
+    from tiering import jobs
 
     cfg = _config(config, transactions, interactions, customers, sets=set_)
     dates = [_date(o.strip(), "--origins") for o in origins.split(",") if o.strip()]
     with _steps() as step:
-        res, run_id = backtest_and_log(cfg, dates, horizon_days=horizon_days, out_dir=out, progress=step)
-    summary = res.summary
-    payload = {"run_id": run_id, "horizon_days": res.horizon_days, "origins": [str(d) for d in sorted(set(dates))],
-               "mean": summary.to_dict("records"), "table": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
-               "plots": [str(p) for p in res.plots], "notes": res.notes}
+        run = jobs.backtest(cfg, dates, horizon_days=horizon_days, out=out, progress=step)
+    res = run.result
 
     def render(c):
-        for task, part in summary.groupby("task", sort=False):
+        for task, part in run.summary.groupby("task", sort=False):
             wide = part.pivot_table(index="model", columns="metric", values="mean", sort=False).reset_index()
-            c.print(_table(f"{task}: mean over {len(payload['origins'])} origins, horizon {res.horizon_days} days", wide,
+            c.print(_table(f"{task}: mean over {len(run.origins)} origins, horizon {res.horizon_days} days", wide,
                            {k: "{:.4f}" for k in wide.columns if k != "model"}))
         for n in res.notes:
             c.print(f"[yellow]note:[/yellow] {n}")
-        c.print(f"Per-origin table and plots in {out}/; MLflow run {run_id}.")
+        c.print(f"Per-origin table and plots in {out}/; MLflow run {run.run_id}.")
 
-    _emit(as_json, payload, render)
+    _emit(as_json, run.to_dict(), render)
 
 
 @app.command()
@@ -359,17 +354,13 @@ def predict(
     as_json: JsonOpt = False,
 ):
     """Score the whole customer base with the champion (or --model) into the scores store."""
-    from tiering.predict import predict_and_store
+    from tiering import jobs
 
     cfg = _engine(_config(config, transactions, interactions, customers, sets=set_), engine)
-    if chunk_rows:
-        cfg.predict.chunk_rows = chunk_rows
-    if work_dir:
-        cfg.predict.work_dir = str(work_dir)
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the CLI edge: recorded on every row and on the batch
     with _steps() as step:
-        res = predict_and_store(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out, scored_at=scored_at,
-                                progress=step, on_chunk=step.chunk)
+        res = jobs.predict(cfg, as_of=_date(as_of, "--as-of"), model=model, out=out, scored_at=scored_at,
+                           chunk_rows=chunk_rows, work_dir=work_dir, progress=step, on_chunk=step.chunk)
 
     def render(c):
         _print_tiers(c, res.summary, f"Scored {res.batch.rows:,} customers as of {res.batch.as_of} with {res.batch.model_name} "
@@ -394,10 +385,10 @@ def demo(
     as_json: JsonOpt = False,
 ):
     """The main job end to end on embedded defaults: simulate, train, register, promote, score, print tiers."""
-    from tiering.demo import run_demo
+    from tiering import jobs
 
     with _steps() as step:
-        res = run_demo(n_customers=customers, seed=seed, workdir=workdir, progress=step)
+        res = jobs.demo(customers=customers, seed=seed, workdir=workdir, progress=step)
 
     def render(c):
         _print_training(c, res.train)
@@ -465,7 +456,7 @@ def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], 
 
 @tiers_app.command("list")
 def tiers_list(
-    tier: Annotated[str | None, typer.Option("--tier", help="core, value, seed, new or ordinary (default: every tier).")] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help=f"{tier_list_text()} (default: every tier).")] = None,
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only at-risk customers.")] = False,
     limit: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
     offset: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Rows to skip (paging).")] = 0,
@@ -553,47 +544,13 @@ def serve(
     config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """REST API and ops web page over the scores store (read-only); needs a token (TIERING_API_TOKEN) off loopback."""
-    from tiering.serve import check_bind, check_port_free, resolve_token
+    from tiering import jobs
 
     cfg = _config(config, sets=set_)
-    host = host or cfg.serve.host
-    port = cfg.serve.port if port is None else port
-    workers = cfg.serve.workers if workers is None else workers
-    if not 1 <= port <= 65535 or workers < 1:
-        raise ConfigError(f"--port must be 1..65535 and --workers at least 1; got --port {port} --workers {workers}.")
-    token = resolve_token(cfg.serve.token)
-    check_bind(host, token)
-    _ops_store(cfg)  # a missing store fails now, with its message
-    check_port_free(host, port)
-    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    info = {"url": f"{base}/", "api": f"{base}/api", "docs": f"{base}/docs", "auth": "bearer token" if token else "none (loopback only)",
-            "workers": workers}
-    _emit(as_json, info, lambda c: c.print(f"Serving the ops page at {info['url']} (API {info['api']}, reference {info['docs']}); "
-                                           f"authentication: {info['auth']}; {workers} worker(s). Ctrl+C stops."))
-    from tiering.serve import run_server
-
-    with _resolved_config_file(cfg) if set_ and workers > 1 else contextlib.nullcontext(config) as path:
-        run_server(cfg, host=host, port=port, workers=workers, token=token, access_log=access_log,
-                   config_path=str(path) if path else None)
-
-
-@contextlib.contextmanager
-def _resolved_config_file(cfg):
-    """The config after --set as a private YAML file, for worker processes that re-read their config (removed
-    after). The token is left out: it reaches the workers through TIERING_API_TOKEN (tiering.serve.run_server)."""
-    import os
-    import tempfile
-
-    import yaml
-
-    data = cfg.model_dump(mode="json")
-    data["serve"]["token"] = None
-    with tempfile.TemporaryDirectory(prefix="tiering-serve-") as folder:  # mode 0700: only this user reads it
-        path = Path(folder) / "config.yaml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-        yield path
+    plan = jobs.serve_plan(cfg, host=host, port=port, workers=workers)  # token, store and port checked before it prints
+    _emit(as_json, plan.to_dict(), lambda c: c.print(f"Serving the ops page at {plan.url} (API {plan.api}, reference {plan.docs}); "
+                                                     f"authentication: {plan.auth}; {plan.workers} worker(s). Ctrl+C stops."))
+    jobs.serve(cfg, plan, access_log=access_log, config_path=config, config_changed=bool(set_))
 
 
 @app.command()
@@ -604,11 +561,11 @@ def report(
     as_json: JsonOpt = False,
 ):
     """HTML report: tier mix and migration, CLV/churn per tier, gain and calibration, funnel per cohort and channel."""
-    from tiering.report import build_report
+    from tiering import jobs
 
     cfg = _config(config, transactions, interactions, customers, sets=set_)
     with _steps() as step:
-        res = build_report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=step)
+        res = jobs.report(cfg, as_of=_date(as_of, "--as-of"), out=out, progress=step)
     _emit(as_json, res.to_dict(), lambda c: c.print(
         f"Wrote the report on {res.customers:,} customers as of {res.as_of} to {res.out} "
         f"(migration from {res.previous_as_of or 'no earlier batch'}; realised outcomes: {res.outcomes})."))

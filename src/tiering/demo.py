@@ -2,7 +2,8 @@
 
 Simulate private-domain customers (2024-01-01 .. 2025-12-31), validate, fit every model as of
 the last day, log and register the bundle in the local MLflow store, promote it to champion,
-score the whole base into the scores store and return the tier table.
+score the whole base into the scores store and return the tier table: the train and predict jobs
+(tiering.jobs) in a row, on simulated data.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiering import jobs
 from tiering.config import Config, ValidationConfig
-from tiering.predict import PredictResult, predict_and_store
+from tiering.predict import PredictResult
 from tiering.registry import promote
-from tiering.train import TrainResult, train_and_register
+from tiering.train import TrainResult
 
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
 
@@ -38,11 +40,11 @@ def run_demo(*, n_customers: int = 20_000, seed: int = 0, workdir: Path = Path("
     simulate(n_customers, START, END, seed=seed).write(data_dir)
     cfg = (cfg or Config()).with_source_dir(data_dir)
     cfg = cfg.model_copy(update={"validation": ValidationConfig(quarantine_dir=str(workdir / "quarantine"))})
-    trained = train_and_register(cfg, as_of=END, progress=progress)
+    trained = jobs.train(cfg, as_of=END, progress=progress)
     step(f"promoting version {trained.version} to champion")
     promote(trained.version, cfg.tracking, force=True)  # the demo's fresh model is the one to show
-    scored = predict_and_store(cfg, as_of=END, model="champion", out=workdir / "scores.parquet",
-                               scored_at=scored_at or dt.datetime(END.year, END.month, END.day, 23, 59), progress=progress)
+    scored = jobs.predict(cfg, as_of=END, model="champion", out=workdir / "scores.parquet",
+                          scored_at=scored_at or dt.datetime(END.year, END.month, END.day, 23, 59), progress=progress)
     locations = {"data": str(data_dir), "mlflow": cfg.tracking.uri, "model": f"models:/{cfg.tracking.registered_model}@champion "
                  f"(version {trained.version})", "scores store": cfg.store.url, "scores file": str(workdir / "scores.parquet")}
     return DemoResult(trained, scored, locations)

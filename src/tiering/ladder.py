@@ -1,7 +1,8 @@
-"""The tier ladder: names, labels, descriptions and recommended actions, with config overrides.
+"""The tier ladder's texts: labels, descriptions and recommended actions, with config overrides.
 
-Kept apart from the fitted policy (tiering.models.tiers) so that the ops CLI and server can
-read the ladder without importing numpy, pandas or scikit-learn.
+The tier names and their order are the vocabulary's (``tiering.schemas.TIERS``); this module adds
+what operators read about each. Kept apart from the fitted policy (tiering.models.tiers) so that the
+ops CLI and server can read the ladder without importing numpy, pandas or scikit-learn.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tiering.exceptions import ConfigError
+from tiering.schemas import TIERS
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,11 @@ TIER_LADDER: tuple[Tier, ...] = (
     Tier("new", "New", "Joined recently.", "First-order incentive and a welcome journey."),
     Tier("ordinary", "Ordinary", "Everyone else.", "Content nurture in groups and moments."),
 )
+assert tuple(t.name for t in TIER_LADDER) == TIERS  # the texts follow the vocabulary's ladder
 TIER_BY_NAME = {t.name: t for t in TIER_LADDER}
 # a lapsed buyer (bought before, no longer likely to buy: ``lapsed_buyer``) gets this on top of its tier's action
 WIN_BACK_ACTION = "Win-back: a personal reactivation offer on the products they bought before."
-TIER_NAMES: tuple[str, ...] = tuple(t.name for t in TIER_LADDER)  # highest first
+TIER_NAMES: tuple[str, ...] = TIERS  # highest first; the vocabulary's, kept under this name for its importers
 
 
 def ladder(overrides=()) -> tuple[Tier, ...]:

@@ -41,13 +41,13 @@ from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError
 from tiering.migration import ladder_check, ladder_outcomes, migration_matrix
 from tiering.ops import migration as stored_migration
-from tiering.ladder import TIER_NAMES, ladder
+from tiering.ladder import ladder
 from tiering.validation import ValidatedTables
 from tiering.redact import redact_text
+from tiering.schemas import SERIES_COLORS, TIER_COLORS, TIERS, TIERS_LOW_TO_HIGH
 
 FUNNEL_COUNTS = ("members", "reached", "converted", "orders_in_window", "interacted", "shared")
 FUNNEL_RATES = ("diversion_rate", "first_purchase_conversion", "repurchase_ratio", "interaction_rate", "share_rate")
-_TIER_COLORS = {"core": "#7b2d8e", "value": "#2f6fb0", "seed": "#2e9a5b", "new": "#e0a526", "ordinary": "#9a9a9a"}
 
 
 # ------------------------------------------------------------------------------------------------ funnel
@@ -179,10 +179,10 @@ def _figure(w: float = 6.4, h: float = 3.2):
 def chart_tier_mix(counts: pd.Series) -> str:
     fig = _figure(6.4, 2.6)
     ax = fig.subplots()
-    tiers = [t for t in reversed(TIER_NAMES)]
+    tiers = list(TIERS_LOW_TO_HIGH)
     vals = [int(counts.get(t, 0)) for t in tiers]
     total = max(sum(vals), 1)
-    ax.barh(tiers, vals, color=[_TIER_COLORS[t] for t in tiers])
+    ax.barh(tiers, vals, color=[TIER_COLORS[t] for t in tiers])
     for i, v in enumerate(vals):
         ax.text(v, i, f" {v:,} ({v / total:.1%})", va="center", fontsize=9)
     ax.set_xlim(0, max(vals + [1]) * 1.3)
@@ -210,7 +210,7 @@ def chart_heatmap(shares: pd.DataFrame, counts: pd.DataFrame, xlabel: str, ylabe
 def chart_distributions(scores: pd.DataFrame) -> str:
     fig = _figure(8.0, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
-    tiers = [t for t in TIER_NAMES if (scores["tier"] == t).any()]
+    tiers = [t for t in TIERS if (scores["tier"] == t).any()]
     clv = [np.log10(1 + scores.loc[scores["tier"] == t, "clv"].clip(lower=0).to_numpy(float)) for t in tiers]
     b1 = ax1.boxplot(clv, showfliers=False, patch_artist=True)
     ax1.set_xticks(range(1, len(tiers) + 1), tiers)
@@ -227,7 +227,7 @@ def chart_distributions(scores: pd.DataFrame) -> str:
     for box, names in ((b1, tiers), (b2, buyer_tiers)):
         if box is not None:
             for patch, t in zip(box["boxes"], names):
-                patch.set_facecolor(_TIER_COLORS[t])
+                patch.set_facecolor(TIER_COLORS[t])
                 patch.set_alpha(0.6)
     for ax in (ax1, ax2):
         ax.spines[["top", "right"]].set_visible(False)
@@ -251,9 +251,9 @@ def chart_gain(m: pd.DataFrame) -> str:
         x, y = gain_curve(m[actual], m[score])
         xb, yb = gain_curve(m[actual], m[actual])
         keep = np.unique(np.linspace(0, len(x) - 1, 801).astype(int))  # a page of 1M customers stays small
-        ax.plot(x[keep], y[keep], label="model", color="#2f6fb0")
-        ax.plot(xb[keep], yb[keep], label="perfect", color="#2e9a5b", linestyle="--", linewidth=1)
-        ax.plot([0, 1], [0, 1], label="random", color="#9a9a9a", linestyle=":", linewidth=1)
+        ax.plot(x[keep], y[keep], label="model", color=SERIES_COLORS["model"])
+        ax.plot(xb[keep], yb[keep], label="perfect", color=SERIES_COLORS["perfect"], linestyle="--", linewidth=1)
+        ax.plot([0, 1], [0, 1], label="random", color=SERIES_COLORS["random"], linestyle=":", linewidth=1)
         ax.set_xlabel("share of customers (highest score first)")
         ax.set_ylabel("cumulative share")
         ax.set_title(title, fontsize=10)
@@ -265,8 +265,9 @@ def chart_gain(m: pd.DataFrame) -> str:
 def chart_calibration(table: list[dict]) -> str:
     fig = _figure(4.4, 3.6)
     ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="#9a9a9a", linestyle=":", linewidth=1, label="perfect")
-    ax.plot([r["mean_predicted"] for r in table], [r["observed_rate"] for r in table], marker="o", color="#2f6fb0", label="model")
+    ax.plot([0, 1], [0, 1], color=SERIES_COLORS["random"], linestyle=":", linewidth=1, label="perfect")
+    ax.plot([r["mean_predicted"] for r in table], [r["observed_rate"] for r in table], marker="o", color=SERIES_COLORS["model"],
+            label="model")
     ax.set_xlabel("predicted p_purchase (decile bins)")
     ax.set_ylabel("realised purchase rate")
     ax.set_xlim(0, 1)
@@ -281,23 +282,24 @@ def chart_funnel(by_month: pd.DataFrame, reference: dict[str, float]) -> str:
     ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(len(by_month))
     plotted = 0
-    for col, color in (("first_purchase_conversion", "#2f6fb0"), ("interaction_rate", "#2e9a5b"), ("share_rate", "#e0a526"),
-                       ("diversion_rate", "#7b2d8e")):
+    for col in ("first_purchase_conversion", "interaction_rate", "share_rate", "diversion_rate"):
         if by_month[col].notna().any():
-            ax1.plot(x, by_month[col], marker=".", color=color, label=col.replace("_", " "))
+            ax1.plot(x, by_month[col], marker=".", color=SERIES_COLORS[col], label=col.replace("_", " "))
             plotted += 1
     if not plotted:
         ax1.text(0.5, 0.5, "no rate can be measured:\nthe sources lack customers,\ninteractions and reach counts",
-                 ha="center", va="center", transform=ax1.transAxes, fontsize=9, color="#666666")
+                 ha="center", va="center", transform=ax1.transAxes, fontsize=9, color=SERIES_COLORS["note"])
     elif "first_purchase_conversion" in reference and by_month["first_purchase_conversion"].notna().any():
-        ax1.axhline(reference["first_purchase_conversion"], color="#2f6fb0", linestyle=":", linewidth=1, label="conversion reference")
+        ax1.axhline(reference["first_purchase_conversion"], color=SERIES_COLORS["first_purchase_conversion"], linestyle=":",
+                    linewidth=1, label="conversion reference")
     if "diversion_rate" in reference and by_month["diversion_rate"].notna().any():
-        ax1.axhline(reference["diversion_rate"], color="#7b2d8e", linestyle=":", linewidth=1, label="diversion reference")
+        ax1.axhline(reference["diversion_rate"], color=SERIES_COLORS["diversion_rate"], linestyle=":", linewidth=1,
+                    label="diversion reference")
     ax1.set_ylim(0, 1)
     ax1.set_title("Rates per monthly cohort", fontsize=10)
-    ax2.plot(x, by_month["repurchase_ratio"], marker=".", color="#2f6fb0", label="repurchase ratio")
+    ax2.plot(x, by_month["repurchase_ratio"], marker=".", color=SERIES_COLORS["repurchase_ratio"], label="repurchase ratio")
     if "repurchase_ratio" in reference:
-        ax2.axhline(reference["repurchase_ratio"], color="#2f6fb0", linestyle=":", linewidth=1, label="reference")
+        ax2.axhline(reference["repurchase_ratio"], color=SERIES_COLORS["repurchase_ratio"], linestyle=":", linewidth=1, label="reference")
     ax2.set_title("Orders per buyer in the window", fontsize=10)
     step = max(1, len(x) // 8)
     for ax in (ax1, ax2):
@@ -308,7 +310,7 @@ def chart_funnel(by_month: pd.DataFrame, reference: dict[str, float]) -> str:
         ax.spines[["top", "right"]].set_visible(False)
         incomplete = np.flatnonzero(~by_month["window_complete"].to_numpy(bool))
         if len(incomplete):
-            ax.axvspan(incomplete[0] - 0.5, x[-1] + 0.5, color="#eeeeee", zorder=0)
+            ax.axvspan(incomplete[0] - 0.5, x[-1] + 0.5, color=SERIES_COLORS["incomplete"], zorder=0)
     return _svg(fig, "funnel")
 
 
@@ -420,7 +422,7 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
     ctx: dict = {"as_of": batch.as_of, "model": f"{batch.model_name} v{batch.model_version}",
                  "scored_at": f"{batch.finished_at:%Y-%m-%d %H:%M}", "horizon_days": horizon, "customers": len(scores),
                  "store": redact_text(cfg.store.url, cfg.secret_values()), "reference": cfg.report.reference, "window_days": cfg.report.funnel_window_days,
-                 "colors": _TIER_COLORS}
+                 "colors": TIER_COLORS}
 
     counts = scores["tier"].value_counts()
     steps = ladder(cfg.tiers)

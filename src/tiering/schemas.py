@@ -1,12 +1,16 @@
-"""The column contracts of the input tables and of the scores frame.
+"""The vocabulary: the column contracts of the input tables, the tier ladder's names and order, the tier
+palette, the label columns and the scores frame with its column types.
 
-Every other module refers to columns through these names, never by position.
+Each concept is defined here once and everything else derives from it: the ladder texts
+(tiering.ladder), the config's tier rules, the API's path parameter, the store's columns, the
+report's and the ops page's charts. Every other module refers to columns through these names,
+never by position. No third-party import: the ops CLI and server read it cheaply.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Kind = Literal["id", "timestamp", "number", "text"]
 
@@ -104,7 +108,43 @@ EVENT_TYPES = (
     "live_watch",
 )
 
-TIERS = ("core", "value", "seed", "new", "ordinary")  # highest first
+# ------------------------------------------------------------------------------------------------ tiers
+# The tier ladder, highest first: the order the policy tests them in (first match from the top wins), the
+# order of every table, chart, migration matrix and P(tier) column. The typing Literal is the one definition;
+# config (TierRule.tier) and the REST API's path parameter use it as their type, so they accept exactly these.
+TierName = Literal["core", "value", "seed", "new", "ordinary"]
+TIERS: tuple[TierName, ...] = get_args(TierName)  # highest first
+TIERS_LOW_TO_HIGH: tuple[TierName, ...] = tuple(reversed(TIERS))
+TIER_RANK: dict[str, int] = {t: i for i, t in enumerate(TIERS)}  # 0 = highest (core)
+
+
+def tier_list_text(conjunction: str = "or") -> str:
+    """The ladder in words, highest first: 'core, value, seed, new or ordinary' (help texts, messages)."""
+    return f"{', '.join(TIERS[:-1])} {conjunction} {TIERS[-1]}"
+
+
+# The tier palette: one colour per tier, used by the ops page (SVG charts, badges) and the HTML report
+# (matplotlib charts, badges) alike. Dark enough for white badge text (contrast >= 4.5:1).
+TIER_COLORS: dict[TierName, str] = {"core": "#5b21b6", "value": "#1d4ed8", "seed": "#047857", "new": "#b45309",
+                                    "ordinary": "#6b7280"}
+NEUTRAL_COLOR = "#374151"  # a swatch that is no tier (legends; an unknown tier read from an old store)
+# Series that are no tier, in the report's charts: the model against the perfect ranking and chance, and the
+# funnel rates. Taken from the same palette, so page and report share one set of colours.
+SERIES_COLORS: dict[str, str] = {
+    "model": TIER_COLORS["value"], "perfect": TIER_COLORS["seed"], "random": TIER_COLORS["ordinary"],
+    "first_purchase_conversion": TIER_COLORS["value"], "interaction_rate": TIER_COLORS["seed"],
+    "share_rate": TIER_COLORS["new"], "diversion_rate": TIER_COLORS["core"], "repurchase_ratio": TIER_COLORS["value"],
+    "note": "#666666", "incomplete": "#eeeeee",
+}
+assert tuple(TIER_COLORS) == TIERS  # one colour per tier, in ladder order
+
+# ------------------------------------------------------------------------------------------------ labels
+# What a customer did in the horizon after an origin (tiering.features.build_labels): the outcomes models are
+# trained on and judged by, and the report's realised outcomes.
+LABEL_COLUMNS = ("holdout_spend", "holdout_orders", "purchased_in_horizon")
+LABEL_COLUMN_KINDS: dict[str, str] = {"holdout_spend": "float", "holdout_orders": "int", "purchased_in_horizon": "int"}
+
+# ------------------------------------------------------------------------------------------------ scores
 
 _BASE_SCORES_COLUMNS = (
     "customer_id",

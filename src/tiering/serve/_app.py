@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 
 from tiering.ladder import TIER_LADDER, Tier
-from tiering.schemas import TIERS
-from tiering.serve import _auth, _charts, _customers, _errors, _login, _pages, _summary, _tiers
+from tiering.schemas import NEUTRAL_COLOR, TIER_COLORS, TIERS
+from tiering.serve import _auth, _customers, _errors, _login, _pages, _summary, _tiers
 from tiering.serve._deps import Settings
 from tiering.store import ScoresStore
 
@@ -63,7 +63,7 @@ def _templates(settings: Settings) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
     templates.env.filters["pct"] = _fmt_pct
     templates.env.filters["num"] = _fmt_num
-    templates.env.globals.update(labels=settings.labels, tiers=TIERS, tier_colors=_charts.TIER_COLORS,
+    templates.env.globals.update(labels=settings.labels, tiers=TIERS, tier_colors=TIER_COLORS, neutral_color=NEUTRAL_COLOR,
                                  auth=settings.token is not None, title=settings.title,
                                  logout_csrf=_auth.csrf_value(settings.csrf_key, settings.session or "", "logout"))
     return templates

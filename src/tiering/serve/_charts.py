@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-TIER_COLORS = {"core": "#5b21b6", "value": "#1d4ed8", "seed": "#047857", "new": "#b45309", "ordinary": "#6b7280"}
+from tiering.schemas import NEUTRAL_COLOR, TIER_COLORS
 
 
 def _pct(x: float | None) -> str:
@@ -25,13 +25,13 @@ def tier_mix_svg(tiers: list[dict], previous: list[dict] | None = None, *, as_of
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" id="tier-mix-chart" '
              f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" aria-label="Tier mix">']
     if previous:
-        parts.append(f'<rect x="{label_w}" y="4" width="12" height="12" fill="#374151"/>'
+        parts.append(f'<rect x="{label_w}" y="4" width="12" height="12" fill="{NEUTRAL_COLOR}"/>'
                      f'<text x="{label_w + 18}" y="14" class="axis">{escape(as_of)}</text>'
-                     f'<rect x="{label_w + 120}" y="4" width="12" height="12" fill="#374151" opacity="0.35"/>'
+                     f'<rect x="{label_w + 120}" y="4" width="12" height="12" fill="{NEUTRAL_COLOR}" opacity="0.35"/>'
                      f'<text x="{label_w + 138}" y="14" class="axis">{escape(previous_as_of)}</text>')
     for i, r in enumerate(tiers):
         y = legend_h + i * row_h + 4
-        color = TIER_COLORS.get(r["tier"], "#374151")
+        color = TIER_COLORS.get(r["tier"], NEUTRAL_COLOR)
         w = bar_w * (r["share"] or 0) / top
         parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" class="label">{escape(r["label"])}</text>'
                      f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="18" fill="{color}">'

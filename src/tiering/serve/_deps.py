@@ -11,21 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request
 from pydantic import BaseModel, BeforeValidator
 
 from tiering import ops
 from tiering.ladder import Tier
-from tiering.schemas import TIERS
 from tiering.serve import _auth
 from tiering.store import ScoresStore
 
 PAGE_SIZE = 50
 MAX_PAGE = ops.MAX_ROWS // PAGE_SIZE  # the last page whose offset is still a signed 64-bit integer
-TierName = Literal["core", "value", "seed", "new", "ordinary"]
-assert tuple(TierName.__args__) == TIERS  # the path parameter's allowed values are the tier ladder
 
 # YYYY-MM-DD only (pydantic alone would also read '0' or a timestamp as a date)
 AsOf = Annotated[dt.date | None, BeforeValidator(lambda v: ops.parse_as_of(v, "as_of")),

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tiering import ops
-from tiering.serve._deps import ERRORS, PAGE_SIZE, PROTECTED, AsOf, SettingsDep, StoreDep, TierName
+from tiering.schemas import TierName  # the path parameter takes exactly the ladder's tiers
+from tiering.serve._deps import ERRORS, PAGE_SIZE, PROTECTED, AsOf, SettingsDep, StoreDep
 from tiering.serve._models import TierPage
 
 router = APIRouter(tags=["api"], dependencies=PROTECTED)
