@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tiering.exceptions import ConfigError
-from tiering.schemas import EVENT_TYPES
+from tiering.schemas import EVENT_TYPES, TierName
 
 DEFAULT_CONFIG_PATH = Path("configs/base.yaml")
 # marks a field whose value never leaves the process: masked in tracking runs, output and messages (tiering.redact)
@@ -127,7 +127,7 @@ class TierRule(_Strict):
     thresholds from the ``model`` section; quantile cut points are learned at fit time.
     """
 
-    tier: Literal["core", "value", "seed", "new", "ordinary"]
+    tier: TierName
     label: str | None = None
     description: str | None = None
     action: str | None = None

@@ -31,9 +31,10 @@ from tiering.models.clv import BTYD_FEATURES, LevelAligned, PastSpend, SpendRegr
 from tiering.models.hurdle import HurdleSpend
 from tiering.models.intervals import SpendInterval
 from tiering.models.propensity import PropensityModel
+from tiering.schemas import LABEL_COLUMNS
 from tiering.validation import ValidatedTables
 
-LABELS = ("holdout_spend", "holdout_orders", "purchased_in_horizon")
+LABELS = LABEL_COLUMNS  # the labels of a horizon, named in tiering.schemas
 
 
 def feature_spec(cfg: Config) -> FeatureSpec:

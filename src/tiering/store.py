@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tiering.exceptions import ServiceUnavailableError, StoreError
-from tiering.schemas import SCORES_COLUMNS, TIERS, score_columns_of_kind
+from tiering.schemas import SCORES_COLUMNS, TIER_RANK, TIERS, score_columns_of_kind
 
 _FLOAT, _INT, _BOOL = (score_columns_of_kind(k) for k in ("float", "int", "bool"))
 _BATCH_KEYS = ("as_of", "model_name", "model_version")
@@ -715,8 +715,7 @@ class ScoresStore:
                           sa.func.sum(sa.case((s.c.at_risk, 1), else_=0)).label("at_risk"))
                 .where(s.c.batch_id == batch.batch_id).group_by(s.c.tier))
         df = pd.DataFrame(self._run(stmt))
-        order = {t: i for i, t in enumerate(TIERS)}
-        df = df.sort_values("tier", key=lambda x: x.map(order)).reset_index(drop=True)
+        df = df.sort_values("tier", key=lambda x: x.map(TIER_RANK)).reset_index(drop=True)
         df["share"] = df["customers"] / df["customers"].sum()
         return df[["tier", "customers", "share", "mean_clv", "mean_churn_risk", "mean_p_purchase", "at_risk"]]
 

@@ -90,7 +90,8 @@ exactly their rows of the whole frame, so large bases are built bucket by bucket
 from tiering.features._engagement import engagement_score, interaction_features
 from tiering.features._rfm import period_of_day, rfm_summary, transaction_features
 from tiering.features._spec import AsOfTable, FeatureSpec, bound_to_as_of, guard_as_of
-from tiering.features._windows import LABEL_COLUMNS, build_features, build_labels, calibration_holdout
+from tiering.features._windows import build_features, build_labels, calibration_holdout
+from tiering.schemas import LABEL_COLUMNS
 
 __all__ = [
     "LABEL_COLUMNS",

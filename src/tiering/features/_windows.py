@@ -26,9 +26,6 @@ from tiering.schemas import EVENT_TYPES
 
 _FAR = 10**9  # sentinel day number, larger than any real one
 
-LABEL_COLUMNS = ("holdout_spend", "holdout_orders", "purchased_in_horizon")
-
-
 def _outer_join_on_id(left: ir.Table, right: ir.Table) -> ir.Table:
     """Full outer join of two one-row-per-customer tables on customer_id (one id column kept)."""
     left = left.view()  # a join boundary: Ibis cannot chain a join on a computed (coalesced) key
