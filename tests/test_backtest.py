@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from tiering.backtest import COLUMNS, VARIANTS, backtest, summarise, to_markdown
+from tiering.backtest import COLUMNS, VARIANTS, _selected, backtest, ladder_clv_kind, ladder_holdout, summarise, to_markdown
 from tiering.config import Config
 from tiering.datasets import simulate
 from tiering.exceptions import ConfigError
+from tiering.experiment import latent_truth
+from tiering.tier_eval import ladder_metrics
 from tiering.validation import load_tables
 
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
@@ -91,6 +93,64 @@ def test_models_beat_naive_and_churn_is_calibrated_on_simulated_data(result):
     assert brier["model"] < brier["btyd"] + 0.01  # trained a horizon earlier, still as calibrated as BTYD fitted at the origin
 
 
+def test_ladder_is_judged_by_what_customers_did_next_at_every_origin(result, sim):
+    """The bundle's tiers at each origin, judged on the horizon after it: realised spend falls from core to value
+    to ordinary, core and value return far more often than the trivial "ever bought -> value" rule's value tier,
+    seeds share more than new and ordinary customers, and the tiers follow the simulator's latent truth."""
+    t = result.table
+    truth = pd.read_parquet(sim[0] / "data" / "truth.parquet")
+    for o in ORIGINS:
+        m = t[(t["task"] == "tiers") & (t["model"] == "ladder") & (t["origin"] == o)].set_index("metric")["value"]
+        assert m["core_spend_mean"] > m["value_spend_mean"] > m["ordinary_spend_mean"], o
+        assert m["monotone_spend"] == 1.0 and m["monotone_repurchase"] == 1.0
+        assert m["active_value_repurchase_rate"] > m["ever_bought_value_repurchase_rate"] + 0.2
+        assert m["seed_social_lift"] > 2 and m["value_floors_learned"] == 1.0
+        # the metrics are tier_eval's on the kept tiers and outcomes
+        pred = result.predictions[o]
+        outcomes = pred[["customer_id", "holdout_spend", "purchased_in_horizon"]]
+        tiers = pred[["customer_id"]].assign(tier=pred["tier_ladder"])
+        assert ladder_metrics(tiers, outcomes)["core_spend_mean"] == pytest.approx(m["core_spend_mean"])
+        # latent truth at the origin: among buyers the latent value rate and P(alive) fall from core to value to
+        # the lapsed (ordinary); latent KOCs gather in seed
+        latent = tiers.merge(latent_truth(truth, o), on="customer_id").merge(
+            truth[["customer_id", "is_seed"]].astype({"customer_id": str}), on="customer_id")
+        buyers = latent[latent["customer_id"].isin(pred.loc[pred["has_purchased"] > 0, "customer_id"])]
+        by_tier = buyers.groupby("tier")[["latent_value", "latent_alive"]].mean()
+        for c in ("latent_value", "latent_alive"):
+            assert by_tier.at["core", c] > by_tier.at["value", c] > by_tier.at["ordinary", c], (o, c)
+        seed_share = latent.groupby("tier")["is_seed"].mean()
+        assert seed_share["seed"] > 5 * latent["is_seed"].mean()
+        # a deliberately bad ladder (core and ordinary swapped) fails the check on the same outcomes
+        swapped = tiers.assign(tier=tiers["tier"].replace({"core": "ordinary", "ordinary": "core"}))
+        bad = ladder_metrics(swapped, outcomes)
+        assert bad["monotone_spend"] == 0.0 and bad["monotone_repurchase"] == 0.0
+
+
+def test_ladder_floors_and_clv_model_come_from_what_was_known_by_the_origin():
+    """The value floors at o are learned on the latest earlier ladder whose horizon had ended by o (never on o's own
+    outcomes); without one, on the latest training origin scored by a model trained before it, else the defaults.
+    The CLV model is the configured one, or for auto the one auto would have shipped at o (hybrid when none)."""
+    from types import SimpleNamespace
+
+    cfg = Config(model={"horizon_days": 90})
+    o = dt.date(2025, 7, 1)
+    earlier = {dt.date(2025, 3, 1): "march", dt.date(2025, 4, 1): "april", dt.date(2025, 4, 3): "april 3rd",
+               dt.date(2025, 6, 1): "june"}
+    frame, where = ladder_holdout(SimpleNamespace(origin=o), [], cfg, earlier)
+    assert frame == "april" and "2025-04-01" in where  # April 3rd's horizon ends 2025-07-02, after o
+    frame, where = ladder_holdout(SimpleNamespace(origin=o), [], cfg, {dt.date(2025, 6, 1): "june"})
+    assert frame is None and "default floors" in where
+    h = SimpleNamespace(origin=dt.date(2025, 4, 2))
+    frame, where = ladder_holdout(SimpleNamespace(origin=o), [h], cfg, {}, refit=lambda t: [] if t == h.origin else None)
+    assert frame is None and "no usable training origin before 2025-04-02" in where
+    rows = pd.DataFrame([(dt.date(2025, 1, 1), "clv", m, "normalized_gini", g) for m, g in (("btyd", 0.5), ("hybrid", 0.6))]
+                        + [(o, "clv", m, "normalized_gini", 0.1) for m in ("btyd", "hybrid")], columns=COLUMNS)
+    assert ladder_clv_kind(cfg, rows, 90, o) == "hybrid" and ladder_clv_kind(cfg, rows, 90, dt.date(2025, 1, 1)) == "hybrid"
+    assert ladder_clv_kind(cfg, rows.replace({"btyd": "naive"}).assign(value=[0.7, 0.6, 0.1, 0.1]), 90, o) == "naive"
+    assert ladder_clv_kind(cfg, rows.iloc[:0], 90, o) == "hybrid"
+    assert ladder_clv_kind(Config(model={"horizon_days": 90, "clv_model": "btyd"}), rows, 90, o) == "btyd"
+
+
 def test_plots_csv_and_predictions_are_written(result, sim):
     root = sim[0]
     names = {p.name for p in result.plots}
@@ -109,6 +169,7 @@ def test_variant_selection_and_bad_origins(sim):
     with threadpool_limits(1):
         res = backtest(tables, ORIGINS[:1], cfg, horizon_days=H, variants=["btyd", "clv:naive"])
     assert set(zip(res.table["task"], res.table["model"])) == {("clv", "btyd"), ("clv", "naive"), ("churn", "btyd")}
+    assert _selected(["ladder"]) == _selected(["tiers:ladder"]) == {"tiers": ("ladder",)}
     with pytest.raises(ConfigError, match="Unknown backtest variant 'clv:model'"):
         backtest(tables, ORIGINS, cfg, horizon_days=H, variants=["clv:model"])
     with pytest.raises(ConfigError, match=r"must leave a full 90-day holdout inside the data.*2025-12-01"):

@@ -194,6 +194,58 @@ def test_csv_export_is_formula_neutral(store, batches, frames):
         ops.iter_tier_csv(store, "gold", batch=batches[1])
 
 
+def test_lapsed_filter_lists_the_win_back_customers(store, batches, frames):
+    """``lapsed=True`` lists the lapsed buyers (the win-back list) in the listing order, by page, cursor and CSV;
+    ``lapsed=False`` the rest; a cursor stays with its filter."""
+    second = frames[1]
+
+    def want(sel):
+        return second[sel].sort_values(["clv", "customer_id"], ascending=[False, True])["customer_id"].tolist()
+
+    lapsed = second["lapsed_buyer"].astype(bool)
+    page = ops.tier_page(store, None, lapsed=True, limit=None)
+    assert len(want(lapsed)) >= 3 and [m["customer_id"] for m in page["items"]] == want(lapsed)
+    assert page["total"] == int(lapsed.sum()) and page["lapsed"] is True and all(m["lapsed_buyer"] for m in page["items"])
+    rest = ops.tier_page(store, None, lapsed=False, limit=None)
+    assert [m["customer_id"] for m in rest["items"]] == want(~lapsed) and rest["total"] + page["total"] == 23
+    assert ops.tier_page(store, None)["lapsed"] is None
+    for tier in TIERS:  # with a tier and the at-risk flag, the filters combine
+        sel = lapsed & second["tier"].eq(tier) & second["at_risk"]
+        both = ops.tier_page(store, tier, at_risk=True, lapsed=True, limit=None)
+        assert [m["customer_id"] for m in both["items"]] == want(sel), tier
+    assert ops.tier_page(store, None, lapsed=True, as_of=T1)["total"] == int(frames[0]["lapsed_buyer"].sum())
+    # pages of one walk the lapsed listing by cursor
+    got, cursor, first_cursor = [], None, None
+    while True:
+        p = ops.tier_page(store, None, lapsed=True, limit=1, cursor=cursor)
+        got += [m["customer_id"] for m in p["items"]]
+        if p["next_cursor"] is None:
+            break
+        cursor = p["next_cursor"]
+        first_cursor = first_cursor or cursor
+    assert got == want(lapsed)
+    text = "".join(ops.iter_tier_csv(store, None, batch=batches[1], lapsed=True, cursor=first_cursor, chunk_rows=1))
+    assert [r["customer_id"] for r in csv.DictReader(io.StringIO(text))] == want(lapsed)[1:]
+    text = "".join(ops.iter_tier_csv(store, None, batch=batches[1], lapsed=False))
+    assert [r["customer_id"] for r in csv.DictReader(io.StringIO(text))] == want(~lapsed)
+    # a cursor belongs to its filter; one without the filter has no lapsed field (cursors given out before still work)
+    with pytest.raises(ConfigError, match=r"given out for the listing of tier 'all' with lapsed=true, not of tier 'all'\. "
+                                          r"Pass it with the same tier, at_risk and lapsed"):
+        ops.tier_page(store, None, cursor=first_cursor)
+    with pytest.raises(ConfigError, match=r"with lapsed=true, not of tier 'all' with lapsed=false"):
+        ops.iter_tier_csv(store, None, batch=batches[1], lapsed=False, cursor=first_cursor)
+    plain = ops.tier_page(store, None, limit=1)["next_cursor"]
+    assert ops.cursor_lapsed(plain) is None and ops.cursor_lapsed(first_cursor) is True
+    assert plain == ops.encode_cursor(batches[1], None, None, *_first_row(store), lapsed=None)
+    with pytest.raises(ConfigError, match=r"lapsed must be true, false or left out; got 'yes'"):
+        ops.tier_page(store, None, lapsed="yes")
+
+
+def _first_row(store):
+    item = ops.tier_page(store, None, limit=1)["items"][0]
+    return item["clv"], item["customer_id"]
+
+
 def test_input_checks():
     assert ops.parse_as_of("2025-04-30") == T2 and ops.parse_as_of(None) is None
     for bad in ("2025-4-30", "2025-02-30", "1700000000", "2025-04-30T00:00"):

@@ -8,7 +8,11 @@ At each origin o (features use data at or before o; outcomes come from (o, o + H
   o - H (and earlier, ``model.training_origins``) with labels ending by o, level aligned to BTYD;
 - churn, the same customers: ``naive`` (recency; ranking metrics only), ``btyd`` (1 - P(no
   purchase in H)) and ``model`` (the propensity model as the bundle uses it);
-- propensity, every customer known at o, buyers or not: ``model``.
+- propensity, every customer known at o, buyers or not: ``model``;
+- tiers: the ``ladder`` the bundle would assign at o (the propensity model above, the CLV model of
+  ``model.clv_model`` -- for "auto" the one auto would have shipped at o, else hybrid -- and the tier
+  policy fitted as train fits it, its value floors learned only from outcomes known by o), judged by what
+  its members did in (o, o + H] (tiering.tier_eval.tier_outcomes): see :func:`evaluate_ladder`.
 
 Thin data never crash it: BTYD falls back per origin (tiering.train._fit_btyd), the propensity
 model per its own rules, a supervised CLV model without enough spenders is left out; each
@@ -21,6 +25,7 @@ models (PNG), plus ``backtest.csv``. tiering.experiment and ``tiering backtest``
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -33,9 +38,13 @@ from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
 from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.models.intervals import interval_metrics
+from tiering.models.tiers import REQUIRED_COLUMNS
 from tiering.train import (
+    LABELS,
     LEARNED_CLV,
     OriginFit,
+    _policy,
+    _scored_inputs,
     clv_columns,
     feature_spec,
     fit_clv,
@@ -44,6 +53,7 @@ from tiering.train import (
     fit_propensity,
     fit_training_origins,
     training_origins,
+    tier_policy_metrics,
 )
 from tiering.validation import ValidatedTables
 
@@ -52,6 +62,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "interval": ("cqr",),
     "churn": ("naive", "btyd", "model"),
     "propensity": ("model",),
+    "tiers": ("ladder",),
 }
 COLUMNS = ["origin", "task", "model", "metric", "value"]
 
@@ -138,8 +149,12 @@ def _rank_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, selected: dict[str, tuple[str, ...]],
-                    out_dir: Path | None = None) -> tuple[list[dict], list[Path], list[str], pd.DataFrame]:
-    """Rows of the tidy table for one origin (and its plots): ``test`` has features, labels and BTYD at the origin."""
+                    out_dir: Path | None = None, *, fitted: dict | None = None
+                    ) -> tuple[list[dict], list[Path], list[str], pd.DataFrame]:
+    """Rows of the tidy table for one origin (and its plots): ``test`` has features, labels and BTYD at the origin.
+
+    ``fitted`` (a dict, filled in): the models fitted here, for the ladder to reuse: "propensity" and
+    "clv" (kind -> model)."""
     from tiering import plots
 
     o, f, b = test.origin, test.frame, test.btyd
@@ -161,7 +176,10 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
             clv_pred[name] = b["btyd_clv"].to_numpy(float)
         elif train_fits:
             try:
-                clv_pred[name] = fit_clv(name, train_fits, cfg, test).predict(clv_columns(test, name))
+                model = fit_clv(name, train_fits, cfg, test)
+                clv_pred[name] = model.predict(clv_columns(test, name))
+                if fitted is not None:
+                    fitted.setdefault("clv", {})[name] = model
             except ModelError as exc:  # too few spenders in the training horizon: left out, said so
                 notes.append(f"{o}: the {name} CLV model is not fitted ({exc}); left out there")
     for name, p in clv_pred.items():
@@ -180,6 +198,8 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
     if train_fits and ("model" in selected.get("churn", ()) or "model" in selected.get("propensity", ())):
         prop = fit_propensity(train_fits, cfg, test)
         notes += [f"{o}: {s}" for s in prop.fallbacks_]
+        if fitted is not None:
+            fitted["propensity"] = prop
         p_model = prop.predict_purchase(test.bundle.propensity_input(f[test.bundle.feature_columns], b))
     for name in selected.get("churn", ()):
         if name == "naive":
@@ -216,7 +236,104 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
 
 
 def _needs_training(selected: dict[str, tuple[str, ...]]) -> bool:
-    return any(m in (*LEARNED_CLV, "model", "cqr") for ms in selected.values() for m in ms)
+    return any(m in (*LEARNED_CLV, "model", "cqr", "ladder") for ms in selected.values() for m in ms)
+
+
+# ------------------------------------------------------------------------------ the tier ladder at each origin
+
+# what a later origin's tier policy learns its value floors from (TierPolicy's inputs and the outcome)
+HOLDOUT_COLUMNS = (*REQUIRED_COLUMNS, "p_alive", "ipi_mean_days", "purchased_in_horizon")
+
+
+def ladder_clv_kind(cfg: Config, table: pd.DataFrame, horizon_days: int, origin: dt.date) -> str:
+    """The CLV model the bundle's tiers use at ``origin``: ``model.clv_model``, or for "auto" the model auto would
+    have shipped there (:func:`auto_choices` over ``table``, the rows so far), else "hybrid" (train's usual pick)."""
+    if cfg.model.clv_model != "auto":
+        return cfg.model.clv_model
+    if not ((table["task"] == "clv") & (table["metric"] == "normalized_gini")).any():
+        return "hybrid"
+    return auto_choices(table, horizon_days).get(origin, "hybrid")
+
+
+def ladder_bundle(test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv_kind: str,
+                  fitted: dict | None = None, notes: list[str] | None = None):
+    """A copy of ``test``'s bundle (BTYD at the origin) with the propensity and the ``clv_kind`` CLV model the
+    origin fitted (``fitted``, from evaluate_origin) or, where it did not, fitted here on ``train_fits``, as
+    train.fit fits the bundle's. A CLV model that cannot be fitted leaves BTYD's CLV (noted)."""
+    notes = notes if notes is not None else []
+    fitted = fitted or {}
+    o = test.origin
+    prop = fitted.get("propensity")
+    if prop is None:
+        prop = fit_propensity(train_fits, cfg, test)
+        notes += [f"{o}: ladder: {s}" for s in prop.fallbacks_]
+    model = None
+    if clv_kind != "btyd":
+        model = fitted.get("clv", {}).get(clv_kind)
+        if model is None and train_fits:
+            try:
+                model = fit_clv(clv_kind, train_fits, cfg, test)
+            except ModelError as exc:
+                notes.append(f"{o}: ladder: the {clv_kind} CLV model is not fitted ({exc}); BTYD's CLV stands in")
+        elif model is None:
+            notes.append(f"{o}: ladder: no labelled training origin for the {clv_kind} CLV model; BTYD's CLV stands in")
+    bundle = copy.copy(test.bundle)
+    bundle.propensity, bundle.clv_model = prop, model
+    bundle.clv_kind = clv_kind if model is not None else "btyd"
+    bundle.tier_policy, bundle.next_tier_model, bundle.clv_interval = None, None, None
+    return bundle
+
+
+def ladder_holdout(test: OriginFit, train_fits: list[OriginFit], cfg: Config, earlier: dict[dt.date, pd.DataFrame],
+                   refit=None) -> tuple[pd.DataFrame | None, str]:
+    """Where the tier policy at ``test.origin`` learns its value floors: a base scored out of time whose outcomes
+    are known by the origin, and a sentence saying which.
+
+    ``earlier``: the scored frames (HOLDOUT_COLUMNS) of the ladders at earlier backtest origins; the latest one
+    whose horizon had ended by the origin is used (as auto picks its CLV model; no refit). Without one, the
+    latest training origin ``train_fits[0]`` (labels end by the origin), scored with a propensity model trained
+    on its own training origins (``refit(origin)`` returns them; none usable: no holdout, the default floors)."""
+    H = dt.timedelta(days=cfg.model.horizon_days)
+    done = [d for d in earlier if d + H <= test.origin]
+    if done:
+        d = max(done)
+        return earlier[d], f"the ladder at {d} and what its customers did by {d + H}"
+    if not train_fits or refit is None:
+        return None, "none (no labelled origin before it): the default floors"
+    h = train_fits[0]
+    fits = refit(h.origin)
+    if not fits:
+        return None, f"none (no usable training origin before {h.origin}): the default floors"
+    b = copy.copy(h.bundle)
+    b.propensity, b.clv_kind, b.clv_model = fit_propensity(fits, cfg, h), "btyd", None
+    scored = _scored_inputs(b, h.frame)
+    return scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]], \
+        f"the base at {h.origin} scored by a propensity model trained by {fits[0].origin}, its outcomes by {h.origin + H}"
+
+
+def evaluate_ladder(test: OriginFit, bundle, cfg: Config, holdout: pd.DataFrame | None,
+                    interactions=None) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """Tier ``test``'s base with ``bundle`` and a tier policy fitted as train fits it (value floors from ``holdout``)
+    and judge the ladder by what its customers did in the horizon after the origin (tiering.tier_eval).
+
+    Returns the metrics (tier_eval.ladder_metrics, plus ``value_min_p_purchase``, ``value_floors_learned`` and
+    ``core_clv_cut`` of the policy), the tiers (customer_id, tier, lapsed_buyer, at_risk, aligned to
+    ``test.frame``) and the scored frame (HOLDOUT_COLUMNS: a later origin's holdout)."""
+    from tiering.tier_eval import horizon_outcomes, ladder_metrics
+
+    f = test.frame
+    scored = _scored_inputs(bundle, f)
+    policy = _policy(cfg).fit(scored.drop(columns=[c for c in LABELS if c in scored.columns]), holdout=holdout)
+    assigned = policy.assign(scored)
+    tiers = pd.concat([f[["customer_id"]].astype(str), assigned[["tier", "lapsed_buyer", "at_risk"]]], axis=1)
+    outcomes = horizon_outcomes(f, interactions, test.origin, cfg.model.horizon_days)
+    metrics = ladder_metrics(tiers, outcomes, f[["customer_id", "has_purchased"]])
+    pm = tier_policy_metrics(policy)
+    metrics["value_min_p_purchase"] = pm["tier_value_min_p_purchase"]
+    metrics["value_floors_learned"] = pm["tier_value_min_p_purchase_learned"]
+    metrics["core_clv_cut"] = pm["tier_core_clv_cut"]
+    return ({k: v for k, v in metrics.items() if np.isfinite(v)}, tiers,
+            scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]])
 
 
 def auto_choices(table: pd.DataFrame, horizon_days: int) -> dict[dt.date, str]:
@@ -270,6 +387,7 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
     seconds: dict[str, float] = {}
     cache: dict = {}
     kept: dict[dt.date, pd.DataFrame] = {}
+    ladders: dict[dt.date, pd.DataFrame] = {}  # origin -> its ladder's scored base (a later origin's holdout)
     for o in origins:
         t0 = time.perf_counter()
         step(f"origin {o}: features, labels and BTYD")
@@ -282,12 +400,29 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
             step(f"origin {o}: training origins {', '.join(str(t) for t in training_origins(o, cfg))}")
             train_fits = fit_training_origins(tables, o, cfg, spec, cache)
         notes += [f"{o}: {s}" for s in test.fallbacks]
-        r, p, n, preds = evaluate_origin(test, train_fits, cfg, selected, out)
-        if keep_predictions:
-            kept[o] = preds
+        fitted: dict = {}
+        r, p, n, preds = evaluate_origin(test, train_fits, cfg, selected, out, fitted=fitted)
         rows += r
         plots += p
         notes += n
+        if "ladder" in selected.get("tiers", ()):
+            step(f"origin {o}: tier ladder")
+            t1 = time.perf_counter()
+            kind = ladder_clv_kind(cfg, pd.DataFrame(rows, columns=COLUMNS), H, o)
+            bundle = ladder_bundle(test, train_fits, cfg, kind, fitted, notes)
+            holdout, where = ladder_holdout(test, train_fits, cfg, ladders,
+                                            lambda t: fit_training_origins(tables, t, cfg, spec, cache))
+            try:
+                metrics, tiers, ladders[o] = evaluate_ladder(test, bundle, cfg, holdout, tables.interactions)
+            except ModelError as exc:  # thin data: no ladder there, said so
+                notes.append(f"{o}: the tier ladder is not judged ({exc}); left out there")
+            else:
+                notes.append(f"{o}: ladder with CLV model {bundle.clv_kind}; value floors learned on {where}")
+                rows += _rows(o, "tiers", "ladder", metrics)
+                preds["tier_ladder"] = tiers["tier"].to_numpy()
+            seconds[f"{o} ladder"] = round(time.perf_counter() - t1, 2)
+        if keep_predictions:
+            kept[o] = preds
         cache[o] = test  # a later origin H after this one trains here
         seconds[str(o)] = round(time.perf_counter() - t0, 2)
     if len(selected.get("clv", ())) > 1:

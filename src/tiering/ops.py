@@ -104,6 +104,13 @@ def check_rows(value: int | None, name: str, *, minimum: int = 0, maximum: int =
     return value
 
 
+def _check_flag(value, name: str) -> bool | None:
+    """None, True or False (numpy booleans too); anything else is a ConfigError naming ``name``."""
+    if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None if value is None else bool(value)
+    raise ConfigError(f"{name} must be true, false or left out; got {value!r}.")
+
+
 def check_format(fmt: str, name: str = "--format", choices: tuple[str, ...] = FORMATS) -> str:
     if fmt not in choices:
         raise ConfigError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}; got {fmt!r}.")
@@ -321,8 +328,11 @@ _CURSOR_VERSION = 1
 CURSOR_MAX_LENGTH = 4 * (CUSTOMER_ID_MAX_LENGTH * 4 + 200) // 3  # base64 of an id of 4-byte characters and the rest
 
 
-def _tier_select(store: ScoresStore, batch: Batch, tier: str | None, at_risk: bool | None):
-    """The members of ``tier`` (every tier: None) in the batch, unordered (the caller picks offset or keyset order)."""
+def _tier_select(store: ScoresStore, batch: Batch, tier: str | None, at_risk: bool | None, lapsed: bool | None = None):
+    """The members of ``tier`` (every tier: None) in the batch, unordered (the caller picks offset or keyset order).
+
+    ``lapsed``: True keeps the lapsed buyers (``lapsed_buyer`` true: bought before, no longer active; the win-back
+    list), False the rest (``lapsed_buyer`` false or unknown); a store written before the flag existed has none."""
     import sqlalchemy as sa
 
     s = store.scores
@@ -333,25 +343,49 @@ def _tier_select(store: ScoresStore, batch: Batch, tier: str | None, at_risk: bo
         stmt = stmt.where(s.c.tier == check_tier(tier))
     if at_risk is not None:
         stmt = stmt.where(s.c.at_risk == at_risk)
+    if lapsed is not None:
+        if "lapsed_buyer" not in s.c:
+            stmt = stmt.where(sa.false()) if lapsed else stmt
+        else:
+            flag = s.c.lapsed_buyer
+            stmt = stmt.where(flag == sa.true() if lapsed else sa.or_(flag == sa.false(), flag.is_(None)))
     return stmt
 
 
-def encode_cursor(batch: Batch, tier: str | None, at_risk: bool | None, clv: float | None, customer_id: str) -> str:
-    """The cursor of the position just after the row (clv, customer_id) of a listing (see above)."""
+def encode_cursor(batch: Batch, tier: str | None, at_risk: bool | None, clv: float | None, customer_id: str,
+                  lapsed: bool | None = None) -> str:
+    """The cursor of the position just after the row (clv, customer_id) of a listing (see above); the ``lapsed``
+    filter rides along as a seventh field only when set (cursors without it are unchanged)."""
     clv_text = None if clv is None else float(clv).hex()
-    payload = json.dumps([_CURSOR_VERSION, batch.batch_id, tier, at_risk, clv_text, customer_id],
-                         separators=(",", ":"), ensure_ascii=False)
+    fields = [_CURSOR_VERSION, batch.batch_id, tier, at_risk, clv_text, customer_id] + ([lapsed] if lapsed is not None else [])
+    payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(payload.encode("utf-8")).decode("ascii").rstrip("=")
 
 
 def decode_cursor(cursor: str, name: str = "cursor") -> tuple[int, str | None, bool | None, tuple[float | None, str]]:
-    """(batch_id, tier, at_risk, (clv, customer_id)) of a cursor; ConfigError naming ``name`` when it is not one."""
+    """(batch_id, tier, at_risk, (clv, customer_id)) of a cursor; ConfigError naming ``name`` when it is not one.
+    The lapsed filter it was given out for: :func:`cursor_lapsed`."""
+    return _decode_cursor(cursor, name)[:4]
+
+
+def cursor_lapsed(cursor: str, name: str = "cursor") -> bool | None:
+    """The ``lapsed`` filter of the listing a cursor was given out for (None: no filter)."""
+    return _decode_cursor(cursor, name)[4]
+
+
+def _decode_cursor(cursor: str, name: str):
     text = str(cursor)
     shown = text if len(text) <= 60 else text[:60] + "..."
     try:
         if not text or len(text) > CURSOR_MAX_LENGTH or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
             raise ValueError
-        version, batch_id, tier, at_risk, clv_text, cid = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        fields = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(fields, list) or len(fields) not in (6, 7):
+            raise ValueError
+        version, batch_id, tier, at_risk, clv_text, cid = fields[:6]
+        lapsed = fields[6] if len(fields) == 7 else None
+        if len(fields) == 7 and type(lapsed) is not bool:
+            raise ValueError
         if (version != _CURSOR_VERSION or type(batch_id) is not int or not (tier is None or tier in TIERS)
                 or at_risk not in (None, True, False) or not isinstance(cid, str) or not cid
                 or len(cid) > CUSTOMER_ID_MAX_LENGTH or not (clv_text is None or isinstance(clv_text, str))):
@@ -362,26 +396,29 @@ def decode_cursor(cursor: str, name: str = "cursor") -> tuple[int, str | None, b
     except (ValueError, TypeError, UnicodeError, OverflowError):
         raise ConfigError(f"{name} {shown!r} is not a cursor of a tier listing. Pass the next_cursor of the previous "
                           f"page unchanged, or start again without {name}.") from None
-    return batch_id, tier, at_risk, (clv, cid)
+    return batch_id, tier, at_risk, (clv, cid), lapsed
 
 
 def resolve_listing(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
-                    cursor: str | None = None, name: str = "cursor") -> tuple[Batch, tuple[float | None, str] | None]:
+                    cursor: str | None = None, name: str = "cursor", lapsed: bool | None = None
+                    ) -> tuple[Batch, tuple[float | None, str] | None]:
     """The batch a listing reads and the keyset position it starts after (None: from its first row).
 
     Without a cursor: the latest complete batch (of ``as_of``). With one: the cursor's batch, which must still be in
-    the store, be of ``as_of`` if given, and have been given out for this tier and at-risk filter (ConfigError
-    naming ``name`` otherwise).
+    the store, be of ``as_of`` if given, and have been given out for this tier, at-risk and lapsed filter
+    (ConfigError naming ``name`` otherwise).
     """
     if cursor is None:
         return resolve_batch(store, as_of), None
-    batch_id, c_tier, c_risk, after = decode_cursor(cursor, name)
-    if (c_tier, c_risk) != (tier, at_risk):
-        def what(t, r):
-            return f"tier {t or 'all'!r}" + ("" if r is None else f" with at_risk={str(r).lower()}")
+    batch_id, c_tier, c_risk, after, c_lapsed = _decode_cursor(cursor, name)
+    if (c_tier, c_risk, c_lapsed) != (tier, at_risk, lapsed):
+        def what(t, r, la):
+            return (f"tier {t or 'all'!r}" + ("" if r is None else f" with at_risk={str(r).lower()}")
+                    + ("" if la is None else f" with lapsed={str(la).lower()}"))
 
-        raise ConfigError(f"{name} was given out for the listing of {what(c_tier, c_risk)}, not of {what(tier, at_risk)}. "
-                          f"Pass it with the same tier and at_risk, or start again without {name}.")
+        raise ConfigError(f"{name} was given out for the listing of {what(c_tier, c_risk, c_lapsed)}, not of "
+                          f"{what(tier, at_risk, lapsed)}. Pass it with the same tier, at_risk and lapsed, or start "
+                          f"again without {name}.")
     batch = next((b for b in store.batches_list() if b.batch_id == batch_id), None)
     if batch is None:
         raise ConfigError(f"{name} belongs to a scoring batch that is no longer in the store (a re-run replaced it). "
@@ -402,14 +439,15 @@ def _listing_conn(store: ScoresStore):
 
 
 def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
-              limit: int | None = 50, offset: int | None = 0, cursor: str | None = None, cache: dict | None = None) -> dict:
+              limit: int | None = 50, offset: int | None = 0, cursor: str | None = None, cache: dict | None = None,
+              lapsed: bool | None = None) -> dict:
     """One page of a tier's members in the listing order, with the total count and how to read the next page.
 
     ``cursor`` (the ``next_cursor`` of the page before) or ``offset`` (rows to skip) says where the page starts; not
     both. The answer's ``next_cursor`` (None: last page) continues by keyset; ``next_offset`` (offset pages only) by
     offset. ``limit`` None: every row from there on. ``cache``: a dict kept by the caller (the server) for the
     totals: a stored batch never changes, and counting a tier of 550,000 members takes ~0.1 s, a page by cursor
-    under 1 ms.
+    under 1 ms. ``lapsed``: True lists only the lapsed buyers (the win-back list), False only the others, None all.
     """
     import sqlalchemy as sa
 
@@ -422,10 +460,11 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
     if cursor is not None and offset:
         raise ConfigError(f"Give offset or cursor, not both (got offset {offset} and a cursor): a cursor already says "
                           "where the page starts.")
-    batch, after = resolve_listing(store, tier, as_of=as_of, at_risk=at_risk, cursor=cursor)
-    base = _tier_select(store, batch, tier, at_risk)
+    lapsed = _check_flag(lapsed, "lapsed")
+    batch, after = resolve_listing(store, tier, as_of=as_of, at_risk=at_risk, cursor=cursor, lapsed=lapsed)
+    base = _tier_select(store, batch, tier, at_risk, lapsed)
     want = None if limit is None else limit + 1  # one row more than the page: is there a next page?
-    key = ("tier_total", batch, tier, at_risk)  # the whole Batch record: a re-run that reuses an id differs in finished_at
+    key = ("tier_total", batch, tier, at_risk, lapsed)  # the whole Batch record: a re-run that reuses an id differs in finished_at
     try:
         with _listing_conn(store) as conn:
             total = cache.get(key) if cache is not None else None
@@ -449,17 +488,17 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
     more = want is not None and len(rows) > limit
     rows = rows[:limit] if more else rows
     last = rows[-1] if (more and rows) else None
-    return {"tier": tier, "at_risk": at_risk, "batch": _batch_dict(batch), "total": total, "limit": limit,
+    return {"tier": tier, "at_risk": at_risk, "lapsed": lapsed, "batch": _batch_dict(batch), "total": total, "limit": limit,
             "offset": None if cursor is not None else offset,
             "next_offset": offset + len(rows) if more and cursor is None else None,
             "cursor": cursor,
-            "next_cursor": encode_cursor(batch, tier, at_risk, last["clv"], last["customer_id"]) if last else None,
+            "next_cursor": encode_cursor(batch, tier, at_risk, last["clv"], last["customer_id"], lapsed) if last else None,
             "items": [{k: _clean(v) for k, v in r.items()} for r in rows]}
 
 
 def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk: bool | None = None,
                   limit: int | None = None, offset: int = 0, chunk_rows: int = 5_000,
-                  cursor: str | None = None) -> Iterator[str]:
+                  cursor: str | None = None, lapsed: bool | None = None) -> Iterator[str]:
     """CSV text of a tier's members (the listing order) in chunks, read from the store as it goes.
 
     From the first member, after ``cursor`` (a page's ``next_cursor``: an index seek, however deep) or after
@@ -467,6 +506,7 @@ def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk
     cursor must be of it). The arguments are checked and the query is started when the iterator is created, so bad
     input and an unreadable store raise here, before any text goes out (a server can still answer with an error
     instead of a CSV cut after its header). Text cells go through ``csv_cell`` (no spreadsheet formulas).
+    ``lapsed``: as in :func:`tier_page` (a cursor must be of the same filter).
     """
     from tiering.store import keyset_parts, listing_order
 
@@ -478,16 +518,17 @@ def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk
     if cursor is not None and offset:
         raise ConfigError(f"Give offset or cursor, not both (got offset {offset} and a cursor): a cursor already says "
                           "where the export starts.")
+    lapsed = _check_flag(lapsed, "lapsed")
     after = None
     if cursor is not None:
-        batch_id, c_tier, c_risk, after = decode_cursor(cursor)
-        if (c_tier, c_risk) != (tier, at_risk):
-            resolve_listing(store, tier, at_risk=at_risk, cursor=cursor)  # raises, saying what differs
+        batch_id, c_tier, c_risk, after, c_lapsed = _decode_cursor(cursor, "cursor")
+        if (c_tier, c_risk, c_lapsed) != (tier, at_risk, lapsed):
+            resolve_listing(store, tier, at_risk=at_risk, cursor=cursor, lapsed=lapsed)  # raises, saying what differs
         if batch_id != batch.batch_id:
             raise ConfigError(f"cursor belongs to another scoring batch than the one exported (as of "
                               f"{batch.as_of.isoformat()}). Export the batch the cursor came from "
                               "(ops.resolve_listing gives it), or start again without cursor.")
-    base = _tier_select(store, batch, tier, at_risk)
+    base = _tier_select(store, batch, tier, at_risk, lapsed)
     if offset:
         parts = [base.order_by(*listing_order(store.scores)).offset(offset)]
     else:

@@ -187,7 +187,8 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     with a share or referral).
     Metrics: ``tier_{t}_{share,spend_mean,repurchase_rate,at_risk_share,social_mean}``, ``tier_core_revenue_lift``,
     ``tier_monotone_spend`` / ``tier_monotone_repurchase`` (1.0 when core > value > each of seed, new and
-    ordinary that has members), ``tier_seed_social_lift`` (seed's mean shares and referrals over the larger of new's and
+    ordinary that has members), ``tier_core_vs_value_spend`` / ``tier_value_vs_ordinary_spend`` (ratios of mean
+    spend: the margins of the spend check; NaN where a side is empty or spent nothing), ``tier_seed_social_lift`` (seed's mean shares and referrals over the larger of new's and
     ordinary's), ``tier_value_vs_ordinary_repurchase`` (ratio), ``tier_lapsed_share``, ``tier_lapsed_repurchase_rate``,
     ``tier_active_value_repurchase_rate`` (core and value together), ``tier_max_share``.
     """
@@ -237,6 +238,12 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
         base = max((by.at[x, "social_mean"] for x in ("new", "ordinary") if by.at[x, "customers"] > 0), default=float("nan"))
         seed = by.at["seed", "social_mean"]
         metrics["tier_seed_social_lift"] = float(seed / base) if base > 0 else float("nan")
+    def ratio(a: str, b: str, col: str = "spend_mean") -> float:
+        num, den = by.at[a, col], by.at[b, col]
+        return float(num / den) if by.at[a, "customers"] and by.at[b, "customers"] and den > 0 else float("nan")
+
+    metrics["tier_core_vs_value_spend"] = ratio("core", "value")
+    metrics["tier_value_vs_ordinary_spend"] = ratio("value", "ordinary")
     o_rate = by.at["ordinary", "repurchase_rate"]
     metrics["tier_value_vs_ordinary_repurchase"] = float(by.at["value", "repurchase_rate"] / o_rate) if o_rate > 0 else float("nan")
     active = m["tier"].isin(["core", "value"])
@@ -274,3 +281,30 @@ def judge_ladder(tables, bundle: ScoringBundle, as_of, horizon_days: int | None 
     joined = scores.merge(outcomes.assign(customer_id=outcomes["customer_id"].astype(str)), on="customer_id", how="left")
     return {"scores": joined, "features": feats, "table": table, "metrics": metrics,
             "baseline_table": base_table, "baseline_metrics": base_metrics}
+
+
+def horizon_outcomes(frame: pd.DataFrame, interactions, origin, horizon_days: int) -> pd.DataFrame:
+    """What each customer of a labelled frame did in (origin, origin + horizon_days]: customer_id, holdout_spend,
+    purchased_in_horizon and, with an interactions table (Ibis; None: left out), social_actions_next."""
+    out = frame[["customer_id", "holdout_spend", "purchased_in_horizon"]].copy()
+    out["customer_id"] = out["customer_id"].astype(str)
+    if interactions is not None:
+        social = social_actions_between(interactions, origin, horizon_days)
+        out = out.merge(social, on="customer_id", how="left").fillna({"social_actions_next": 0.0})
+    return out
+
+
+def ladder_metrics(tiers: pd.DataFrame, outcomes: pd.DataFrame, features: pd.DataFrame | None = None) -> dict[str, float]:
+    """:func:`tier_outcomes`'s metrics without the ``tier_`` prefix (``core_spend_mean``, ``value_repurchase_rate``,
+    ``monotone_spend``, ``seed_social_lift``, ``core_at_risk_share``, ...), the ones a ladder does not define (an
+    empty tier's mean, no social outcomes) left out; with ``features`` (customer_id, has_purchased) also the trivial
+    rule's "ever bought -> value" tier on the same customers: ``ever_bought_value_{spend_mean,repurchase_rate}``
+    and ``active_repurchase_gain`` (core and value's repurchase rate minus that of everyone who ever bought)."""
+    _, m = tier_outcomes(tiers, outcomes)
+    out = {k.removeprefix("tier_"): v for k, v in m.items()}
+    if features is not None:
+        _, b = tier_outcomes(ever_bought_ladder(features), outcomes)
+        out["ever_bought_value_spend_mean"] = b["tier_value_spend_mean"]
+        out["ever_bought_value_repurchase_rate"] = b["tier_value_repurchase_rate"]
+        out["active_repurchase_gain"] = m["tier_active_value_repurchase_rate"] - b["tier_value_repurchase_rate"]
+    return {k: float(v) for k, v in out.items() if np.isfinite(v)}
