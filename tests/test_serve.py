@@ -259,6 +259,19 @@ def test_tier_pages_cover_the_tier_in_clv_order(client, frames):
     assert client.get("/api/tiers/value", params={"offset": 10**6}).json()["items"] == []
 
 
+def test_lapsed_filter_lists_the_win_back_list(client, frames):
+    second = frames[1]
+    lapsed = second[second["tier"].eq("ordinary") & second["lapsed_buyer"]]
+    page = client.get("/api/tiers/ordinary", params={"lapsed": "true", "limit": 1000}).json()
+    assert page["lapsed"] is True and page["total"] == len(lapsed) > 0
+    assert [m["customer_id"] for m in page["items"]] == ranked(lapsed)
+    rest = client.get("/api/tiers/ordinary", params={"lapsed": "false", "limit": 1}).json()
+    assert rest["total"] == int(second["tier"].eq("ordinary").sum()) - len(lapsed)
+    r = client.get("/api/tiers/ordinary", params={"lapsed": "true", "format": "csv"})
+    assert 'lapsed.csv"' in r.headers["content-disposition"]
+    assert [row["customer_id"] for row in csv.DictReader(io.StringIO(r.text))] == ranked(lapsed)
+
+
 def test_tier_parameters_are_validated(client):
     r = client.get("/api/tiers/gold")
     assert r.status_code == 422 and "'core', 'value', 'seed', 'new' or 'ordinary'" in r.text

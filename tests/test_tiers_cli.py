@@ -78,6 +78,18 @@ def test_list_formats_filters_and_paging(setup, monkeypatch, capsys):
     assert code == 0 and f"rows 1-3 of {len(core):,}" in flat(out) and core["customer_id"].iloc[0] in out
 
 
+def test_list_lapsed_buyers(setup, monkeypatch, capsys):
+    cfg, _, second = setup
+    lapsed = second[second["tier"].eq("ordinary") & second["lapsed_buyer"]].sort_values(["clv", "customer_id"],
+                                                                                        ascending=[False, True])
+    code, out, _ = run(monkeypatch, capsys, "tiers", "list", "--tier", "ordinary", "--lapsed", "--limit", "0", "--json",
+                       "--config", cfg)
+    page = json.loads(out)
+    assert code == 0 and page["lapsed"] is True and [m["customer_id"] for m in page["items"]] == lapsed["customer_id"].tolist()
+    code, out, _ = run(monkeypatch, capsys, "tiers", "list", "--tier", "ordinary", "--lapsed", "--limit", "3", "--config", cfg)
+    assert code == 0 and "(lapsed buyers)" in flat(out) and f"of {len(lapsed):,}" in flat(out)
+
+
 def test_list_walks_a_tier_by_cursor(setup, monkeypatch, capsys):
     """--cursor continues where a --json page's next_cursor points: every member once, in the listing order,
     as pages (JSON) and as the rest of the tier (CSV); a bad cursor is one clear message naming --cursor."""

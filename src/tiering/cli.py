@@ -460,6 +460,7 @@ def tiers_list(
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only at-risk customers.")] = False,
     limit: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
     offset: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Rows to skip (paging).")] = 0,
+    lapsed: Annotated[bool, typer.Option("--lapsed", help="Only lapsed buyers (the win-back list).")] = False,
     cursor: Annotated[str | None, typer.Option(help="Start after this cursor: the next_cursor of a --json page "
                                                      "(no rows skipped on the way, however deep; not with --offset).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
@@ -476,13 +477,14 @@ def tiers_list(
     cfg = _config(config, sets=set_)
     store = _ops_store(cfg)
     d = _date(as_of, "--as-of")
-    risk = True if at_risk else None
+    risk, lap = (True if at_risk else None), (True if lapsed else None)
     if fmt == "csv":
-        batch, _ = resolve_listing(store, tier, as_of=d, at_risk=risk, cursor=cursor, name="--cursor")
-        for text in iter_tier_csv(store, tier, batch=batch, at_risk=risk, limit=limit or None, offset=offset, cursor=cursor):
+        batch, _ = resolve_listing(store, tier, as_of=d, at_risk=risk, cursor=cursor, name="--cursor", lapsed=lap)
+        for text in iter_tier_csv(store, tier, batch=batch, at_risk=risk, limit=limit or None, offset=offset, cursor=cursor,
+                                  lapsed=lap):
             result_stream().write(text)
         return
-    page = tier_page(store, tier, as_of=d, at_risk=risk, limit=limit or None, offset=offset, cursor=cursor)
+    page = tier_page(store, tier, as_of=d, at_risk=risk, limit=limit or None, offset=offset, cursor=cursor, lapsed=lap)
     if fmt == "json":
         _emit(True, page, None)
         return
@@ -493,7 +495,7 @@ def tiers_list(
     df = pd.DataFrame(page["items"], columns=list(cols)).rename(columns=cols)
     start = f"rows {offset + 1:,}-{offset + len(df):,}" if page.get("offset") is not None else f"{len(df):,} rows after the cursor"
     shown = f"{start} of {page['total']:,}" if len(df) else f"none of {page['total']:,}"
-    _console().print(_table(f"Tier {tier or 'all'}{' (at risk)' if at_risk else ''} as of {page['batch']['as_of']}: {shown}, highest CLV first",
+    _console().print(_table(f"Tier {tier or 'all'}{' (at risk)' if at_risk else ''}{' (lapsed buyers)' if lapsed else ''} as of {page['batch']['as_of']}: {shown}, highest CLV first",
                             df, {"CLV": "{:,.2f}", "churn": "{:.3f}", "P(buy)": "{:.3f}"}))
 
 

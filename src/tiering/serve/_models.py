@@ -88,6 +88,7 @@ class Member(BaseModel):
 class TierPage(BaseModel):
     tier: str
     at_risk: bool | None
+    lapsed: bool | None = None  # the lapsed-buyer filter of the listing (None: everyone)
     batch: BatchInfo
     total: int
     limit: int | None
