@@ -52,8 +52,8 @@ from tiering.train import (
     fit_origin,
     fit_propensity,
     fit_training_origins,
-    training_origins,
     tier_policy_metrics,
+    training_origins,
 )
 from tiering.validation import ValidatedTables
 

@@ -31,14 +31,16 @@ app.add_typer(tiers_app, name="tiers")
 experiment_app = typer.Typer(no_args_is_help=True, help="Comparisons of model variants, each a folder with spec.yaml.", epilog=EXIT_HELP)
 app.add_typer(experiment_app, name="experiment")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP + " Applied over --config, "
                                                    "before this command's own options (--horizon-days, --engine, --transactions, ...).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print strict JSON instead of tables (errors too: {error, kind, hint}).")]
 TxOpt = Annotated[Path | None, typer.Option("--transactions", help="Transactions file in contract column names (overrides config).")]
 IxOpt = Annotated[Path | None, typer.Option("--interactions", help="Interactions file in contract column names (overrides config).")]
 CuOpt = Annotated[Path | None, typer.Option("--customers", help="Customers file in contract column names (overrides config).")]
-HorizonOpt = Annotated[int | None, typer.Option("--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")]
+HorizonOpt = Annotated[int | None, typer.Option(
+    "--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")]
 _MAX_ROWS = 2**63 - 1  # what the stores' signed 64-bit LIMIT/OFFSET take (tiering.ops.MAX_ROWS)
 # secret values of the config read by this command (and the API token): masked in everything printed
 _SECRETS: list[str] = []
@@ -431,7 +433,8 @@ def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], 
         return "n/a" if x is None else f"{x:.1%}"
 
     def render(c):
-        flags = "".join(f"  [bold red]{f}[/bold red]" for f, on in (("AT RISK", card["at_risk"]), ("LAPSED BUYER", card.get("lapsed_buyer")),
+        flags = "".join(f"  [bold red]{f}[/bold red]" for f, on in (("AT RISK", card["at_risk"]),
+                                                                     ("LAPSED BUYER", card.get("lapsed_buyer")),
                                                                         ("KOC candidate", card["koc_candidate"])) if on)
         c.print(f"[bold]Customer {card['customer_id']}[/bold]: [bold]{card['tier_label']}[/bold] ({card['tier']}){flags}"
                 f"  [dim]as of {card['as_of']}, model {card['model_name']} v{card['model_version']}[/dim]")
@@ -458,7 +461,8 @@ def tiers_get(customer_id: Annotated[str, typer.Argument(help="Customer id.")], 
 def tiers_list(
     tier: Annotated[str | None, typer.Option("--tier", help=f"{tier_list_text()} (default: every tier).")] = None,
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only at-risk customers.")] = False,
-    limit: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
+    limit: Annotated[int, typer.Option(
+        min=0, max=_MAX_ROWS, help="Maximum rows; 0 for every member (e.g. a campaign export with --format csv).")] = 100,
     offset: Annotated[int, typer.Option(min=0, max=_MAX_ROWS, help="Rows to skip (paging).")] = 0,
     lapsed: Annotated[bool, typer.Option("--lapsed", help="Only lapsed buyers (the win-back list).")] = False,
     cursor: Annotated[str | None, typer.Option(help="Start after this cursor: the next_cursor of a --json page "
@@ -495,7 +499,8 @@ def tiers_list(
     df = pd.DataFrame(page["items"], columns=list(cols)).rename(columns=cols)
     start = f"rows {offset + 1:,}-{offset + len(df):,}" if page.get("offset") is not None else f"{len(df):,} rows after the cursor"
     shown = f"{start} of {page['total']:,}" if len(df) else f"none of {page['total']:,}"
-    _console().print(_table(f"Tier {tier or 'all'}{' (at risk)' if at_risk else ''}{' (lapsed buyers)' if lapsed else ''} as of {page['batch']['as_of']}: {shown}, highest CLV first",
+    which = f"Tier {tier or 'all'}{' (at risk)' if at_risk else ''}{' (lapsed buyers)' if lapsed else ''}"
+    _console().print(_table(f"{which} as of {page['batch']['as_of']}: {shown}, highest CLV first",
                             df, {"CLV": "{:,.2f}", "churn": "{:.3f}", "P(buy)": "{:.3f}"}))
 
 

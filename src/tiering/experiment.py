@@ -298,7 +298,7 @@ def comparison_frames(preds: dict[dt.date, pd.DataFrame], horizon_days: int, spl
     """Per origin, the buyers' frame the comparison needs: targets, every model's and baseline's prediction
     (``clv:NAME`` and ``churn:NAME`` columns), with the hiatus baselines added; the data-driven hiatus is
     chosen on the ``select`` origins only. Returns (frames, chosen hiatus or None, notes)."""
-    from tiering.evaluation import choose_hiatus, hiatus_active, hiatus_rates, hiatus_proba
+    from tiering.evaluation import choose_hiatus, hiatus_active, hiatus_proba, hiatus_rates
 
     notes = []
     buyers = {o: f[f["has_purchased"] > 0].reset_index(drop=True) for o, f in preds.items()}

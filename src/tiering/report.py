@@ -39,12 +39,12 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError
+from tiering.ladder import ladder
 from tiering.migration import ladder_check, ladder_outcomes, migration_matrix
 from tiering.ops import migration as stored_migration
-from tiering.ladder import ladder
-from tiering.validation import ValidatedTables
 from tiering.redact import redact_text
 from tiering.schemas import SERIES_COLORS, TIER_COLORS, TIERS, TIERS_LOW_TO_HIGH
+from tiering.validation import ValidatedTables
 
 FUNNEL_COUNTS = ("members", "reached", "converted", "orders_in_window", "interacted", "shared")
 FUNNEL_RATES = ("diversion_rate", "first_purchase_conversion", "repurchase_ratio", "interaction_rate", "share_rate")
@@ -89,7 +89,7 @@ def funnel_metrics(tables: ValidatedTables, *, as_of: dt.date, window_days: int 
         ix = ix.select(customer_id=ix.customer_id.cast("string"), occurred_at=ix.occurred_at,
                        event_type=ix.event_type.cast("string").lower())
         e = members.select("customer_id", "joined_at").join(ix, "customer_id")
-        e = e.filter((e.occurred_at < e.joined_at + window))
+        e = e.filter(e.occurred_at < e.joined_at + window)
         per_ix = e.group_by("customer_id").agg(
             n_interactions=e.count(where=e.event_type != "group_join"),
             n_social=e.count(where=e.event_type.isin(["share", "referral"])))
@@ -421,7 +421,8 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
     horizon = int(scores["horizon_days"].iloc[0])
     ctx: dict = {"as_of": batch.as_of, "model": f"{batch.model_name} v{batch.model_version}",
                  "scored_at": f"{batch.finished_at:%Y-%m-%d %H:%M}", "horizon_days": horizon, "customers": len(scores),
-                 "store": redact_text(cfg.store.url, cfg.secret_values()), "reference": cfg.report.reference, "window_days": cfg.report.funnel_window_days,
+                 "store": redact_text(cfg.store.url, cfg.secret_values()), "reference": cfg.report.reference,
+                 "window_days": cfg.report.funnel_window_days,
                  "colors": TIER_COLORS}
 
     counts = scores["tier"].value_counts()
@@ -512,5 +513,5 @@ def render(ctx: dict) -> str:
         return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else spec.format(v)
 
     env.filters["num"] = num
-    env.filters["pct"] = lambda v, d=1: num(v, "{:.%d%%}" % d)
+    env.filters["pct"] = lambda v, d=1: num(v, f"{{:.{d}%}}")
     return env.get_template("report.html.j2").render(**ctx)

@@ -659,7 +659,8 @@ class ScoresStore:
                                                       self.scores.c.customer_id == str(customer_id)))
         if not rows:
             return None
-        return dict.fromkeys(self.missing_columns.get("scores", ())) | dict(rows[0]) | {"as_of": batch.as_of, "model_name": batch.model_name, "model_version": batch.model_version}
+        batch_keys = {"as_of": batch.as_of, "model_name": batch.model_name, "model_version": batch.model_version}
+        return dict.fromkeys(self.missing_columns.get("scores", ())) | dict(rows[0]) | batch_keys
 
     def customer_history(self, customer_id: str) -> pd.DataFrame:
         """The customer's tier at every scoring date (latest batch per as_of)."""

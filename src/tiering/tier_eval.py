@@ -188,8 +188,9 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     Metrics: ``tier_{t}_{share,spend_mean,repurchase_rate,at_risk_share,social_mean}``, ``tier_core_revenue_lift``,
     ``tier_monotone_spend`` / ``tier_monotone_repurchase`` (1.0 when core > value > each of seed, new and
     ordinary that has members), ``tier_core_vs_value_spend`` / ``tier_value_vs_ordinary_spend`` (ratios of mean
-    spend: the margins of the spend check; NaN where a side is empty or spent nothing), ``tier_seed_social_lift`` (seed's mean shares and referrals over the larger of new's and
-    ordinary's), ``tier_value_vs_ordinary_repurchase`` (ratio), ``tier_lapsed_share``, ``tier_lapsed_repurchase_rate``,
+    spend: the margins of the spend check; NaN where a side is empty or spent nothing), ``tier_seed_social_lift``
+    (seed's mean shares and referrals over the larger of new's and ordinary's), ``tier_value_vs_ordinary_repurchase``
+    (ratio), ``tier_lapsed_share``, ``tier_lapsed_repurchase_rate``,
     ``tier_active_value_repurchase_rate`` (core and value together), ``tier_max_share``.
     """
     t = tiers.assign(customer_id=tiers["customer_id"].astype(str))

@@ -271,6 +271,7 @@ def runs(cfg: TrackingConfig, *, max_results: int = 50) -> list[dict[str, Any]]:
         "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
         "started": str(dt.datetime.fromtimestamp(r.info.start_time / 1000, dt.UTC).replace(tzinfo=None, microsecond=0)),
         "kind": r.data.tags.get("kind", ""), "as_of": r.data.tags.get("as_of", ""),
-        "horizon_days": r.data.tags.get("horizon_days", ""), "data_hash": r.data.tags.get("data_hash", ""), "code_version": r.data.tags.get("code_version", ""),
+        "horizon_days": r.data.tags.get("horizon_days", ""), "data_hash": r.data.tags.get("data_hash", ""),
+        "code_version": r.data.tags.get("code_version", ""),
         "metrics": dict(r.data.metrics),
     } for r in found]

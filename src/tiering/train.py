@@ -36,6 +36,7 @@ import pandas as pd
 from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
 from tiering.exceptions import DataQualityError, ModelError
+from tiering.features import FeatureSpec
 from tiering.fitting import (  # re-exported: tiering.train was their home, callers import them from here
     LABELS,
     LEARNED_CLV,
@@ -53,7 +54,6 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     usable,
     with_labels,
 )
-from tiering.features import FeatureSpec
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.clv import LevelAligned
 from tiering.models.intervals import interval_metrics
@@ -329,7 +329,8 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
         fallbacks.append(
             f"final models: no usable training origin (at least {MIN_BTYD_BUYERS} buyers and both outcomes) at or "
             f"before {test_origin}; the propensity model trains on "
-            + (f"the {len(test.frame):,} customers at {test_origin}" if test is not None else "no labels (a constant rate aligned to BTYD)"))
+            + (f"the {len(test.frame):,} customers at {test_origin}" if test is not None
+               else "no labels (a constant rate aligned to BTYD)"))
     bundle.propensity = timed("propensity_fit", fit_propensity, train_fits, cfg, now)
     fallbacks += bundle.propensity.fallbacks_
     bundle.clv_kind = chosen

@@ -31,7 +31,7 @@ def _outer_join_on_id(left: ir.Table, right: ir.Table) -> ir.Table:
     left = left.view()  # a join boundary: Ibis cannot chain a join on a computed (coalesced) key
     j = left.outer_join(right, left.customer_id == right.customer_id)
     return j.select(
-        customer_id=ibis.coalesce(left.customer_id, right.customer_id),
+        ibis.coalesce(left.customer_id, right.customer_id).name("customer_id"),
         *[left[c] for c in left.columns if c != "customer_id"],
         *[right[c] for c in right.columns if c != "customer_id"],
     )

@@ -62,9 +62,11 @@ def migration_svg(mig: dict, labels: dict[str, str]) -> Markup:
     ch = cell * 0.6
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" id="migration-chart" '
              f'viewBox="0 0 {width} {height:.0f}" width="{width}" height="{height:.0f}" aria-label="Tier migration">',
-             f'<text x="{left + cell * len(tiers) / 2}" y="14" text-anchor="middle" class="axis">to: tier as of {escape(mig["to_as_of"])}</text>']
+             f'<text x="{left + cell * len(tiers) / 2}" y="14" text-anchor="middle" class="axis">'
+             f'to: tier as of {escape(mig["to_as_of"])}</text>']
     for j, t in enumerate(tiers):
-        parts.append(f'<text x="{left + j * cell + cell / 2}" y="{head - 8}" text-anchor="middle" class="label">{escape(labels.get(t, t))}</text>')
+        parts.append(f'<text x="{left + j * cell + cell / 2}" y="{head - 8}" text-anchor="middle" class="label">'
+                     f'{escape(labels.get(t, t))}</text>')
     for i, t in enumerate(tiers):
         y = head + i * ch
         parts.append(f'<text x="{left - 8}" y="{y + ch / 2 + 5:.1f}" text-anchor="end" class="label">{escape(labels.get(t, t))}</text>')
@@ -75,9 +77,12 @@ def migration_svg(mig: dict, labels: dict[str, str]) -> Markup:
             parts.append(f'<rect x="{left + j * cell}" y="{y:.1f}" width="{cell - 2}" height="{ch - 2:.1f}" fill="{fill}" stroke="#e5e7eb">'
                          f'<title>{escape(labels.get(t, t))} -> {escape(labels.get(tiers[j], tiers[j]))}: {n:,} customers '
                          f'({_pct(share)} of {escape(labels.get(t, t))})</title></rect>'
-                         f'<text x="{left + j * cell + cell / 2 - 1}" y="{y + ch / 2 + 1:.1f}" text-anchor="middle" class="cell" fill="{ink}">{n:,}</text>'
-                         f'<text x="{left + j * cell + cell / 2 - 1}" y="{y + ch / 2 + 14:.1f}" text-anchor="middle" class="cellsub" fill="{ink}">{_pct(share)}</text>')
-    parts.append(f'<text x="12" y="{head + ch * len(tiers) / 2:.0f}" class="axis" transform="rotate(-90 12 {head + ch * len(tiers) / 2:.0f})" '
+                         f'<text x="{left + j * cell + cell / 2 - 1}" y="{y + ch / 2 + 1:.1f}" text-anchor="middle" '
+                         f'class="cell" fill="{ink}">{n:,}</text>'
+                         f'<text x="{left + j * cell + cell / 2 - 1}" y="{y + ch / 2 + 14:.1f}" text-anchor="middle" '
+                         f'class="cellsub" fill="{ink}">{_pct(share)}</text>')
+    mid = f"{head + ch * len(tiers) / 2:.0f}"
+    parts.append(f'<text x="12" y="{mid}" class="axis" transform="rotate(-90 12 {mid})" '
                  f'text-anchor="middle">from: {escape(mig["from_as_of"])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
