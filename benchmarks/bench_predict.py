@@ -20,6 +20,12 @@ What it runs (all on this machine, fixed seeds):
 
     .venv/bin/python benchmarks/bench_predict.py [--customers 1000000] [--runs 3] \\
         [--model-threads 1] [--bounded 1000000:25000,1000000:400000,2000000:100000] [--postgres-url postgresql+psycopg://...]
+
+``--bundle-only N`` instead times ``ScoringBundle.predict`` alone (models, tiers, reasons) on the feature frame of an
+N-customer simulation, one OpenMP/BLAS thread (threadpoolctl), in process CPU seconds (medians of --runs), and prints
+customers per second per core, with the CPU seconds of its parts (one profiled run, cProfile cumulative):
+
+    .venv/bin/python benchmarks/bench_predict.py --bundle-only 200000 --runs 3 --train-customers 8000 [--clv-model hurdle]
 """
 
 from __future__ import annotations
@@ -234,6 +240,63 @@ def write_bench(scores_file: Path, rows: int, runs: int, work: Path, postgres_ur
     return out
 
 
+# --------------------------------------------------------------------------------------------- bundle.predict alone
+def bundle_bench(args: argparse.Namespace) -> None:
+    """ScoringBundle.predict on an N-customer feature frame: customers per second per core (process CPU time)."""
+    import cProfile
+    import pstats
+
+    from threadpoolctl import threadpool_limits
+
+    import tiering as tg
+    from tiering.datasets import simulate
+
+    with threadpool_limits(1):
+        tr = simulate(args.train_customers, START, END, seed=99)
+        t0 = time.perf_counter()
+        bundle = tg.fit(tr.transactions, tr.interactions, tr.customers, as_of=END, progress=False,
+                        **({"clv_model": args.clv_model} if args.clv_model else {})).bundle
+        print(f"trained on {args.train_customers:,} customers in {time.perf_counter() - t0:.0f} s: clv {bundle.clv_kind}, "
+              f"interval {type(bundle.clv_interval).__name__}, next tier {type(bundle.next_tier_model).__name__}")
+        path = args.cache / f"features-bundle-{args.bundle_only}.parquet"
+        if path.exists():
+            features = pd_read(path)
+        else:
+            data = simulate(args.bundle_only, START, END, seed=0)
+            features = tg.features(data.transactions, data.interactions, data.customers, as_of=END)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            features.to_parquet(path)
+        n = len(features)
+        bundle.predict(features.head(5000))  # warm-up (imports, caches)
+        cpu, wall = [], []
+        for _ in range(max(args.runs, 1)):
+            c0, w0 = time.process_time(), time.perf_counter()
+            bundle.predict(features)
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+        c, w = statistics.median(cpu), statistics.median(wall)
+        print(f"bundle.predict, {n:,} customers, 1 thread, median of {len(cpu)}: {c:.2f} CPU s ({n / c:,.0f} customers/s per "
+              f"core), {w:.2f} wall s; CPU s per run {[round(x, 2) for x in cpu]}")
+        prof = cProfile.Profile(timer=time.process_time)
+        prof.enable()
+        bundle.predict(features)
+        prof.disable()
+        stats = pstats.Stats(prof)
+        parts = {"BTYD terms": "btyd_scores", "propensity": "_predict_purchase_columns",
+                 "boosters (CLV model + interval, next tier)": "hgb_raw_predictions", "tiers (all)": "_assign",
+                 "tier reasons": "_reasons", "CLV, interval and next-tier outputs (incl. next-tier booster)": "_predict_columns"}
+        print("CPU s per part (one profiled run):")
+        for label, fn in parts.items():
+            cum = sum(v[3] for k, v in stats.stats.items() if k[2] == fn)
+            print(f"  {label:<62}{cum:>8.2f}")
+
+
+def pd_read(path: Path):
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
 # --------------------------------------------------------------------------------------------- main
 def report_end_to_end(results: list[dict], args: argparse.Namespace) -> None:
     n = results[0]["rows"]
@@ -264,11 +327,18 @@ def main() -> None:
     ap.add_argument("--write-rows", type=int, default=200_000)
     ap.add_argument("--postgres-url", default=os.environ.get("TIERING_TEST_POSTGRES_URL"))
     ap.add_argument("--cache", type=Path, default=Path("outputs/bench"))
+    ap.add_argument("--bundle-only", type=int, default=0, help="time ScoringBundle.predict alone on this many customers")
+    ap.add_argument("--clv-model", default=None, help="with --bundle-only: the CLV model to train (default: train's choice)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.bundle_only:
+        import warnings
+
+        warnings.simplefilter("ignore")
+        return bundle_bench(args)
 
     import warnings
 

@@ -56,7 +56,8 @@ from sklearn.base import BaseEstimator
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted
 
-__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "PooledNBDModel", "MeanSpendModel", "discounted_clv"]
+__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "PooledNBDModel", "MeanSpendModel", "btyd_scores",
+           "discounted_clv"]
 
 # Penalizers tried, in order, after the unpenalised tries failed (only those above the user's own).
 _RETRY_PENALIZERS = (1e-3, 1e-2)
@@ -910,6 +911,49 @@ class MeanSpendModel(_SpendModel, _Summary, BaseEstimator):
 
 
 # --------------------------------------------------------------------------- CLV
+
+
+def btyd_scores(
+    transaction_model, spend_model, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, monetary_value: ArrayLike,
+    horizon_days: float, discount_rate_annual: float, time_unit_days: float = 1.0, step_days: float = 30.0,
+) -> dict[str, np.ndarray]:
+    """Every BTYD output the scoring bundle needs, per customer, each term computed once: p_alive,
+    expected_purchases and p_no_purchase over ``horizon_days``, expected_spend (per order) and clv
+    (:func:`discounted_clv`). Equal to the separate calls (``p_alive``, ``expected_purchases``, ``p_no_purchase``,
+    ``expected_spend``, ``discounted_clv``): P(alive) is evaluated once, and the time-dependent terms, which
+    depend on (frequency, T) only, once per distinct pair (the last CLV step is the horizon itself)."""
+    for name, value in (("horizon_days", horizon_days), ("step_days", step_days), ("time_unit_days", time_unit_days)):
+        if not (math.isfinite(value) and value > 0):
+            raise ModelError(f"btyd_scores: {name} must be a positive number; got {value!r}.")
+    if not (math.isfinite(discount_rate_annual) and discount_rate_annual > -1):
+        raise ModelError(
+            f"btyd_scores: discount_rate_annual must be > -1 (e.g. 0.1 for 10%); got {discount_rate_annual!r}."
+        )
+    x, rec, T, m = (a.reshape(-1) for a in _broadcast(frequency, recency, T, monetary_value))
+    t = horizon_days / time_unit_days
+    if x.shape[0] == 0:
+        return {k: np.zeros(0) for k in ("p_alive", "expected_purchases", "p_no_purchase", "expected_spend", "clv")}
+    n_steps = math.ceil(horizon_days / step_days - 1e-9)
+    ends = np.minimum(np.arange(1, n_steps + 1) * step_days, horizon_days) / time_unit_days
+    discount = (1.0 + discount_rate_annual) ** (-(step_days / 365.0) * np.arange(1, n_steps + 1))
+    (ux, uT), _, inverse = _collapse(x, T)
+    per_unit = np.zeros(ux.shape[0])
+    previous = np.zeros(ux.shape[0])
+    for t_k, disc in zip(ends, discount):
+        current = transaction_model._given_alive(np.full(ux.shape, t_k), ux, uT)
+        per_unit += (current - previous) * disc
+        previous = current
+    given_alive = previous if ends[-1] == t else transaction_model._given_alive(np.full(ux.shape, t), ux, uT)
+    buy_given_alive = transaction_model._buy_given_alive(np.full(ux.shape, t), ux, uT)
+    p_alive = transaction_model._p_alive(x, rec, T)
+    spend = spend_model._expected_spend(x, m)
+    return {
+        "p_alive": p_alive,
+        "expected_purchases": p_alive * given_alive[inverse],
+        "p_no_purchase": 1.0 - p_alive * buy_given_alive[inverse],
+        "expected_spend": spend,
+        "clv": p_alive * per_unit[inverse] * spend,
+    }
 
 
 def discounted_clv(

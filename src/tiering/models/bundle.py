@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from tiering.exceptions import ModelError
-from tiering.models.btyd import GammaGammaModel, discounted_clv
-from tiering.models.clv import BTYD_FEATURES, LevelAligned
+from tiering.models import thread_limits
+from tiering.models.btyd import GammaGammaModel, btyd_scores, discounted_clv
+from tiering.models.clv import BTYD_FEATURES, LevelAligned, hgb_raw_predictions
 from tiering.models.intervals import SpendInterval
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
@@ -134,25 +135,161 @@ class ScoringBundle:
         return {"clv_p10": lo, "clv_p90": hi}
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The scores frame for a feature frame (one row per customer)."""
+        """The scores frame for a feature frame (one row per customer).
+
+        One pass over columns as arrays (no intermediate frames): each feature column is converted once, the
+        BTYD terms are shared (``btyd_scores``), the gradient-boosted models that read the same inputs (CLV
+        model and interval) run together on coded inputs (``hgb_raw_predictions``), and the tier reasons are
+        built per distinct value. The values are those of ``predictions`` + ``TierPolicy.assign`` +
+        ``NextTierModel.predict`` on frames (pinned by tests/models/test_bundle_speed.py)."""
         self.check_features(features)
-        features = features[self.feature_columns].reset_index(drop=True)
-        pred = self.predictions(features)
-        tiers = self.tier_policy.assign(pd.concat([features, pred], axis=1))
-        scores = pd.concat([
-            pd.DataFrame({
-                "customer_id": features["customer_id"].astype(str).to_numpy(),
-                "as_of": pd.to_datetime(features["as_of"]).dt.date.to_numpy(),
-                "horizon_days": self.horizon_days,
-            }),
-            pred,
-            features[["engagement_score"]].astype(float),
-            tiers,
-        ], axis=1)
+        n = len(features)
+        cols = _Columns(features, self.feature_columns)
+        pred = self._predictions(cols)
+        cols.add(pred)
+        tiers = self.tier_policy._assign(cols)
+        scores = {
+            "customer_id": features["customer_id"].astype(str).array,
+            "as_of": _dates(features["as_of"]),
+            "horizon_days": np.full(n, self.horizon_days, dtype=np.int64),
+            **pred,
+            "engagement_score": cols("engagement_score"),
+            **tiers,
+        }
         if self.next_tier_model is not None:
-            nt, proba = self.next_tier_model.predict(model_features(features), scores["tier"])
+            keys = set(_KEYS)
+            nt, proba = self.next_tier_model._predict_columns(cols, n, tiers["tier"]) if all(
+                c in cols.columns for c in self.next_tier_model.feature_names_in_) and not keys & set(
+                self.next_tier_model.feature_names_in_) else self.next_tier_model.predict(
+                model_features(features[self.feature_columns].reset_index(drop=True)), tiers["tier"])
         else:
-            nt, proba = scores["tier"].to_numpy(), np.ones(len(scores))
+            nt, proba = tiers["tier"], np.ones(n)
         scores["next_tier"] = nt
         scores["next_tier_proba"] = proba
-        return scores
+        return pd.DataFrame(scores)
+
+    def _predictions(self, cols: _Columns) -> dict[str, np.ndarray]:
+        """``predictions`` as arrays, from the feature columns (see ``predict``)."""
+        n = len(cols)
+        buyer = cols("has_purchased") > 0
+        b = {c: np.full(n, np.nan) for c in (*BTYD_COLUMNS, "btyd_expected_spend", "btyd_clv")}
+        if buyer.any():
+            x, r, T, m = (cols(c)[buyer] for c in ("frequency", "recency", "T", "monetary_value"))
+            out = btyd_scores(self.transaction_model, self.spend_model, x, r, T, m, horizon_days=self.horizon_days,
+                              discount_rate_annual=self.discount_rate_annual, time_unit_days=self.time_unit_days)
+            for name, key in (("btyd_p_alive", "p_alive"), ("btyd_expected_purchases", "expected_purchases"),
+                              ("btyd_p_no_purchase", "p_no_purchase"), ("btyd_expected_spend", "expected_spend"),
+                              ("btyd_clv", "clv")):
+                b[name][buyer] = out[key]
+        # inputs of the models: the model features and the BTYD outputs, by name
+        model_cols = [c for c in self.feature_columns if c not in _KEYS]
+        cols.add(b, names=BTYD_FEATURES)
+        prop_names = set(model_cols) | set(BTYD_COLUMNS)
+        p = self.propensity._predict_purchase_columns(cols, prop_names.__contains__, n)
+        mean_order_value = float(self.spend_model.expected_spend(np.zeros(1), np.zeros(1))[0])  # population mean
+        clv_names = set(model_cols) | set(BTYD_FEATURES)
+        tree = _Rounded(cols)  # tree_input's rounding, per column, once
+        clv_model = getattr(self, "clv_model", None)  # bundles saved before clv_model existed score with BTYD
+        interval = getattr(self, "clv_interval", None)
+        groups = []
+        if clv_model is not None:
+            groups.append(("clv", clv_model._gbm_inputs()))
+        if interval is not None:
+            groups.append(("interval", interval._gbm_inputs()))
+        boosters = [mk for _, g in groups if g for mk in g]
+        for _model, keys in boosters:
+            missing = [k for k in keys if k not in clv_names]
+            if missing:
+                raise ModelError(f"The CLV models need feature columns {missing[:8]}, which the input lacks.")
+        with thread_limits(getattr(clv_model or interval, "threads", None)):
+            raws = hgb_raw_predictions(boosters, tree, n) if boosters else []
+        at = 0
+        raw_of = {}
+        for name, g in groups:
+            raw_of[name] = raws[at:at + len(g or [])]
+            at += len(g or [])
+        if clv_model is not None:
+            clv = clv_model._predict_columns(cols, n, raw_of["clv"])
+        else:
+            clv = np.where(buyer, b["btyd_clv"], p * mean_order_value)
+        if interval is None:
+            lo, hi = np.full(n, np.nan), np.full(n, np.nan)
+        elif raw_of["interval"]:
+            lo, hi = interval._predict_columns(cols, clv_names.__contains__, raw_of["interval"])
+        else:  # fitted without column names: the frame path
+            lo, hi = interval.predict(pd.DataFrame({c: cols(c) for c in (*model_cols, *BTYD_FEATURES)}))
+        return {
+            "p_purchase": p,
+            "churn_risk": np.where(buyer, 1 - p, np.nan),
+            "p_alive": b["btyd_p_alive"],
+            "expected_purchases": np.where(buyer, b["btyd_expected_purchases"], p),
+            "expected_spend": np.where(buyer, b["btyd_expected_spend"], mean_order_value),
+            "clv": clv,
+            "clv_p10": lo,
+            "clv_p90": hi,
+        }
+
+
+def _dates(as_of: pd.Series) -> np.ndarray:
+    """``pd.to_datetime(as_of).dt.date.to_numpy()``, converting each distinct day once."""
+    values = pd.to_datetime(as_of)
+    if len(values) == 0 or values.isna().any():
+        return values.dt.date.to_numpy()
+    raw = values.to_numpy()
+    uniq, inverse = np.unique(raw, return_inverse=True)
+    return pd.Series(uniq).dt.date.to_numpy()[inverse.reshape(-1)]
+
+
+class _Column:
+    """One column as an array, with the ``to_numpy`` of a Series (what TierPolicy reads)."""
+
+    def __init__(self, values: np.ndarray):
+        self._values = values
+
+    def to_numpy(self, dtype=None) -> np.ndarray:
+        return self._values if dtype is None else self._values.astype(dtype, copy=False)
+
+
+class _Columns:
+    """The feature frame's columns (each converted to a float array once, on first use) and the arrays added to
+    them, by name: ``cols(name)`` is the float array; ``cols[name].to_numpy()`` as a DataFrame's column."""
+
+    def __init__(self, features: pd.DataFrame, names: list[str]):
+        self._frame = features
+        self._names = [c for c in names if c not in _KEYS]
+        self.columns = set(self._names)
+        self._arrays: dict[str, np.ndarray] = {}
+        self._n = len(features)
+
+    def add(self, arrays: dict[str, np.ndarray], names=None) -> None:
+        for k in (arrays if names is None else names):
+            self._arrays[k] = np.asarray(arrays[k])
+            self.columns.add(k)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __call__(self, name: str) -> np.ndarray:
+        a = self._arrays.get(name)
+        if a is None:
+            if name not in self.columns:
+                raise KeyError(name)
+            a = self._arrays[name] = self._frame[name].to_numpy(dtype=float)
+        elif a.dtype.kind != "f":
+            a = a.astype(float)
+        return a
+
+    def __getitem__(self, name: str) -> _Column:
+        return _Column(self(name))
+
+
+class _Rounded:
+    """``tree_input``'s rounding (6 decimals) of ``_Columns``, per column, on first use."""
+
+    def __init__(self, cols: _Columns):
+        self._cols, self._cache = cols, {}
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = np.round(self._cols(name), 6)
+        return self._cache[name]

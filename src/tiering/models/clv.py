@@ -35,7 +35,7 @@ from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
 
 __all__ = ["BTYD_FEATURES", "CLV_MODELS", "LevelAligned", "PastSpend", "SpendRegressor", "feature_frame", "signed_log",
-           "tree_input"]
+           "signed_log_columns", "tree_input"]
 
 BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases", "btyd_p_no_purchase", "btyd_expected_spend", "btyd_clv")
 CLV_MODELS = ("naive", "btyd", "supervised", "hybrid", "hurdle")
@@ -44,9 +44,14 @@ _PROBABILITY_PREFIX = "btyd_p_"
 
 def signed_log(X: pd.DataFrame) -> np.ndarray:
     """sign(x) log(1 + |x|) per column; columns named btyd_p_* as logits; missing values as 0."""
-    out = np.empty((len(X), X.shape[1]))
-    for j, c in enumerate(X.columns):
-        v = X[c].to_numpy(dtype=float)
+    return signed_log_columns(list(X.columns), lambda c: X[c].to_numpy(dtype=float), len(X))
+
+
+def signed_log_columns(names: list, column, n_rows: int) -> np.ndarray:
+    """``signed_log`` of the columns ``names``, each read as ``column(name)`` (a float array of n_rows)."""
+    out = np.empty((n_rows, len(names)))
+    for j, c in enumerate(names):
+        v = np.asarray(column(c), dtype=float)
         if str(c).startswith(_PROBABILITY_PREFIX):
             p = np.clip(v, 1e-4, 1 - 1e-4)
             out[:, j] = np.log(p) - np.log1p(-p)
@@ -60,6 +65,122 @@ def tree_input(X: pd.DataFrame) -> np.ndarray:
     """Features for tree models, rounded to 6 decimals: engines that add floats in another order
     (DuckDB, Spark) give values equal to ~1e-12, and a tree must not split them apart."""
     return np.round(X.to_numpy(dtype=float), 6)
+
+
+_MISSING_CODE = 255  # scikit-learn's missing-values bin (uint8 bins)
+_MIN_FAST_ROWS = 2000  # below this, the boosters' own predict (the set-up below costs more than it saves)
+
+
+def _hgb_trees(model) -> list[list] | None:
+    """A fitted HistGradientBoosting model's trees (iterations x trees per iteration), or None where the
+    binned fast path does not apply (another estimator, categorical splits)."""
+    predictors = getattr(model, "_predictors", None)
+    if predictors is None or not hasattr(model, "_baseline_prediction") or not hasattr(model, "_loss"):
+        return None
+    if any(p.nodes["is_categorical"].any() for it in predictors for p in it):
+        return None
+    return predictors
+
+
+def hgb_raw_predictions(models: list[tuple[object, list]], column, n_rows: int) -> list[np.ndarray]:
+    """:func:`_binned_raw_predictions`, or each model's own ``_raw_predict`` on the float matrix if scikit-learn's
+    internals it relies on (the models' ``_predictors``, ``TreePredictor.predict_binned``) are not what it expects:
+    a scikit-learn release that moves them makes scoring slower, never wrong or broken."""
+    try:
+        return _binned_raw_predictions(models, column, n_rows)
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+        return [m._raw_predict(_float_matrix(column, keys, n_rows)) for m, keys in models]
+
+
+def _float_matrix(column, keys, n_rows: int) -> np.ndarray:
+    return np.column_stack([np.asarray(column(k), dtype=float) for k in keys]) if keys else np.empty((n_rows, 0))
+
+
+def _binned_raw_predictions(models: list[tuple[object, list]], column, n_rows: int) -> list[np.ndarray]:
+    """Raw predictions (n_rows x trees per iteration) of HistGradientBoosting models that read their inputs from
+    shared columns, equal to each model's ``_raw_predict`` on the float matrix of those columns.
+
+    ``models``: (model, key of the input column for each of its features); ``column(key)``: that float column.
+    Each tree compares a value with a threshold (``x <= t``, NaN by ``missing_go_to_left``), so a row's path is
+    fixed by where each value falls among the thresholds the trees use. Every column the trees read is coded
+    once into uint8 (its rank among the union of those thresholds; NaN 255), identical rows of codes are
+    predicted once, and the trees are run on the codes through scikit-learn's binned predictor, their node
+    thresholds rewritten as codes: the same tree paths, the same leaves, summed in the same order (bit for bit
+    the float path's values), without the float matrix. Falls back to ``_raw_predict`` per model where that
+    does not apply (another estimator, categorical splits, over 254 distinct thresholds on one column)."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    trees = [_hgb_trees(m) for m, _ in models]
+    if n_rows < _MIN_FAST_ROWS or any(t is None for t in trees):
+        if len(models) > 1 and n_rows >= _MIN_FAST_ROWS:  # the others may still go the fast way
+            return [_binned_raw_predictions([mk], column, n_rows)[0] for mk in models]
+        return [m._raw_predict(_float_matrix(column, keys, n_rows)) for m, keys in models]
+    # every model's nodes in one array (its trees one after the other), and the thresholds each column is compared with
+    ids = {k: i for i, k in enumerate(dict.fromkeys(k for _, keys in models for k in keys))}
+    flat = []
+    for (_model, keys), predictors in zip(models, trees):
+        per_tree = [p for it in predictors for p in it]
+        nodes = np.concatenate([p.nodes for p in per_tree])
+        split = nodes["is_leaf"] == 0
+        key_of = np.full(len(nodes), -1, dtype=np.int64)  # the column (its id) each split reads
+        key_of[split] = np.array([ids[k] for k in keys], dtype=np.int64)[nodes["feature_idx"][split]]
+        flat.append((nodes, split, key_of, per_tree))
+    found: dict = {}
+    for nodes, split, key_of, _ in flat:
+        for i in np.unique(key_of[split]).tolist():
+            t = nodes["num_threshold"][key_of == i]
+            found.setdefault(i, []).append(t[np.isfinite(t)])
+    key_by_id = list(ids)
+    thresholds = {key_by_id[i]: np.unique(np.concatenate(v)) for i, v in sorted(found.items())}
+    if any(len(t) > _MISSING_CODE - 1 for t in thresholds.values()):
+        if len(models) > 1:
+            return [_binned_raw_predictions([mk], column, n_rows)[0] for mk in models]
+        return [models[0][0]._raw_predict(_float_matrix(column, models[0][1], n_rows))]
+    order = list(thresholds)
+    codes = np.zeros((n_rows, max(len(order), 1)), dtype=np.uint8)
+    for j, k in enumerate(order):
+        x = np.asarray(column(k), dtype=float)
+        c = np.searchsorted(thresholds[k], x, side="left").astype(np.uint8)
+        c[np.isnan(x)] = _MISSING_CODE
+        codes[:, j] = c
+    rows = codes.view(np.dtype((np.void, codes.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    unique_codes = np.asfortranarray(codes[first])
+    inverse = inverse.reshape(-1)
+    n_threads = _openmp_effective_n_threads()
+    out = []
+    for (model, _keys), (nodes, split, key_of, per_tree) in zip(models, flat):
+        # the same trees on the codes: each split reads its column's code and compares it with its threshold's code
+        nodes = nodes.copy()
+        code = np.full(len(nodes), _MISSING_CODE - 1, dtype=np.int64)  # an infinite threshold: every non-missing value
+        column_of = np.zeros(len(nodes), dtype=np.int64)
+        for j, k in enumerate(order):
+            at = key_of == ids[k]
+            column_of[at] = j
+            finite = at & np.isfinite(nodes["num_threshold"])
+            code[finite] = np.searchsorted(thresholds[k], nodes["num_threshold"][finite], side="left")
+        nodes["feature_idx"][split] = column_of[split]
+        nodes["bin_threshold"][split] = code[split]
+        ends = np.cumsum([len(p.nodes) for p in per_tree])
+        raw = np.zeros((len(first), model.n_trees_per_iteration_), dtype=model._baseline_prediction.dtype, order="F")
+        raw += model._baseline_prediction
+        k_per_it = model.n_trees_per_iteration_
+        for i, (p, end) in enumerate(zip(per_tree, ends)):
+            tree = TreePredictor(nodes[end - len(p.nodes):end], p.binned_left_cat_bitsets, p.raw_left_cat_bitsets)
+            raw[:, i % k_per_it] += tree.predict_binned(unique_codes, _MISSING_CODE, n_threads)
+        out.append(raw[inverse])
+    return out
+
+
+def hgb_predict(model, raw: np.ndarray) -> np.ndarray:
+    """A HistGradientBoostingRegressor's ``predict`` from its raw predictions."""
+    return model._loss.link.inverse(raw.ravel())
+
+
+def hgb_predict_proba(model, raw: np.ndarray) -> np.ndarray:
+    """A HistGradientBoostingClassifier's ``predict_proba`` from its raw predictions."""
+    return model._loss.predict_proba(raw)
 
 
 def _names(X) -> np.ndarray | None:
@@ -122,6 +243,18 @@ class LevelAligned(RegressorMixin, BaseEstimator):
         """Expected net spend over the horizon, one value per row (>= 0)."""
         return self._raw(X) * self.level_
 
+    # the scoring bundle's path: inputs as shared columns, the boosters run together with the interval's
+    def _gbm_inputs(self) -> list[tuple[object, list]]:
+        """(HistGradientBoosting model, its input column names) whose raw predictions ``_predict_columns`` takes."""
+        return []
+
+    def _predict_columns(self, column, n_rows: int, raws: list[np.ndarray]) -> np.ndarray:
+        """``predict`` from columns by name (``column(name)``: a float array) and the raw predictions of
+        ``_gbm_inputs``' models on them."""
+        names = getattr(self, "feature_names_in_", None)
+        frame = pd.DataFrame({c: column(c) for c in names}) if names is not None else None
+        return self.predict(frame)
+
 
 class PastSpend(LevelAligned):
     """The naive CLV as a model: a customer's net spend over the trailing ``column`` window (floored at 0),
@@ -141,6 +274,10 @@ class PastSpend(LevelAligned):
         if self.column not in getattr(X, "columns", ()):
             raise ModelError(f"PastSpend needs the feature column {self.column!r}, which the input lacks.")
         return np.clip(X[self.column].to_numpy(dtype=float), 0.0, None)
+
+    def _predict_columns(self, column, n_rows: int, raws: list[np.ndarray]) -> np.ndarray:
+        check_fitted(self, "level_")
+        return np.clip(np.asarray(column(self.column), dtype=float), 0.0, None) * self.level_
 
 
 class SpendRegressor(LevelAligned):
@@ -220,4 +357,22 @@ class SpendRegressor(LevelAligned):
             if self.glm_ is not None:
                 parts.append(self.glm_.predict(signed_log(X)))
         return np.mean(parts, axis=0) * self.y_scale_
+
+    def _gbm_inputs(self) -> list[tuple[object, list]]:
+        check_fitted(self, "y_scale_")
+        if self.gbm_ is None or getattr(self, "feature_names_in_", None) is None:
+            return []
+        return [(self.gbm_, list(self.feature_names_in_))]
+
+    def _predict_columns(self, column, n_rows: int, raws: list[np.ndarray]) -> np.ndarray:
+        if getattr(self, "feature_names_in_", None) is None:
+            return super()._predict_columns(column, n_rows, raws)
+        names = list(self.feature_names_in_)
+        parts = []
+        if self.gbm_ is not None:
+            parts.append(hgb_predict(self.gbm_, raws[0]))
+        if self.glm_ is not None:
+            with thread_limits(getattr(self, "threads", None)):
+                parts.append(self.glm_.predict(signed_log_columns(names, column, n_rows)))
+        return np.mean(parts, axis=0) * self.y_scale_ * self.level_
 

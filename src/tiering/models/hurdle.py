@@ -23,7 +23,7 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
-from tiering.models.clv import LevelAligned, _fit_columns, _names, feature_frame, tree_input
+from tiering.models.clv import LevelAligned, _fit_columns, _names, feature_frame, hgb_predict, hgb_predict_proba, tree_input
 
 __all__ = ["HurdleSpend"]
 
@@ -93,3 +93,15 @@ class HurdleSpend(LevelAligned):
 
     def _raw(self, X) -> np.ndarray:
         return self.predict_buy(X) * self.predict_spend_if_buy(X)
+
+    def _gbm_inputs(self) -> list[tuple[object, list]]:
+        check_fitted(self, "spend_")
+        if getattr(self, "feature_names_in_", None) is None:
+            return []
+        names = list(self.feature_names_in_)
+        return [(self.buy_, names), (self.spend_, names)]
+
+    def _predict_columns(self, column, n_rows: int, raws: list[np.ndarray]) -> np.ndarray:
+        if getattr(self, "feature_names_in_", None) is None:
+            return super()._predict_columns(column, n_rows, raws)
+        return hgb_predict_proba(self.buy_, raws[0])[:, 1] * hgb_predict(self.spend_, raws[1]) * self.level_

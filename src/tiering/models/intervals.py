@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
-from tiering.models.clv import _fit_columns, _names, feature_frame, tree_input
+from tiering.models.clv import _fit_columns, _names, feature_frame, hgb_predict, tree_input
 
 __all__ = ["SpendInterval", "interval_metrics"]
 
@@ -130,10 +130,26 @@ class SpendInterval(BaseEstimator):
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) spend over the horizon per row: the conformalized ``coverage`` interval."""
-        lo, hi = self._raw(X)
+        return self._conformal(*self._raw(X), self._groups(X))
+
+    # the scoring bundle's path: inputs as shared columns, the quantile boosters run with the CLV model's
+    def _gbm_inputs(self) -> list[tuple[object, list]] | None:
+        """[(lower_, its input column names), (upper_, ...)], or None where the inputs have no names."""
+        check_fitted(self, "upper_")
+        names = getattr(self, "feature_names_in_", None)
+        return None if names is None else [(self.lower_, list(names)), (self.upper_, list(names))]
+
+    def _predict_columns(self, column, has_column, raws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` from the raw predictions of ``_gbm_inputs``' models; ``has_column(name)``: whether the
+        input has that column (the group column)."""
+        lo, hi = (np.log1p(np.clip(hgb_predict(m, raw), 0.0, None)) for m, raw in zip((self.lower_, self.upper_), raws))
+        col = getattr(self, "group_column", None)
+        groups = np.asarray(column(col), dtype=float) > 0 if col is not None and has_column(col) else None
+        return self._conformal(np.minimum(lo, hi), np.maximum(lo, hi), groups)
+
+    def _conformal(self, lo: np.ndarray, hi: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         off_lo = np.full(len(lo), self.offset_lower_)
         off_hi = np.full(len(lo), self.offset_upper_)
-        groups = self._groups(X)
         for g, (a, b) in (getattr(self, "group_offsets_", {}) or {}).items() if groups is not None else ():
             off_lo[groups == g], off_hi[groups == g] = a, b
         lo, hi = lo - off_lo, hi + off_hi

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
-from tiering.models.clv import _fit_columns, _names, feature_frame, signed_log, tree_input
+from tiering.models.clv import _fit_columns, _names, feature_frame, signed_log, signed_log_columns, tree_input
 
 BTYD_PURCHASE_COLUMN = "btyd_p_no_purchase"
 
@@ -185,6 +185,37 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     def predict_purchase(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """P(at least one purchase in the horizon), one value per row."""
         return self.predict_proba(X)[:, 1]
+
+    def _predict_purchase_columns(self, column, has_column, n_rows: int) -> np.ndarray:
+        """``predict_purchase`` from columns by name (``column(name)``: a float array of n_rows; ``has_column(name)``:
+        whether the input has it), without a DataFrame: the scoring bundle's path."""
+        check_fitted(self, "base_rate_")
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            raise ModelError("Propensity model fitted without column names: predict it on a DataFrame or an array.")
+        names = list(names)
+        missing = [c for c in names if not has_column(c)]
+        if missing:
+            raise ModelError(f"Propensity model needs feature columns {missing[:8]}, which the input lacks.")
+        if getattr(self, "calibration_", None) == "constant":
+            z = np.full(n_rows, float(_logit(np.array([self.base_rate_]))[0]))
+        else:
+            learner = getattr(self, "learner_", getattr(self, "learner", "gbm"))
+            with thread_limits(getattr(self, "threads", None)):
+                if learner == "logistic":
+                    z = self.model_.decision_function(signed_log_columns(names, column, n_rows))
+                else:
+                    X = np.empty((n_rows, len(names)))
+                    for j, c in enumerate(names):
+                        X[:, j] = column(c)
+                    z = _logit(self.model_.predict_proba(np.round(X, 6))[:, 1])
+        p = _expit(z + getattr(self, "offset_", 0.0))
+        if has_column(BTYD_PURCHASE_COLUMN):
+            pb = 1.0 - np.asarray(column(BTYD_PURCHASE_COLUMN), dtype=float)
+            has = np.isfinite(pb)
+            w = getattr(self, "btyd_weight", 0.0)
+            p[has] = (1.0 - w) * p[has] + w * pb[has]
+        return p
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """1 where P(purchase) >= 0.5, else 0 (scikit-learn's classifier contract; ``score`` is accuracy)."""

@@ -69,9 +69,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
-from tiering.models import thread_limits
 from tiering.ladder import TIER_BY_NAME, TIER_LADDER, TIER_NAMES, WIN_BACK_ACTION, Tier, ladder  # noqa: F401  (re-exported)
-
+from tiering.models import thread_limits
 
 # (R score, F score) -> segment, the standard RFM segment map
 _SEGMENTS = {
@@ -113,10 +112,6 @@ def _quintile_edges(values: np.ndarray) -> np.ndarray:
 def _score(values: np.ndarray, edges: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
     s = 1 + np.searchsorted(edges, values, side="left" if higher_is_better else "right")
     return s if higher_is_better else 6 - s
-
-
-def _fmt(x: pd.Series, spec: str = "{:.2f}") -> pd.Series:
-    return x.map(spec.format)
 
 
 def _col(f: pd.DataFrame, name: str, default: float = np.nan) -> np.ndarray:
@@ -403,21 +398,24 @@ class TierPolicy(BaseEstimator):
         return gap_ratio(_col(f, "days_since_last_purchase"), _col(f, "ipi_mean_days"),
                          self._learned("population_gap_days_", float("nan")))
 
-    def _lapse_tests(self, f: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _lapse_tests(self, f: pd.DataFrame, ratio: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: p_purchase below its floor, P(alive) below its floor, gap ratio above its cap."""
+        ratio = self._ratio(f) if ratio is None else ratio
         low_p = ~(np.nan_to_num(f["p_purchase"].to_numpy(float), nan=-1.0) >= self._learned("value_min_p_purchase_", 0.0))
         low_alive = np.nan_to_num(_col(f, "p_alive"), nan=1.0) < self._learned("value_min_p_alive_", 0.0)
-        overdue = np.nan_to_num(self._ratio(f), nan=0.0) > self._learned("value_max_gap_ratio_", float("inf"))
+        overdue = np.nan_to_num(ratio, nan=0.0) > self._learned("value_max_gap_ratio_", float("inf"))
         return low_p, low_alive, overdue
 
-    def _grace(self, f: pd.DataFrame) -> np.ndarray:
+    def _grace(self, f: pd.DataFrame, ratio: np.ndarray | None = None) -> np.ndarray:
         """Last order within ``value_grace_gap_ratio`` times the customer's own gap: paying now, whatever the floors."""
         cut = getattr(self, "value_grace_gap_ratio", 0.0)  # 0 (or a policy fitted before it existed): off
-        return (np.nan_to_num(self._ratio(f), nan=np.inf) <= cut) & (cut > 0)
+        ratio = self._ratio(f) if ratio is None else ratio
+        return (np.nan_to_num(ratio, nan=np.inf) <= cut) & (cut > 0)
 
-    def _active(self, f: pd.DataFrame) -> np.ndarray:
-        low_p, low_alive, overdue = self._lapse_tests(f)
-        return (f["has_purchased"].to_numpy() > 0) & (self._grace(f) | (~low_p & ~low_alive & ~overdue))
+    def _active(self, f: pd.DataFrame, ratio: np.ndarray | None = None, lapse_tests=None) -> np.ndarray:
+        ratio = self._ratio(f) if ratio is None else ratio
+        low_p, low_alive, overdue = self._lapse_tests(f, ratio) if lapse_tests is None else lapse_tests
+        return (f["has_purchased"].to_numpy() > 0) & (self._grace(f, ratio) | (~low_p & ~low_alive & ~overdue))
 
     def koc_score(self, f: pd.DataFrame) -> np.ndarray:
         """The KOC score per row (see the module doc)."""
@@ -440,63 +438,68 @@ class TierPolicy(BaseEstimator):
         """tier, tier_reason, rfm_segment, r/f/m scores, koc_candidate, at_risk, lapsed_buyer, koc_score and
         p_core .. p_ordinary, aligned to ``frame``."""
         self._check(frame)
-        f = frame
+        return pd.DataFrame(self._assign(frame), index=frame.index)
+
+    def _assign(self, f) -> dict[str, np.ndarray]:
+        """``assign``'s columns as arrays, for a DataFrame or the bundle's columns (``f[name].to_numpy()``,
+        ``name in f.columns``, ``len(f)``); each shared term (gap ratio, lapse tests, KOC score) computed once."""
         buyer = f["has_purchased"].to_numpy() > 0
         p = f["p_purchase"].to_numpy(float)
         clv = f["clv"].to_numpy(float)
         tenure = f["tenure_days"].to_numpy(float)
         koc = self.koc_score(f)
+        ratio = self._ratio(f)
+        lapse_tests = self._lapse_tests(f, ratio)
 
-        active = self._active(f)
+        active = self._active(f, ratio, lapse_tests)
         lapsed = buyer & ~active
         is_core = active & (p >= self._core_floor()) & (clv >= self.core_clv_cut_)
         koc_hit = koc >= self._koc_cut()
         is_seed = ~active & koc_hit
         is_new = ~active & ~is_seed & (tenure < self.new_max_tenure_days)
         tier = np.select([is_core, active, is_seed, is_new], ["core", "value", "seed", "new"], "ordinary").astype(object)
-        reason = _reasons(self, f, tier, buyer, lapsed, is_core, koc)
+        reason = _reasons(self, f, tier, buyer, lapsed, is_core, koc, lapse_tests=lapse_tests, ratio=ratio)
 
         r = np.where(buyer, _score(f["days_since_last_purchase"].to_numpy(float), self.recency_edges_, higher_is_better=False), 0)
         fs = np.where(buyer, _score(f["n_orders"].to_numpy(float), self.frequency_edges_), 0)
         m = np.where(buyer, _score(f["net_spend"].to_numpy(float), self.monetary_edges_), 0)
         segment = np.where(buyer, SEGMENT_TABLE[r, fs], NO_PURCHASE_SEGMENT)
         churn = f["churn_risk"].to_numpy(float)
-        out = pd.DataFrame(
-            {
-                "tier": tier,
-                "tier_reason": reason.to_numpy(),
-                "rfm_segment": segment.astype(object),
-                "r_score": r.astype("int64"),
-                "f_score": fs.astype("int64"),
-                "m_score": m.astype("int64"),
-                "koc_candidate": koc_hit,
-                "at_risk": active & (np.nan_to_num(churn) >= self.at_risk_min_churn_risk),
-                "lapsed_buyer": lapsed,
-                "koc_score": koc,
-            },
-            index=f.index,
-        )
-        proba = self.tier_proba(f, koc=koc)
+        out = {
+            "tier": tier,
+            "tier_reason": reason,
+            "rfm_segment": segment.astype(object),
+            "r_score": r.astype("int64"),
+            "f_score": fs.astype("int64"),
+            "m_score": m.astype("int64"),
+            "koc_candidate": koc_hit,
+            "at_risk": active & (np.nan_to_num(churn) >= self.at_risk_min_churn_risk),
+            "lapsed_buyer": lapsed,
+            "koc_score": koc,
+        }
+        proba = self._tier_proba(f, koc, ratio)
         for j, name in enumerate(PROBA_COLUMNS):
             out[name] = proba[:, j]
         return out
 
     def tier_proba(self, f: pd.DataFrame, koc: np.ndarray | None = None) -> np.ndarray:
         """n x 5 tier probabilities in ladder order (see the module doc); rows sum to 1."""
+        return self._tier_proba(f, self.koc_score(f) if koc is None else koc, self._ratio(f))
+
+    def _tier_proba(self, f, koc: np.ndarray, ratio: np.ndarray) -> np.ndarray:
         sd = self.proba_sd
         buyer = (f["has_purchased"].to_numpy() > 0).astype(float)
         p = f["p_purchase"].to_numpy(float)
         rest = np.ones(len(f))
         pa_floor = self._learned("value_min_p_alive_", 0.0)
         if pa_floor > 0:
-            rest *= np.where(np.isnan(_col(f, "p_alive")), 1.0, _above(_col(f, "p_alive"), pa_floor, sd, "logit"))
+            pa = _col(f, "p_alive")
+            rest *= np.where(np.isnan(pa), 1.0, _above(pa, pa_floor, sd, "logit"))
         cap = self._learned("value_max_gap_ratio_", float("inf"))
         if np.isfinite(cap):
-            ratio = self._ratio(f)
             rest *= np.where(np.isnan(ratio), 1.0, 1.0 - _above(ratio, cap, sd, "log"))
         floor = self._learned("value_min_p_purchase_", 0.0)
         grace_cut = getattr(self, "value_grace_gap_ratio", 0.0)
-        ratio = self._ratio(f)
         g = np.where(np.isnan(ratio), 0.0, 1.0 - _above(ratio, grace_cut, sd, "log")) if grace_cut > 0 else np.zeros(len(f))
         p_active = buyer * (g + (1 - g) * rest * (_above(p, floor, sd, "logit") if floor > 0 else (~np.isnan(p)).astype(float)))
         p_core = buyer * (g + (1 - g) * rest) * _above(p, self._core_floor(), sd, "logit") \
@@ -504,7 +507,6 @@ class TierPolicy(BaseEstimator):
         p_core = np.minimum(p_core, p_active)
         p_value = p_active - p_core
         left = 1.0 - p_active
-        koc = self.koc_score(f) if koc is None else koc
         p_koc = np.where(koc > 0, _above(koc, self._koc_cut(), sd, "logit"), 0.0)
         p_seed = left * p_koc
         young = (f["tenure_days"].to_numpy(float) < self.new_max_tenure_days).astype(float)
@@ -513,11 +515,40 @@ class TierPolicy(BaseEstimator):
         return np.stack([p_core, p_value, p_seed, p_new, p_ord], axis=1)
 
 
-def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, lapsed, is_core, koc) -> pd.Series:
-    """The rule that fired, in operator words, with the customer's values and the thresholds.
+def _fmt_values(values, spec: str) -> np.ndarray:
+    """``spec.format`` of each value, as an object array of str: each distinct value is formatted once (the text
+    of a value is that of ``Series.map(spec.format)``; -0.0, which sorts with 0.0, is formatted apart)."""
+    v = np.asarray(values)
+    if len(v) == 0:
+        return np.empty(0, dtype=object)
+    uniq, inverse = np.unique(v, return_inverse=True)
+    table = np.empty(len(uniq), dtype=object)
+    table[:] = [spec.format(x) for x in uniq.tolist()]
+    out = table[inverse.reshape(-1)]
+    if v.dtype.kind == "f":
+        negative_zero = (v == 0) & np.signbit(v)
+        if negative_zero.any():
+            out[negative_zero] = spec.format(-0.0)
+    return out
 
-    Each text is formatted only for the rows its rule covers (formatting every number of every
-    row for every rule was a quarter of batch scoring's model time).
+
+def _join(n: int, *pieces) -> np.ndarray:
+    """Row-wise concatenation of ``pieces`` (object arrays of str of length n, or one str for every row)."""
+    if n == 0:
+        return np.empty(0, dtype=object)
+    cols = [p if isinstance(p, np.ndarray) else [p] * n for p in pieces]
+    out = np.empty(n, dtype=object)
+    out[:] = ["".join(t) for t in zip(*cols)]
+    return out
+
+
+def _reasons(pol: TierPolicy, f, tier: np.ndarray, buyer, lapsed, is_core, koc, lapse_tests=None,
+             ratio=None) -> np.ndarray:
+    """The rule that fired, in operator words, with the customer's values and the thresholds (object array of str).
+
+    Each text is built only for the rows its rule covers, and each number is formatted once per distinct value
+    (per-row formatting of every number was most of batch scoring's tier time). ``f``: a DataFrame or the
+    bundle's columns (anything with ``f[name].to_numpy()``, ``name in f.columns`` and ``len(f)``).
     """
     p_min, clv_cut = pol._core_floor(), pol.core_clv_cut_
     top_clv = f"{1 - pol.core_clv_quantile:.0%}"
@@ -527,81 +558,110 @@ def _reasons(pol: TierPolicy, f: pd.DataFrame, tier: np.ndarray, buyer, lapsed, 
     koc_cut = pol._koc_cut()
     w = pol._learned("koc_window_days_", None)
     has_counts = w is not None and all(c in f.columns for c in (f"n_share_{w}d", f"n_referral_{w}d", f"events_{w}d"))
+    n = len(f)
+    cache: dict[str, np.ndarray] = {}
 
-    def P(g):
-        return _fmt(g["p_purchase"].fillna(0), "{:.0%}")
+    def col(name: str) -> np.ndarray:
+        if name not in cache:
+            cache[name] = f[name].to_numpy()
+        return cache[name]
 
-    def C(g):
-        return _fmt(g["clv"].fillna(0), "{:,.2f}")
+    def filled(name: str) -> np.ndarray:  # Series.fillna(0)
+        v = col(name)
+        return np.where(np.isnan(v), 0.0, v) if v.dtype.kind == "f" else v
 
-    def N(g):
-        return g["n_orders"].map(lambda n: f"{n:,.0f} order" + ("" if n == 1 else "s"))
-
-    def T(g):
-        return _fmt(g["tenure_days"], "{:.0f}")
-
-    def K(g):
-        return _fmt(pd.Series(koc_r[g.index], index=g.index), "{:.2f}")
-
-    def social(g):
-        if has_counts:
-            return (_fmt(g[f"n_share_{w}d"].fillna(0), "{:.0f}") + " shares and " + _fmt(g[f"n_referral_{w}d"].fillna(0), "{:.0f}")
-                    + " referrals among " + _fmt(g[f"events_{w}d"].fillna(0), "{:.0f}") + f" interactions in {w} days")
-        return _fmt(g["social_actions_90d"], "{:.0f}") + " shares or referrals in 90 days"
-
-    def core(g):
-        return ("bought " + N(g) + "; " + P(g) + f" likely to buy within the horizon (core needs {p_min:.0%}) and "
-                "predicted value " + C(g) + f" is in the top {top_clv} of buyers (core cut {clv_cut:,.2f})")
-
-    def value(g):
-        low_p = ~(g["p_purchase"].to_numpy(float) >= p_min)  # NaN fails the rule too
-        low_clv = ~(g["clv"].to_numpy(float) >= clv_cut)
-        why_p = ("only " + P(g) + f" likely to buy within the horizon (core needs {p_min:.0%})").where(low_p, "")
-        why_c = ("predicted value " + C(g) + f" is below the core cut {clv_cut:,.2f} (top {top_clv} of buyers)").where(low_clv, "")
-        why = why_p + np.where(low_p & low_clv, " and ", "") + why_c
-        return "bought " + N(g) + ", net spend " + _fmt(g["net_spend"], "{:,.2f}") + "; not core: " + why
-
-    def lapsed_prefix(g):
-        low_p, low_alive, overdue = (x[g.index] for x in lapse_tests)
-        why_p = (P(g) + f" likely to buy within the horizon (value needs {v_floor:.0%})").where(low_p, "")
-        why_a = ("P(alive) " + _fmt(g["p_alive"].fillna(0) if "p_alive" in g else pd.Series(0.0, index=g.index), "{:.0%}")
-                 + f" (value needs {a_floor:.0%})").where(low_alive, "")
-        why_o = ("last order " + _fmt(g["days_since_last_purchase"], "{:.0f}") + " days ago, "
-                 + _fmt(pd.Series(ratio[g.index], index=g.index), "{:.1f}") + f"x the usual gap between orders (value allows {cap:.1f}x)").where(overdue, "")
-        parts = pd.concat([why_p, why_a, why_o], axis=1).agg(lambda r: "; ".join(x for x in r if x), axis=1)
-        return "lapsed buyer (win-back): bought " + N(g) + ", net spend " + _fmt(g["net_spend"], "{:,.2f}") + "; " + parts + "; now "
-
-    def seed(g):
-        return "KOC score " + K(g) + f" (seed needs {koc_cut:.2f}): " + social(g)
-
-    def new(g):
-        return "joined " + T(g) + f" days ago (new means under {pol.new_max_tenure_days} days)"
-
-    def ordinary(g):
-        return ("KOC score " + K(g) + f" below the seed cut {koc_cut:.2f} (" + social(g) + "), member for " + T(g) + " days")
-
-    f = f.reset_index(drop=True)
     koc_r = np.asarray(koc, dtype=float)
-    lapse_tests = pol._lapse_tests(f)
-    ratio = pol._ratio(f)
+    if lapse_tests is None:
+        lapse_tests = pol._lapse_tests(f)
+    if ratio is None:
+        ratio = pol._ratio(f)
+
+    def P(m):
+        return _fmt_values(filled("p_purchase")[m], "{:.0%}")
+
+    def C(m):
+        return _fmt_values(filled("clv")[m], "{:,.2f}")
+
+    def N(m):
+        v = col("n_orders")[m]
+        return _join(int(m.sum()), _fmt_values(v, "{:,.0f}"), " order", np.where(v == 1, "", "s").astype(object))
+
+    def S(m):
+        return _fmt_values(col("net_spend")[m], "{:,.2f}")
+
+    def T(m):
+        return _fmt_values(col("tenure_days")[m], "{:.0f}")
+
+    def K(m):
+        return _fmt_values(koc_r[m], "{:.2f}")
+
+    def social(m):
+        if has_counts:
+            return (_fmt_values(filled(f"n_share_{w}d")[m], "{:.0f}"), " shares and ",
+                    _fmt_values(filled(f"n_referral_{w}d")[m], "{:.0f}"), " referrals among ",
+                    _fmt_values(filled(f"events_{w}d")[m], "{:.0f}"), f" interactions in {w} days")
+        return _fmt_values(col("social_actions_90d")[m], "{:.0f}"), " shares or referrals in 90 days"
+
+    def when(flag: np.ndarray, *pieces) -> np.ndarray:
+        """The text where ``flag``, else ""."""
+        out = np.full(len(flag), "", dtype=object)
+        if flag.any():
+            out[flag] = _join(int(flag.sum()), *(p[flag] if isinstance(p, np.ndarray) else p for p in pieces))
+        return out
+
+    def core(m):
+        return _join(int(m.sum()), "bought ", N(m), "; ", P(m), f" likely to buy within the horizon (core needs {p_min:.0%}) and "
+                     "predicted value ", C(m), f" is in the top {top_clv} of buyers (core cut {clv_cut:,.2f})")
+
+    def value(m):
+        k = int(m.sum())
+        low_p = ~(col("p_purchase")[m].astype(float) >= p_min)  # NaN fails the rule too
+        low_clv = ~(col("clv")[m].astype(float) >= clv_cut)
+        why_p = when(low_p, "only ", P(m), f" likely to buy within the horizon (core needs {p_min:.0%})")
+        why_c = when(low_clv, "predicted value ", C(m), f" is below the core cut {clv_cut:,.2f} (top {top_clv} of buyers)")
+        sep = np.where(low_p & low_clv, " and ", "").astype(object)
+        return _join(k, "bought ", N(m), ", net spend ", S(m), "; not core: ", why_p, sep, why_c)
+
+    def lapsed_prefix(m):
+        k = int(m.sum())
+        low_p, low_alive, overdue = (np.asarray(x)[m] for x in lapse_tests)
+        why_p = when(low_p, P(m), f" likely to buy within the horizon (value needs {v_floor:.0%})")
+        pa = filled("p_alive")[m] if "p_alive" in f.columns else np.zeros(k)
+        why_a = when(low_alive, "P(alive) ", _fmt_values(pa, "{:.0%}"), f" (value needs {a_floor:.0%})")
+        why_o = when(overdue, "last order ", _fmt_values(col("days_since_last_purchase")[m], "{:.0f}"), " days ago, ",
+                     _fmt_values(ratio[m], "{:.1f}"), f"x the usual gap between orders (value allows {cap:.1f}x)")
+        parts = np.empty(k, dtype=object)
+        parts[:] = ["; ".join(x for x in t if x) for t in zip(why_p, why_a, why_o)]
+        return _join(k, "lapsed buyer (win-back): bought ", N(m), ", net spend ", S(m), "; ", parts, "; now ")
+
+    def seed(m):
+        return _join(int(m.sum()), "KOC score ", K(m), f" (seed needs {koc_cut:.2f}): ", *social(m))
+
+    def new(m):
+        return _join(int(m.sum()), "joined ", T(m), f" days ago (new means under {pol.new_max_tenure_days} days)")
+
+    def ordinary(m):
+        return _join(int(m.sum()), "KOC score ", K(m), f" below the seed cut {koc_cut:.2f} (", *social(m), "), member for ",
+                     T(m), " days")
+
     lapsed = np.asarray(lapsed, dtype=bool)
     nonbuyer = ~np.asarray(buyer, dtype=bool)
-    reason = np.full(len(f), "", dtype=object)
+    reason = np.full(n, "", dtype=object)
     for mask, text in ((is_core, core), (tier == "value", value)):
         mask = np.asarray(mask, dtype=bool)
         if mask.any():
-            reason[mask] = text(f[mask]).to_numpy(dtype=object)
-    prefix = np.full(len(f), "", dtype=object)
+            reason[mask] = text(mask)
+    prefix = np.full(n, "", dtype=object)
     if lapsed.any():
-        prefix[lapsed] = lapsed_prefix(f[lapsed]).to_numpy(dtype=object)
+        prefix[lapsed] = lapsed_prefix(lapsed)
     prefix[nonbuyer] = "no purchase yet; "
     for name, text in (("seed", seed), ("new", new), ("ordinary", ordinary)):
         mask = tier == name
         if mask.any():
             # a lapsed buyer's reason reads "lapsed buyer (win-back): ...; now <tier>: <why>"
-            head = np.where(lapsed[mask], prefix[mask] + name + ": ", prefix[mask])
-            reason[mask] = head + text(f[mask]).to_numpy(dtype=object)
-    return pd.Series(reason, dtype=object)
+            head = _join(int(mask.sum()), prefix[mask], np.where(lapsed[mask], name + ": ", "").astype(object))
+            reason[mask] = _join(int(mask.sum()), head, text(mask))
+    return reason
 
 
 def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: float) -> tuple[pd.Series, int]:
@@ -739,8 +799,26 @@ class NextTierModel(BaseEstimator):
             out[:, TIER_NAMES.index(c)] = proba[:, j]
         return out
 
+    def _predict_columns(self, column, n_rows: int, current_tier) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` from columns by name (``column(name)``: a float array of n_rows): the scoring bundle's path,
+        the booster run on the codes of its inputs (``tiering.models.clv.hgb_raw_predictions``)."""
+        from tiering.models.clv import hgb_predict_proba, hgb_raw_predictions
+
+        if getattr(self, "mode_", None) != "model" or self.model_ is None:
+            X = pd.DataFrame({c: column(c) for c in self.feature_names_in_}) if n_rows else pd.DataFrame(
+                columns=list(self.feature_names_in_))
+            return self.predict(X, current_tier)
+        t = np.asarray(current_tier, dtype=object)
+        onehot = {("tier", x.name): (t == x.name).astype(float) for x in TIER_LADDER}
+        keys = [*self.feature_names_in_, *onehot]
+        with thread_limits(getattr(self, "threads", None)):
+            (raw,) = hgb_raw_predictions([(self.model_, keys)], lambda k: onehot[k] if k in onehot else column(k), n_rows)
+        return self._best(hgb_predict_proba(self.model_, raw))
+
     def predict(self, X: pd.DataFrame, current_tier) -> tuple[np.ndarray, np.ndarray]:
         """(next_tier, its probability) per row."""
-        proba = self.predict_proba(X, current_tier)
+        return self._best(self.predict_proba(X, current_tier))
+
+    def _best(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         best = proba.argmax(axis=1)
         return self.classes_[best], proba[np.arange(len(best)), best]
