@@ -25,6 +25,7 @@ from tiering.config import Config
 from tiering.datasets import simulate
 from tiering.models.btyd import BetaGeoModel, GammaGammaModel
 from tiering.models.bundle import ScoringBundle, model_features
+from tiering.models.intervals import SpendInterval
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 from tiering.predict import score
@@ -60,6 +61,9 @@ def world(tmp_path_factory):
     cols = bundle.feature_columns
     bundle.propensity = PropensityModel(max_iter=60, cv=2).fit(
         bundle.propensity_input(train[cols], bundle.btyd(train)), train["purchased_in_horizon"])
+    clv_input = bundle.clv_input(train[cols], bundle.btyd(train))  # an 80% interval (calibrated in sample: a page test)
+    bundle.clv_interval = SpendInterval(max_iter=50).fit(clv_input, train["holdout_spend"]).conformalize(
+        clv_input, train["holdout_spend"])
     bundle.tier_policy = TierPolicy().fit(pd.concat([train, bundle.predictions(train[cols])], axis=1))
     batches = {d: score(tables, bundle, as_of=d, model_name="customer-tiering", model_version="1",
                         scored_at=dt.datetime.combine(d, dt.time(23))) for d in (T0, AS_OF)}
@@ -226,6 +230,9 @@ def test_report_page_holds_every_section(world, page):
     assert "Steps down: new > seed on mean_holdout_spend; new > seed on repurchase_rate." in text
     assert "No reach counts configured" in text and "first-purchase conversion 20% within the window" in text
     assert res.sections["quality"]["propensity_roc_auc"] > 0.8 and res.sections["quality"]["clv_normalized_gini"] > 0.8
+    # the 80% CLV interval, judged on the same realised outcomes (prospects' certain zeros count as covered)
+    assert 0.75 <= res.sections["quality"]["clv_interval_coverage"] <= 1.0
+    assert "spend inside the 80% CLV interval" in text and "typical CLV range (80%)" in text
     mig = res.sections["migration"]
     assert mig["customers_in_both"] == len(world["batches"][T0]) and mig["entered"] == len(world["batches"][AS_OF]) - len(world["batches"][T0])
 

@@ -399,6 +399,10 @@ def in_sample_note(as_of: dt.date, trained_as_of: dt.date | None) -> str | None:
             "here; score at or after the training date, or with a model trained earlier, for an out-of-time view.")
 
 
+def _finite_or_none(v) -> float | None:
+    return float(v) if pd.notna(v) and np.isfinite(v) else None
+
+
 def _records(df: pd.DataFrame) -> list[dict]:
     return df.replace({np.nan: None}).to_dict("records")
 
@@ -407,6 +411,7 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
                  progress=None) -> ReportResult:
     """Compute every section from the scores store and the sources, render the page to ``out``."""
     from tiering.evaluation import calibration_table, clv_metrics, propensity_metrics
+    from tiering.models.intervals import interval_metrics
     from tiering.store import ScoresStore
     from tiering.validation import load_tables
 
@@ -431,6 +436,7 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
     ctx["ladder"] = [{"tier": t.name, "label": t.label, "description": t.description, "action": t.action,
                       "customers": int(counts.get(t.name, 0)), "share": float(counts.get(t.name, 0) / len(scores)),
                       "mean_clv": float(g["clv"].mean().get(t.name, np.nan)),
+                      **{c: _finite_or_none(g[c].median().get(t.name, np.nan)) for c in ("clv_p10", "clv_p90")},
                       "mean_churn_risk": float(g["churn_risk"].mean().get(t.name, np.nan)),
                       "at_risk": int(g["at_risk"].sum().get(t.name, 0))} for t in steps]
     ctx["chart_mix"] = chart_tier_mix(counts)
@@ -470,6 +476,10 @@ def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: Valida
         buyers = m["churn_risk"].notna()
         quality = {f"clv_{k}": v for k, v in clv_metrics(m.loc[buyers, "holdout_spend"], m.loc[buyers, "clv"]).items()}
         quality |= {f"propensity_{k}": v for k, v in propensity_metrics(m["purchased_in_horizon"], m["p_purchase"]).items()}
+        has_interval = m["clv_p10"].notna() & m["clv_p90"].notna()
+        if has_interval.any():  # a model fitted before clv_p10/clv_p90 existed leaves them empty
+            i = m[has_interval]
+            quality["clv_interval_coverage"] = interval_metrics(i["holdout_spend"], i["clv_p10"], i["clv_p90"])["coverage"]
         table = ladder_outcomes(scores, labels)
         check = ladder_check(table)
         ctx["quality"] = quality
