@@ -138,7 +138,7 @@ def _collapse(*cols: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarr
     return [c[starts] for c in s], np.diff(np.append(starts, n)), inverse
 
 
-def _broadcast(*values: ArrayLike) -> list[np.ndarray]:
+def _broadcast(*values: ArrayLike) -> tuple[np.ndarray, ...]:
     return np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))
 
 
@@ -214,6 +214,8 @@ def _standard_errors(params: dict[str, float], hess_log: np.ndarray, n: float) -
 class _Summary:
     """``summary``: lifetimes' table of the fitted parameters, from ``params_``, ``standard_errors_`` and
     ``log_likelihood_``."""
+
+    params_: dict[str, float]  # set by fit
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -311,7 +313,10 @@ class _BTYDModel(_Summary, BaseEstimator):
                     report = {"converged": True, "n_tries": len(attempts), "method": method, "tol": tol,
                               "penalizer": pen, "message": attempts[-1]["message"], "warnings": warnings,
                               "attempts": attempts}
-                    hess = _hessian(lambda th, p=pen: objective(th, p), res.x, jac)
+                    def at_pen(th: np.ndarray, p: float = pen) -> Any:
+                        return objective(th, p)
+
+                    hess = _hessian(at_pen, res.x, jac)
                     return params, float(res.fun), report, hess
         tries = "; ".join(f"{a['method']} tol={a['tol']:g} penalizer={a['penalizer']:g}: {a['message']}"
                           for a in attempts)
@@ -553,7 +558,8 @@ class BetaGeoModel(_TransactionModel):
         return np.where(x > 0, expit(-log_odds_dead), 1.0)
 
     def _given_alive(self, t: ArrayLike, x: ArrayLike, T: ArrayLike) -> np.ndarray:
-        return _bg_given_alive(*self._params(), *_broadcast(t, x, T))
+        r, alpha, a, b = self._params()
+        return _bg_given_alive(r, alpha, a, b, *_broadcast(t, x, T))
 
     def _buy_given_alive(self, t: ArrayLike, x: ArrayLike, T: ArrayLike) -> np.ndarray:
         # Alive at T, dropout only right after a purchase: no purchase iff Poisson(lambda t) = 0,
@@ -588,9 +594,9 @@ def _gamma_ratio_mean(R: np.ndarray, A: np.ndarray, S: float, B: np.ndarray) -> 
     else 1 - the same with the roles swapped.
     """
     R, A, B = np.broadcast_arrays(R, A, B)
-    S = np.full_like(R, S)
+    S_ = np.full_like(R, S)
     swap = A < B
-    R1, S1 = np.where(swap, S, R), np.where(swap, R, S)
+    R1, S1 = np.where(swap, S_, R), np.where(swap, R, S_)
     A1, B1 = np.where(swap, B, A), np.where(swap, A, B)
     h = B1 / A1 * R1 / (R1 + S1) * hyp2f1(1.0, R1 + 1.0, R1 + S1 + 1.0, 1.0 - B1 / A1)
     return np.where(swap, 1.0 - h, h)
@@ -710,9 +716,9 @@ class _SpendModel:
             raise ModelError(f"customer_lifetime_value: freq must be one of {list(per_month)}; got {freq!r}.")
         if not (math.isfinite(discount_rate) and discount_rate > -1):
             raise ModelError(f"customer_lifetime_value: discount_rate (monthly) must be > -1; got {discount_rate!r}.")
-        cols, index = _inputs(f"{type(self).__name__}.customer_lifetime_value", (*_TRANSACTION_COLUMNS, "monetary_value"),
-                              frequency, recency, T, monetary_value)
-        clv = discounted_clv(transaction_prediction_model, self, *cols, horizon_days=30.0 * time,
+        (x, rec, T, m), index = _inputs(f"{type(self).__name__}.customer_lifetime_value",
+                                        (*_TRANSACTION_COLUMNS, "monetary_value"), frequency, recency, T, monetary_value)
+        clv = discounted_clv(transaction_prediction_model, self, x, rec, T, m, horizon_days=30.0 * time,
                              discount_rate_annual=(1.0 + discount_rate) ** (365.0 / 30.0) - 1.0,
                              time_unit_days=30.0 / per_month[freq], step_days=30.0)
         return _output(clv, index)
@@ -914,7 +920,8 @@ class MeanSpendModel(_SpendModel, _Summary, BaseEstimator):
 
 
 def btyd_scores(
-    transaction_model, spend_model, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, monetary_value: ArrayLike,
+    transaction_model: _TransactionModel, spend_model: _SpendModel,
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, monetary_value: ArrayLike,
     horizon_days: float, discount_rate_annual: float, time_unit_days: float = 1.0, step_days: float = 30.0,
 ) -> dict[str, np.ndarray]:
     """Every BTYD output the scoring bundle needs, per customer, each term computed once: p_alive,
@@ -957,8 +964,8 @@ def btyd_scores(
 
 
 def discounted_clv(
-    transaction_model: BetaGeoModel | ParetoNBDModel,
-    spend_model: GammaGammaModel,
+    transaction_model: _TransactionModel,
+    spend_model: _SpendModel,
     frequency: ArrayLike,
     recency: ArrayLike,
     T: ArrayLike,

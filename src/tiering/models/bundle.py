@@ -31,7 +31,15 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models import thread_limits
-from tiering.models.btyd import GammaGammaModel, btyd_scores, discounted_clv
+from tiering.models.btyd import (
+    BetaGeoModel,
+    GammaGammaModel,
+    MeanSpendModel,
+    ParetoNBDModel,
+    PooledNBDModel,
+    btyd_scores,
+    discounted_clv,
+)
 from tiering.models.clv import BTYD_FEATURES, LevelAligned, hgb_raw_predictions
 from tiering.models.intervals import SpendInterval
 from tiering.models.propensity import PropensityModel
@@ -53,8 +61,8 @@ class ScoringBundle:
     horizon_days: int
     discount_rate_annual: float
     trained_as_of: dt.date
-    transaction_model: object
-    spend_model: GammaGammaModel
+    transaction_model: BetaGeoModel | ParetoNBDModel | PooledNBDModel  # PooledNBDModel, MeanSpendModel: the fallbacks
+    spend_model: GammaGammaModel | MeanSpendModel
     propensity: PropensityModel
     tier_policy: TierPolicy
     next_tier_model: NextTierModel | None
@@ -287,7 +295,8 @@ class _Rounded:
     """``tree_input``'s rounding (6 decimals) of ``_Columns``, per column, on first use."""
 
     def __init__(self, cols: _Columns):
-        self._cols, self._cache = cols, {}
+        self._cols = cols
+        self._cache: dict[str, np.ndarray] = {}
 
     def __call__(self, name: str) -> np.ndarray:
         if name not in self._cache:

@@ -27,6 +27,8 @@ machine gradient boosting fits many times faster with 1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -71,7 +73,9 @@ _MISSING_CODE = 255  # scikit-learn's missing-values bin (uint8 bins)
 _MIN_FAST_ROWS = 2000  # below this, the boosters' own predict (the set-up below costs more than it saves)
 
 
-def _hgb_trees(model) -> list[list] | None:
+# The HistGradientBoosting helpers below take the model as Any: they read scikit-learn's private attributes
+# (_predictors, _raw_predict, _baseline_prediction, _loss, n_trees_per_iteration_), which no stub describes.
+def _hgb_trees(model: Any) -> list[list] | None:
     """A fitted HistGradientBoosting model's trees (iterations x trees per iteration), or None where the
     binned fast path does not apply (another estimator, categorical splits)."""
     predictors = getattr(model, "_predictors", None)
@@ -82,7 +86,7 @@ def _hgb_trees(model) -> list[list] | None:
     return predictors
 
 
-def hgb_raw_predictions(models: list[tuple[object, list]], column, n_rows: int) -> list[np.ndarray]:
+def hgb_raw_predictions(models: list[tuple[Any, list]], column, n_rows: int) -> list[np.ndarray]:
     """:func:`_binned_raw_predictions`, or each model's own ``_raw_predict`` on the float matrix if scikit-learn's
     internals it relies on (the models' ``_predictors``, ``TreePredictor.predict_binned``) are not what it expects:
     a scikit-learn release that moves them makes scoring slower, never wrong or broken."""
@@ -96,7 +100,7 @@ def _float_matrix(column, keys, n_rows: int) -> np.ndarray:
     return np.column_stack([np.asarray(column(k), dtype=float) for k in keys]) if keys else np.empty((n_rows, 0))
 
 
-def _binned_raw_predictions(models: list[tuple[object, list]], column, n_rows: int) -> list[np.ndarray]:
+def _binned_raw_predictions(models: list[tuple[Any, list]], column, n_rows: int) -> list[np.ndarray]:
     """Raw predictions (n_rows x trees per iteration) of HistGradientBoosting models that read their inputs from
     shared columns, equal to each model's ``_raw_predict`` on the float matrix of those columns.
 
@@ -120,6 +124,7 @@ def _binned_raw_predictions(models: list[tuple[object, list]], column, n_rows: i
     ids = {k: i for i, k in enumerate(dict.fromkeys(k for _, keys in models for k in keys))}
     flat = []
     for (_model, keys), predictors in zip(models, trees):
+        assert predictors is not None  # every model's trees were found (checked above)
         per_tree = [p for it in predictors for p in it]
         nodes = np.concatenate([p.nodes for p in per_tree])
         split = nodes["is_leaf"] == 0
@@ -173,12 +178,12 @@ def _binned_raw_predictions(models: list[tuple[object, list]], column, n_rows: i
     return out
 
 
-def hgb_predict(model, raw: np.ndarray) -> np.ndarray:
+def hgb_predict(model: Any, raw: np.ndarray) -> np.ndarray:
     """A HistGradientBoostingRegressor's ``predict`` from its raw predictions."""
     return model._loss.link.inverse(raw.ravel())
 
 
-def hgb_predict_proba(model, raw: np.ndarray) -> np.ndarray:
+def hgb_predict_proba(model: Any, raw: np.ndarray) -> np.ndarray:
     """A HistGradientBoostingClassifier's ``predict_proba`` from its raw predictions."""
     return model._loss.predict_proba(raw)
 

@@ -24,6 +24,8 @@ is named btyd_p_no_purchase). ``threads`` caps the OpenMP and BLAS threads of fi
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -145,6 +147,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         if getattr(self, "calibration_", None) == "constant":
             return np.full(len(X), float(_logit(np.array([self.base_rate_]))[0]))
         learner = getattr(self, "learner_", getattr(self, "learner", "gbm"))  # pickled before `learner` existed: gbm
+        assert self.model_ is not None  # None only with the "constant" calibration, handled above
         with thread_limits(getattr(self, "threads", None)):  # pickled before `threads` existed: no cap
             if learner == "logistic":
                 return self.model_.decision_function(signed_log(X))
@@ -154,7 +157,8 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     def _btyd(X: pd.DataFrame | np.ndarray) -> np.ndarray:
         if BTYD_PURCHASE_COLUMN not in getattr(X, "columns", ()):
             return np.full(len(X), np.nan)
-        return 1.0 - X[BTYD_PURCHASE_COLUMN].to_numpy(dtype=float)
+        frame = cast(pd.DataFrame, X)  # it has columns: a DataFrame
+        return 1.0 - frame[BTYD_PURCHASE_COLUMN].to_numpy(dtype=float)
 
     def align_level(self, X: pd.DataFrame) -> PropensityModel:
         """Learn the logit offset that makes the mean model probability over rows with a BTYD
@@ -201,6 +205,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             z = np.full(n_rows, float(_logit(np.array([self.base_rate_]))[0]))
         else:
             learner = getattr(self, "learner_", getattr(self, "learner", "gbm"))
+            assert self.model_ is not None  # None only with the "constant" calibration, handled above
             with thread_limits(getattr(self, "threads", None)):
                 if learner == "logistic":
                     z = self.model_.decision_function(signed_log_columns(names, column, n_rows))

@@ -379,10 +379,12 @@ class TierPolicy(BaseEstimator):
         self.monetary_edges_ = _quintile_edges(buyers["net_spend"].to_numpy(float))
         self.koc_window_days_ = _koc_window(frame)
         mix = fit_koc_mixture(_koc_counts(frame, self.koc_window_days_)) if self.koc_window_days_ else None
-        self.koc_theta_, self.koc_pi_ = mix if mix is not None else (None, None)
+        self.koc_theta_: np.ndarray | None = mix[0] if mix is not None else None
+        self.koc_pi_: np.ndarray | None = mix[1] if mix is not None else None
         if self.seed_min_koc_score is not None:
             self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = float(self.seed_min_koc_score), "config"
         elif mix is not None:
+            assert self.koc_window_days_ is not None  # mix is fitted only with a KOC window
             self.seed_min_koc_score_ = expected_f1_cut(koc_posterior(_koc_counts(frame, self.koc_window_days_), *mix))
             self.threshold_source_["seed_min_koc_score"] = "learned"
         else:
@@ -424,6 +426,7 @@ class TierPolicy(BaseEstimator):
         if w is not None and all(c in f.columns for c in (f"n_share_{w}d", f"n_referral_{w}d", f"events_{w}d")):
             if theta is None:
                 return np.zeros(len(f))
+            assert self.koc_pi_ is not None  # fitted with koc_theta_
             return koc_posterior(_koc_counts(f, w), theta, self.koc_pi_)
         return (f["social_actions_90d"].to_numpy(float) >= self.seed_min_social_actions_90d).astype(float)
 
