@@ -33,7 +33,7 @@ import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from tiering.exceptions import ConfigError, DataQualityError, SchemaError
 
@@ -233,6 +233,7 @@ class FittedModel:
 
         if self._last is None:
             self.score()
+        assert self._last is not None  # score() sets it
         data, day, scores = self._last
         cid = str(customer_id).strip()
         row = scores[scores["customer_id"] == cid]
@@ -368,6 +369,7 @@ def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artif
                          run_name=name, register=register)
     fitted.config = fitted.config.model_copy(update={"tracking": tcfg})
     fitted.run_id, fitted.model_uri, fitted.version = r.run_id, r.model_uri, r.version
+    assert r.run_id is not None  # log_and_register sets it
     return r.run_id, r.version
 
 
@@ -391,6 +393,14 @@ def _quiet_mlflow():
             yield
         finally:
             logger.setLevel(level)
+
+
+@overload
+def _as_of(value: Any, fn: str, *, required: Literal[True] = True, name: str = "as_of") -> dt.date: ...
+
+
+@overload
+def _as_of(value: Any, fn: str, *, required: bool, name: str = "as_of") -> dt.date | None: ...
 
 
 def _as_of(value: Any, fn: str, *, required: bool = True, name: str = "as_of") -> dt.date | None:
@@ -545,7 +555,7 @@ def _connection(cfg: Config, values: dict[str, Any]):
     """The one backend every table runs on: that of the Ibis tables passed (all the same), else a new DuckDB."""
     from tiering.io import connect
 
-    backends = []
+    backends: list[Any] = []  # Ibis backends
     for name, value in values.items():
         kind = _kind(value) if value is not None else None
         if value is not None and kind is None:
@@ -571,6 +581,7 @@ def _read(con, name: str, value: Any, cfg: Config) -> tuple[ir.Table, SourceConf
     if value is None:
         return (read_source(con, src, name), src, src.path) if src.path else None
     kind = _kind(value)
+    assert kind is not None  # _connection refused the values of no known kind
     if kind == "path":
         path = Path(value)
         if not path.exists():

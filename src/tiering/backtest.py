@@ -280,7 +280,8 @@ def ladder_bundle(test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv
     bundle = copy.copy(test.bundle)
     bundle.propensity, bundle.clv_model = prop, model
     bundle.clv_kind = clv_kind if model is not None else "btyd"
-    bundle.tier_policy, bundle.next_tier_model, bundle.clv_interval = None, None, None
+    # no policy yet (fitted on the ladder later); ScoringBundle (models/bundle.py) types tier_policy for a finished bundle
+    bundle.tier_policy, bundle.next_tier_model, bundle.clv_interval = None, None, None  # type: ignore[assignment]
     return bundle
 
 

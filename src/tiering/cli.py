@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 import typer
 
@@ -68,6 +68,14 @@ def _console():
     from rich.console import Console
 
     return Console(file=result_stream())
+
+
+@overload
+def _date(value: str, option: str) -> dt.date: ...
+
+
+@overload
+def _date(value: str | None, option: str) -> dt.date | None: ...
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
@@ -613,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from typer._click import exceptions as cx  # typer 0.2x carries its own click
     except ImportError:  # older typer runs on click itself
-        from click import exceptions as cx
+        from click import exceptions as cx  # type: ignore[no-redef]  # the fallback of the import above: same API
 
     from tiering.output import error_payload, exit_code, quiet_third_party, redirect
 
@@ -622,7 +630,8 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--verbose"]  # accepted anywhere on the line, not only before the command
     as_json = "--json" in args
     quiet_third_party(verbose)
-    code, exc = 0, None
+    code = 0
+    exc: Exception | None = None
     with contextlib.nullcontext() if "--help" in args else redirect():  # help is the result: stdout
         try:
             code = app(args=[*(["--verbose"] if verbose else []), *args], prog_name="tiering", standalone_mode=False) or 0

@@ -7,18 +7,21 @@ resolve against the working directory so a scheduler can run the tool from any f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonDict
 
 from tiering.exceptions import ConfigError
 from tiering.schemas import EVENT_TYPES, TierName
 
 DEFAULT_CONFIG_PATH = Path("configs/base.yaml")
 # marks a field whose value never leaves the process: masked in tracking runs, output and messages (tiering.redact)
-SECRET = {"secret": True}
+SECRET: JsonDict = {"secret": True}
 
 
 class _Strict(BaseModel):
@@ -267,7 +270,7 @@ class Config(_Strict):
                 value = getattr(model, name)
                 if isinstance(value, BaseModel):
                     walk(value)
-                elif isinstance(value, str) and (info.json_schema_extra or {}).get("secret"):
+                elif isinstance(value, str) and _is_secret_field(info):
                     found.append(value)
                 elif isinstance(value, str) and "://" in value:
                     try:
@@ -307,17 +310,17 @@ class Config(_Strict):
         return self.with_sources(*(folder / f"{t}.parquet" for t in ("transactions", "interactions", "customers")))
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read the config: ``path`` if given (must exist), else configs/base.yaml if present, else defaults;
     then ``overrides``, ``KEY=VALUE`` assignments with dotted keys (``--set``, :func:`apply_overrides`)."""
     return apply_overrides(_read_config(path), overrides)
 
 
-def _read_config(path: str | Path | None) -> Config:
+def _read_config(path: str | os.PathLike[str] | None) -> Config:
     import yaml
 
     explicit = path is not None
-    p = Path(path) if explicit else DEFAULT_CONFIG_PATH
+    p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     if not p.exists():
         if explicit:
             raise ConfigError(
@@ -506,6 +509,12 @@ def _is_list(annotation: Any) -> bool:
     return any(typing.get_origin(a) is list for a in _args(annotation))
 
 
+def _is_secret_field(info: FieldInfo) -> bool:
+    """Whether a pydantic FieldInfo is declared ``SECRET`` (``json_schema_extra`` is a dict, never a callable, here)."""
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
 def _is_secret_path(key: str) -> bool:
     """Whether the dotted config ``key`` is a secret field (declared ``SECRET``) or named like one."""
     from tiering.redact import is_secret_key
@@ -517,7 +526,7 @@ def _is_secret_path(key: str) -> bool:
         info = getattr(node, "model_fields", {}).get(part)
         if info is None:
             return False
-        if (info.json_schema_extra or {}).get("secret"):
+        if _is_secret_field(info):
             return True
         node = _model_of(info.annotation)
     return False

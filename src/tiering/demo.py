@@ -41,6 +41,7 @@ def run_demo(*, n_customers: int = 20_000, seed: int = 0, workdir: Path = Path("
     cfg = (cfg or Config()).with_source_dir(data_dir)
     cfg = cfg.model_copy(update={"validation": ValidationConfig(quarantine_dir=str(workdir / "quarantine"))})
     trained = jobs.train(cfg, as_of=END, progress=progress)
+    assert trained.version is not None  # jobs.train registers a version
     step(f"promoting version {trained.version} to champion")
     promote(trained.version, cfg.tracking, force=True)  # the demo's fresh model is the one to show
     scored = jobs.predict(cfg, as_of=END, model="champion", out=workdir / "scores.parquet",

@@ -199,7 +199,7 @@ def _best_baseline(vals: dict[str, float], baselines, higher: bool) -> tuple[str
     got = {b: vals[b] for b in baselines if b in vals and np.isfinite(vals[b])}
     if not got:
         return None, float("nan")
-    name = (max if higher else min)(got, key=got.get)
+    name = (max if higher else min)(got, key=got.__getitem__)
     return name, got[name]
 
 

@@ -365,7 +365,7 @@ def compare(frames: dict, splits: dict, boot: BootstrapSpec) -> pd.DataFrame:
     from tiering.evaluation import compare_to_baselines, verdict
 
     report = {o: f for o, f in frames.items() if splits[o] == "report"}
-    rows = []
+    rows: list[dict] = []
     if not report:
         return pd.DataFrame(rows)
     for task, label, target, models, baselines in _comparisons(report):

@@ -187,6 +187,7 @@ def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | Non
     if fits:
         X, y = _stacked(fits, inputs)
     else:
+        assert score_at is not None, "without training frames the columns come from score_at"
         X, y = inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
     model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
                             random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["purchased_in_horizon"])

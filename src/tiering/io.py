@@ -289,8 +289,8 @@ def explain_read_error(exc: Exception, table: str, source: SourceConfig) -> Tier
     if ("unicode" in text.lower() or "utf-8" in text.lower()) and path.is_file():
         found = _first_bad_utf8(path)
         if found is not None:
-            chunk, offset, line = found
-            return _encoding_error(path, table, source.encoding, chunk, offset, line=line)
+            chunk, offset, line_no = found
+            return _encoding_error(path, table, source.encoding, chunk, offset, line=line_no)
     cols = _EXPECTED.search(text)
     if cols:
         return SchemaError(

@@ -33,7 +33,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tiering.exceptions import ConfigError, TieringError
@@ -178,7 +178,7 @@ def _newest(batches: Iterable[Batch]) -> Batch:
     return max(batches, key=lambda b: (b.as_of, b.finished_at, b.batch_id))
 
 
-def _run(store: ScoresStore, stmt) -> list:
+def _run(store: ScoresStore, stmt) -> Sequence[Mapping[Any, Any]]:
     return store._run(stmt)  # the store's read path: its connection handling and error messages
 
 
@@ -242,7 +242,7 @@ def _sqlite_dicts(rows: list, names: tuple[str, ...], converters: tuple) -> list
     return out
 
 
-def _customer_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], list]:
+def _customer_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], Sequence[Mapping[Any, Any]]]:
     """Two indexed reads on one connection, in one read transaction: the batch list, and the rows of these ids
     (one or two spellings of one id) in every batch."""
     try:
@@ -252,13 +252,15 @@ def _customer_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], lis
             params = {"id1": ids[0], "id2": ids[-1]}
             raw = store.engine.raw_connection()  # pooled; returned (and rolled back) by close()
             try:
+                dbapi = raw.driver_connection
+                assert dbapi is not None  # a checked-out pooled connection always holds its DBAPI connection
                 cur = raw.cursor()
                 cur.execute("BEGIN")  # one snapshot for both reads (the store's connections run in autocommit mode)
                 try:
                     batch_rows = cur.execute(b_sql).fetchall()
                     found_rows = cur.execute(r_sql, [params[n] for n in r_pos]).fetchall()
                 finally:
-                    raw.driver_connection.rollback()
+                    dbapi.rollback()
                     cur.close()
             finally:
                 raw.close()
@@ -485,7 +487,7 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
                     rows += conn.execute(part if want is None else part.limit(want - len(rows))).mappings().all()
     except store.db_errors() as exc:
         raise store.read_error(exc) from None
-    more = want is not None and len(rows) > limit
+    more = limit is not None and len(rows) > limit  # limit None: want None, every row
     rows = rows[:limit] if more else rows
     last = rows[-1] if (more and rows) else None
     return {"tier": tier, "at_risk": at_risk, "lapsed": lapsed, "batch": _batch_dict(batch), "total": total, "limit": limit,
@@ -616,11 +618,12 @@ def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[T
     key = (batch, prev, tuple(ladder or TIER_LADDER))  # whole Batch records: a re-run that reuses an id differs in finished_at
     if cache is not None and key in cache:
         return copy.deepcopy(cache[key]) | {"scoring_dates": dates}
-    out = {"as_of": batch.as_of.isoformat(), "batch": _batch_dict(batch), "tiers": tier_mix(store, batch, ladder=ladder),
-           "previous_as_of": None, "previous_batch": None, "previous": None, "migration": None, "scoring_dates": dates,
-           # tier changes the hysteresis avoided when this batch was scored (against the batch of its model before
-           # it); None: not recorded (no hysteresis, or a batch of an older tiering)
-           "flips_avoided": batch.flips_avoided}
+    out: dict[str, Any] = {
+        "as_of": batch.as_of.isoformat(), "batch": _batch_dict(batch), "tiers": tier_mix(store, batch, ladder=ladder),
+        "previous_as_of": None, "previous_batch": None, "previous": None, "migration": None, "scoring_dates": dates,
+        # tier changes the hysteresis avoided when this batch was scored (against the batch of its model before
+        # it); None: not recorded (no hysteresis, or a batch of an older tiering)
+        "flips_avoided": batch.flips_avoided}
     if prev is not None:
         out |= {"previous_as_of": prev.as_of.isoformat(), "previous_batch": _batch_dict(prev),
                 "previous": tier_mix(store, prev, ladder=ladder), "migration": migration(store, prev, batch)}

@@ -19,9 +19,10 @@ import datetime as dt
 import io
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
@@ -29,6 +30,9 @@ import pandas as pd
 
 from tiering.exceptions import ServiceUnavailableError, StoreError
 from tiering.schemas import SCORES_COLUMNS, TIER_RANK, TIERS, score_columns_of_kind
+
+if TYPE_CHECKING:
+    from sqlalchemy import RowMapping
 
 _FLOAT, _INT, _BOOL = (score_columns_of_kind(k) for k in ("float", "int", "bool"))
 _BATCH_KEYS = ("as_of", "model_name", "model_version")
@@ -382,8 +386,9 @@ class ScoresStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.metadata.create_all(self.engine)
             self._ensure_indexes()
-        except (*_db_errors(), OSError) as exc:
+        except _db_errors() + (OSError,) as exc:
             if new_file:
+                assert self.path is not None  # new_file: a SQLite file
                 self.engine.dispose()
                 for f in _sqlite_files(self.path):
                     f.unlink(missing_ok=True)
@@ -473,6 +478,7 @@ class ScoresStore:
     def _check_creatable(self) -> None:
         import os
 
+        assert self.path is not None  # only a SQLite file is created on write
         folder = self.path.absolute().parent
         while not folder.exists():
             folder = folder.parent
@@ -519,10 +525,10 @@ class ScoresStore:
         import sqlalchemy as sa
 
         model_name, model_version = str(model_name), str(model_version)
-        scored_at = pd.Timestamp(scored_at)
-        if scored_at.tzinfo is not None:
-            scored_at = scored_at.tz_convert("UTC").tz_localize(None)
-        finished = scored_at.to_pydatetime()
+        scored = pd.Timestamp(scored_at)
+        if scored.tzinfo is not None:
+            scored = scored.tz_convert("UTC").tz_localize(None)
+        finished = scored.to_pydatetime()
         stamp = finished.strftime("%Y-%m-%d %H:%M:%S.%f")
         written = 0
         chunks = iter(chunks)
@@ -542,9 +548,11 @@ class ScoresStore:
                     if old:
                         conn.execute(self.scores.delete().where(self.scores.c.batch_id.in_(old)))
                         conn.execute(self.batches.delete().where(self.batches.c.batch_id.in_(old)))
-                    batch_id = int(conn.execute(self.batches.insert().values(
+                    key = conn.execute(self.batches.insert().values(
                         as_of=as_of, model_name=model_name, model_version=model_version, rows=0, finished_at=finished,
-                    )).inserted_primary_key[0])
+                    )).inserted_primary_key
+                    assert key is not None  # a single-row INSERT always has one
+                    batch_id = int(key[0])
                     dbapi = conn.connection.driver_connection
                     for chunk in chunks:
                         if chunk is None or len(chunk) == 0:
@@ -598,7 +606,7 @@ class ScoresStore:
             copy.write(data)
 
     # ---- reading -----------------------------------------------------------------------
-    def _run(self, stmt) -> list:
+    def _run(self, stmt) -> Sequence[RowMapping]:
 
         try:
             with self.engine.connect() as conn:

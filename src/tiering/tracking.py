@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel  # mlflow.pyfunc is a LazyLoader to mypy: name the class itself
 
 from tiering.config import TrackingConfig
 from tiering.exceptions import ServiceUnavailableError, TrackingError
@@ -108,7 +109,7 @@ def configure(cfg: TrackingConfig):
     return client
 
 
-class TieringModel(mlflow.pyfunc.PythonModel):
+class TieringModel(PythonModel):
     """Scores a feature frame (one row per customer) with the bundle inside the artifact."""
 
     def load_context(self, context):

@@ -313,6 +313,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     chosen, why = choose_clv(metrics, cfg.model.clv_model)
     notes.append(why)
     if has_eval:  # the test origin's tiers (the tier policy's holdout) use the chosen CLV model, as fitted there
+        assert evaluation is not None  # has_eval: evaluated above
         test.bundle.clv_kind, test.bundle.clv_model = chosen, evaluation.clv_models.get(chosen)
         if chosen == "naive":
             test.bundle.clv_model = fit_clv("naive", eval_fits, cfg, test)
@@ -355,6 +356,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
                          "over 3x their own gap between orders)")
     metrics |= tier_policy_metrics(bundle.tier_policy)
     if has_eval:
+        assert evaluation is not None  # has_eval: evaluated above
         metrics |= _fit_next_tier(bundle, feats_now, test, evaluation, eval_fits[0], cfg, timed, fallbacks)
         metrics |= _tier_outcome_metrics(tables, test, cfg)
     metrics["fallback_count"] = float(len(fallbacks))

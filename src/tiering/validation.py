@@ -56,7 +56,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tiering.config import Config, SourceConfig, ValidationConfig
 from tiering.exceptions import ConfigError, DataQualityError, SchemaError, TieringError
@@ -128,7 +128,7 @@ class ValidatedTables:
     interactions: ir.Table | None
     customers: ir.Table | None
     reports: list[TableReport]
-    con: object = None
+    con: Any = None  # the Ibis backend that read them (DuckDB or PySpark; None: not known)
     # per table: every row typed, with its reason (null for good rows); what write_quarantine writes
     annotated: dict[str, ir.Table] = field(default_factory=dict, repr=False)
 
@@ -179,6 +179,7 @@ def _coerce(mapped: ir.Table, contract: TableContract, source: str, rules: Rules
         text = _blank_to_null(raw, rules) if t.is_string() else None
         if col.kind == "id":
             if t.is_string():
+                assert text is not None  # a text column
                 value = text
                 ids_as_text.append((col.name, text))
             elif t.is_integer():
@@ -198,6 +199,7 @@ def _coerce(mapped: ir.Table, contract: TableContract, source: str, rules: Rules
             elif t.is_date():
                 value = raw.cast("timestamp")
             elif t.is_string():
+                assert text is not None  # a text column
                 missing = text.isnull()
                 value = _parse_time(text, rules.timezone, rules.timestamp_format)
                 to_check.append((col.name, raw, value))
@@ -520,7 +522,7 @@ def check_table(
     rows_in = int(counts_df["n"].sum())
     rows_valid = rows_in - sum(counts.values())
     report = TableReport(contract.name, source, rows_in, rows_valid, dict(sorted(counts.items(), key=lambda kv: -kv[1])))
-    if contract.event_type_column in mapped.columns:
+    if contract.event_type_column is not None and contract.event_type_column in mapped.columns:
         report.unknown_event_types = _unknown_event_types(annotated, contract.event_type_column, rules)
     good = annotated.filter(annotated[REASON].isnull()).select(*[c.name for c in contract.columns if c.name in mapped.columns])
     return annotated, good, report

@@ -73,7 +73,11 @@ def feature_file_stats(path: Path) -> tuple[int, int | None, list[str]]:
 
     files = sorted(path.glob("*.parquet"))
     rows = sum(pq.ParquetFile(str(f)).metadata.num_rows for f in files)
-    gap = duckdb.connect().execute(gap_days_sql(str(path / "*.parquet"))).fetchone()[0] if rows else None
+    gap = None
+    if rows:
+        row = duckdb.connect().execute(gap_days_sql(str(path / "*.parquet"))).fetchone()
+        assert row is not None  # an aggregate query returns one row
+        gap = row[0]
     return rows, (int(gap) if gap is not None else None), pq.read_schema(str(files[0])).names
 
 
@@ -118,7 +122,7 @@ def score_parts(run: RunFolder, bundle: ScoringBundle, chunk_rows: int,
         part, flips_file = run.part(chunk), run.flips(chunk)
         if not part.exists():
             scores = next(score_frames([rb.to_pandas()], bundle, **finish))
-            flips = 0
+            flips: int | None = 0
             if hysteresis is not None:
                 scores, flips = hysteresis.apply(scores)
             with atomic_path(flips_file) as tmp:
@@ -213,6 +217,7 @@ def score_and_write(job: Job, run: RunFolder, bundle: ScoringBundle, store: Scor
         raise
     finally:
         scorer.close(finish=fail)
+    assert scorer.finished is not None  # the writer took every part, so the scoring thread finished
     # the write overlaps the scoring: "write" is the part of it left after the last chunk was scored, less --out
     job.timings["score"] = round(scorer.finished - scorer.started, 3)
     job.timings["write"] = round(time.perf_counter() - scorer.finished - job.timings.get("out", 0.0), 3)

@@ -94,6 +94,7 @@ class OutFile:
         self._built = stage / self.path.name
 
     def publish(self, batch: Batch) -> None:
+        assert self._built is not None, "publish() comes after build()"
         try:
             os.replace(self._built, self.path)
         except OSError as exc:

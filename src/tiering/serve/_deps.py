@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request
 from pydantic import BaseModel, BeforeValidator
@@ -83,7 +83,10 @@ def signed_in(request: Request) -> bool:
     if _auth.token_matches(_auth.bearer(request.headers.get("authorization")), settings.token):
         return True
     cookie = request.cookies.get(_auth.SESSION_COOKIE)
-    return cookie is not None and hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), settings.session.encode())
+    if cookie is None:
+        return False
+    assert settings.session is not None  # derived from the token
+    return hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), settings.session.encode())
 
 
 async def require_token(request: Request) -> None:  # async: no threadpool hop for a header check
@@ -99,7 +102,8 @@ class Problem(BaseModel):
 
 
 PROTECTED = [Depends(require_token)]  # the dependencies of every /api route but /api/health
-ERRORS = {401: {"model": Problem, "description": "Missing or wrong token"},
-          404: {"model": Problem, "description": "Not in the scores store"},
-          422: {"model": Problem, "description": "Invalid parameter"},
-          503: {"model": Problem, "description": "The scores store cannot be read"}}
+ERRORS: dict[int | str, dict[str, Any]] = {  # FastAPI's type of a route's responses=
+    401: {"model": Problem, "description": "Missing or wrong token"},
+    404: {"model": Problem, "description": "Not in the scores store"},
+    422: {"model": Problem, "description": "Invalid parameter"},
+    503: {"model": Problem, "description": "The scores store cannot be read"}}

@@ -38,6 +38,7 @@ async def _bad_input(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _bad_parameter(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # the handler of RequestValidationError only
     errors = jsonable_encoder(exc.errors(), custom_encoder={BaseException: str})
     return JSONResponse({"detail": validation_message(errors), "errors": errors}, status_code=422)
 

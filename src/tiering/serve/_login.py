@@ -58,6 +58,7 @@ async def login(request: Request, settings: SettingsDep):
     if not _auth.token_matches(form.get("token", "").strip(), settings.token):
         return _login_page(request, settings, nxt, "That token is not right.", 401)
     resp = RedirectResponse(nxt, status_code=303)
+    assert settings.session is not None  # derived from the token
     resp.set_cookie(_auth.SESSION_COOKIE, settings.session, httponly=True, samesite="strict",
                     secure=request.url.scheme == "https", path="/")
     resp.delete_cookie(_auth.CSRF_COOKIE, path="/login")
