@@ -59,19 +59,32 @@ def test_table_is_tidy_with_every_model_and_origin(result):
     assert set(t[t["task"] == "interval"]["metric"]) == {"coverage", "share_below", "share_above", "median_width"}
 
 
-def test_auto_ships_the_model_that_won_the_last_finished_origin(result):
-    """"auto" at an origin is the model with the best Gini at the latest origin whose horizon had ended by then:
-    none at the first origin, at the second the first origin's winner, with that model's metrics there."""
+def test_auto_ships_what_the_last_finished_origin_says(result):
+    """"auto" at an origin is pick_clv over the Gini at the latest origin whose horizon had ended by then (the hybrid
+    unless another model beat it there by more than 0.01): none at the first origin, at the second the first
+    origin's pick, with that model's metrics there."""
     t = result.table
     first, second = ORIGINS
     gini = t[(t["task"] == "clv") & (t["metric"] == "normalized_gini") & (t["origin"] == first) & (t["model"] != "auto")]
-    winner = gini.loc[gini["value"].idxmax(), "model"]
+    by_model = gini.set_index("model")["value"]
+    best = by_model.idxmax()
+    winner = "hybrid" if by_model["hybrid"] >= by_model[best] - 0.01 else best
     auto = t[(t["model"] == "auto")]
     assert set(auto["origin"]) == {second}
     chosen = t[(t["task"] == "clv") & (t["origin"] == second) & (t["model"] == winner)].set_index("metric")["value"]
     assert auto.set_index("metric")["value"].sort_index().equals(chosen.sort_index())
     pred = result.predictions[second]
     assert pred["clv_auto"].equals(pred[f"clv_{winner}"]) and "clv_auto" not in result.predictions[first]
+
+
+def test_pick_clv_keeps_the_preferred_model_unless_beaten_by_more_than_the_margin():
+    from tiering.fitting import pick_clv
+
+    assert pick_clv({"naive": 0.80, "btyd": 0.79, "hybrid": 0.795}, "hybrid", 0.01) == "hybrid"
+    assert pick_clv({"naive": 0.81, "btyd": 0.79, "hybrid": 0.795}, "hybrid", 0.01) == "naive"  # behind by 0.015
+    assert pick_clv({"naive": 0.80, "btyd": 0.80, "hybrid": float("nan")}, "hybrid", 0.01) == "naive"  # tie: simpler
+    assert pick_clv({"naive": 0.80, "hybrid": 0.70}, "hybrid", 0.0) == "naive"
+    assert pick_clv({"naive": float("nan")}, "hybrid", 0.01) is None
 
 
 def test_models_beat_naive_and_churn_is_calibrated_on_simulated_data(result):

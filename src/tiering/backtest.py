@@ -40,6 +40,7 @@ from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.models.intervals import interval_metrics
 from tiering.models.tiers import REQUIRED_COLUMNS
 from tiering.train import (
+    CLV_CANDIDATES,
     LABELS,
     LEARNED_CLV,
     OriginFit,
@@ -52,6 +53,7 @@ from tiering.train import (
     fit_origin,
     fit_propensity,
     fit_training_origins,
+    pick_clv,
     tier_policy_metrics,
     training_origins,
 )
@@ -247,12 +249,12 @@ HOLDOUT_COLUMNS = (*REQUIRED_COLUMNS, "p_alive", "ipi_mean_days", "purchased_in_
 
 def ladder_clv_kind(cfg: Config, table: pd.DataFrame, horizon_days: int, origin: dt.date) -> str:
     """The CLV model the bundle's tiers use at ``origin``: ``model.clv_model``, or for "auto" the model auto would
-    have shipped there (:func:`auto_choices` over ``table``, the rows so far), else "hybrid" (train's usual pick)."""
+    have shipped there (:func:`auto_choices` over ``table``, the rows so far), else ``model.clv_auto_prefer``."""
     if cfg.model.clv_model != "auto":
         return cfg.model.clv_model
     if not ((table["task"] == "clv") & (table["metric"] == "normalized_gini")).any():
-        return "hybrid"
-    return auto_choices(table, horizon_days).get(origin, "hybrid")
+        return cfg.model.clv_auto_prefer
+    return auto_choices(table, horizon_days, cfg).get(origin, cfg.model.clv_auto_prefer)
 
 
 def ladder_bundle(test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv_kind: str,
@@ -281,7 +283,7 @@ def ladder_bundle(test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv
     bundle.propensity, bundle.clv_model = prop, model
     bundle.clv_kind = clv_kind if model is not None else "btyd"
     # no policy yet (fitted on the ladder later); ScoringBundle (models/bundle.py) types tier_policy for a finished bundle
-    bundle.tier_policy, bundle.next_tier_model, bundle.clv_interval = None, None, None  # type: ignore[assignment]
+    bundle.tier_policy, bundle.next_tier_model, bundle.clv_interval = None, None, None
     return bundle
 
 
@@ -337,19 +339,21 @@ def evaluate_ladder(test: OriginFit, bundle, cfg: Config, holdout: pd.DataFrame 
             scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]])
 
 
-def auto_choices(table: pd.DataFrame, horizon_days: int) -> dict[dt.date, str]:
-    """The CLV model ``clv_model: auto`` would have shipped at each origin o: the one with the best normalized Gini
-    at the latest origin whose horizon had ended by o (as tiering.train.choose_clv picks at its test origin, from
-    outcomes known by then; ties keep the simpler model). Origins with no such earlier origin are left out."""
+def auto_choices(table: pd.DataFrame, horizon_days: int, cfg: Config) -> dict[dt.date, str]:
+    """The CLV model ``clv_model: auto`` would have shipped at each origin o: :func:`tiering.fitting.pick_clv` on the
+    normalized Gini of every candidate at the latest origin whose horizon had ended by o (as tiering.train picks at
+    its test origin, from outcomes known by then). Origins with no such earlier origin are left out."""
     clv = table[(table["task"] == "clv") & (table["metric"] == "normalized_gini")]
     gini = clv.pivot_table(index="origin", columns="model", values="value")
-    order = [m for m in ("naive", "btyd", *LEARNED_CLV) if m in gini.columns]
     out = {}
     for o in sorted(clv["origin"].unique()):
         known = gini[[d + dt.timedelta(days=horizon_days) <= o for d in gini.index]]
         if not known.empty:
             last = known.iloc[-1]
-            out[o] = max(order, key=lambda m: last[m] if pd.notna(last[m]) else -np.inf)
+            chosen = pick_clv({m: last[m] for m in CLV_CANDIDATES if m in last.index}, cfg.model.clv_auto_prefer,
+                              cfg.model.clv_auto_margin)
+            if chosen is not None:
+                out[o] = chosen
     return out
 
 
@@ -427,7 +431,7 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
         cache[o] = test  # a later origin H after this one trains here
         seconds[str(o)] = round(time.perf_counter() - t0, 2)
     if len(selected.get("clv", ())) > 1:
-        choices = auto_choices(pd.DataFrame(rows, columns=COLUMNS), H)
+        choices = auto_choices(pd.DataFrame(rows, columns=COLUMNS), H, cfg)
         rows += _auto_rows(pd.DataFrame(rows, columns=COLUMNS), choices)
         for o, best in choices.items():
             if o in kept and f"clv_{best}" in kept[o]:

@@ -157,6 +157,9 @@ class ModelConfig(_Strict):
     clv_model: Literal["auto", "naive", "btyd", "supervised", "hybrid", "hurdle"] = "auto"
     # clv_p10 / clv_p90: quantile gradient boosting, conformalized on an out-of-time origin to this coverage
     clv_interval_coverage: float = Field(0.8, gt=0, lt=1)
+    # auto keeps this learned model unless another candidate's Gini at the test origin is higher by more than the margin
+    clv_auto_prefer: Literal["supervised", "hybrid", "hurdle"] = "hybrid"
+    clv_auto_margin: float = Field(0.01, ge=0, le=1)
     # supervised models train on this many origins, H, H + step, ... days before the scoring origin, stacked
     training_origins: int = Field(3, ge=1, le=12)
     training_origin_step_days: int = Field(30, gt=0, le=3650)

@@ -38,6 +38,7 @@ from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
 from tiering.exceptions import DataQualityError, ModelError
 from tiering.features import FeatureSpec
 from tiering.fitting import (  # re-exported: tiering.train was their home, callers import them from here
+    CLV_CANDIDATES,
     LABELS,
     LEARNED_CLV,
     MIN_BTYD_BUYERS,
@@ -50,6 +51,7 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     fit_origin,
     fit_propensity,
     fit_training_origins,
+    pick_clv,
     training_origins,
     usable,
     with_labels,
@@ -183,18 +185,21 @@ class _Evaluation:
     clv_models: dict[str, LevelAligned | None] = field(default_factory=dict)
 
 
-def choose_clv(metrics: dict[str, float], configured: str) -> tuple[str, str]:
-    """The CLV model to ship and why: ``configured``, or with "auto" the model with the best normalized Gini at the
-    test origin among naive, btyd and the learned ones (baselines first, so a tie keeps the simpler model)."""
-    if configured != "auto":
-        return configured, f"CLV model {configured} (set in the config)"
-    ginis = {k: metrics.get(f"clv_{k}_normalized_gini", float("nan")) for k in ("naive", "btyd", *LEARNED_CLV)}
-    ginis = {k: v for k, v in ginis.items() if np.isfinite(v)}
-    if not ginis:
+def choose_clv(metrics: dict[str, float], cfg: Config) -> tuple[str, str]:
+    """The CLV model to ship and why: ``cfg.model.clv_model``, or with "auto" :func:`tiering.fitting.pick_clv` on the
+    normalized Gini of every candidate at the test origin."""
+    m = cfg.model
+    if m.clv_model != "auto":
+        return m.clv_model, f"CLV model {m.clv_model} (set in the config)"
+    ginis = {k: metrics.get(f"clv_{k}_normalized_gini", float("nan")) for k in CLV_CANDIDATES}
+    chosen = pick_clv(ginis, m.clv_auto_prefer, m.clv_auto_margin)
+    if chosen is None:
         return "btyd", "CLV model btyd (auto: nothing could be evaluated out of time)"
-    best = max(ginis, key=lambda k: ginis[k])  # max keeps the first of equals: the simpler model
-    others = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ginis.items(), key=lambda kv: -kv[1]) if k != best)
-    return best, f"CLV model {best} (auto: normalized Gini {ginis[best]:.4f} at the test origin; {others})"
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ginis.items(), key=lambda kv: -kv[1]) if np.isfinite(v))
+    rule = (f"kept {m.clv_auto_prefer} within {m.clv_auto_margin:g} of the best" if chosen == m.clv_auto_prefer
+            else f"{m.clv_auto_prefer} " + ("not evaluated" if not np.isfinite(ginis.get(m.clv_auto_prefer, np.nan))
+                                             else f"behind by more than {m.clv_auto_margin:g}"))
+    return chosen, f"CLV model {chosen} (auto: {rule}; normalized Gini at the test origin: {scores})"
 
 
 def _evaluate_models(test: OriginFit, eval_fits: list[OriginFit], cfg: Config, timed, fallbacks: list[str]) -> _Evaluation:
@@ -310,7 +315,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
                      "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
                      "(each customer is predicted to stay in its tier)")
 
-    chosen, why = choose_clv(metrics, cfg.model.clv_model)
+    chosen, why = choose_clv(metrics, cfg)
     notes.append(why)
     if has_eval:  # the test origin's tiers (the tier policy's holdout) use the chosen CLV model, as fitted there
         assert evaluation is not None  # has_eval: evaluated above

@@ -219,7 +219,7 @@ def test_auto_on_thin_data_picks_a_baseline_and_says_why(tmp_path):
     # no eval origin: only the baselines were judged at the test origin, and one of them ships
     assert result.bundle.clv_kind in ("naive", "btyd")
     why = next(n for n in result.notes if n.startswith("CLV model "))
-    assert f"CLV model {result.bundle.clv_kind} (auto: normalized Gini" in why
+    assert f"CLV model {result.bundle.clv_kind} (auto: hybrid not evaluated; normalized Gini at the test origin:" in why
     assert result.metrics["clv_normalized_gini"] == result.metrics[f"clv_{result.bundle.clv_kind}_normalized_gini"]
     assert scores["clv_p10"].isna().all()  # one labelled origin: no interval (said so)
     assert any(f.startswith("CLV interval: not fitted") for f in result.fallbacks)

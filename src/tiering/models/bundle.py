@@ -63,8 +63,8 @@ class ScoringBundle:
     trained_as_of: dt.date
     transaction_model: BetaGeoModel | ParetoNBDModel | PooledNBDModel  # PooledNBDModel, MeanSpendModel: the fallbacks
     spend_model: GammaGammaModel | MeanSpendModel
-    propensity: PropensityModel
-    tier_policy: TierPolicy
+    propensity: PropensityModel | None  # None only while train assembles a bundle (set before it scores)
+    tier_policy: TierPolicy | None  # likewise
     next_tier_model: NextTierModel | None
     version: str
     metrics: dict[str, float] = field(default_factory=dict)
@@ -116,6 +116,8 @@ class ScoringBundle:
     def predictions(self, features: pd.DataFrame) -> pd.DataFrame:
         """p_purchase, churn_risk, p_alive, expected_purchases, expected_spend, clv per row of ``features``."""
         b = self.btyd(features)
+        if self.propensity is None:
+            raise ModelError("This bundle has no propensity model yet: it is scored only once tiering.train has fitted it.")
         p = self.propensity.predict_purchase(self.propensity_input(features, b))
         buyer = features["has_purchased"].to_numpy() > 0
         mean_order_value = float(self.spend_model.expected_spend(np.zeros(1), np.zeros(1))[0])  # population mean
@@ -155,6 +157,8 @@ class ScoringBundle:
         cols = _Columns(features, self.feature_columns)
         pred = self._predictions(cols)
         cols.add(pred)
+        if self.tier_policy is None:
+            raise ModelError("This bundle has no tier policy yet: it is scored only once tiering.train has fitted it.")
         tiers = self.tier_policy._assign(cols)
         scores = {
             "customer_id": features["customer_id"].astype(str).array,
@@ -193,6 +197,8 @@ class ScoringBundle:
         model_cols = [c for c in self.feature_columns if c not in _KEYS]
         cols.add(b, names=BTYD_FEATURES)
         prop_names = set(model_cols) | set(BTYD_COLUMNS)
+        if self.propensity is None:
+            raise ModelError("This bundle has no propensity model yet: it is scored only once tiering.train has fitted it.")
         p = self.propensity._predict_purchase_columns(cols, prop_names.__contains__, n)
         mean_order_value = float(self.spend_model.expected_spend(np.zeros(1), np.zeros(1))[0])  # population mean
         clv_names = set(model_cols) | set(BTYD_FEATURES)
