@@ -31,4 +31,9 @@ demo: $(CORE)
 test: $(DEV)
 	$(BIN)/python -m pytest -q
 
-.PHONY: install install-dev demo test
+# ruff (lint) and mypy on src/, as CI runs them (settings in pyproject.toml)
+lint: $(DEV)
+	$(BIN)/ruff check src
+	$(BIN)/mypy
+
+.PHONY: install install-dev demo test lint
