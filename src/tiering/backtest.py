@@ -430,7 +430,7 @@ def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | 
             kept[o] = preds
         cache[o] = test  # a later origin H after this one trains here
         seconds[str(o)] = round(time.perf_counter() - t0, 2)
-    if len(selected.get("clv", ())) > 1:
+    if any(m in LEARNED_CLV for m in selected.get("clv", ())):  # auto chooses among learned models and baselines
         choices = auto_choices(pd.DataFrame(rows, columns=COLUMNS), H, cfg)
         rows += _auto_rows(pd.DataFrame(rows, columns=COLUMNS), choices)
         for o, best in choices.items():
