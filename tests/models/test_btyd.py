@@ -554,3 +554,19 @@ def test_dataframe_input_errors_name_the_columns(bg, cdnow):
         bg.p_alive(cdnow["frequency"], cdnow["recency"])
     with pytest.raises(ModelError, match=r"lacks \['monetary_value'\]"):
         GammaGammaModel().fit(cdnow)
+
+
+@pytest.mark.parametrize("which", ["bg", "pnbd"])
+def test_btyd_scores_equal_the_separate_calls(which, request, cdnow_spend, gg):
+    """btyd_scores (each term once: what scoring and the bundle's BTYD features use) equals the models' own calls."""
+    model = request.getfixturevalue(which)
+    x, r, T = _xrt(cdnow_spend)
+    m = cdnow_spend["monetary_value"].to_numpy(float)
+    H, unit = 180, 7.0  # CDNOW summary in weeks
+    got = btyd.btyd_scores(model, gg, x, r, T, m, horizon_days=H, discount_rate_annual=0.1, time_unit_days=unit)
+    t = H / unit
+    want = {"p_alive": model.p_alive(x, r, T), "expected_purchases": model.expected_purchases(t, x, r, T),
+            "p_no_purchase": model.p_no_purchase(t, x, r, T), "expected_spend": gg.expected_spend(x, m),
+            "clv": discounted_clv(model, gg, x, r, T, m, horizon_days=H, discount_rate_annual=0.1, time_unit_days=unit)}
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-9, atol=0, err_msg=k)

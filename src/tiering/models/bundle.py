@@ -38,7 +38,6 @@ from tiering.models.btyd import (
     ParetoNBDModel,
     PooledNBDModel,
     btyd_scores,
-    discounted_clv,
 )
 from tiering.models.clv import BTYD_FEATURES, LevelAligned, hgb_raw_predictions
 from tiering.models.intervals import SpendInterval
@@ -88,23 +87,22 @@ class ScoringBundle:
 
     def btyd(self, features: pd.DataFrame) -> pd.DataFrame:
         """BTYD outputs per customer: NaN for customers who never purchased."""
-        buyer = features["has_purchased"].to_numpy() > 0
-        x, r, T = (features[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-        m = features["monetary_value"].to_numpy(float)
-        t = self.horizon_days / self.time_unit_days
-        out = pd.DataFrame(np.nan, index=features.index, columns=[*BTYD_COLUMNS, "btyd_expected_spend", "btyd_clv"])
+        cols = {c: features[c].to_numpy(float) for c in ("has_purchased", "frequency", "recency", "T", "monetary_value")}
+        return pd.DataFrame(self._btyd(cols.__getitem__, len(features)), index=features.index)
+
+    def _btyd(self, col, n: int) -> dict[str, np.ndarray]:
+        """BTYD's outputs as arrays (``col(name)``: a feature column), each term computed once (``btyd_scores``)."""
+        buyer = col("has_purchased") > 0
+        b = {c: np.full(n, np.nan) for c in (*BTYD_COLUMNS, "btyd_expected_spend", "btyd_clv")}
         if buyer.any():
-            tm = self.transaction_model
-            xb, rb, Tb, mb = x[buyer], r[buyer], T[buyer], m[buyer]
-            out.loc[buyer, "btyd_p_alive"] = tm.p_alive(xb, rb, Tb)
-            out.loc[buyer, "btyd_expected_purchases"] = tm.expected_purchases(t, xb, rb, Tb)
-            out.loc[buyer, "btyd_p_no_purchase"] = tm.p_no_purchase(t, xb, rb, Tb)
-            out.loc[buyer, "btyd_expected_spend"] = self.spend_model.expected_spend(xb, mb)
-            out.loc[buyer, "btyd_clv"] = discounted_clv(
-                tm, self.spend_model, xb, rb, Tb, mb, horizon_days=self.horizon_days,
-                discount_rate_annual=self.discount_rate_annual, time_unit_days=self.time_unit_days,
-            )
-        return out
+            x, r, T, m = (col(c)[buyer] for c in ("frequency", "recency", "T", "monetary_value"))
+            out = btyd_scores(self.transaction_model, self.spend_model, x, r, T, m, horizon_days=self.horizon_days,
+                              discount_rate_annual=self.discount_rate_annual, time_unit_days=self.time_unit_days)
+            for name, key in (("btyd_p_alive", "p_alive"), ("btyd_expected_purchases", "expected_purchases"),
+                              ("btyd_p_no_purchase", "p_no_purchase"), ("btyd_expected_spend", "expected_spend"),
+                              ("btyd_clv", "clv")):
+                b[name][buyer] = out[key]
+        return b
 
     def propensity_input(self, features: pd.DataFrame, btyd: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([model_features(features[self.feature_columns]), btyd[list(BTYD_COLUMNS)]], axis=1)
@@ -114,35 +112,9 @@ class ScoringBundle:
         return pd.concat([model_features(features[self.feature_columns]), btyd[list(BTYD_FEATURES)]], axis=1)
 
     def predictions(self, features: pd.DataFrame) -> pd.DataFrame:
-        """p_purchase, churn_risk, p_alive, expected_purchases, expected_spend, clv per row of ``features``."""
-        b = self.btyd(features)
-        if self.propensity is None:
-            raise ModelError("This bundle has no propensity model yet: it is scored only once tiering.train has fitted it.")
-        p = self.propensity.predict_purchase(self.propensity_input(features, b))
-        buyer = features["has_purchased"].to_numpy() > 0
-        mean_order_value = float(self.spend_model.expected_spend(np.zeros(1), np.zeros(1))[0])  # population mean
-        clv_model = getattr(self, "clv_model", None)  # bundles saved before clv_model existed score with BTYD
-        if clv_model is not None:
-            clv = clv_model.predict(self.clv_input(features, b))
-        else:
-            clv = np.where(buyer, b["btyd_clv"], p * mean_order_value)
-        return pd.DataFrame({
-            "p_purchase": p,
-            "churn_risk": np.where(buyer, 1 - p, np.nan),
-            "p_alive": b["btyd_p_alive"].to_numpy(),
-            "expected_purchases": np.where(buyer, b["btyd_expected_purchases"], p),
-            "expected_spend": np.where(buyer, b["btyd_expected_spend"], mean_order_value),
-            "clv": clv,
-            **self._interval(features, b),
-        }, index=features.index)
-
-    def _interval(self, features: pd.DataFrame, btyd: pd.DataFrame) -> dict[str, np.ndarray]:
-        """clv_p10 and clv_p90 (NaN for a bundle fitted without an interval model, or before they existed)."""
-        interval = getattr(self, "clv_interval", None)
-        if interval is None:
-            return {"clv_p10": np.full(len(features), np.nan), "clv_p90": np.full(len(features), np.nan)}
-        lo, hi = interval.predict(self.clv_input(features, btyd))
-        return {"clv_p10": lo, "clv_p90": hi}
+        """p_purchase, churn_risk, p_alive, expected_purchases, expected_spend, clv, clv_p10, clv_p90 per row of
+        ``features`` (its index kept): the model part of ``predict``, which train and the tier policy fit on."""
+        return pd.DataFrame(self._predictions(_Columns(features, self.feature_columns)), index=features.index)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """The scores frame for a feature frame (one row per customer).
@@ -181,18 +153,12 @@ class ScoringBundle:
         return pd.DataFrame(scores)
 
     def _predictions(self, cols: _Columns) -> dict[str, np.ndarray]:
-        """``predictions`` as arrays, from the feature columns (see ``predict``)."""
+        """The model outputs as arrays, from the feature columns (see ``predict``; equal to the public models'
+        own predictions on frames, tests/models/test_bundle_speed.py). clv_p10 and clv_p90 are NaN for a bundle
+        fitted without an interval model (or before they existed); clv is BTYD's for one without a CLV model."""
         n = len(cols)
         buyer = cols("has_purchased") > 0
-        b = {c: np.full(n, np.nan) for c in (*BTYD_COLUMNS, "btyd_expected_spend", "btyd_clv")}
-        if buyer.any():
-            x, r, T, m = (cols(c)[buyer] for c in ("frequency", "recency", "T", "monetary_value"))
-            out = btyd_scores(self.transaction_model, self.spend_model, x, r, T, m, horizon_days=self.horizon_days,
-                              discount_rate_annual=self.discount_rate_annual, time_unit_days=self.time_unit_days)
-            for name, key in (("btyd_p_alive", "p_alive"), ("btyd_expected_purchases", "expected_purchases"),
-                              ("btyd_p_no_purchase", "p_no_purchase"), ("btyd_expected_spend", "expected_spend"),
-                              ("btyd_clv", "clv")):
-                b[name][buyer] = out[key]
+        b = self._btyd(cols, n)
         # inputs of the models: the model features and the BTYD outputs, by name
         model_cols = [c for c in self.feature_columns if c not in _KEYS]
         cols.add(b, names=BTYD_FEATURES)
