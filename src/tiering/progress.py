@@ -74,8 +74,9 @@ class ProgressDisplay:
     # ----------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> ProgressDisplay:
         if self.live:
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _Bar(), _Count(),
-                                      TimeElapsedColumn(), console=self.console, transient=True, redirect_stdout=False)
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _ChunkedOnly(BarColumn()),
+                                      _ChunkedOnly(MofNCompleteColumn()), TimeElapsedColumn(), console=self.console,
+                                      transient=True, redirect_stdout=False)
             self._progress.start()
         return self
 
@@ -143,23 +144,12 @@ def _count(done: float, total: float | None) -> str:
     return f"{int(done):,}/{int(total):,}" if total is not None else f"{int(done):,}"
 
 
-class _Bar(ProgressColumn):
-    """A bar for chunked stages; nothing for a step (its length is unknown)."""
+class _ChunkedOnly(ProgressColumn):
+    """``column`` (a bar, ``done/total``) for chunked stages; nothing for a step (its length is unknown)."""
 
-    def __init__(self):
+    def __init__(self, column: ProgressColumn):
         super().__init__()
-        self.bar = BarColumn()
+        self.column = column
 
     def render(self, task):
-        return self.bar.render(task) if task.total is not None else Text("")
-
-
-class _Count(ProgressColumn):
-    """``done/total`` for chunked stages; nothing for a step."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = MofNCompleteColumn()
-
-    def render(self, task):
-        return self.count.render(task) if task.total is not None else Text("")
+        return self.column.render(task) if task.total is not None else Text("")
