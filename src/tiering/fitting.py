@@ -152,6 +152,14 @@ def usable(fit: OriginFit) -> bool:
     return (f["has_purchased"] > 0).sum() >= MIN_BTYD_BUYERS and f["purchased_in_horizon"].nunique() == 2
 
 
+def try_fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec) -> OriginFit | None:
+    """``fit_origin``, or None when nobody had purchased by ``origin`` (that origin cannot be fitted or judged)."""
+    try:
+        return fit_origin(tables, origin, cfg, spec)
+    except DataQualityError:
+        return None
+
+
 def fit_training_origins(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec,
                          cache: dict | None = None) -> list[OriginFit]:
     """The usable training frames for a supervised model scoring at ``origin`` (labels end by ``origin``)."""
@@ -160,9 +168,8 @@ def fit_training_origins(tables: ValidatedTables, origin: dt.date, cfg: Config, 
         if cache is not None and t in cache:
             fits.append(cache[t])
             continue
-        try:
-            f = fit_origin(tables, t, cfg, spec)
-        except DataQualityError:  # too few buyers that early: that origin adds nothing
+        f = try_fit_origin(tables, t, cfg, spec)
+        if f is None:  # nobody had bought that early: that origin adds nothing
             continue
         if cache is not None:
             cache[t] = f

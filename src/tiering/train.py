@@ -35,7 +35,7 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
-from tiering.exceptions import DataQualityError, ModelError
+from tiering.exceptions import ModelError
 from tiering.features import FeatureSpec
 from tiering.fitting import (  # re-exported: tiering.train was their home, callers import them from here
     CLV_CANDIDATES,
@@ -53,6 +53,7 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     fit_training_origins,
     pick_clv,
     training_origins,
+    try_fit_origin,
     usable,
     with_labels,
 )
@@ -136,13 +137,6 @@ def _metrics_or_nan(fn, actual, predicted) -> dict[str, float]:
     if len(actual) >= 2:
         return fn(actual, predicted)
     return dict.fromkeys(fn(np.array([0.0, 1.0]), np.array([0.0, 1.0])), float("nan"))
-
-
-def _try_fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec) -> OriginFit | None:
-    try:
-        return fit_origin(tables, origin, cfg, spec)
-    except DataQualityError:  # no buyer by then: that origin cannot be fitted or evaluated
-        return None
 
 
 def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit, fallbacks: list[str],
@@ -291,7 +285,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     bundle = now.bundle
 
     step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
-    test = timed("fit_test_origin", _try_fit_origin, tables, test_origin, cfg, spec)
+    test = timed("fit_test_origin", try_fit_origin, tables, test_origin, cfg, spec)
     cache: dict = {}
     eval_fits = timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache) if test else []
     has_eval = bool(eval_fits) and eval_fits[0].origin == eval_origin
