@@ -166,6 +166,9 @@ class ModelConfig(_Strict):
     propensity_learner: Literal["logistic", "gbm"] = "logistic"
     # weight of BTYD's P(purchase) in buyers' p_purchase (0: the supervised model alone)
     propensity_btyd_weight: float = Field(0.5, ge=0, le=1)
+    # p_purchase recalibrated out of time (Platt scaling, buyers and prospects apart, learned on the latest training
+    # origin from a model trained on the earlier ones; tiering.models.propensity): "platt" or "none"
+    propensity_calibration: Literal["none", "platt"] = "none"
     # tier ladder thresholds (quantiles are learned at fit time and stored in the bundle)
     core_min_p_purchase: float = Field(0.6, ge=0, le=1)
     core_clv_quantile: float = Field(0.8, ge=0, le=1)
@@ -191,6 +194,9 @@ class ModelConfig(_Strict):
     # hysteresis: a customer keeps the previous batch's tier unless the new tier's probability beats it by this
     tier_hysteresis_margin: float = Field(0.1, ge=0, le=1)
     seed: int = 0
+    # fit on a seeded, stratified sample of this many customers (tiering.sampling; seed: model.seed) and score the whole
+    # base with the bundle: training memory follows the sample, not the base. None: fit on every customer
+    train_sample_customers: int | None = Field(None, ge=1, le=2**40)
     # threads for the models' fits and predictions while training (gradient boosting, GLMs); None: the libraries'
     # default (every core). 1 is far faster on a busy machine (10-43x measured on a shared 2-core box)
     threads: int | None = Field(None, gt=0, le=1024)

@@ -183,23 +183,36 @@ def _stacked(fits: list[OriginFit], columns) -> tuple[pd.DataFrame, pd.DataFrame
     return X, y
 
 
+def _propensity_inputs(f: OriginFit) -> pd.DataFrame:
+    return f.bundle.propensity_input(f.frame[f.bundle.feature_columns], f.btyd)
+
+
+def _fit_aligned_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | None) -> PropensityModel:
+    if fits:
+        X, y = _stacked(fits, _propensity_inputs)
+    else:
+        assert score_at is not None, "without training frames the columns come from score_at"
+        X, y = _propensity_inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
+    model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
+                            random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["purchased_in_horizon"])
+    if score_at is not None:
+        model.align_level(_propensity_inputs(score_at))
+    return model
+
+
 def fit_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> PropensityModel:
     """Propensity model trained on ``fits``, its level aligned (no labels) to BTYD on ``score_at``'s base.
 
     Without any training frame (``fits`` empty) it is PropensityModel's constant fallback (no labels:
-    rate 0.5), aligned to BTYD's mean over ``score_at``'s buyers: buyers are ranked by BTYD alone."""
-    def inputs(f: OriginFit) -> pd.DataFrame:
-        return f.bundle.propensity_input(f.frame[f.bundle.feature_columns], f.btyd)
-
-    if fits:
-        X, y = _stacked(fits, inputs)
-    else:
-        assert score_at is not None, "without training frames the columns come from score_at"
-        X, y = inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
-    model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
-                            random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["purchased_in_horizon"])
-    if score_at is not None:
-        model.align_level(score_at.bundle.propensity_input(score_at.frame[score_at.bundle.feature_columns], score_at.btyd))
+    rate 0.5), aligned to BTYD's mean over ``score_at``'s buyers: buyers are ranked by BTYD alone.
+    With ``model.propensity_calibration: platt`` and two or more frames, it is also recalibrated out of time: the
+    same pipeline trained on every frame but the latest, aligned and scored on the latest, whose outcomes give the
+    Platt maps (as ``fit_interval`` conformalizes on the latest origin)."""
+    model = _fit_aligned_propensity(fits, cfg, score_at)
+    if cfg.model.propensity_calibration == "platt" and len(fits) >= 2:
+        earlier = _fit_aligned_propensity(fits[1:], cfg, fits[0])
+        earlier.recalibrate(_propensity_inputs(fits[0]), fits[0].frame["purchased_in_horizon"])
+        model.platt_ = earlier.platt_
     return model
 
 

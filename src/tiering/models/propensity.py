@@ -11,7 +11,11 @@ keep it both sharp and calibrated at the scoring origin:
 2. ``align_level``: a logit offset, learned without labels on the scoring base, that moves the
    model's mean probability over buyers to BTYD's mean P(purchase) there (BTYD is fitted at the
    scoring origin, so it knows the current base; the model knows the shape);
-3. for buyers, the mean of that probability and BTYD's 1 - P(no purchase) (``btyd_weight``).
+3. for buyers, the mean of that probability and BTYD's 1 - P(no purchase) (``btyd_weight``);
+4. optionally (``recalibrate``), Platt scaling fitted out of time: the same pipeline trained on earlier
+   origins and scored at a later one whose outcomes are known gives pairs (probability, outcome); a
+   logistic map a + b * logit(p), one for buyers and one for prospects (their probabilities come from
+   different steps above), corrects the level and the spread the first three steps leave.
 
 Churn risk is 1 - propensity for customers who have purchased.
 
@@ -176,14 +180,48 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                 self.offset_ = float(brentq(gap, -20.0, 20.0, xtol=1e-8))
         return self
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """[P(no purchase), P(purchase)] in the horizon per row: the classifier's, level-aligned, blended
-        with BTYD's for rows with a btyd_p_no_purchase value."""
+    def recalibrate(self, X: pd.DataFrame, y, min_per_group: int = 50) -> PropensityModel:
+        """Learn Platt maps p -> expit(a + b * logit(p)) on (X, y), a later origin than the training data with its
+        outcomes known (out of time), apart for rows with a BTYD prediction (buyers) and without (prospects).
+
+        A group with fewer than ``min_per_group`` rows or one outcome only keeps the identity map (a=0, b=1).
+        Sets ``platt_`` ({"buyers": (a, b), "prospects": (a, b)}); ``predict_proba`` applies it."""
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y, dtype=int)
+        self.platt_: dict[str, tuple[float, float]] = {}
+        p, has = self._blended(X), np.isfinite(self._btyd(X))
+        for group, rows in (("buyers", has), ("prospects", ~has)):
+            a, b = 0.0, 1.0
+            if rows.sum() >= min_per_group and len(np.unique(y[rows])) == 2:
+                fit = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p[rows])[:, None], y[rows])
+                a, b = float(fit.intercept_[0]), float(fit.coef_[0, 0])
+            self.platt_[group] = (a, b)
+        return self
+
+    def _platt(self, p: np.ndarray, has: np.ndarray) -> np.ndarray:
+        platt = getattr(self, "platt_", None)  # None: not recalibrated (or pickled before recalibrate existed)
+        if not platt:
+            return p
+        out = p.copy()
+        for group, rows in (("buyers", has), ("prospects", ~has)):
+            a, b = platt[group]
+            out[rows] = _expit(a + b * _logit(p[rows]))
+        return out
+
+    def _blended(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Steps 1-3: the classifier's probability, level-aligned, blended with BTYD's where X has it."""
         p = _expit(self._model_logit(self._inputs(X)) + getattr(self, "offset_", 0.0))
         pb = self._btyd(X)
         has = np.isfinite(pb)
         w = getattr(self, "btyd_weight", 0.0)
         p[has] = (1.0 - w) * p[has] + w * pb[has]
+        return p
+
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """[P(no purchase), P(purchase)] in the horizon per row: the classifier's, level-aligned, blended
+        with BTYD's for rows with a btyd_p_no_purchase value, and Platt-scaled when ``recalibrate`` was called."""
+        p = self._platt(self._blended(X), np.isfinite(self._btyd(X)))
         return np.column_stack([1.0 - p, p])
 
     def predict_purchase(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -215,12 +253,13 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                         X[:, j] = column(c)
                     z = _logit(self.model_.predict_proba(np.round(X, 6))[:, 1])
         p = _expit(z + getattr(self, "offset_", 0.0))
+        has = np.zeros(n_rows, dtype=bool)
         if has_column(BTYD_PURCHASE_COLUMN):
             pb = 1.0 - np.asarray(column(BTYD_PURCHASE_COLUMN), dtype=float)
             has = np.isfinite(pb)
             w = getattr(self, "btyd_weight", 0.0)
             p[has] = (1.0 - w) * p[has] + w * pb[has]
-        return p
+        return self._platt(p, has)
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """1 where P(purchase) >= 0.5, else 0 (scikit-learn's classifier contract; ``score`` is accuracy)."""
