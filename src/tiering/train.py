@@ -28,13 +28,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from tiering.config import Config
-from tiering.evaluation import clv_metrics, propensity_metrics, ranking_auc
+from tiering.evaluation import clv_metrics
 from tiering.exceptions import ModelError
 from tiering.features import FeatureSpec
 from tiering.fitting import (  # re-exported: tiering.train was their home, callers import them from here
@@ -57,11 +58,10 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     usable,
     with_labels,
 )
-from tiering.models.bundle import ScoringBundle, model_features
+from tiering.holdout import evaluate_origin, flat_metrics, metrics_or_nan
+from tiering.models.bundle import ScoringBundle
 from tiering.models.clv import LevelAligned
-from tiering.models.intervals import interval_metrics
-from tiering.models.propensity import PropensityModel
-from tiering.models.tiers import NextTierModel, TierPolicy
+from tiering.tier_fitting import FLOORS, fit_next_tier, scored_inputs, tier_outcome_metrics, tier_policy, tier_policy_metrics
 from tiering.validation import ValidatedTables
 
 __all__ = ["LABELS", "LEARNED_CLV", "MIN_BTYD_BUYERS", "OriginFit", "TrainResult", "choose_clv", "clv_columns",
@@ -100,83 +100,33 @@ def data_fingerprint(tables: ValidatedTables) -> dict:
     return summary | {"hash": digest}
 
 
-FLOORS = ("value_min_p_purchase", "value_min_p_alive", "value_max_gap_ratio")
+@dataclass
+class _Steps:
+    """A fit's bookkeeping: progress messages, timings per step, fallbacks and notes."""
+
+    progress: Callable[[str], None] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    fallbacks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def step(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+    def timed(self, name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - t0, 3)
+        return out
 
 
-def _policy(cfg: Config, floors: TierPolicy | None = None) -> TierPolicy:
-    """The tier policy of the config; with ``floors`` (a fitted policy), its value floors fixed (not relearned)."""
-    m = cfg.model
-    fixed = {k: getattr(floors, k + "_") for k in FLOORS} if floors is not None else {k: getattr(m, k) for k in FLOORS}
-    return TierPolicy(core_min_p_purchase=m.core_min_p_purchase, core_clv_quantile=m.core_clv_quantile,
-                      seed_engagement_quantile=m.seed_engagement_quantile,
-                      seed_min_social_actions_90d=m.seed_min_social_actions_90d,
-                      new_max_tenure_days=m.new_max_tenure_days, at_risk_min_churn_risk=m.at_risk_min_churn_risk,
-                      value_grace_gap_ratio=m.value_grace_gap_ratio, seed_min_koc_score=m.seed_min_koc_score,
-                      proba_sd=m.tier_proba_sd, **fixed)
-
-
-def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
-    """The policy's value floors (NaN: that test is off) and where each came from (1: learned out of time)."""
-    out = {}
-    for k in FLOORS:
-        v = float(getattr(policy, k + "_"))
-        off = (k == "value_min_p_alive" and v <= 0) or (k == "value_max_gap_ratio" and not np.isfinite(v))
-        out[f"tier_{k}"] = float("nan") if off else v
-        out[f"tier_{k}_learned"] = float(policy.threshold_source_[k] == "learned")
-    out["tier_seed_min_koc_score"] = policy.seed_min_koc_score_
-    out["tier_seed_min_koc_score_learned"] = float(policy.threshold_source_["seed_min_koc_score"] == "learned")
-    out["tier_value_floor_youden_j"] = policy.value_floor_j_
-    out["tier_core_clv_cut"] = policy.core_clv_cut_
-    out["tier_koc_mixture_fitted"] = float(policy.koc_theta_ is not None)
-    return out
-
-
-def _metrics_or_nan(fn, actual, predicted) -> dict[str, float]:
-    """``fn``'s metrics, or the same keys as NaN when fewer than 2 rows make them undefined."""
-    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
-    if len(actual) >= 2:
-        return fn(actual, predicted)
-    return dict.fromkeys(fn(np.array([0.0, 1.0]), np.array([0.0, 1.0])), float("nan"))
-
-
-def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit, fallbacks: list[str],
-                 where: str) -> LevelAligned | None:
-    """fit_clv, or None (with a fallback note: BTYD's CLV stands in) when no frame or too few spenders."""
-    if not fits:
-        fallbacks.append(f"CLV {where}: no labelled training origin; the {kind} CLV model is not fitted and BTYD's "
-                         "discounted CLV stands in")
-        return None
+def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit, fallbacks: list[str]) -> LevelAligned | None:
+    """The final CLV model, or None (with a fallback note: BTYD's CLV stands in) when it cannot be fitted."""
     try:
         return fit_clv(kind, fits, cfg, score_at)
     except ModelError as exc:
-        fallbacks.append(f"CLV {where}: the {kind} model is not fitted ({exc}); BTYD's discounted CLV stands in")
+        fallbacks.append(f"CLV final: the {kind} model is not fitted ({exc}); BTYD's discounted CLV stands in")
         return None
-
-
-def _baseline_metrics(test: OriginFit, spec: FeatureSpec) -> dict[str, float]:
-    """BTYD and naive CLV and churn metrics at the test origin, over its buyers."""
-    f, b = test.frame, test.btyd
-    buyer = f["has_purchased"].to_numpy() > 0
-    y_spend, y_buy = f["holdout_spend"].to_numpy(float)[buyer], f["purchased_in_horizon"].to_numpy(int)[buyer]
-    largest = max(spec.windows_days)
-    metrics: dict[str, float] = {}
-    for name, pred in (("btyd", b["btyd_clv"].to_numpy()), ("naive", f[f"spend_{largest}d"].to_numpy(float))):
-        for k, v in _metrics_or_nan(clv_metrics, y_spend, pred[buyer]).items():
-            metrics[f"clv_{name}_{k}"] = v
-    for k, v in _metrics_or_nan(propensity_metrics, y_buy, 1 - b["btyd_p_no_purchase"].to_numpy()[buyer]).items():
-        metrics[f"churn_btyd_{k}"] = v
-    naive = -f["days_since_last_purchase"].to_numpy(float)[buyer]
-    metrics["churn_naive_roc_auc"] = ranking_auc(y_buy, naive) if len(y_buy) >= 2 else float("nan")
-    return metrics
-
-
-@dataclass
-class _Evaluation:
-    """What the out-of-time evaluation leaves for the final fit: the test bundle with its models."""
-
-    metrics: dict[str, float]
-    propensity: PropensityModel | None = None
-    clv_models: dict[str, LevelAligned | None] = field(default_factory=dict)
 
 
 def choose_clv(metrics: dict[str, float], cfg: Config) -> tuple[str, str]:
@@ -196,53 +146,141 @@ def choose_clv(metrics: dict[str, float], cfg: Config) -> tuple[str, str]:
     return chosen, f"CLV model {chosen} (auto: {rule}; normalized Gini at the test origin: {scores})"
 
 
-def _evaluate_models(test: OriginFit, eval_fits: list[OriginFit], cfg: Config, timed, fallbacks: list[str]) -> _Evaluation:
-    """Propensity and supervised/hybrid CLV trained at the eval origins, scored at the test origin."""
-    f, b, bundle = test.frame, test.btyd, test.bundle
-    buyer = f["has_purchased"].to_numpy() > 0
-    y_spend, y_buy = f["holdout_spend"].to_numpy(float), f["purchased_in_horizon"].to_numpy(int)
-    metrics: dict[str, float] = {}
-    prop = timed("propensity_fit_eval", fit_propensity, eval_fits, cfg, test)
-    fallbacks += [f"evaluation {s}" for s in prop.fallbacks_]
-    bundle.propensity = prop
-    p_test = prop.predict_purchase(bundle.propensity_input(f[bundle.feature_columns], b))
-    for k, v in _metrics_or_nan(propensity_metrics, y_buy[buyer], p_test[buyer]).items():
-        metrics[f"churn_model_{k}"] = v
-    for k, v in _metrics_or_nan(propensity_metrics, y_buy, p_test).items():
-        metrics[f"propensity_all_{k}"] = v
+# every model train judges at its test origin (tiering.holdout), baselines included
+_EVALUATED = {"clv": CLV_CANDIDATES, "churn": ("naive", "btyd", "model"), "propensity": ("model",), "interval": ("cqr",)}
+
+
+@dataclass
+class _Evaluation:
+    """The out-of-time evaluation at the test origin: its metrics and the models fitted at the eval origins."""
+
+    test: OriginFit | None
+    eval_fits: list[OriginFit]
+    metrics: dict[str, float]
+    fitted: dict = field(default_factory=dict)
+
+    @property
+    def has_models(self) -> bool:  # the learned models were fitted at the eval origin (as_of - 2H) and judged
+        return bool(self.eval_fits)
+
+
+def _evaluation_metrics(test: OriginFit, eval_fits: list[OriginFit], cfg: Config, s: _Steps) -> tuple[dict[str, float], dict]:
+    """tiering.holdout.evaluate_origin at the test origin, as flat metric names, and what it fitted; its failures
+    and the evaluation propensity model's fallbacks become fallbacks."""
+    fitted: dict = {}
+    rows, _, _, _ = s.timed("evaluate_test_origin", evaluate_origin, test, eval_fits, cfg, _EVALUATED, fitted=fitted)
+    metrics = flat_metrics(rows)
+    if not eval_fits:
+        return metrics, fitted
+    s.fallbacks.extend(f"evaluation {f}" for f in fitted["propensity"].fallbacks_)
     metrics["propensity_roc_auc"] = metrics["churn_model_roc_auc"]
-    models: dict[str, LevelAligned | None] = {}
+    errors = fitted.get("errors", {})
     for kind in LEARNED_CLV:
-        models[kind] = model = timed(f"clv_{kind}_fit_eval", _try_fit_clv, kind, eval_fits, cfg, test, fallbacks, "evaluation")
-        pred = model.predict(clv_columns(test, kind)) if model is not None else np.full(len(f), np.nan)
-        for k, v in _metrics_or_nan(clv_metrics, y_spend[buyer], pred[buyer]).items():
-            metrics[f"clv_{kind}_{k}"] = v if model is not None else float("nan")
+        if f"clv:{kind}" in errors:
+            s.fallbacks.append(f"CLV evaluation: the {kind} model is not fitted ({errors[f'clv:{kind}']}); BTYD's "
+                               "discounted CLV stands in")
+            metrics |= {f"clv_{kind}_{k}": float("nan") for k in metrics_or_nan(clv_metrics, [], [])}
+    if "interval" in errors:
+        s.fallbacks.append(f"evaluation: the CLV interval is not evaluated ({errors['interval']})")
+    return metrics, fitted
+
+
+def _evaluate(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec: FeatureSpec, cache: dict, s: _Steps) -> _Evaluation:
+    """Fit and judge every model at the test origin as_of - H, trained at the eval origin as_of - 2H and before."""
+    H = cfg.model.horizon_days
+    test_origin, eval_origin = as_of - dt.timedelta(days=H), as_of - dt.timedelta(days=2 * H)
+    s.step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
+    test = s.timed("fit_test_origin", try_fit_origin, tables, test_origin, cfg, spec)
+    if test is None:
+        s.fallbacks.append(f"evaluation: no customer had purchased by the test origin {test_origin} (as_of - {H} days); "
+                           "nothing is evaluated out of time and every evaluation metric is NaN")
+        metrics = {k: float("nan") for k in ("clv_btyd_normalized_gini", "clv_naive_normalized_gini",
+                                            "churn_btyd_roc_auc", "churn_naive_roc_auc")}
+        return _Evaluation(None, [], metrics | {"clv_normalized_gini": float("nan"), "propensity_roc_auc": float("nan")})
+    s.fallbacks.extend(test.fallbacks)
+    eval_fits = s.timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache)
+    if eval_fits and eval_fits[0].origin == eval_origin:
+        s.fallbacks.extend(eval_fits[0].fallbacks)
+        s.step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
+    else:
+        eval_fits = []
+        s.notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated "
+                       "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
+                       "(each customer is predicted to stay in its tier)")
+    metrics = {"clv_normalized_gini": float("nan"), "propensity_roc_auc": float("nan")}
+    got, fitted = _evaluation_metrics(test, eval_fits, cfg, s)
+    metrics |= got
+    metrics["clv_normalized_gini"] = metrics["clv_btyd_normalized_gini"]
+    return _Evaluation(test, eval_fits, metrics, fitted)
+
+
+def _ship_test_bundle(ev: _Evaluation, chosen: str, cfg: Config) -> None:
+    """The test origin's bundle with the chosen CLV model as fitted there (the tier policy's holdout uses it);
+    ``clv_normalized_gini`` becomes that model's."""
+    assert ev.test is not None  # has_models: there is a test origin
+    bundle = ev.test.bundle
+    bundle.propensity = ev.fitted["propensity"]
+    bundle.clv_kind, bundle.clv_model = chosen, ev.fitted.get("clv", {}).get(chosen)
+    if chosen == "naive":
+        bundle.clv_model = fit_clv("naive", ev.eval_fits, cfg, ev.test)
+    if bundle.clv_model is None:
+        bundle.clv_kind = "btyd"  # BTYD's where the chosen model could not be fitted
+    ev.metrics["clv_normalized_gini"] = ev.metrics[f"clv_{bundle.clv_kind}_normalized_gini"]
+
+
+def _fit_final_models(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec: FeatureSpec, cache: dict,
+                      now: OriginFit, ev: _Evaluation, chosen: str, s: _Steps) -> None:
+    """The bundle's propensity, CLV and interval models, trained at the test origin and before, scored from as_of."""
+    test, bundle = ev.test, now.bundle
+    s.step(f"propensity and CLV models fitted at {as_of - dt.timedelta(days=cfg.model.horizon_days)} and before")
+    if test is not None:
+        cache[test.origin] = test
+    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
+    if not train_fits:
+        train_fits = [test] if test is not None else []
+        s.fallbacks.append(
+            f"final models: no usable training origin (at least {MIN_BTYD_BUYERS} buyers and both outcomes) at or "
+            f"before {as_of - dt.timedelta(days=cfg.model.horizon_days)}; the propensity model trains on "
+            + (f"the {len(test.frame):,} customers at {test.origin}" if test is not None
+               else "no labels (a constant rate aligned to BTYD)"))
+    bundle.propensity = s.timed("propensity_fit", fit_propensity, train_fits, cfg, now)
+    s.fallbacks.extend(bundle.propensity.fallbacks_)
+    bundle.clv_kind = chosen
+    if chosen != "btyd":
+        if not train_fits:
+            s.fallbacks.append(f"CLV final: no labelled training origin; the {chosen} CLV model is not fitted and "
+                               "BTYD's discounted CLV stands in")
+            bundle.clv_model = None
+        else:
+            bundle.clv_model = s.timed("clv_fit", _try_fit_clv, chosen, train_fits, cfg, now, s.fallbacks)
+        if bundle.clv_model is None:
+            bundle.clv_kind = "btyd"
     try:
-        interval = timed("clv_interval_fit_eval", fit_interval, eval_fits, cfg)
-        lo, hi = interval.predict(clv_columns(test, "interval"))
-        metrics |= {f"clv_interval_{k}": v for k, v in interval_metrics(y_spend, lo, hi).items()}
+        bundle.clv_interval = s.timed("clv_interval_fit", fit_interval, train_fits, cfg)
     except ModelError as exc:
-        fallbacks.append(f"evaluation: the CLV interval is not evaluated ({exc})")
-    return _Evaluation(metrics, prop, models)
+        s.fallbacks.append(f"CLV interval: not fitted ({exc}); clv_p10 and clv_p90 are empty")
 
 
-def _fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginFit, evaluation: _Evaluation,
-                   eval_fit: OriginFit, cfg: Config, timed, fallbacks: list[str]) -> dict[str, float]:
-    """The next-tier model (tiers at the test origin -> tiers at as_of) and its out-of-time check."""
-    from tiering.tier_eval import next_tier_backtest  # out of time: fit eval->test origin, score test origin->as_of
-
-    test_bundle, feats_test = test.bundle, test.frame
-    test_bundle.tier_policy = _policy(cfg, floors=bundle.tier_policy).fit(_scored_inputs(test_bundle, feats_test))
-    tier_then = test_bundle.predict(feats_test[test_bundle.feature_columns])["tier"]
-    tier_now = bundle.predict(feats_now[bundle.feature_columns])[["customer_id", "tier"]]
-    pair = feats_test[bundle.feature_columns].assign(tier_then=tier_then.to_numpy()).merge(tier_now, on="customer_id")
-    model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed, threads=cfg.model.threads).fit,
-                  model_features(pair[bundle.feature_columns]), pair["tier_then"], pair["tier"])
-    fallbacks += model.fallbacks_
-    bundle.next_tier_model = model
-    metrics = {"next_tier_train_stay_share": float((pair["tier_then"] == pair["tier"]).mean()) if len(pair) else float("nan")}
-    return metrics | timed("next_tier_eval", next_tier_backtest, eval_fit.bundle, evaluation.propensity, eval_fit.frame,
-                           pair, test_bundle.tier_policy, random_state=cfg.model.seed, fallbacks=fallbacks)
+def _fit_tiers(tables: ValidatedTables, feats_now: pd.DataFrame, now: OriginFit, ev: _Evaluation, cfg: Config,
+               s: _Steps) -> dict[str, float]:
+    """The tier policy (value floors learned on the out-of-time test origin) and the next-tier model."""
+    s.step("tier policy and next-tier model")
+    bundle = now.bundle
+    holdout = scored_inputs(ev.test.bundle, ev.test.frame) if ev.has_models and ev.test is not None else None
+    bundle.tier_policy = s.timed("tier_policy_fit", tier_policy(cfg).fit, scored_inputs(bundle, feats_now), holdout=holdout)
+    defaults = [k for k, v in bundle.tier_policy.threshold_source_.items() if v == "default" and k in FLOORS]
+    if defaults:
+        test_origin = now.origin - dt.timedelta(days=cfg.model.horizon_days)
+        s.fallbacks.append(f"tiers: {', '.join(defaults)} not learned (" + ("no propensity model evaluated out of time at "
+                           f"{test_origin}" if holdout is None else f"the buyers at {test_origin} do not tell who returns")
+                           + "); the defaults apply (no p_purchase or P(alive) floor; a buyer lapses when the last order is "
+                           "over 3x their own gap between orders)")
+    metrics = tier_policy_metrics(bundle.tier_policy)
+    if ev.has_models and ev.test is not None:
+        metrics |= fit_next_tier(bundle, feats_now, ev.test, ev.fitted["propensity"], ev.eval_fits[0], cfg, s.timed,
+                                 s.fallbacks)
+        metrics |= tier_outcome_metrics(tables, ev.test, cfg)
+    return metrics
 
 
 def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) -> TrainResult:
@@ -263,123 +301,24 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
       BTYD; the supervised/hybrid CLV model falls back to BTYD's CLV (``bundle.clv_kind = "btyd"``);
     - PropensityModel and NextTierModel add their own (one outcome, tiny classes: see their docs).
     """
-    step = progress or (lambda msg: None)
-    H = cfg.model.horizon_days
+    s = _Steps(progress)
     spec = feature_spec(cfg)
-    test_origin = as_of - dt.timedelta(days=H)
-    eval_origin = as_of - dt.timedelta(days=2 * H)
-    seconds: dict[str, float] = {}
-    notes: list[str] = []
-    fallbacks: list[str] = []
-
-    def timed(name, fn, *a, **kw):
-        t0 = time.perf_counter()
-        out = fn(*a, **kw)
-        seconds[name] = round(time.perf_counter() - t0, 3)
-        return out
-
-    step(f"BTYD fit at {as_of}")
-    feats_now = timed("features_as_of", features_at, tables, as_of, spec)
-    now = timed("btyd_fit", fit_origin, tables, as_of, cfg, spec, labels=False, features=feats_now)
-    fallbacks += now.fallbacks
-    bundle = now.bundle
-
-    step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
-    test = timed("fit_test_origin", try_fit_origin, tables, test_origin, cfg, spec)
+    s.step(f"BTYD fit at {as_of}")
+    feats_now = s.timed("features_as_of", features_at, tables, as_of, spec)
+    now = s.timed("btyd_fit", fit_origin, tables, as_of, cfg, spec, labels=False, features=feats_now)
+    s.fallbacks.extend(now.fallbacks)
     cache: dict = {}
-    eval_fits = timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache) if test else []
-    has_eval = bool(eval_fits) and eval_fits[0].origin == eval_origin
-    if test is None:
-        fallbacks.append(f"evaluation: no customer had purchased by the test origin {test_origin} (as_of - {H} days); "
-                         "nothing is evaluated out of time and every evaluation metric is NaN")
-        metrics = {k: float("nan") for k in ("clv_btyd_normalized_gini", "clv_naive_normalized_gini",
-                                            "churn_btyd_roc_auc", "churn_naive_roc_auc")}
-    else:
-        fallbacks += test.fallbacks
-        metrics = _baseline_metrics(test, spec)
-    metrics |= {"clv_normalized_gini": metrics["clv_btyd_normalized_gini"], "propensity_roc_auc": float("nan")}
-    evaluation = None
-    if has_eval:
-        fallbacks += eval_fits[0].fallbacks
-        step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
-        evaluation = _evaluate_models(test, eval_fits, cfg, timed, fallbacks)
-        metrics |= evaluation.metrics
-    elif test is not None:
-        notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated "
-                     "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
-                     "(each customer is predicted to stay in its tier)")
-
-    chosen, why = choose_clv(metrics, cfg)
-    notes.append(why)
-    if has_eval:  # the test origin's tiers (the tier policy's holdout) use the chosen CLV model, as fitted there
-        assert evaluation is not None  # has_eval: evaluated above
-        test.bundle.clv_kind, test.bundle.clv_model = chosen, evaluation.clv_models.get(chosen)
-        if chosen == "naive":
-            test.bundle.clv_model = fit_clv("naive", eval_fits, cfg, test)
-        if test.bundle.clv_model is None:
-            test.bundle.clv_kind = "btyd"  # BTYD's where the chosen model could not be fitted
-        metrics["clv_normalized_gini"] = metrics[f"clv_{test.bundle.clv_kind}_normalized_gini"]
-
-    step(f"propensity and CLV models fitted at {test_origin} and before")
-    if test is not None:
-        cache[test_origin] = test
-    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
-    if not train_fits:
-        train_fits = [test] if test is not None else []
-        fallbacks.append(
-            f"final models: no usable training origin (at least {MIN_BTYD_BUYERS} buyers and both outcomes) at or "
-            f"before {test_origin}; the propensity model trains on "
-            + (f"the {len(test.frame):,} customers at {test_origin}" if test is not None
-               else "no labels (a constant rate aligned to BTYD)"))
-    bundle.propensity = timed("propensity_fit", fit_propensity, train_fits, cfg, now)
-    fallbacks += bundle.propensity.fallbacks_
-    bundle.clv_kind = chosen
-    if chosen != "btyd":
-        bundle.clv_model = timed("clv_fit", _try_fit_clv, chosen, train_fits, cfg, now, fallbacks, "final")
-        if bundle.clv_model is None:
-            bundle.clv_kind = "btyd"
-    try:
-        bundle.clv_interval = timed("clv_interval_fit", fit_interval, train_fits, cfg)
-    except ModelError as exc:
-        fallbacks.append(f"CLV interval: not fitted ({exc}); clv_p10 and clv_p90 are empty")
-
-    step("tier policy and next-tier model")
-    # value floors: learned where they separate what buyers did next, on the out-of-time test origin
-    holdout = _scored_inputs(test.bundle, test.frame) if has_eval else None
-    bundle.tier_policy = timed("tier_policy_fit", _policy(cfg).fit, _scored_inputs(bundle, feats_now), holdout=holdout)
-    defaults = [k for k, s in bundle.tier_policy.threshold_source_.items() if s == "default" and k in FLOORS]
-    if defaults:
-        fallbacks.append(f"tiers: {', '.join(defaults)} not learned (" + ("no propensity model evaluated out of time at "
-                         f"{test_origin}" if holdout is None else f"the buyers at {test_origin} do not tell who returns")
-                         + "); the defaults apply (no p_purchase or P(alive) floor; a buyer lapses when the last order is "
-                         "over 3x their own gap between orders)")
-    metrics |= tier_policy_metrics(bundle.tier_policy)
-    if has_eval:
-        assert evaluation is not None  # has_eval: evaluated above
-        metrics |= _fit_next_tier(bundle, feats_now, test, evaluation, eval_fits[0], cfg, timed, fallbacks)
-        metrics |= _tier_outcome_metrics(tables, test, cfg)
-    metrics["fallback_count"] = float(len(fallbacks))
-    bundle.metrics = metrics
-    return TrainResult(bundle, metrics, seconds, data_fingerprint(tables), feats_now.head(5), notes + fallbacks, fallbacks=fallbacks)
-
-
-def _tier_outcome_metrics(tables: ValidatedTables, test: OriginFit, cfg: Config) -> dict[str, float]:
-    """The ladder at the test origin judged by what its customers did in the horizon after it (tier_eval).
-
-    The value floors are learned on these same outcomes (three numbers), the rest of the models out of time."""
-    from tiering.tier_eval import social_actions_between, tier_outcomes
-
-    tiers = test.bundle.predict(test.frame[test.bundle.feature_columns])
-    outcomes = test.frame[["customer_id", "holdout_spend", "purchased_in_horizon"]]
-    if tables.interactions is not None:
-        social = social_actions_between(tables.interactions, test.origin, cfg.model.horizon_days)
-        outcomes = outcomes.merge(social, on="customer_id", how="left").fillna({"social_actions_next": 0})
-    return tier_outcomes(tiers, outcomes)[1]
-
-
-def _scored_inputs(bundle: ScoringBundle, features: pd.DataFrame) -> pd.DataFrame:
-    """Features joined to the bundle's predictions: what the tier policy is fitted on."""
-    return pd.concat([features, bundle.predictions(features[bundle.feature_columns])], axis=1)
+    ev = _evaluate(tables, as_of, cfg, spec, cache, s)
+    chosen, why = choose_clv(ev.metrics, cfg)
+    s.notes.append(why)
+    if ev.has_models:
+        _ship_test_bundle(ev, chosen, cfg)
+    _fit_final_models(tables, as_of, cfg, spec, cache, now, ev, chosen, s)
+    metrics = ev.metrics | _fit_tiers(tables, feats_now, now, ev, cfg, s)
+    metrics["fallback_count"] = float(len(s.fallbacks))
+    now.bundle.metrics = metrics
+    return TrainResult(now.bundle, metrics, s.seconds, data_fingerprint(tables), feats_now.head(5), s.notes + s.fallbacks,
+                       fallbacks=s.fallbacks)
 
 
 def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainResult:
