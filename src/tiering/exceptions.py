@@ -1,4 +1,24 @@
-"""One exception tree. Every error is also a builtin so callers can catch either."""
+"""One exception tree. Every error is also a builtin so callers can catch either.
+
+::
+
+    TieringError                                  tiering raised it on purpose; .hint says what to do
+    +-- ConfigError            (ValueError)       a config key, flag or argument is wrong             exit 2
+    +-- SchemaError            (ValueError)       an input table breaks its contract (column, type)   exit 2
+    +-- DataQualityError       (ValueError)       too many unusable rows, an empty table, no buyer    exit 2
+    +-- LeakageError           (RuntimeError)     a feature would read data after as_of               exit 2
+    +-- ModelError             (RuntimeError)     a model cannot be fitted, loaded or applied         exit 2
+    +-- NotFoundError          (LookupError)      the customer, tier or batch is not in the store     exit 2
+    +-- TrackingError          (RuntimeError)     MLflow tracking or the registry refused             exit 2
+    |   +-- ServiceUnavailableError               ... unreachable or locked: retry later               exit 3
+    +-- StoreError             (RuntimeError)     the scores store cannot be read or written          exit 2
+        +-- ServiceUnavailableError               (also a TrackingError)                              exit 3
+
+    TieringWarning (UserWarning)                  worth knowing, does not stop the run (stderr)
+
+Anything else that escapes is a bug (exit 1; ``--verbose`` prints its traceback). Pydantic validators raise
+ValueError by pydantic's contract; :mod:`tiering.config` turns them into ConfigError.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +57,12 @@ class ModelError(TieringError, RuntimeError):
     """A model could not be fitted, loaded or applied."""
 
     hint = "Train a model on this data (`tiering train`) or pass another --model."
+
+
+class NotFoundError(TieringError, LookupError):
+    """The customer, tier or batch asked for is not in the scores store."""
+
+    hint = "Check the id, tier or --as-of; `tiering tiers summary` lists the tiers and scoring dates."
 
 
 class TrackingError(TieringError, RuntimeError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tiering.exceptions import DataQualityError, SchemaError
 from tiering.ladder import TIER_NAMES
 
 LADDER_LOW_TO_HIGH: tuple[str, ...] = tuple(reversed(TIER_NAMES))
@@ -29,10 +30,11 @@ LADDER_LOW_TO_HIGH: tuple[str, ...] = tuple(reversed(TIER_NAMES))
 def _tiers(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     missing = [c for c in ("customer_id", "tier") if c not in frame.columns]
     if missing:
-        raise ValueError(f"the {name} scores frame lacks columns {missing}; got {list(frame.columns)}")
+        raise SchemaError(f"the {name} scores frame lacks columns {missing}; got {list(frame.columns)}. Pass a scores frame "
+                          "as tiering predict writes it (customer_id, tier, ...).")
     out = frame[["customer_id", "tier"]].astype({"customer_id": str})
     if out["customer_id"].duplicated().any():
-        raise ValueError(f"the {name} scores frame holds a customer more than once; pass one batch")
+        raise DataQualityError(f"the {name} scores frame holds a customer more than once; pass one batch.")
     return out
 
 
@@ -148,7 +150,8 @@ def truth_agreement(scores: pd.DataFrame, truth: pd.DataFrame, truth_column: str
     from sklearn.metrics import cohen_kappa_score
 
     if truth_column not in truth.columns:
-        raise ValueError(f"the truth frame lacks column {truth_column!r}; got {list(truth.columns)}")
+        raise SchemaError(f"the truth frame lacks column {truth_column!r}; got {list(truth.columns)}. Name the column "
+                          "holding each customer's true tier with truth_column=.")
     s = _tiers(scores, "scores")
     t = truth[["customer_id", truth_column]].astype({"customer_id": str}).rename(columns={truth_column: "true_tier"})
     m = s.merge(t, on="customer_id")

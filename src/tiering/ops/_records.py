@@ -6,15 +6,10 @@ import datetime as dt
 import math
 from typing import Any
 
-from tiering.exceptions import TieringError
+from tiering.exceptions import NotFoundError
 from tiering.ladder import TIER_LADDER, Tier
 from tiering.store import Batch, ScoresStore, newest_batch
 from tiering.store._faults import redact
-
-
-class NotFoundError(TieringError, LookupError):
-    """The customer, tier or batch asked for is not in the scores store."""
-
 
 _PLAIN = frozenset({str, int, bool})  # JSON-ready as they are (the common case, answered first)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tiering.exceptions import StoreError
+from tiering.exceptions import ConfigError, StoreError
 from tiering.store._faults import db_errors, normalize_url, redact, store_fault
 from tiering.store._schema import LISTING_INDEX, LISTING_INDEX_COLUMNS, metadata
 
@@ -81,7 +81,7 @@ class StoreBase:
         import sqlalchemy as sa
 
         if create not in (True, False, "on_write"):
-            raise ValueError(f"create must be True, False or 'on_write'; got {create!r}")
+            raise ConfigError(f"ScoresStore create= must be True, False or 'on_write'; got {create!r}.")
         url = normalize_url(url)
         self.url = url
         self.lock_timeout_s = float(lock_timeout_s)
