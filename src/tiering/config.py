@@ -169,6 +169,9 @@ class ModelConfig(_Strict):
     # p_purchase recalibrated out of time (Platt scaling, buyers and prospects apart, learned on the latest training
     # origin from a model trained on the earlier ones; tiering.models.propensity): "platt" or "none"
     propensity_calibration: Literal["none", "platt"] = "none"
+    # never ship a propensity model that loses to BTYD out of time: when its buyers' ROC-AUC at the test origin is
+    # below BTYD's by more than this, buyers' p_purchase is BTYD's alone (prospects keep the model)
+    propensity_auto_margin: float = Field(0.01, ge=0, le=1)
     # tier ladder thresholds (quantiles are learned at fit time and stored in the bundle)
     core_min_p_purchase: float = Field(0.6, ge=0, le=1)
     core_clv_quantile: float = Field(0.8, ge=0, le=1)

@@ -245,6 +245,7 @@ def _fit_final_models(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec
                else "no labels (a constant rate aligned to BTYD)"))
     bundle.propensity = s.timed("propensity_fit", fit_propensity, train_fits, cfg, now)
     s.fallbacks.extend(bundle.propensity.fallbacks_)
+    _guard_propensity(bundle.propensity, ev.metrics, cfg, s)
     bundle.clv_kind = chosen
     if chosen != "btyd":
         if not train_fits:
@@ -259,6 +260,19 @@ def _fit_final_models(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec
         bundle.clv_interval = s.timed("clv_interval_fit", fit_interval, train_fits, cfg)
     except ModelError as exc:
         s.fallbacks.append(f"CLV interval: not fitted ({exc}); clv_p10 and clv_p90 are empty")
+
+
+def _guard_propensity(model, metrics: dict[str, float], cfg: Config, s: _Steps) -> None:
+    """Buyers' p_purchase falls back to BTYD's alone when the propensity model ranked buyers worse than BTYD at the
+    test origin by more than ``model.propensity_auto_margin`` (recorded as ``propensity_btyd_only``, noted)."""
+    ours, btyd = metrics.get("churn_model_roc_auc", np.nan), metrics.get("churn_btyd_roc_auc", np.nan)
+    lost = bool(np.isfinite(ours) and np.isfinite(btyd) and ours < btyd - cfg.model.propensity_auto_margin)
+    metrics["propensity_btyd_only"] = float(lost)
+    if lost:
+        model.btyd_weight, model.platt_ = 1.0, {}  # the Platt maps were learned for the blend: dropped with it
+        s.notes.append(f"p_purchase of buyers: BTYD's alone (the propensity model's ROC-AUC at the test origin, "
+                       f"{ours:.4f}, was below BTYD's {btyd:.4f} by more than {cfg.model.propensity_auto_margin:g}); "
+                       "prospects keep the model")
 
 
 def _fit_tiers(tables: ValidatedTables, feats_now: pd.DataFrame, now: OriginFit, ev: _Evaluation, cfg: Config,
