@@ -25,7 +25,7 @@ from tiering import __version__
 from tiering.config import Config
 from tiering.exceptions import DataQualityError, ModelError
 from tiering.features import FeatureSpec, build_features, build_labels
-from tiering.models.btyd import BetaGeoModel, GammaGammaModel, MeanSpendModel, ParetoNBDModel, PooledNBDModel
+from tiering.models import BetaGeoModel, GammaGammaModel, MeanSpendModel, ParetoNBDModel, PooledNBDModel
 from tiering.models.bundle import ScoringBundle
 from tiering.models.clv import BTYD_FEATURES, LevelAligned, PastSpend, SpendRegressor
 from tiering.models.hurdle import HurdleSpend

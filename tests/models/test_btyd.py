@@ -11,7 +11,7 @@ import pytest
 from sklearn.base import clone
 
 from tiering.exceptions import ModelError
-from tiering.models import btyd
+from tiering.models import _btyd_base, _btyd_inputs, btyd
 from tiering.models.btyd import BetaGeoModel, GammaGammaModel, ParetoNBDModel, discounted_clv
 
 lifetimes = pytest.importorskip("lifetimes")  # never lifetimes.datasets: it needs pkg_resources
@@ -132,7 +132,7 @@ def test_gammagamma_penalizer_matches_lifetimes_and_refuses_q_below_1(cdnow_spen
 def test_collapse_rebuilds_every_row(offset):
     rng = np.random.default_rng(3)
     cols = (rng.integers(0, 5, 500).astype(float), rng.integers(0, 9, 500) + offset, rng.integers(0, 9, 500) * 1.0)
-    unique, counts, inverse = btyd._collapse(*cols)
+    unique, counts, inverse = _btyd_inputs._collapse(*cols)
     assert len(set(zip(*unique))) == len(unique[0]) == len(set(zip(*cols))) and counts.sum() == 500
     for u, c in zip(unique, cols):
         np.testing.assert_array_equal(u[inverse], c)
@@ -331,7 +331,7 @@ def test_every_try_failing_raises(monkeypatch, cdnow):
             self.x, self.fun, self.success, self.nit, self.nfev = np.asarray(x0), 1.0, False, 3, 9
             self.message = "Desired error not necessarily achieved due to precision loss."
 
-    monkeypatch.setattr(btyd, "minimize", lambda fun, x0, **kw: Failed(x0))
+    monkeypatch.setattr(_btyd_base, "minimize", lambda fun, x0, **kw: Failed(x0))
     with pytest.raises(ModelError, match=r"BetaGeoModel.fit did not converge in 5 tries \(BFGS tol=1e-07 penalizer=0: "
                                          r"Desired error .* BFGS tol=1e-06 penalizer=0.01: .*larger penalizer"):
         BetaGeoModel().fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
@@ -497,14 +497,14 @@ def test_value_differences_give_the_gradient_hessian(bg, cdnow):
     """Pareto/NBD has no analytic gradient: its Hessian comes from differences of values. On BG/NBD
     that path must agree with the one from differences of the analytic gradient."""
     x, rec, T = _xrt(cdnow)
-    (ux, urec, uT), _, inverse = btyd._collapse(x, rec, T)
+    (ux, urec, uT), _, inverse = _btyd_inputs._collapse(x, rec, T)
     w = np.bincount(inverse).astype(float)
     scale = 1.0 / uT.max()
     d = bg._prepare(ux, urec * scale, uT * scale, w)
     theta = np.log([bg.params_[k] * (scale if k == "alpha" else 1.0) for k in bg._param_names])
     fun = lambda th: bg._objective(th, 0.0, d)  # noqa: E731
-    from_gradient = btyd._hessian(fun, theta, True)
-    from_values = btyd._hessian(lambda th: fun(th)[0], theta, False)
+    from_gradient = _btyd_base._hessian(fun, theta, True)
+    from_values = _btyd_base._hessian(lambda th: fun(th)[0], theta, False)
     np.testing.assert_allclose(from_values, from_gradient, rtol=1e-3, atol=1e-6)
 
 

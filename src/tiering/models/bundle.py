@@ -31,16 +31,14 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models import thread_limits
-from tiering.models.btyd import (
-    BetaGeoModel,
-    GammaGammaModel,
-    MeanSpendModel,
-    ParetoNBDModel,
-    PooledNBDModel,
-    btyd_scores,
-)
+from tiering.models.bgnbd import BetaGeoModel
+from tiering.models.btyd_clv import btyd_scores
 from tiering.models.clv import BTYD_FEATURES, LevelAligned, hgb_raw_predictions
+from tiering.models.gammagamma import GammaGammaModel
 from tiering.models.intervals import SpendInterval
+from tiering.models.meanspend import MeanSpendModel
+from tiering.models.nbd import PooledNBDModel
+from tiering.models.paretonbd import ParetoNBDModel
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import NextTierModel, TierPolicy
 
