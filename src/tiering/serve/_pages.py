@@ -31,7 +31,7 @@ def _sign_in_first(request: Request) -> RedirectResponse | None:
 
 def _context(store: ScoresStore, as_of: dt.date | None) -> dict:
     """What every page's frame shows: the scoring dates to pick from, and the one picked."""
-    dates = sorted({b.as_of.isoformat() for b in store.batches_list()}, reverse=True)
+    dates = ops.scoring_dates(store.batches_list())[::-1]  # newest first
     return {"dates": dates, "as_of_param": as_of.isoformat() if as_of else None}
 
 
