@@ -1,8 +1,8 @@
 """Metrics for CLV and purchase-propensity predictions, judged out of time.
 
 CLV: normalized Gini of the predicted ranking against realised holdout spend, Spearman, top-decile
-capture, MAE and aggregate error %. Propensity: ROC-AUC, PR-AUC, Brier score, top-decile lift and a
-calibration table. Every function takes plain arrays so it serves any model and any baseline.
+capture, MAE, aggregate error % and the gain curve. Propensity: ROC-AUC, PR-AUC, Brier score, top-decile lift
+and a calibration table. Every function takes plain arrays so it serves any model and any baseline.
 """
 
 from __future__ import annotations
@@ -99,6 +99,15 @@ def calibration_table(actual, proba, n_bins: int = 10) -> list[dict[str, float]]
         m = idx == b
         rows.append({"mean_predicted": float(p[m].mean()), "observed_rate": float(y[m].mean()), "n": int(m.sum())})
     return rows
+
+
+def gain_curve(actual, score) -> tuple[np.ndarray, np.ndarray]:
+    """(share of customers, cumulative share of ``actual``) with customers ranked by ``score`` descending."""
+    a = np.asarray(actual, dtype=float)
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    cum = np.concatenate([[0.0], np.cumsum(np.clip(a[order], 0, None))])
+    total = cum[-1] if cum[-1] > 0 else 1.0
+    return np.linspace(0, 1, len(a) + 1), cum / total
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,6 +212,73 @@ def _best_baseline(vals: dict[str, float], baselines, higher: bool) -> tuple[str
     return name, got[name]
 
 
+def _origin_inputs(frames: dict, origins: list, ids, cols: list[str], target: str) -> list[tuple]:
+    """Per origin: the positions of its customers in ``ids``, the finite targets and the predictions (only the
+    columns that are present and finite for every customer with a target there)."""
+    prep = []
+    for o in origins:
+        f = frames[o]
+        y = f[target].to_numpy(float)
+        keep = np.isfinite(y)
+        preds = {c: f[c].to_numpy(float)[keep] for c in cols if c in f and np.isfinite(f[c].to_numpy(float)[keep]).all()}
+        prep.append((ids.get_indexer(f["customer_id"][keep]), y[keep], preds))
+    return prep
+
+
+def _metric_per_origin(prep: list[tuple], fn, weights=None) -> list[dict[str, float]]:
+    """Per origin, the metric of every model and baseline; ``weights`` (draws per customer) resample customers."""
+    out = []
+    for idx, y, preds in prep:
+        rows = None if weights is None else np.repeat(np.arange(len(y)), weights[idx])
+        yy = y if rows is None else y[rows]
+        out.append({c: fn(yy, p if rows is None else p[rows]) for c, p in preds.items()})
+    return out
+
+
+def _diffs_to_best(vals: list[dict], models, baselines, higher: bool) -> tuple[dict[str, np.ndarray], list[tuple]]:
+    """Per model, the array over origins of the difference to the best baseline there (positive: the model is
+    better), and the best baseline (name, value) of each origin."""
+    sign = 1.0 if higher else -1.0
+    best = [_best_baseline(v, baselines, higher) for v in vals]
+    return {m: np.array([sign * (v.get(m, np.nan) - b[1]) for v, b in zip(vals, best)], dtype=float) for m in models}, best
+
+
+def _bootstrap_mean_diffs(prep: list[tuple], n_customers: int, fn, models, baselines, higher: bool, replicates: int,
+                          rng) -> dict[str, np.ndarray]:
+    """Per model, the mean difference over origins in each replicate of one customer draw applied to every origin."""
+    boot = {m: np.full(replicates, np.nan) for m in models}
+    for r in range(replicates):
+        w = np.bincount(rng.integers(0, n_customers, n_customers), minlength=n_customers)
+        d, _ = _diffs_to_best(_metric_per_origin(prep, fn, w), models, baselines, higher)
+        for m in models:
+            boot[m][r] = np.nanmean(d[m]) if np.isfinite(d[m]).any() else np.nan
+    return boot
+
+
+def _comparison_row(model: str, metric: str, d: np.ndarray, point_vals: list[dict], best: list[tuple], boot: np.ndarray,
+                    rng, replicates: int, level: float) -> dict:
+    """One model's summary: means, both intervals, share won, spread over origins, which baseline was best."""
+    import pandas as pd
+
+    ok = np.isfinite(d)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    ob = rng.choice(d[ok], size=(replicates, ok.sum()), replace=True).mean(axis=1)
+    bb = boot[np.isfinite(boot)]
+    counts = pd.Series([b[0] for b, k in zip(best, ok) if k]).value_counts()
+    return {
+        "model": model, "metric": metric, "origins": int(ok.sum()),
+        "model_mean": float(np.nanmean([v.get(model, np.nan) for v, k in zip(point_vals, ok) if k])),
+        "best_baseline_mean": float(np.mean([b[1] for b, k in zip(best, ok) if k])),
+        "best_baselines": ", ".join(f"{k} {v}" for k, v in counts.items()),
+        "mean_diff": float(d[ok].mean()),
+        "ci_low": float(np.quantile(bb, lo_q)) if len(bb) else float("nan"),
+        "ci_high": float(np.quantile(bb, hi_q)) if len(bb) else float("nan"),
+        "ci_origins_low": float(np.quantile(ob, lo_q)), "ci_origins_high": float(np.quantile(ob, hi_q)),
+        "share_won": float((d[ok] > 0).mean()),
+        "min_diff": float(d[ok].min()), "max_diff": float(d[ok].max()),
+    }
+
+
 def compare_to_baselines(frames: dict, *, models, baselines, metric: str, target: str,
                          replicates: int = 500, seed: int = 0, level: float = 0.90):
     """Each model against the best baseline of each origin, on one metric.
@@ -229,66 +305,15 @@ def compare_to_baselines(frames: dict, *, models, baselines, metric: str, target
     import pandas as pd
 
     fn, higher = METRICS[metric]
-    sign = 1.0 if higher else -1.0
     origins = sorted(frames)
     ids = pd.Index(pd.unique(pd.concat([frames[o]["customer_id"] for o in origins], ignore_index=True)))
-    cols = [c for c in dict.fromkeys([*models, *baselines])]
-    prep = []
-    for o in origins:
-        f = frames[o]
-        y = f[target].to_numpy(float)
-        keep = np.isfinite(y)
-        preds = {c: f[c].to_numpy(float)[keep] for c in cols if c in f and np.isfinite(f[c].to_numpy(float)[keep]).all()}
-        prep.append((ids.get_indexer(f["customer_id"][keep]), y[keep], preds))
-
-    def per_origin(weights=None):
-        out = []  # per origin: {name: metric}
-        for idx, y, preds in prep:
-            rows = None if weights is None else np.repeat(np.arange(len(y)), weights[idx])
-            yy = y if rows is None else y[rows]
-            out.append({c: fn(yy, p if rows is None else p[rows]) for c, p in preds.items()})
-        return out
-
-    def diffs(vals):  # model -> array over origins of sign * (model - best baseline)
-        res = {}
-        best = [_best_baseline(v, baselines, higher) for v in vals]
-        for m in models:
-            res[m] = np.array([sign * (v.get(m, np.nan) - b[1]) for v, b in zip(vals, best)], dtype=float)
-        return res, best
-
-    point_vals = per_origin()
-    point, best = diffs(point_vals)
+    prep = _origin_inputs(frames, origins, ids, list(dict.fromkeys([*models, *baselines])), target)
+    point_vals = _metric_per_origin(prep, fn)
+    point, best = _diffs_to_best(point_vals, models, baselines, higher)
     rng = np.random.default_rng(seed)
-    boot = {m: np.full(replicates, np.nan) for m in models}
-    n = len(ids)
-    for r in range(replicates):
-        w = np.bincount(rng.integers(0, n, n), minlength=n)
-        d, _ = diffs(per_origin(w))
-        for m in models:
-            boot[m][r] = np.nanmean(d[m]) if np.isfinite(d[m]).any() else np.nan
-    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    out = []
-    for m in models:
-        d = point[m]
-        ok = np.isfinite(d)
-        if not ok.any():
-            continue
-        ob = rng.choice(d[ok], size=(replicates, ok.sum()), replace=True).mean(axis=1)
-        bb = boot[m][np.isfinite(boot[m])]
-        counts = pd.Series([b[0] for b, k in zip(best, ok) if k]).value_counts()
-        out.append({
-            "model": m, "metric": metric, "origins": int(ok.sum()),
-            "model_mean": float(np.nanmean([v.get(m, np.nan) for v, k in zip(point_vals, ok) if k])),
-            "best_baseline_mean": float(np.mean([b[1] for b, k in zip(best, ok) if k])),
-            "best_baselines": ", ".join(f"{k} {v}" for k, v in counts.items()),
-            "mean_diff": float(d[ok].mean()),
-            "ci_low": float(np.quantile(bb, lo_q)) if len(bb) else float("nan"),
-            "ci_high": float(np.quantile(bb, hi_q)) if len(bb) else float("nan"),
-            "ci_origins_low": float(np.quantile(ob, lo_q)), "ci_origins_high": float(np.quantile(ob, hi_q)),
-            "share_won": float((d[ok] > 0).mean()),
-            "min_diff": float(d[ok].min()), "max_diff": float(d[ok].max()),
-        })
-    return out
+    boot = _bootstrap_mean_diffs(prep, len(ids), fn, models, baselines, higher, replicates, rng)
+    return [_comparison_row(m, metric, point[m], point_vals, best, boot[m], rng, replicates, level)
+            for m in models if np.isfinite(point[m]).any()]
 
 
 def verdict(row) -> str:
