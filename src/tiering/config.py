@@ -180,7 +180,9 @@ class ModelConfig(_Strict):
     # seeds without per-type interaction counts (older bundles): shares + referrals in 90 days at least this
     seed_min_social_actions_90d: int = Field(3, ge=0, le=10_000)
     new_max_tenure_days: int = Field(30, ge=0, le=3650)
-    at_risk_min_churn_risk: float = Field(0.5, ge=0, le=1)
+    # at risk: a core or value buyer whose churn risk is at or above this. None: learned at fit time on the out-of-time
+    # origin, halfway between active and lapsed buyers' churn (tiering.models.tier_thresholds); a number wins
+    at_risk_min_churn_risk: float | None = Field(None, ge=0, le=1)
     # value means paying now: a buyer below a floor (or above the gap cap) is a lapsed buyer and leaves value.
     # None: learned at fit time on the out-of-time origin (Youden's J, tiering.models.tiers); a number wins.
     value_min_p_purchase: float | None = Field(None, ge=0, le=1)

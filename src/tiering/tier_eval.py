@@ -193,14 +193,40 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     (ratio), ``tier_lapsed_share``, ``tier_lapsed_repurchase_rate``,
     ``tier_active_value_repurchase_rate`` (core and value together), ``tier_max_share``.
     """
+    m = _joined_outcomes(tiers, outcomes)
+    has_social = "social_actions_next" in m.columns
+    table = _per_tier(m, has_social)
+    by = table.set_index("tier")
+    metrics: dict[str, float] = {}
+    for name in TIER_NAMES:
+        for c in ("share", "spend_mean", "repurchase_rate", "at_risk_share") + (("social_mean",) if has_social else ()):
+            metrics[f"tier_{name}_{c}"] = float(by.at[name, c])
+    metrics["tier_core_revenue_lift"] = float(by.at["core", "revenue_lift"])
+    metrics |= _ladder_checks(by, has_social)
+    active = m["tier"].isin(["core", "value"])
+    metrics["tier_active_value_repurchase_rate"] = float(m.loc[active, "purchased_in_horizon"].mean()) if active.any() else float("nan")
+    if "lapsed_buyer" in m.columns:
+        lapsed = m["lapsed_buyer"].astype(bool)
+        metrics["tier_lapsed_share"] = float(lapsed.mean()) if len(m) else float("nan")
+        metrics["tier_lapsed_repurchase_rate"] = float(m.loc[lapsed, "purchased_in_horizon"].mean()) if lapsed.any() else float("nan")
+    metrics["tier_max_share"] = float(table["share"].max())
+    return table, metrics
+
+
+def _joined_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The tiers joined to the outcomes by customer_id (as str), a customer without outcomes doing nothing."""
     t = tiers.assign(customer_id=tiers["customer_id"].astype(str))
     o = outcomes.assign(customer_id=outcomes["customer_id"].astype(str))
-    has_social = "social_actions_next" in o.columns
     m = t.merge(o, on="customer_id", how="left")
     m["holdout_spend"] = m["holdout_spend"].fillna(0.0).astype(float)
     m["purchased_in_horizon"] = (m["purchased_in_horizon"].fillna(0).astype(float) > 0).astype(float)
-    if has_social:
+    if "social_actions_next" in m.columns:
         m["social_actions_next"] = m["social_actions_next"].fillna(0.0).astype(float)
+    return m
+
+
+def _per_tier(m: pd.DataFrame, has_social: bool) -> pd.DataFrame:
+    """:func:`tier_outcomes`'s table: one row per tier in ladder order."""
     at_risk = m["at_risk"].astype(bool) if "at_risk" in m.columns else pd.Series(False, index=m.index)
     n, revenue = len(m), float(m["holdout_spend"].clip(lower=0).sum())
     rows = []
@@ -218,14 +244,11 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
             "social_mean": float(g["social_actions_next"].mean()) if has_social and k else float("nan"),
             "social_rate": float((g["social_actions_next"] > 0).mean()) if has_social and k else float("nan"),
         })
-    table = pd.DataFrame(rows)
-    by = table.set_index("tier")
-    metrics: dict[str, float] = {}
-    for name in TIER_NAMES:
-        for c in ("share", "spend_mean", "repurchase_rate", "at_risk_share") + (("social_mean",) if has_social else ()):
-            metrics[f"tier_{name}_{c}"] = float(by.at[name, c])
-    metrics["tier_core_revenue_lift"] = float(by.at["core", "revenue_lift"])
+    return pd.DataFrame(rows)
 
+
+def _ladder_checks(by: pd.DataFrame, has_social: bool) -> dict[str, float]:
+    """The monotone checks and the margins between tiers, from the per-tier table indexed by tier."""
     def monotone(col: str) -> float:
         lower = [by.at[x, col] for x in LOWER_TIERS if by.at[x, "customers"] > 0]
         core, value = by.at["core", col], by.at["value", col]
@@ -233,28 +256,20 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
             return float("nan")
         return float(core > value and all(value > x for x in lower))
 
-    metrics["tier_monotone_spend"] = monotone("spend_mean")
-    metrics["tier_monotone_repurchase"] = monotone("repurchase_rate")
-    if has_social:
-        base = max((by.at[x, "social_mean"] for x in ("new", "ordinary") if by.at[x, "customers"] > 0), default=float("nan"))
-        seed = by.at["seed", "social_mean"]
-        metrics["tier_seed_social_lift"] = float(seed / base) if base > 0 else float("nan")
     def ratio(a: str, b: str, col: str = "spend_mean") -> float:
         num, den = by.at[a, col], by.at[b, col]
         return float(num / den) if by.at[a, "customers"] and by.at[b, "customers"] and den > 0 else float("nan")
 
-    metrics["tier_core_vs_value_spend"] = ratio("core", "value")
-    metrics["tier_value_vs_ordinary_spend"] = ratio("value", "ordinary")
+    out = {"tier_monotone_spend": monotone("spend_mean"), "tier_monotone_repurchase": monotone("repurchase_rate")}
+    if has_social:
+        base = max((by.at[x, "social_mean"] for x in ("new", "ordinary") if by.at[x, "customers"] > 0), default=float("nan"))
+        seed = by.at["seed", "social_mean"]
+        out["tier_seed_social_lift"] = float(seed / base) if base > 0 else float("nan")
+    out["tier_core_vs_value_spend"] = ratio("core", "value")
+    out["tier_value_vs_ordinary_spend"] = ratio("value", "ordinary")
     o_rate = by.at["ordinary", "repurchase_rate"]
-    metrics["tier_value_vs_ordinary_repurchase"] = float(by.at["value", "repurchase_rate"] / o_rate) if o_rate > 0 else float("nan")
-    active = m["tier"].isin(["core", "value"])
-    metrics["tier_active_value_repurchase_rate"] = float(m.loc[active, "purchased_in_horizon"].mean()) if active.any() else float("nan")
-    if "lapsed_buyer" in m.columns:
-        lapsed = m["lapsed_buyer"].astype(bool)
-        metrics["tier_lapsed_share"] = float(lapsed.mean()) if n else float("nan")
-        metrics["tier_lapsed_repurchase_rate"] = float(m.loc[lapsed, "purchased_in_horizon"].mean()) if lapsed.any() else float("nan")
-    metrics["tier_max_share"] = float(table["share"].max())
-    return table, metrics
+    out["tier_value_vs_ordinary_repurchase"] = float(by.at["value", "repurchase_rate"] / o_rate) if o_rate > 0 else float("nan")
+    return out
 
 
 def judge_ladder(tables, bundle: ScoringBundle, as_of, horizon_days: int | None = None) -> dict:

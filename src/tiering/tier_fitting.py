@@ -29,13 +29,14 @@ FLOORS = ("value_min_p_purchase", "value_min_p_alive", "value_max_gap_ratio")
 
 
 def tier_policy(cfg: Config, floors: TierPolicy | None = None) -> TierPolicy:
-    """The tier policy of the config; with ``floors`` (a fitted policy), its value floors fixed (not relearned)."""
+    """The tier policy of the config; with ``floors`` (a fitted policy), its value floors and at-risk cut fixed (not relearned)."""
     m = cfg.model
-    fixed = {k: getattr(floors, k + "_") for k in FLOORS} if floors is not None else {k: getattr(m, k) for k in FLOORS}
+    learned = (*FLOORS, "at_risk_min_churn_risk")
+    fixed = {k: getattr(floors, k + "_") for k in learned} if floors is not None else {k: getattr(m, k) for k in learned}
     return TierPolicy(core_min_p_purchase=m.core_min_p_purchase, core_clv_quantile=m.core_clv_quantile,
                       seed_engagement_quantile=m.seed_engagement_quantile,
                       seed_min_social_actions_90d=m.seed_min_social_actions_90d,
-                      new_max_tenure_days=m.new_max_tenure_days, at_risk_min_churn_risk=m.at_risk_min_churn_risk,
+                      new_max_tenure_days=m.new_max_tenure_days,
                       value_grace_gap_ratio=m.value_grace_gap_ratio, seed_min_koc_score=m.seed_min_koc_score,
                       proba_sd=m.tier_proba_sd, **fixed)
 
@@ -53,6 +54,9 @@ def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
     out["tier_value_floor_youden_j"] = policy.value_floor_j_
     out["tier_core_clv_cut"] = policy.core_clv_cut_
     out["tier_koc_mixture_fitted"] = float(policy.koc_theta_ is not None)
+    out["tier_at_risk_min_churn_risk"] = policy.at_risk_min_churn_risk_
+    out["tier_at_risk_min_churn_risk_learned"] = float(policy.threshold_source_["at_risk_min_churn_risk"] == "learned")
+    out["tier_at_risk_position"] = policy.at_risk_position_
     return out
 
 

@@ -24,7 +24,7 @@ RULE_INPUTS = ("has_purchased", "n_orders", "net_spend", "days_since_last_purcha
                "tenure_days", "engagement_score", "social_actions_90d", "n_share_365d", "n_referral_365d", "events_365d")
 RULE_THRESHOLDS = ("core_min_p_purchase", "core_clv_cut_", "core_clv_quantile", "value_min_p_purchase_",
                    "value_min_p_alive_", "value_max_gap_ratio_", "value_grace_gap_ratio", "seed_min_koc_score_",
-                   "new_max_tenure_days", "at_risk_min_churn_risk")
+                   "new_max_tenure_days", "at_risk_min_churn_risk_")
 
 
 @dataclass
