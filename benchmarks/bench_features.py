@@ -29,6 +29,9 @@ its exec; the data are simulated in a child process of their own), median of --r
   settings, the typed and annotated rows written once per table (what load_tables does);
 - lifetimes (once): lifetimes.utils.summary_data_from_transaction_data on the transactions, read into
   pandas (customer_id, ordered_at, amount) before the clock starts.
+Each job also reports its CPU seconds (user + system of its process over all threads, from the clock's start):
+on a machine loaded by other work the wall times stretch with the load, the CPU seconds much less, so
+the CPU ratio is the steadier comparison there (it hides a stage that runs on one thread: read both).
 Prints a table with each job's ratio to its own baseline measured in the same run (rfm: sql_rfm;
 features*: sql_floor; validate, validated_1g: sql_validate), and whether the rfm and sql_rfm outputs agree.
 
@@ -190,6 +193,19 @@ def sql_validate(con, tx: str, ix: str, cu: str, out: Path) -> int:
 
 
 _CON: list = []  # the job's connection, to read its settings after the clock stops
+_CPU0: list[float] = []  # this process's CPU seconds when the job's clock started
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used so far, over all its threads (DuckDB's included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _start_clock() -> float:
+    """Start the job's clocks: returns the wall start; the CPU start is kept in _CPU0."""
+    _CPU0.append(_cpu_seconds())
+    return time.perf_counter()
 
 
 def _explain(con, copy_sql: str, dest: Path, job: str) -> None:
@@ -240,7 +256,7 @@ def run_job(job: str, data: Path, out: Path, threads: int | None = None, profile
         from lifetimes.utils import summary_data_from_transaction_data
 
         df = pq.read_table(tx_path, columns=["customer_id", "ordered_at", "amount"]).to_pandas()
-        t0 = time.perf_counter()
+        t0 = _start_clock()
         res = summary_data_from_transaction_data(df, "customer_id", "ordered_at", monetary_value_col="amount",
                                                  observation_period_end=str(AS_OF), freq="D")
         return {"wall": time.perf_counter() - t0, "rows": len(res)}
@@ -253,7 +269,7 @@ def run_job(job: str, data: Path, out: Path, threads: int | None = None, profile
     )
     from tiering.io import connect, write_table
 
-    t0 = time.perf_counter()
+    t0 = _start_clock()
     if job.endswith("_1g"):
         settings = {"memory_limit": "1GB"}
     elif job.startswith("sql_") or job.endswith("_duckdefault"):
@@ -326,6 +342,7 @@ def child(args: argparse.Namespace) -> None:
     res = run_job(args.job, Path(args.data), Path(args.out), args.threads, Path(args.profile) if args.profile else None)
     if res.pop("wall_pending", False):
         res["wall"] = time.perf_counter() - res.pop("t0")
+    res["cpu"] = _cpu_seconds() - _CPU0[-1]
     res["peak_gib"] = _peak_rss_gib()
     if _CON:  # what DuckDB ran with (read after the clock stopped)
         res["threads"], res["memory_limit"] = _CON[0].raw_sql(
@@ -334,7 +351,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def measure(job: str, data: Path, tmp: Path, runs: int, threads: int | None = None) -> dict:
-    walls, peaks = [], []
+    walls, peaks, cpus = [], [], []
     extra = ["--threads", str(threads)] if threads else []
     for i in range(runs):
         out = tmp / f"{job}.parquet"
@@ -345,10 +362,13 @@ def measure(job: str, data: Path, tmp: Path, runs: int, threads: int | None = No
         res = json.loads(r.stdout.strip().splitlines()[-1])
         walls.append(res["wall"])
         peaks.append(res["peak_gib"])
+        cpus.append(res["cpu"])
         duck = f", DuckDB threads {res['threads']}, memory_limit {res['memory_limit']}" if "threads" in res else ""
-        print(f"  {job} run {i + 1}: {res['wall']:.2f} s, peak RSS {res['peak_gib']:.2f} GiB, {res['rows']:,} rows{duck}",
+        print(f"  {job} run {i + 1}: {res['wall']:.2f} s, CPU {res['cpu']:.2f} s, peak RSS {res['peak_gib']:.2f} GiB, "
+              f"{res['rows']:,} rows{duck}",
               flush=True)
     return {"wall": statistics.median(walls), "peak": statistics.median(peaks), "rows": res["rows"], "walls": walls,
+            "cpu": statistics.median(cpus),
             "threads": res.get("threads")}
 
 
@@ -426,12 +446,14 @@ def main() -> None:
         if not args.no_lifetimes:
             results["lifetimes"] = measure("lifetimes", data, tmp, 1)
     print(f"\nload average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} / {os.getloadavg()[2]:.1f} (1/5/15 min)")
-    print(f"{'job':<21} {'wall s':>8} {'baseline':>13} {'x baseline':>10} {'peak GiB':>9} {'rows':>11} {'threads':>7}  runs s")
+    print(f"{'job':<21} {'wall s':>8} {'baseline':>13} {'x baseline':>10} {'CPU s':>7} {'x CPU':>6} {'peak GiB':>9} {'rows':>11} "
+          f"{'threads':>7}  runs s")
     for job, r in results.items():
         b = BASELINE.get(job)
         ratio = f"{r['wall'] / results[b]['wall']:.2f}" if b in results else "-"
         runs_s = " / ".join(f"{w:.2f}" for w in r["walls"])
-        print(f"{job:<21} {r['wall']:>8.2f} {b or '':>13} {ratio:>10} {r['peak']:>9.2f} {r['rows']:>11,} "
+        cpu_ratio = f"{r['cpu'] / results[b]['cpu']:.2f}" if b in results else "-"
+        print(f"{job:<21} {r['wall']:>8.2f} {b or '':>13} {ratio:>10} {r['cpu']:>7.2f} {cpu_ratio:>6} {r['peak']:>9.2f} {r['rows']:>11,} "
               f"{r.get('threads') or '-':>7}  {runs_s}")
     if "lifetimes" in results and "features" in results:
         print(f"lifetimes / features: {results['lifetimes']['wall'] / results['features']['wall']:.1f}x")

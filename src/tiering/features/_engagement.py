@@ -55,21 +55,31 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
     days or events_trend's span if longer), grouped once by (customer, day) with one count per event type.
     """
     ix = guard_as_of(interactions, "interactions", "occurred_at", as_of)
-    A = epoch_day(as_of)
-    windows = spec.windows_days
-    W = spec.max_window_days
-    short, long_ = spec.trend_days
-    horizon = max(W, long_, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)
-    cid = ix.customer_id.cast("string").name("customer_id")
+    cf = left_join_on_id(_interaction_span(ix), _interaction_windows(ix, as_of, spec))
+    return cf.select(**_interaction_columns(cf, spec))
 
-    # first/last time per customer, turned into day numbers after the group-by (once per customer)
+
+def _interaction_span(ix: ir.Table) -> ir.Table:
+    """Per customer: ix_first_dn, ix_last_dn, the first and last interaction day over all rows
+    (times turned into day numbers after the group-by, once per customer)."""
+    cid = ix.customer_id.cast("string").name("customer_id")
     span = ix.group_by(cid).agg(_first=ix.occurred_at.min(), _last=ix.occurred_at.max())
-    span = span.select(
+    return span.select(
         "customer_id",
         ix_first_dn=span._first.date().epoch_days().cast("int64"),
         ix_last_dn=span._last.date().epoch_days().cast("int64"),
     )
 
+
+def _interaction_windows(ix: ir.Table, as_of: dt.date, spec: FeatureSpec) -> ir.Table:
+    """Per customer, the windowed sums from the rows of the look-back horizon grouped by (customer, day):
+    events_{w}d, _e_prior (events_trend's prior span), n_{event}_{W}d, active_days_{w}d, and the
+    engagement score's inputs _s_{event} (90 days), _s_active (active days in 30), _s_n (events in 90)."""
+    A = epoch_day(as_of)
+    windows = spec.windows_days
+    W = spec.max_window_days
+    short, long_ = spec.trend_days
+    horizon = max(W, long_, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)
     start = ibis.literal(dt.datetime.combine(as_of - dt.timedelta(days=horizon - 1), dt.time()), type="timestamp")
     rx = ix.filter(ix.occurred_at >= start)
     et = rx.event_type.cast("string").lower()
@@ -97,9 +107,13 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
         c_aggs[f"_s_{e}"] = daily[f"c_{e}"].sum(where=in_w[SOCIAL_WINDOW_DAYS])
     c_aggs["_s_active"] = daily.count(where=in_w[SCORE_RECENT_DAYS])
     c_aggs["_s_n"] = daily.n.sum(where=in_w[SOCIAL_WINDOW_DAYS])
-    recent = daily.group_by("customer_id").agg(**c_aggs)
-    cf = left_join_on_id(span, recent)
+    return daily.group_by("customer_id").agg(**c_aggs)
 
+
+def _interaction_columns(cf: ir.Table, spec: FeatureSpec) -> dict[str, Any]:
+    """The output columns of interaction_features from the joined per-customer table, typed, nulls filled."""
+    W = spec.max_window_days
+    short, long_ = spec.trend_days
     counts90 = {e: cf[f"_s_{e}"].fill_null(0).cast("float64") for e in EVENT_TYPES}
     cols: dict[str, Any] = {
         "customer_id": cf.customer_id,
@@ -107,15 +121,15 @@ def interaction_features(interactions: Any, *, as_of: dt.date, spec: FeatureSpec
         "ix_last_dn": cf.ix_last_dn.cast("int64"),
         "ix_events_90d": cf._s_n.fill_null(0).cast("int64"),
     }
-    for w in windows:
+    for w in spec.windows_days:
         cols[f"events_{w}d"] = cf[f"events_{w}d"].fill_null(0).cast("int64")
     cols["events_trend"] = trend(cf[f"events_{short}d"], cf._e_prior, (short, long_)).cast("float64")
     for e in EVENT_TYPES:
         cols[f"n_{e}_{W}d"] = cf[f"n_{e}_{W}d"].fill_null(0).cast("int64")
-    for w in windows:
+    for w in spec.windows_days:
         cols[f"active_days_{w}d"] = cf[f"active_days_{w}d"].fill_null(0).cast("int64")
     cols[f"social_actions_{SOCIAL_WINDOW_DAYS}d"] = (
         cf["_s_share"].fill_null(0) + cf["_s_referral"].fill_null(0)
     ).cast("int64")
     cols["engagement_score"] = engagement_score(counts90, cf._s_active.fill_null(0).cast("float64")).cast("float64")
-    return cf.select(**cols)
+    return cols

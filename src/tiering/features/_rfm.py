@@ -162,27 +162,43 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     are filters of the same aggregations.
     """
     tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
-    A = epoch_day(as_of)
-    windows = spec.windows_days
     has_channel = "channel" in tx.columns
     has_product = "product_id" in tx.columns
+    day_lines, order_lines = _line_passes(tx, has_channel, has_product)
+    out = left_join_on_id(_day_features(day_lines, as_of, spec), _order_features(order_lines, as_of, spec, has_channel, has_product))
+    if has_product:
+        out = left_join_on_id(out, _product_features(tx))
+    return out.select(**_transaction_columns(out, spec, has_channel, has_product))
+
+
+def _line_passes(tx: ir.Table, has_channel: bool, has_product: bool) -> tuple[ir.Table, ir.Table]:
+    """The columns of the bounded lines that the day pass and the order pass read.
+
+    Each pass reads only the columns it needs straight from the (bounded) input: no shared
+    intermediate to materialise, so the engine streams every pass."""
     cid = tx.customer_id.cast("string").name("customer_id")
     amount = tx.amount.cast("float64")
-    # each pass reads only the columns it needs straight from the (bounded) input: no shared
-    # intermediate to materialise, so the engine streams every pass
     day_lines = tx.select(cid, dn=_day_number(tx.ordered_at), amount=amount)
     order_cols = {"order_id": tx.order_id.cast("string"), "dn": _day_number(tx.ordered_at), "amount": amount}
     if has_channel:
         order_cols["channel"] = tx.channel.cast("string")
     if has_product:  # a positive line with a product id: the order bought an identified product
         order_cols["bought"] = (tx.amount > 0) & tx.product_id.notnull()
-    order_lines = tx.select(cid, **order_cols)
+    return day_lines, tx.select(cid, **order_cols)
 
-    # ---- per (customer, day) -> RFM and the day-based features
+
+def _last_year_days(as_of: dt.date) -> dict[int, tuple[int, int]]:
+    """Last year's windows: days (lo, hi] = (A - 365, A - 365 + w], the w days that followed as_of's date a year earlier."""
+    A = epoch_day(as_of)
+    return {w: (A - YEAR_DAYS, A - YEAR_DAYS + w) for w in LAST_YEAR_WINDOWS_DAYS}
+
+
+def _day_features(day_lines: ir.Table, as_of: dt.date, spec: FeatureSpec) -> ir.Table:
+    """Per customer, from the (customer, day) rows: the RFM summary, spend totals and windows,
+    refund_share, the inter-purchase gaps and spend_trend."""
+    A = epoch_day(as_of)
     d = _daily(day_lines, spec.time_unit)
     short, long_ = spec.trend_days
-    # last year's windows: days (A - 365, A - 365 + w], the w days that followed as_of's date a year earlier
-    ly = {w: (A - YEAR_DAYS, A - YEAR_DAYS + w) for w in LAST_YEAR_WINDOWS_DAYS}
     in_short = d.dn > A - short
     in_prior = (d.dn > A - long_) & (d.dn <= A - short)
     day_aggs: dict[str, Any] = {
@@ -196,13 +212,13 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         "_g_short": d.gross.sum(where=in_short),
         "_g_prior": d.gross.sum(where=in_prior),
     }
-    for w in windows:
+    for w in spec.windows_days:
         day_aggs[f"spend_{w}d"] = d.net.sum(where=d.dn > A - w)
-    for w, (lo, hi) in ly.items():
+    for w, (lo, hi) in _last_year_days(as_of).items():
         day_aggs[f"spend_ly_{w}d"] = d.net.sum(where=(d.dn > lo) & (d.dn <= hi))
     dayf = d.group_by("customer_id").agg(**day_aggs)
     refunds = dayf.total_spend - dayf.net_spend  # gross positive minus net = refunded amount (>= 0)
-    dayf = dayf.mutate(
+    return dayf.mutate(
         **_rfm_columns(dayf, as_of, spec.time_unit),
         refund_share=ibis.ifelse(refunds > 0, refunds / ibis.greatest(dayf.total_spend, refunds), 0.0),
         ipi_mean_days=ibis.ifelse(
@@ -212,9 +228,12 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
         spend_trend=trend(dayf._g_short, dayf._g_prior, (short, long_)),
     )
 
-    # ---- per order -> order counts; with channels, per (customer, channel) first, so the channel
-    # mix and the order counts come from the same two group-bys
-    ol = order_lines
+
+def _order_features(ol: ir.Table, as_of: dt.date, spec: FeatureSpec, has_channel: bool, has_product: bool) -> ir.Table:
+    """Per customer, from the (customer, order) rows: order counts (in the windows too), avg_order_value
+    and, with channels, the channel mix; with channels the orders go through (customer, channel) first,
+    so the channel mix and the order counts come from the same two group-bys."""
+    A = epoch_day(as_of)
     o_aggs: dict[str, Any] = {
         "net": ol.amount.sum(),
         "dn": ol.dn.min(),
@@ -233,47 +252,51 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     }
     if has_product:  # orders that bought an identified product: products_per_order's denominator
         ord_aggs["_baskets"] = orders.count(where=orders.bought)
-    for w in windows:
+    for w in spec.windows_days:
         ord_aggs[f"orders_{w}d"] = orders.count(where=is_purchase & (orders.dn > A - w))
-    for w, (lo, hi) in ly.items():
+    for w, (lo, hi) in _last_year_days(as_of).items():
         ord_aggs[f"orders_ly_{w}d"] = orders.count(where=is_purchase & (orders.dn > lo) & (orders.dn <= hi))
-    if has_channel:
-        oc = orders.group_by(["customer_id", "channel"]).agg(**ord_aggs, _gross=orders.gross.sum())
-        known = oc.channel.notnull() & (oc._gross > 0)
-        ch_total = oc._gross.sum(where=known)
-        # counts are summed as double and cast back: DuckDB sums BIGINT to HUGEINT, which Ibis
-        # still types int64 (so a later cast is dropped) and Parquet then stores as double
-        c_aggs: dict[str, Any] = {c: oc[c].cast("float64").sum().cast("int64") for c in ord_aggs if c != "_purchase_value"}
-        c_aggs["_purchase_value"] = oc._purchase_value.sum()
-        c_aggs["n_channels"] = oc.count(where=known)
-        c_aggs["top_channel_share"] = ibis.ifelse(
-            ch_total.fill_null(0.0) > 0, oc._gross.max(where=known) / ch_total, 0.0
-        )
-        ordf = oc.group_by("customer_id").agg(**c_aggs)
-    else:
-        ordf = orders.group_by("customer_id").agg(**ord_aggs)
-    ordf = ordf.mutate(
+    ordf = _channel_mix(orders, ord_aggs) if has_channel else orders.group_by("customer_id").agg(**ord_aggs)
+    return ordf.mutate(
         avg_order_value=ibis.ifelse(ordf.n_orders > 0, ordf._purchase_value.fill_null(0.0) / ordf.n_orders, 0.0)
     )
 
-    out = left_join_on_id(dayf, ordf)
-    if has_product:
-        pr = tx.filter((tx.amount > 0) & tx.product_id.notnull())
-        # distinct (customer, order, product) of the bought lines, then per (customer, product) the
-        # orders holding it: n_products counts those rows, their sum is the (order, product) pairs
-        cop = pr.select(cid, order_id=pr.order_id.cast("string"), product_id=pr.product_id.cast("string")).distinct()
-        cp = cop.group_by(["customer_id", "product_id"]).agg(_n=cop.count().cast("float64"))
-        prf = cp.group_by("customer_id").agg(n_products=cp.count(), _pairs=cp._n.sum())
-        out = left_join_on_id(out, prf)
 
+def _channel_mix(orders: ir.Table, ord_aggs: dict[str, Any]) -> ir.Table:
+    """Per customer: ``ord_aggs`` computed per (customer, channel) and summed, plus n_channels and
+    top_channel_share over the channels with gross spend."""
+    oc = orders.group_by(["customer_id", "channel"]).agg(**ord_aggs, _gross=orders.gross.sum())
+    known = oc.channel.notnull() & (oc._gross > 0)
+    ch_total = oc._gross.sum(where=known)
+    # counts are summed as double and cast back: DuckDB sums BIGINT to HUGEINT, which Ibis
+    # still types int64 (so a later cast is dropped) and Parquet then stores as double
+    c_aggs: dict[str, Any] = {c: oc[c].cast("float64").sum().cast("int64") for c in ord_aggs if c != "_purchase_value"}
+    c_aggs["_purchase_value"] = oc._purchase_value.sum()
+    c_aggs["n_channels"] = oc.count(where=known)
+    c_aggs["top_channel_share"] = ibis.ifelse(ch_total.fill_null(0.0) > 0, oc._gross.max(where=known) / ch_total, 0.0)
+    return oc.group_by("customer_id").agg(**c_aggs)
+
+
+def _product_features(tx: ir.Table) -> ir.Table:
+    """Per customer: n_products and _pairs, the distinct (order, product) pairs of the bought lines.
+
+    Distinct (customer, order, product) of the bought lines, then per (customer, product) the
+    orders holding it: n_products counts those rows, their sum is the (order, product) pairs."""
+    pr = tx.filter((tx.amount > 0) & tx.product_id.notnull())
+    cid = pr.customer_id.cast("string").name("customer_id")
+    cop = pr.select(cid, order_id=pr.order_id.cast("string"), product_id=pr.product_id.cast("string")).distinct()
+    cp = cop.group_by(["customer_id", "product_id"]).agg(_n=cop.count().cast("float64"))
+    return cp.group_by("customer_id").agg(n_products=cp.count(), _pairs=cp._n.sum())
+
+
+def _transaction_columns(out: ir.Table, spec: FeatureSpec, has_channel: bool, has_product: bool) -> dict[str, Any]:
+    """The output columns of transaction_features from the joined per-customer table, typed, nulls filled."""
     cols: dict[str, Any] = {c: out[c] for c in ("customer_id", "frequency", "recency", "T", "monetary_value")}
     cols["has_purchased"] = const(1, "int64")
     cols["n_orders"] = out.n_orders.cast("int64")
     cols["n_refund_orders"] = out.n_refund_orders.cast("int64")
-    cols["total_spend"] = out.total_spend.cast("float64")
-    cols["net_spend"] = out.net_spend.cast("float64")
-    cols["refund_share"] = out.refund_share.cast("float64")
-    cols["avg_order_value"] = out.avg_order_value.cast("float64")
+    for c in ("total_spend", "net_spend", "refund_share", "avg_order_value"):
+        cols[c] = out[c].cast("float64")
     cols["tx_first_dn"] = out.tx_first_dn.cast("int64")
     cols["tx_last_dn"] = out.tx_last_dn.cast("int64")
     cols["ipi_mean_days"] = out.ipi_mean_days.cast("float64")
@@ -282,26 +305,21 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     cols["ipi_cv"] = ibis.ifelse(
         out.ipi_mean_days > 0, out.ipi_std_days.fill_null(0.0) / out.ipi_mean_days, 0.0
     ).cast("float64")
-    for w in windows:
+    for w in spec.windows_days:
         cols[f"orders_{w}d"] = out[f"orders_{w}d"].cast("int64")
-    for w in windows:
+    for w in spec.windows_days:
         cols[f"spend_{w}d"] = out[f"spend_{w}d"].fill_null(0.0).cast("float64")
     cols["spend_trend"] = out.spend_trend.cast("float64")
     for w in LAST_YEAR_WINDOWS_DAYS:
         cols[f"spend_ly_{w}d"] = out[f"spend_ly_{w}d"].fill_null(0.0).cast("float64")
         cols[f"orders_ly_{w}d"] = out[f"orders_ly_{w}d"].cast("int64")
-    zero_i = const(0, "int64")
-    zero_f = const(0, "float64")
+    zero_i, zero_f = const(0, "int64"), const(0, "float64")
     cols["n_products"] = out.n_products.fill_null(0).cast("int64") if has_product else zero_i
     if has_product:
         baskets = out._baskets.fill_null(0)
         cols["products_per_order"] = ibis.ifelse(baskets > 0, out._pairs.fill_null(0.0) / baskets, 0.0).cast("float64")
     else:
         cols["products_per_order"] = zero_f
-    if has_channel:
-        cols["n_channels"] = out.n_channels.fill_null(0).cast("int64")
-        cols["top_channel_share"] = out.top_channel_share.fill_null(0.0).cast("float64")
-    else:
-        cols["n_channels"] = zero_i
-        cols["top_channel_share"] = zero_f
-    return out.select(**cols)
+    cols["n_channels"] = out.n_channels.fill_null(0).cast("int64") if has_channel else zero_i
+    cols["top_channel_share"] = out.top_channel_share.fill_null(0.0).cast("float64") if has_channel else zero_f
+    return cols

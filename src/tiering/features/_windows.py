@@ -64,90 +64,109 @@ def build_features(
     """
     transactions, interactions, customers = (_customer_bucket(t, *bucket) for t in (transactions, interactions, customers))
     as_of = as_date(as_of)
+    t = _per_customer(transactions, interactions, customers, as_of, spec)
     A = epoch_day(as_of)
-    W = spec.max_window_days
-    windows = spec.windows_days
+    first_activity = ibis.least(
+        _filled(t, "joined_dn", _FAR), _filled(t, "tx_first_dn", _FAR), _filled(t, "ix_first_dn", _FAR)
+    )
+    t = t.mutate(_tenure=(ibis.literal(A) - first_activity).cast("int64"))
+    out: dict[str, Any] = {
+        "customer_id": t.customer_id.cast("string"),
+        "as_of": ibis.literal(as_of, type="date"),
+        "origin_month": const(as_of.month, "int64"),
+        **_purchase_columns(t, A, spec),
+        **_engagement_columns(t, A, spec, has_interactions=interactions is not None),
+    }
+    return t.select(**{c: out[c] for c in spec.feature_columns})
 
+
+def _per_customer(
+    transactions: ir.Table, interactions: ir.Table | None, customers: ir.Table | None, as_of: dt.date, spec: FeatureSpec
+) -> ir.Table:
+    """Transaction features, outer-joined with the interaction features and the customers' first
+    joined day (joined_dn) when those inputs are given; every input cut to as_of first."""
     tx_b = bound_to_as_of(transactions, "transactions", "ordered_at", as_of)
     t = transaction_features(tx_b, as_of=as_of, spec=spec)
-    ixf = None
     if interactions is not None:
         ix_b = bound_to_as_of(interactions, "interactions", "occurred_at", as_of)
-        ixf = interaction_features(ix_b, as_of=as_of, spec=spec)
-        t = _outer_join_on_id(t, ixf)
+        t = _outer_join_on_id(t, interaction_features(ix_b, as_of=as_of, spec=spec))
     if customers is not None:
         cu = bound_to_as_of(customers, "customers", "joined_at", as_of).table
         cuf = cu.group_by(cu.customer_id.cast("string").name("customer_id")).agg(
             joined_dn=cu.joined_at.min().date().epoch_days().cast("int64")
         )
         t = _outer_join_on_id(t, cuf)
+    return t
 
-    def col(name: str, default: Any) -> Any:
-        if name in t.columns:
-            return t[name].fill_null(default)
-        return const(default, "float64" if isinstance(default, float) else "int64")
 
+def _filled(t: ir.Table, name: str, default: Any) -> Any:
+    """Column ``name`` of ``t`` with nulls as ``default``; the typed constant when ``t`` lacks it."""
+    if name in t.columns:
+        return t[name].fill_null(default)
+    return const(default, "float64" if isinstance(default, float) else "int64")
+
+
+def _purchase_columns(t: ir.Table, A: int, spec: FeatureSpec) -> dict[str, Any]:
+    """The transaction-based output columns and tenure_days (non-buyers get 0, or tenure for the day counts)."""
     buyer = t.tx_first_dn.notnull()
-    first_activity = ibis.least(
-        col("joined_dn", _FAR), col("tx_first_dn", _FAR), col("ix_first_dn", _FAR)
-    )
-    tenure = (ibis.literal(A) - first_activity).cast("int64")
-    t = t.mutate(_tenure=tenure)
     tenure = t._tenure
-    events_W = col(f"events_{W}d", 0)
-
-    zero_f = const(0, "float64")
-    out: dict[str, Any] = {
-        "customer_id": t.customer_id.cast("string"),
-        "as_of": ibis.literal(as_of, type="date"),
-        "origin_month": const(as_of.month, "int64"),
-    }
+    out: dict[str, Any] = {}
     for c in ("frequency", "recency", "T", "monetary_value"):
-        out[c] = col(c, 0.0).cast("float64")
+        out[c] = _filled(t, c, 0.0).cast("float64")
     out["has_purchased"] = buyer.cast("int64")
-    out["n_orders"] = col("n_orders", 0).cast("int64")
-    out["n_refund_orders"] = col("n_refund_orders", 0).cast("int64")
+    out["n_orders"] = _filled(t, "n_orders", 0).cast("int64")
+    out["n_refund_orders"] = _filled(t, "n_refund_orders", 0).cast("int64")
     for c in ("total_spend", "net_spend", "refund_share", "avg_order_value"):
-        out[c] = col(c, 0.0).cast("float64")
+        out[c] = _filled(t, c, 0.0).cast("float64")
     out["tenure_days"] = tenure
     out["days_since_last_purchase"] = ibis.ifelse(buyer, ibis.literal(A) - t.tx_last_dn, tenure).cast("int64")
     out["days_since_first_purchase"] = ibis.ifelse(buyer, ibis.literal(A) - t.tx_first_dn, tenure).cast("int64")
-    out["ipi_mean_days"] = col("ipi_mean_days", 0.0).cast("float64")
-    out["ipi_std_days"] = col("ipi_std_days", 0.0).cast("float64")
-    out["ipi_cv"] = col("ipi_cv", 0.0).cast("float64")
-    for w in windows:
-        out[f"orders_{w}d"] = col(f"orders_{w}d", 0).cast("int64")
-    for w in windows:
-        out[f"spend_{w}d"] = col(f"spend_{w}d", 0.0).cast("float64")
-    out["spend_trend"] = col("spend_trend", 0.0).cast("float64")
+    for c in ("ipi_mean_days", "ipi_std_days", "ipi_cv"):
+        out[c] = _filled(t, c, 0.0).cast("float64")
+    for w in spec.windows_days:
+        out[f"orders_{w}d"] = _filled(t, f"orders_{w}d", 0).cast("int64")
+    for w in spec.windows_days:
+        out[f"spend_{w}d"] = _filled(t, f"spend_{w}d", 0.0).cast("float64")
+    out["spend_trend"] = _filled(t, "spend_trend", 0.0).cast("float64")
     for w in LAST_YEAR_WINDOWS_DAYS:
-        out[f"spend_ly_{w}d"] = col(f"spend_ly_{w}d", 0.0).cast("float64")
-        out[f"orders_ly_{w}d"] = col(f"orders_ly_{w}d", 0).cast("int64")
-    out["n_products"] = col("n_products", 0).cast("int64")
-    out["products_per_order"] = col("products_per_order", 0.0).cast("float64")
-    out["n_channels"] = col("n_channels", 0).cast("int64")
-    out["top_channel_share"] = col("top_channel_share", 0.0).cast("float64")
-    for w in windows:
-        out[f"events_{w}d"] = col(f"events_{w}d", 0).cast("int64")
-    out["events_trend"] = col("events_trend", 0.0).cast("float64")
+        out[f"spend_ly_{w}d"] = _filled(t, f"spend_ly_{w}d", 0.0).cast("float64")
+        out[f"orders_ly_{w}d"] = _filled(t, f"orders_ly_{w}d", 0).cast("int64")
+    out["n_products"] = _filled(t, "n_products", 0).cast("int64")
+    out["products_per_order"] = _filled(t, "products_per_order", 0.0).cast("float64")
+    out["n_channels"] = _filled(t, "n_channels", 0).cast("int64")
+    out["top_channel_share"] = _filled(t, "top_channel_share", 0.0).cast("float64")
+    return out
+
+
+def _engagement_columns(t: ir.Table, A: int, spec: FeatureSpec, *, has_interactions: bool) -> dict[str, Any]:
+    """The interaction-based output columns (0 without interactions; days since the last one: tenure)."""
+    W = spec.max_window_days
+    tenure = t._tenure
+    out: dict[str, Any] = {}
+    for w in spec.windows_days:
+        out[f"events_{w}d"] = _filled(t, f"events_{w}d", 0).cast("int64")
+    out["events_trend"] = _filled(t, "events_trend", 0.0).cast("float64")
     for e in EVENT_TYPES:
-        out[f"n_{e}_{W}d"] = col(f"n_{e}_{W}d", 0).cast("int64")
-    for w in windows:
-        out[f"active_days_{w}d"] = col(f"active_days_{w}d", 0).cast("int64")
-    if ixf is not None:
+        out[f"n_{e}_{W}d"] = _filled(t, f"n_{e}_{W}d", 0).cast("int64")
+    for w in spec.windows_days:
+        out[f"active_days_{w}d"] = _filled(t, f"active_days_{w}d", 0).cast("int64")
+    if has_interactions:
         out["days_since_last_interaction"] = ibis.ifelse(
             t.ix_last_dn.notnull(), ibis.literal(A) - t.ix_last_dn, tenure
         ).cast("int64")
     else:
         out["days_since_last_interaction"] = tenure
     out["interaction_rate_per_30d"] = (
-        events_W.cast("float64") * 30.0 / ibis.least(ibis.literal(W), tenure + 1).cast("float64")
+        _filled(t, f"events_{W}d", 0).cast("float64") * 30.0 / ibis.least(ibis.literal(W), tenure + 1).cast("float64")
     )
     social = f"social_actions_{SOCIAL_WINDOW_DAYS}d"
-    out[social] = col(social, 0).cast("int64")
-    out["engaged_no_purchase"] = ((~buyer) & (col("ix_events_90d", 0) > 0)).cast("int64")
-    out["engagement_score"] = col("engagement_score", 0.0).cast("float64") if ixf is not None else zero_f
-    return t.select(**{c: out[c] for c in spec.feature_columns})
+    out[social] = _filled(t, social, 0).cast("int64")
+    buyer = t.tx_first_dn.notnull()
+    out["engaged_no_purchase"] = ((~buyer) & (_filled(t, "ix_events_90d", 0) > 0)).cast("int64")
+    out["engagement_score"] = (
+        _filled(t, "engagement_score", 0.0).cast("float64") if has_interactions else const(0, "float64")
+    )
+    return out
 
 
 def build_labels(transactions: ir.Table, *, as_of: dt.date, horizon_days: int) -> ir.Table:
