@@ -336,13 +336,28 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
 
 
 def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainResult:
-    """Validate the sources, fit at ``as_of``, log the run and register a version with alias challenger."""
+    """Validate the sources, fit at ``as_of``, log the run and register a version with alias challenger.
+
+    With ``model.train_sample_customers`` set, the fit runs on a seeded (``model.seed``), stratified sample of that
+    many customers drawn after validation (tiering.sampling); the run records its size, seed and strata (the
+    metrics ``train_sample_*`` and a first note) and the bundle scores the whole base as any other."""
     from tiering.validation import load_tables
 
     step = progress or (lambda msg: None)
     step("validating sources")
     tables = load_tables(cfg, as_of=as_of)
-    result = fit(tables, as_of=as_of, cfg=cfg, progress=progress)
+    n = cfg.model.train_sample_customers
+    if n is None:
+        result = fit(tables, as_of=as_of, cfg=cfg, progress=progress)
+    else:
+        from tiering.sampling import sample_customers
+
+        step(f"drawing a stratified sample of {n:,} customers (seed {cfg.model.seed})")
+        sample = sample_customers(tables, n, seed=cfg.model.seed, as_of=as_of)
+        step(sample.summary())
+        result = fit(sample.tables, as_of=as_of, cfg=cfg, progress=progress)
+        result.metrics |= sample.metrics()
+        result.notes.insert(0, sample.describe())
     step("logging to MLflow and registering")
     log_and_register(result, cfg, as_of=as_of, reports=tables.reports)
     return result
