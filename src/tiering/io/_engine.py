@@ -78,7 +78,9 @@ def connect(engine: str = "duckdb", **settings):
     ``settings`` are DuckDB settings, e.g. ``memory_limit="1GB"`` (DuckDB then spills to disk
     instead of growing) or ``threads=2``; ignored for spark. Without a memory_limit, DuckDB gets
     ``auto_memory_limit()`` (1 GiB, or a quarter of RAM when that is less; load_tables raises it
-    with the base size) instead of DuckDB's own default of 80% of RAM.
+    with the base size) instead of DuckDB's own default of 80% of RAM. Without a temp_directory, DuckDB spills
+    into a folder of its own under ./.tmp (DuckDB's default place), not into ./.tmp itself: two processes
+    spilling into one folder overwrite each other's temporary files ("Corrupt temporary file").
     """
     import ibis
 
@@ -86,7 +88,12 @@ def connect(engine: str = "duckdb", **settings):
         auto = settings.get("memory_limit") is None
         if auto:
             settings["memory_limit"] = auto_memory_limit(threads=settings.get("threads"))
+        own_spill = settings.get("temp_directory") is None
+        if own_spill:  # DuckDB creates it on the first spill and removes it when the connection closes
+            Path(".tmp").mkdir(exist_ok=True)
+            settings["temp_directory"] = str(Path(".tmp") / f"duckdb-{os.getpid()}-{next(NAME_SERIAL)}")
         con = ibis.duckdb.connect(**settings)
+        con._tiering_own_spill = own_spill
         con._tiering_auto_memory_limit = auto
         con._tiering_threads = settings.get("threads")
         return con
@@ -102,7 +109,8 @@ def private_folder(con, prefix: str) -> Path:
     collected (or at exit). It is created beside DuckDB's temp_directory when one is set (batch scoring
     points it into its work dir), else in the system temp folder."""
     spill = con.raw_sql("SELECT current_setting('temp_directory')").fetchone()[0] if con.name == "duckdb" else None
-    base = Path(spill).resolve().parent if spill and spill != ".tmp" else None  # ".tmp": DuckDB's default
+    # DuckDB's default, or connect's folder of its own under it: the system temp folder
+    base = Path(spill).resolve().parent if spill and spill != ".tmp" and not getattr(con, "_tiering_own_spill", False) else None
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=prefix, dir=base)
