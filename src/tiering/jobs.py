@@ -29,6 +29,7 @@ from tiering.validation import TableReport
 if TYPE_CHECKING:
     from tiering.backtest import BacktestResult
     from tiering.demo import DemoResult
+    from tiering.experiment import ExperimentResult
     from tiering.predict import ChunkCallback, PredictResult
     from tiering.report import ReportResult
     from tiering.train import TrainResult
@@ -133,6 +134,30 @@ def train(cfg: Config, *, as_of: dt.date, horizon_days: int | None = None, progr
     from tiering.train import train_and_register
 
     return train_and_register(_with(cfg, "model", horizon_days=horizon_days), as_of=as_of, progress=progress)
+
+
+def promote(cfg: Config, version: str, *, alias: str = "champion", force: bool = False):
+    """Move ``alias`` to a registered version (refused when its metrics are worse than the holder's or measured on
+    another horizon, unless ``force``); the registry's ModelVersion."""
+    from tiering.registry import promote as move_alias
+
+    return move_alias(version, cfg.tracking, alias=alias, force=force)
+
+
+def compare(cfg: Config, *, limit: int = 20, only: list[str] | None = None) -> dict:
+    """Registered versions and the ``limit`` most recent runs side by side, and the settings that differ between
+    the versions (tiering.registry.comparison)."""
+    from tiering.registry import comparison
+
+    return comparison(cfg.tracking, limit=limit, only=only or None)
+
+
+def experiment(cfg: Config, folder: str | Path, *, progress: Progress | None = None) -> ExperimentResult:
+    """Backtest every variant of the experiment in ``folder`` (its spec.yaml), log each as an MLflow run and write
+    results.csv and results.md there."""
+    from tiering.experiment import run_experiment
+
+    return run_experiment(folder, cfg, progress=progress)
 
 
 @dataclass

@@ -79,10 +79,10 @@ def promote(
     config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """Move an alias (default champion) to a registered version."""
-    from tiering.registry import promote as do_promote
+    from tiering import jobs
 
     cfg = load(config, sets=set_)
-    mv = do_promote(version, cfg.tracking, alias=alias, force=force)
+    mv = jobs.promote(cfg, version, alias=alias, force=force)
     emit(as_json, {"name": mv.name, "version": mv.version, "alias": alias},
          lambda c: c.print(f"{mv.name} version {mv.version} is now {alias!r}."))
 
@@ -100,10 +100,10 @@ def compare(
     settings (params, data fingerprint, horizon, as_of) that differ between the versions shown."""
     import pandas as pd
 
-    from tiering.registry import comparison
+    from tiering import jobs
 
     cfg = load(config, sets=set_)
-    payload = comparison(cfg.tracking, limit=limit, only=only or None)
+    payload = jobs.compare(cfg, limit=limit, only=only)
 
     def render(c):
         fmt = {k: "{:.4f}" for k in _COMPARE_METRICS}
@@ -192,11 +192,11 @@ def experiment_run(
     config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ):
     """Backtest every variant of an experiment, log each as an MLflow run, write results.csv and results.md."""
-    from tiering.experiment import run_experiment
+    from tiering import jobs
 
     cfg = load(config, sets=set_)
     with steps() as step:
-        res = run_experiment(folder, cfg, progress=step)
+        res = jobs.experiment(cfg, folder, progress=step)
     comparison = res.comparison
     payload = {"experiment": res.spec.mlflow_experiment, "runs": res.run_ids, "results_csv": str(res.results_csv),
                "results_md": str(res.results_md), "results": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
