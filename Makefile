@@ -31,9 +31,10 @@ demo: $(CORE)
 test: $(DEV)
 	$(BIN)/python -m pytest -q
 
-# ruff (lint) and mypy on src/, as CI runs them (settings in pyproject.toml)
+# ruff (lint and format) and mypy on src/, as CI runs them (settings in pyproject.toml; `ruff format src` fixes the format)
 lint: $(DEV)
 	$(BIN)/ruff check src
+	$(BIN)/ruff format --check src
 	$(BIN)/mypy
 
 .PHONY: install install-dev demo test lint

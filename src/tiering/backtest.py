@@ -48,9 +48,24 @@ from tiering.holdout import evaluate_origin, tidy_rows
 from tiering.tier_fitting import HOLDOUT_COLUMNS, evaluate_ladder, ladder_bundle, ladder_holdout
 from tiering.validation import ValidatedTables
 
-__all__ = ["COLUMNS", "HOLDOUT_COLUMNS", "VARIANTS", "BacktestResult", "auto_choices", "backtest", "backtest_and_log",
-           "evaluate_ladder", "evaluate_origin", "ladder_bundle", "ladder_clv_kind", "ladder_holdout", "log_backtest",
-           "run_metrics", "summarise", "to_markdown"]
+__all__ = [
+    "COLUMNS",
+    "HOLDOUT_COLUMNS",
+    "VARIANTS",
+    "BacktestResult",
+    "auto_choices",
+    "backtest",
+    "backtest_and_log",
+    "evaluate_ladder",
+    "evaluate_origin",
+    "ladder_bundle",
+    "ladder_clv_kind",
+    "ladder_holdout",
+    "log_backtest",
+    "run_metrics",
+    "summarise",
+    "to_markdown",
+]
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "clv": ("naive", "btyd", "supervised", "hybrid", "hurdle"),
@@ -155,8 +170,7 @@ def auto_choices(table: pd.DataFrame, horizon_days: int, cfg: Config) -> dict[dt
         known = gini[[d + dt.timedelta(days=horizon_days) <= o for d in gini.index]]
         if not known.empty:
             last = known.iloc[-1]
-            chosen = pick_clv({m: last[m] for m in CLV_CANDIDATES if m in last.index}, cfg.model.clv_auto_prefer,
-                              cfg.model.clv_auto_margin)
+            chosen = pick_clv({m: last[m] for m in CLV_CANDIDATES if m in last.index}, cfg.model.clv_auto_prefer, cfg.model.clv_auto_margin)
             if chosen is not None:
                 out[o] = chosen
     return out
@@ -172,8 +186,17 @@ def _auto_rows(table: pd.DataFrame, choices: dict[dt.date, str]) -> list[dict]:
     return rows
 
 
-def _ladder_rows(tables: ValidatedTables, test: OriginFit, train_fits: list[OriginFit], cfg: Config, rows: list[dict],
-                 fitted: dict, ladders: dict, cache: dict, notes: list[str]) -> tuple[list[dict], pd.DataFrame | None]:
+def _ladder_rows(
+    tables: ValidatedTables,
+    test: OriginFit,
+    train_fits: list[OriginFit],
+    cfg: Config,
+    rows: list[dict],
+    fitted: dict,
+    ladders: dict,
+    cache: dict,
+    notes: list[str],
+) -> tuple[list[dict], pd.DataFrame | None]:
     """The tier ladder at ``test.origin`` (the bundle train would have fitted there) judged by what came next: its
     rows and tiers, or none (thin data, noted). ``ladders`` (filled in): origin -> scored base, a later holdout."""
     o, spec = test.origin, feature_spec(cfg)
@@ -199,8 +222,17 @@ def _with_auto(rows: list[dict], kept: dict[dt.date, pd.DataFrame], horizon_days
     return rows + _auto_rows(pd.DataFrame(rows, columns=COLUMNS), choices)
 
 
-def backtest(tables: ValidatedTables, origins, cfg: Config, horizon_days: int | None = None, *, variants=None,
-             out_dir: str | Path | None = None, keep_predictions: bool = False, progress=None) -> BacktestResult:
+def backtest(
+    tables: ValidatedTables,
+    origins,
+    cfg: Config,
+    horizon_days: int | None = None,
+    *,
+    variants=None,
+    out_dir: str | Path | None = None,
+    keep_predictions: bool = False,
+    progress=None,
+) -> BacktestResult:
     """Fit the selected models at every origin and judge them on the horizon after it (see module doc).
 
     ``variants``: None for all, or a list of names ("naive", "btyd", "supervised", "hybrid", "model",
@@ -266,8 +298,17 @@ def run_metrics(result: BacktestResult) -> dict[str, float]:
     return metrics
 
 
-def log_backtest(cfg: Config, result: BacktestResult, *, run_name: str, kind: str, data_hash: str,
-                 params: dict | None = None, tags: dict | None = None, artifacts_dir: str | Path | None = None) -> str:
+def log_backtest(
+    cfg: Config,
+    result: BacktestResult,
+    *,
+    run_name: str,
+    kind: str,
+    data_hash: str,
+    params: dict | None = None,
+    tags: dict | None = None,
+    artifacts_dir: str | Path | None = None,
+) -> str:
     """Log one backtest as an MLflow run in ``cfg.tracking``: origins, horizon and the resolved config as
     params, :func:`run_metrics` as metrics, kind/horizon/data hash/code version as tags (plus ``params``
     and ``tags``), the files under ``artifacts_dir``. Returns the run id."""
@@ -275,18 +316,20 @@ def log_backtest(cfg: Config, result: BacktestResult, *, run_name: str, kind: st
 
     origins = sorted({r.origin for r in result.table.itertuples()})
     return tracking.log_run(
-        cfg.tracking, run_name=run_name,
-        params={"origins": ",".join(str(o) for o in origins), "horizon_days": result.horizon_days,
-                "config": cfg.redacted()} | (params or {}),
+        cfg.tracking,
+        run_name=run_name,
+        params={"origins": ",".join(str(o) for o in origins), "horizon_days": result.horizon_days, "config": cfg.redacted()}
+        | (params or {}),
         metrics=run_metrics(result),
-        tags={"kind": kind, "horizon_days": str(result.horizon_days), "data_hash": data_hash,
-              "code_version": tracking.code_version()} | (tags or {}),
+        tags={"kind": kind, "horizon_days": str(result.horizon_days), "data_hash": data_hash, "code_version": tracking.code_version()}
+        | (tags or {}),
         artifacts_dir=artifacts_dir,
     )
 
 
-def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, out_dir: str | Path = "outputs/backtest",
-                     variants=None, progress=None) -> tuple[BacktestResult, str]:
+def backtest_and_log(
+    cfg: Config, origins, *, horizon_days: int | None = None, out_dir: str | Path = "outputs/backtest", variants=None, progress=None
+) -> tuple[BacktestResult, str]:
     """Validate the sources, backtest at ``origins`` and log one MLflow run: metrics per model and origin
     (``{task}_{model}_{metric}_{YYYYMMDD}``) and their means (``{task}_{model}_{metric}``), the plots and
     backtest.csv as artifacts. Returns the result and the run id."""
@@ -301,7 +344,12 @@ def backtest_and_log(cfg: Config, origins, *, horizon_days: int | None = None, o
     step("logging to MLflow")
     origin_list = sorted({r.origin for r in res.table.itertuples()})
     data_hash = data_fingerprint(tables)["hash"]
-    run_id = log_backtest(cfg, res, run_name=tracking.run_name("backtest", cfg, origin_list or None, data_hash,
-                                                               horizon_days=res.horizon_days),
-                          kind="backtest", data_hash=data_hash, artifacts_dir=out_dir)
+    run_id = log_backtest(
+        cfg,
+        res,
+        run_name=tracking.run_name("backtest", cfg, origin_list or None, data_hash, horizon_days=res.horizon_days),
+        kind="backtest",
+        data_hash=data_hash,
+        artifacts_dir=out_dir,
+    )
     return res, run_id

@@ -28,8 +28,15 @@ class DemoResult:
     locations: dict[str, str]
 
 
-def run_demo(*, n_customers: int = 20_000, seed: int = 0, workdir: Path = Path("outputs/demo"),
-             cfg: Config | None = None, scored_at: dt.datetime | None = None, progress=None) -> DemoResult:
+def run_demo(
+    *,
+    n_customers: int = 20_000,
+    seed: int = 0,
+    workdir: Path = Path("outputs/demo"),
+    cfg: Config | None = None,
+    scored_at: dt.datetime | None = None,
+    progress=None,
+) -> DemoResult:
     """Run the demo; ``cfg`` defaults to the built-in defaults (stores under models/)."""
     from tiering.datasets import simulate
 
@@ -44,8 +51,19 @@ def run_demo(*, n_customers: int = 20_000, seed: int = 0, workdir: Path = Path("
     assert trained.version is not None  # jobs.train registers a version
     step(f"promoting version {trained.version} to champion")
     promote(trained.version, cfg.tracking, force=True)  # the demo's fresh model is the one to show
-    scored = jobs.predict(cfg, as_of=END, model="champion", out=workdir / "scores.parquet",
-                          scored_at=scored_at or dt.datetime(END.year, END.month, END.day, 23, 59), progress=progress)
-    locations = {"data": str(data_dir), "mlflow": cfg.tracking.uri, "model": f"models:/{cfg.tracking.registered_model}@champion "
-                 f"(version {trained.version})", "scores store": cfg.store.url, "scores file": str(workdir / "scores.parquet")}
+    scored = jobs.predict(
+        cfg,
+        as_of=END,
+        model="champion",
+        out=workdir / "scores.parquet",
+        scored_at=scored_at or dt.datetime(END.year, END.month, END.day, 23, 59),
+        progress=progress,
+    )
+    locations = {
+        "data": str(data_dir),
+        "mlflow": cfg.tracking.uri,
+        "model": f"models:/{cfg.tracking.registered_model}@champion (version {trained.version})",
+        "scores store": cfg.store.url,
+        "scores file": str(workdir / "scores.parquet"),
+    }
     return DemoResult(trained, scored, locations)

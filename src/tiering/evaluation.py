@@ -130,8 +130,7 @@ def hiatus_rates(days_since_last_purchase, purchased, hiatus_days: float) -> tup
     rule stands for once it is calibrated (on earlier origins only). NaN where a class is empty."""
     d, y = _as_arrays(days_since_last_purchase, purchased)
     act = hiatus_active(d, hiatus_days) > 0
-    return (float(y[act].mean()) if act.any() else float("nan"),
-            float(y[~act].mean()) if (~act).any() else float("nan"))
+    return (float(y[act].mean()) if act.any() else float("nan"), float(y[~act].mean()) if (~act).any() else float("nan"))
 
 
 def hiatus_proba(days_since_last_purchase, hiatus_days: float, rate_active: float, rate_inactive: float) -> np.ndarray:
@@ -243,8 +242,9 @@ def _diffs_to_best(vals: list[dict], models, baselines, higher: bool) -> tuple[d
     return {m: np.array([sign * (v.get(m, np.nan) - b[1]) for v, b in zip(vals, best)], dtype=float) for m in models}, best
 
 
-def _bootstrap_mean_diffs(prep: list[tuple], n_customers: int, fn, models, baselines, higher: bool, replicates: int,
-                          rng) -> dict[str, np.ndarray]:
+def _bootstrap_mean_diffs(
+    prep: list[tuple], n_customers: int, fn, models, baselines, higher: bool, replicates: int, rng
+) -> dict[str, np.ndarray]:
     """Per model, the mean difference over origins in each replicate of one customer draw applied to every origin."""
     boot = {m: np.full(replicates, np.nan) for m in models}
     for r in range(replicates):
@@ -255,8 +255,9 @@ def _bootstrap_mean_diffs(prep: list[tuple], n_customers: int, fn, models, basel
     return boot
 
 
-def _comparison_row(model: str, metric: str, d: np.ndarray, point_vals: list[dict], best: list[tuple], boot: np.ndarray,
-                    rng, replicates: int, level: float) -> dict:
+def _comparison_row(
+    model: str, metric: str, d: np.ndarray, point_vals: list[dict], best: list[tuple], boot: np.ndarray, rng, replicates: int, level: float
+) -> dict:
     """One model's summary: means, both intervals, share won, spread over origins, which baseline was best."""
     import pandas as pd
 
@@ -266,21 +267,26 @@ def _comparison_row(model: str, metric: str, d: np.ndarray, point_vals: list[dic
     bb = boot[np.isfinite(boot)]
     counts = pd.Series([b[0] for b, k in zip(best, ok) if k]).value_counts()
     return {
-        "model": model, "metric": metric, "origins": int(ok.sum()),
+        "model": model,
+        "metric": metric,
+        "origins": int(ok.sum()),
         "model_mean": float(np.nanmean([v.get(model, np.nan) for v, k in zip(point_vals, ok) if k])),
         "best_baseline_mean": float(np.mean([b[1] for b, k in zip(best, ok) if k])),
         "best_baselines": ", ".join(f"{k} {v}" for k, v in counts.items()),
         "mean_diff": float(d[ok].mean()),
         "ci_low": float(np.quantile(bb, lo_q)) if len(bb) else float("nan"),
         "ci_high": float(np.quantile(bb, hi_q)) if len(bb) else float("nan"),
-        "ci_origins_low": float(np.quantile(ob, lo_q)), "ci_origins_high": float(np.quantile(ob, hi_q)),
+        "ci_origins_low": float(np.quantile(ob, lo_q)),
+        "ci_origins_high": float(np.quantile(ob, hi_q)),
         "share_won": float((d[ok] > 0).mean()),
-        "min_diff": float(d[ok].min()), "max_diff": float(d[ok].max()),
+        "min_diff": float(d[ok].min()),
+        "max_diff": float(d[ok].max()),
     }
 
 
-def compare_to_baselines(frames: dict, *, models, baselines, metric: str, target: str,
-                         replicates: int = 500, seed: int = 0, level: float = 0.90):
+def compare_to_baselines(
+    frames: dict, *, models, baselines, metric: str, target: str, replicates: int = 500, seed: int = 0, level: float = 0.90
+):
     """Each model against the best baseline of each origin, on one metric.
 
     ``frames``: origin -> DataFrame with ``customer_id``, the ``target`` column and one column per
@@ -312,8 +318,11 @@ def compare_to_baselines(frames: dict, *, models, baselines, metric: str, target
     point, best = _diffs_to_best(point_vals, models, baselines, higher)
     rng = np.random.default_rng(seed)
     boot = _bootstrap_mean_diffs(prep, len(ids), fn, models, baselines, higher, replicates, rng)
-    return [_comparison_row(m, metric, point[m], point_vals, best, boot[m], rng, replicates, level)
-            for m in models if np.isfinite(point[m]).any()]
+    return [
+        _comparison_row(m, metric, point[m], point_vals, best, boot[m], rng, replicates, level)
+        for m in models
+        if np.isfinite(point[m]).any()
+    ]
 
 
 def verdict(row) -> str:

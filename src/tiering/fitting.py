@@ -86,31 +86,45 @@ def _fit_btyd(features: pd.DataFrame, cfg: Config, origin: dt.date) -> tuple[obj
             finite = np.isfinite(tm.expected_purchases(t, x, rec, T)).all() and np.isfinite(tm.p_no_purchase(t, x, rec, T)).all()
         if finite:
             if penalizer != cfg.model.penalizer:
-                fallbacks.append(f"BTYD at {origin}: {cls.__name__} refitted with penalizer {penalizer} (the unpenalised "
-                                 f"fit, {why}, predicts non-finite purchases)")
+                fallbacks.append(
+                    f"BTYD at {origin}: {cls.__name__} refitted with penalizer {penalizer} (the unpenalised "
+                    f"fit, {why}, predicts non-finite purchases)"
+                )
             break
         why = "parameters " + ", ".join(f"{k}={v:.3g}" for k, v in tm.params_.items()) + " on the boundary"
         tm = None
     if tm is None:
         tm = PooledNBDModel().fit(x, rec, T)
-        fallbacks.append(f"BTYD at {origin}: {cls.__name__} not fitted ({why}); the pooled NBD model (no dropout, "
-                         f"one smoothed purchase rate) predicts purchases")
+        fallbacks.append(
+            f"BTYD at {origin}: {cls.__name__} not fitted ({why}); the pooled NBD model (no dropout, "
+            f"one smoothed purchase rate) predicts purchases"
+        )
     try:
         sm = GammaGammaModel(penalizer=cfg.model.penalizer).fit(x, buyers["monetary_value"])
     except ModelError as exc:
         orders = buyers["n_orders"].to_numpy(float)
         sm = MeanSpendModel().fit(buyers["net_spend"].to_numpy(float) / np.maximum(orders, 1), np.maximum(orders, 1))
-        fallbacks.append(f"BTYD at {origin}: Gamma-Gamma not fitted ({str(exc).split('. ')[0]}); one mean order value "
-                         f"({sm.params_['mean']:.4g}) predicts spend")
+        fallbacks.append(
+            f"BTYD at {origin}: Gamma-Gamma not fitted ({str(exc).split('. ')[0]}); one mean order value "
+            f"({sm.params_['mean']:.4g}) predicts spend"
+        )
     return tm, sm, fallbacks
 
 
-def _bundle(cfg: Config, spec: FeatureSpec, features: pd.DataFrame, as_of: dt.date, tm, sm,
-            propensity=None, policy=None, next_tier=None) -> ScoringBundle:
+def _bundle(
+    cfg: Config, spec: FeatureSpec, features: pd.DataFrame, as_of: dt.date, tm, sm, propensity=None, policy=None, next_tier=None
+) -> ScoringBundle:
     return ScoringBundle(
-        feature_spec=spec.to_dict(), feature_columns=list(features.columns), horizon_days=cfg.model.horizon_days,
-        discount_rate_annual=cfg.model.discount_rate_annual, trained_as_of=as_of, transaction_model=tm, spend_model=sm,
-        propensity=propensity, tier_policy=policy, next_tier_model=next_tier,
+        feature_spec=spec.to_dict(),
+        feature_columns=list(features.columns),
+        horizon_days=cfg.model.horizon_days,
+        discount_rate_annual=cfg.model.discount_rate_annual,
+        trained_as_of=as_of,
+        transaction_model=tm,
+        spend_model=sm,
+        propensity=propensity,
+        tier_policy=policy,
+        next_tier_model=next_tier,
         version=f"{__version__}+{as_of.isoformat()}",
     )
 
@@ -126,8 +140,9 @@ class OriginFit:
     fallbacks: list[str] = field(default_factory=list)
 
 
-def fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec, *, labels: bool = True,
-               features: pd.DataFrame | None = None) -> OriginFit:
+def fit_origin(
+    tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec, *, labels: bool = True, features: pd.DataFrame | None = None
+) -> OriginFit:
     """Features at ``origin`` (labels from (origin, origin + H] when ``labels``) and BTYD fitted on them."""
     H = cfg.model.horizon_days
     frame = features if features is not None else features_at(tables, origin, spec)
@@ -160,8 +175,9 @@ def try_fit_origin(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: 
         return None
 
 
-def fit_training_origins(tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec,
-                         cache: dict | None = None) -> list[OriginFit]:
+def fit_training_origins(
+    tables: ValidatedTables, origin: dt.date, cfg: Config, spec: FeatureSpec, cache: dict | None = None
+) -> list[OriginFit]:
     """The usable training frames for a supervised model scoring at ``origin`` (labels end by ``origin``)."""
     fits = []
     for t in training_origins(origin, cfg):
@@ -193,8 +209,12 @@ def _fit_aligned_propensity(fits: list[OriginFit], cfg: Config, score_at: Origin
     else:
         assert score_at is not None, "without training frames the columns come from score_at"
         X, y = _propensity_inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
-    model = PropensityModel(learner=cfg.model.propensity_learner, btyd_weight=cfg.model.propensity_btyd_weight,
-                            random_state=cfg.model.seed, threads=cfg.model.threads).fit(X, y["purchased_in_horizon"])
+    model = PropensityModel(
+        learner=cfg.model.propensity_learner,
+        btyd_weight=cfg.model.propensity_btyd_weight,
+        random_state=cfg.model.seed,
+        threads=cfg.model.threads,
+    ).fit(X, y["purchased_in_horizon"])
     if score_at is not None:
         model.align_level(_propensity_inputs(score_at))
     return model
@@ -267,6 +287,7 @@ def fit_interval(fits: list[OriginFit], cfg: Config) -> SpendInterval:
     if len(fits) < 2:
         raise ModelError(f"the interval needs two labelled training origins (one to fit, a later one to calibrate); got {len(fits)}")
     X, y = _stacked(fits[1:], lambda f: clv_columns(f, "interval"))
-    model = SpendInterval(coverage=cfg.model.clv_interval_coverage, random_state=cfg.model.seed,
-                          threads=cfg.model.threads).fit(X, y["holdout_spend"])
+    model = SpendInterval(coverage=cfg.model.clv_interval_coverage, random_state=cfg.model.seed, threads=cfg.model.threads).fit(
+        X, y["holdout_spend"]
+    )
     return model.conformalize(clv_columns(fits[0], "interval"), fits[0].frame["holdout_spend"])

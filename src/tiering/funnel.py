@@ -44,8 +44,9 @@ def _members(tables: ValidatedTables, tx, cut):
 
     if tables.customers is not None:
         c = tables.customers.filter(tables.customers.joined_at < cut)
-        channel = (c.acquisition_channel.cast("string").fill_null("unknown") if "acquisition_channel" in c.columns
-                   else ibis.literal("unknown"))
+        channel = (
+            c.acquisition_channel.cast("string").fill_null("unknown") if "acquisition_channel" in c.columns else ibis.literal("unknown")
+        )
         members = c.select(customer_id=c.customer_id.cast("string"), joined_at=c.joined_at, acquisition_channel=channel)
     else:
         first = tx.group_by(customer_id=tx.customer_id.cast("string")).agg(joined_at=tx.ordered_at.min())
@@ -53,8 +54,7 @@ def _members(tables: ValidatedTables, tx, cut):
     return members.mutate(month=members.joined_at.truncate("M").date())
 
 
-def funnel_metrics(tables: ValidatedTables, *, as_of: dt.date, window_days: int = 30,
-                   reach: pd.DataFrame | None = None) -> pd.DataFrame:
+def funnel_metrics(tables: ValidatedTables, *, as_of: dt.date, window_days: int = 30, reach: pd.DataFrame | None = None) -> pd.DataFrame:
     """Funnel counts and rates per (join month, acquisition channel), from data at or before ``as_of``.
 
     Columns: month (YYYY-MM), acquisition_channel, the counts of FUNNEL_COUNTS, the rates of
@@ -67,7 +67,8 @@ def funnel_metrics(tables: ValidatedTables, *, as_of: dt.date, window_days: int 
     window = ibis.interval(days=int(window_days))
     tx = tables.transactions.filter(tables.transactions.ordered_at < cut)
     orders = tx.group_by(customer_id=tx.customer_id.cast("string"), order_id=tx.order_id.cast("string")).agg(
-        net=tx.amount.sum(), at=tx.ordered_at.min())
+        net=tx.amount.sum(), at=tx.ordered_at.min()
+    )
     orders = orders.filter(orders.net > 0)
     members = _members(tables, tx, cut)
     o = members.join(orders, "customer_id").filter(lambda t: t.at < t.joined_at + window)
@@ -75,23 +76,28 @@ def funnel_metrics(tables: ValidatedTables, *, as_of: dt.date, window_days: int 
     m = members.left_join(per_buyer, "customer_id").select(members, per_buyer.orders_in_window)
     if tables.interactions is not None:
         ix = tables.interactions.filter(tables.interactions.occurred_at < cut)
-        ix = ix.select(customer_id=ix.customer_id.cast("string"), occurred_at=ix.occurred_at,
-                       event_type=ix.event_type.cast("string").lower())
+        ix = ix.select(
+            customer_id=ix.customer_id.cast("string"), occurred_at=ix.occurred_at, event_type=ix.event_type.cast("string").lower()
+        )
         e = members.select("customer_id", "joined_at").join(ix, "customer_id")
         e = e.filter(e.occurred_at < e.joined_at + window)
         per_ix = e.group_by("customer_id").agg(
-            n_interactions=e.count(where=e.event_type != "group_join"),
-            n_social=e.count(where=e.event_type.isin(["share", "referral"])))
+            n_interactions=e.count(where=e.event_type != "group_join"), n_social=e.count(where=e.event_type.isin(["share", "referral"]))
+        )
         m = m.left_join(per_ix, "customer_id").select(m, per_ix.n_interactions, per_ix.n_social)
     else:
         m = m.mutate(n_interactions=ibis.literal(0), n_social=ibis.literal(0))
-    agg = m.group_by("month", "acquisition_channel").agg(
-        members=m.count(),
-        converted=m.count(where=m.orders_in_window.fill_null(0) > 0),
-        orders_in_window=m.orders_in_window.fill_null(0).sum(),
-        interacted=m.count(where=m.n_interactions.fill_null(0) > 0),
-        shared=m.count(where=m.n_social.fill_null(0) > 0),
-    ).to_pandas()
+    agg = (
+        m.group_by("month", "acquisition_channel")
+        .agg(
+            members=m.count(),
+            converted=m.count(where=m.orders_in_window.fill_null(0) > 0),
+            orders_in_window=m.orders_in_window.fill_null(0).sum(),
+            interacted=m.count(where=m.n_interactions.fill_null(0) > 0),
+            shared=m.count(where=m.n_social.fill_null(0) > 0),
+        )
+        .to_pandas()
+    )
     agg["month"] = pd.to_datetime(agg["month"]).dt.strftime("%Y-%m")
     agg["reached"] = np.nan
     if tables.interactions is None:  # unknown, not zero
@@ -108,10 +114,13 @@ def funnel_metrics(tables: ValidatedTables, *, as_of: dt.date, window_days: int 
 def _with_reach(agg: pd.DataFrame, reach: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("month", "acquisition_channel", "reached") if c not in reach.columns]
     if missing:
-        raise ConfigError(f"The reach table lacks columns {missing}; got {list(reach.columns)}. It needs month (YYYY-MM), "
-                          "acquisition_channel and reached (people reached on the public platform that month).")
-    r = reach.assign(month=pd.to_datetime(reach["month"].astype(str)).dt.strftime("%Y-%m"),
-                     acquisition_channel=reach["acquisition_channel"].astype(str))
+        raise ConfigError(
+            f"The reach table lacks columns {missing}; got {list(reach.columns)}. It needs month (YYYY-MM), "
+            "acquisition_channel and reached (people reached on the public platform that month)."
+        )
+    r = reach.assign(
+        month=pd.to_datetime(reach["month"].astype(str)).dt.strftime("%Y-%m"), acquisition_channel=reach["acquisition_channel"].astype(str)
+    )
     r = r.groupby(["month", "acquisition_channel"], as_index=False)["reached"].sum()
     return agg.drop(columns="reached").merge(r, on=["month", "acquisition_channel"], how="left")
 
@@ -143,6 +152,8 @@ def read_reach(path: str | Path) -> pd.DataFrame:
     Parquet file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"report.reach_path '{p}' does not exist (looked in {Path.cwd()}). Point it at a CSV or Parquet file "
-                          "with columns month, acquisition_channel, reached, or remove it to leave the diversion rate out.")
+        raise ConfigError(
+            f"report.reach_path '{p}' does not exist (looked in {Path.cwd()}). Point it at a CSV or Parquet file "
+            "with columns month, acquisition_channel, reached, or remove it to leave the diversion rate out."
+        )
     return pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)

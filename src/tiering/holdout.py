@@ -53,12 +53,12 @@ def _rank_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
     base = float(y.mean())
     k = max(1, int(np.ceil(0.1 * len(y))))
     top = np.argsort(-score, kind="stable")[:k]
-    return {"roc_auc": ranking_auc(y, score), "top_decile_lift": float(y[top].mean() / base) if base else float("nan"),
-            "base_rate": base}
+    return {"roc_auc": ranking_auc(y, score), "top_decile_lift": float(y[top].mean() / base) if base else float("nan"), "base_rate": base}
 
 
-def _clv_predictions(test: OriginFit, train_fits: list[OriginFit], cfg: Config, names, fitted: dict,
-                     notes: list[str]) -> dict[str, np.ndarray]:
+def _clv_predictions(
+    test: OriginFit, train_fits: list[OriginFit], cfg: Config, names, fitted: dict, notes: list[str]
+) -> dict[str, np.ndarray]:
     """Each selected CLV model's prediction at the origin; a learned model that cannot be fitted is left out (noted)."""
     f, o = test.frame, test.origin
     out: dict[str, np.ndarray] = {}
@@ -79,8 +79,9 @@ def _clv_predictions(test: OriginFit, train_fits: list[OriginFit], cfg: Config, 
     return out
 
 
-def _interval(test: OriginFit, train_fits: list[OriginFit], cfg: Config, buyer: np.ndarray, fitted: dict,
-              notes: list[str]) -> tuple[list[dict], tuple[np.ndarray, np.ndarray] | None]:
+def _interval(
+    test: OriginFit, train_fits: list[OriginFit], cfg: Config, buyer: np.ndarray, fitted: dict, notes: list[str]
+) -> tuple[list[dict], tuple[np.ndarray, np.ndarray] | None]:
     """The CLV interval's coverage rows (every customer, then buyers) and its ends, or no rows (noted)."""
     y = test.frame["holdout_spend"].to_numpy(float)
     try:
@@ -95,8 +96,7 @@ def _interval(test: OriginFit, train_fits: list[OriginFit], cfg: Config, buyer: 
     return rows + tidy_rows(test.origin, "interval", "cqr_buyers", interval_metrics(y[buyer], lo[buyer], hi[buyer])), (lo, hi)
 
 
-def _churn_rows(test: OriginFit, names, p_model: np.ndarray | None, buyer: np.ndarray
-                ) -> tuple[list[dict], dict[str, np.ndarray]]:
+def _churn_rows(test: OriginFit, names, p_model: np.ndarray | None, buyer: np.ndarray) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Churn rows over buyers (recency ranks; BTYD and the model are probabilities) and the probabilities."""
     f, o = test.frame, test.origin
     y = f["purchased_in_horizon"].to_numpy(int)[buyer]
@@ -122,19 +122,24 @@ def _plots(out_dir: Path, o: dt.date, test: OriginFit, buyer: np.ndarray, clv_pr
         a = test.frame["holdout_spend"].to_numpy(float)[buyer]
         preds = {k: v[buyer] for k, v in clv_pred.items()}
         written.append(plots.gain_curve(a, preds, out_dir / f"{o}_clv_gain.png", title=f"CLV gain curve, origin {o}"))
-        written.append(plots.decile_chart(a, preds, out_dir / f"{o}_clv_deciles.png",
-                                          title=f"Holdout spend by predicted decile, origin {o}"))
+        written.append(
+            plots.decile_chart(a, preds, out_dir / f"{o}_clv_deciles.png", title=f"Holdout spend by predicted decile, origin {o}")
+        )
     if churn_pred and buyer.sum() >= 2:
         y = test.frame["purchased_in_horizon"].to_numpy(int)[buyer]
-        written.append(plots.calibration_curve(y, {k: v[buyer] for k, v in churn_pred.items()},
-                                               out_dir / f"{o}_churn_calibration.png",
-                                               title=f"P(purchase in horizon), buyers, origin {o}"))
+        written.append(
+            plots.calibration_curve(
+                y,
+                {k: v[buyer] for k, v in churn_pred.items()},
+                out_dir / f"{o}_churn_calibration.png",
+                title=f"P(purchase in horizon), buyers, origin {o}",
+            )
+        )
     return written
 
 
 def _predictions(test: OriginFit, clv_pred: dict, churn_pred: dict, interval) -> pd.DataFrame:
-    preds = test.frame[["customer_id", "has_purchased", "days_since_last_purchase", "holdout_spend",
-                        "purchased_in_horizon"]].copy()
+    preds = test.frame[["customer_id", "has_purchased", "days_since_last_purchase", "holdout_spend", "purchased_in_horizon"]].copy()
     for name, p in clv_pred.items():
         preds[f"clv_{name}"] = p
     for name, p in churn_pred.items():
@@ -144,9 +149,15 @@ def _predictions(test: OriginFit, clv_pred: dict, churn_pred: dict, interval) ->
     return preds
 
 
-def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, selected: dict[str, tuple[str, ...]],
-                    out_dir: Path | None = None, *, fitted: dict | None = None
-                    ) -> tuple[list[dict], list[Path], list[str], pd.DataFrame]:
+def evaluate_origin(
+    test: OriginFit,
+    train_fits: list[OriginFit],
+    cfg: Config,
+    selected: dict[str, tuple[str, ...]],
+    out_dir: Path | None = None,
+    *,
+    fitted: dict | None = None,
+) -> tuple[list[dict], list[Path], list[str], pd.DataFrame]:
     """Rows of the tidy table (origin, task, model, metric, value) for one origin, its plots (with ``out_dir``),
     notes (models left out and why) and every model's prediction per customer.
 
@@ -181,13 +192,15 @@ def evaluate_origin(test: OriginFit, train_fits: list[OriginFit], cfg: Config, s
 
 
 # train's flat metric names for the tidy rows: (task, model) -> prefix
-_FLAT_PREFIX = {("propensity", "model"): "propensity_all", ("interval", "cqr"): "clv_interval",
-                ("interval", "cqr_buyers"): "clv_interval_buyers"}
+_FLAT_PREFIX = {
+    ("propensity", "model"): "propensity_all",
+    ("interval", "cqr"): "clv_interval",
+    ("interval", "cqr_buyers"): "clv_interval_buyers",
+}
 
 
 def flat_metrics(rows: list[dict]) -> dict[str, float]:
     """The rows of one origin as flat metric names, as train logs them: ``clv_{model}_{metric}``,
     ``churn_{model}_{metric}``, ``propensity_all_{metric}`` (every customer), ``clv_interval_{metric}`` (every
     customer) and ``clv_interval_buyers_{metric}``."""
-    return {f"{_FLAT_PREFIX.get((r['task'], r['model']), r['task'] + '_' + r['model'])}_{r['metric']}": r["value"]
-            for r in rows}
+    return {f"{_FLAT_PREFIX.get((r['task'], r['model']), r['task'] + '_' + r['model'])}_{r['metric']}": r["value"] for r in rows}

@@ -100,8 +100,9 @@ def features(cfg: Config, *, as_of: dt.date, out: str | Path) -> FeaturesResult:
     buckets = bucket_count(tables, cfg.features.bucket_rows)
 
     def build(k: int = 0):
-        return build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of,
-                              spec=feature_spec(cfg), bucket=(k, buckets))
+        return build_features(
+            tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=feature_spec(cfg), bucket=(k, buckets)
+        )
 
     expr = build()
     if buckets == 1:
@@ -175,14 +176,25 @@ class BacktestRun:
 
     def to_dict(self) -> dict:
         res = self.result
-        return {"run_id": self.run_id, "horizon_days": res.horizon_days, "origins": [str(d) for d in self.origins],
-                "mean": res.summary.to_dict("records"),
-                "table": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
-                "plots": [str(p) for p in res.plots], "notes": res.notes}
+        return {
+            "run_id": self.run_id,
+            "horizon_days": res.horizon_days,
+            "origins": [str(d) for d in self.origins],
+            "mean": res.summary.to_dict("records"),
+            "table": res.table.assign(origin=res.table["origin"].astype(str)).to_dict("records"),
+            "plots": [str(p) for p in res.plots],
+            "notes": res.notes,
+        }
 
 
-def backtest(cfg: Config, origins: Iterable[dt.date], *, horizon_days: int | None = None,
-             out: str | Path = "outputs/backtest", progress: Progress | None = None) -> BacktestRun:
+def backtest(
+    cfg: Config,
+    origins: Iterable[dt.date],
+    *,
+    horizon_days: int | None = None,
+    out: str | Path = "outputs/backtest",
+    progress: Progress | None = None,
+) -> BacktestRun:
     """Fit every CLV and churn model at each origin, judge it on the horizon after, log one MLflow run and
     write the plots and backtest.csv to ``out``."""
     from tiering.backtest import backtest_and_log
@@ -192,17 +204,25 @@ def backtest(cfg: Config, origins: Iterable[dt.date], *, horizon_days: int | Non
     return BacktestRun(res, run_id, sorted(set(origins)), str(out))
 
 
-def predict(cfg: Config, *, as_of: dt.date, scored_at: dt.datetime, model: str = "champion", out: str | Path | None = None,
-            chunk_rows: int | None = None, work_dir: str | Path | None = None, progress: Progress | None = None,
-            on_chunk: ChunkCallback | None = None) -> PredictResult:
+def predict(
+    cfg: Config,
+    *,
+    as_of: dt.date,
+    scored_at: dt.datetime,
+    model: str = "champion",
+    out: str | Path | None = None,
+    chunk_rows: int | None = None,
+    work_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    on_chunk: ChunkCallback | None = None,
+) -> PredictResult:
     """Score the whole base with ``model`` (a version, an alias or a URI) into the scores store and, with
     ``out``, a file. ``chunk_rows`` and ``work_dir`` override ``predict.chunk_rows`` and ``predict.work_dir``;
     ``scored_at`` is the caller's clock (library code never reads it)."""
     from tiering.predict import predict_and_store
 
     cfg = _with(cfg, "predict", chunk_rows=chunk_rows or None, work_dir=str(work_dir) if work_dir else None)
-    return predict_and_store(cfg, as_of=as_of, model=model, out=out, scored_at=scored_at, progress=progress,
-                             on_chunk=on_chunk)
+    return predict_and_store(cfg, as_of=as_of, model=model, out=out, scored_at=scored_at, progress=progress, on_chunk=on_chunk)
 
 
 def report(cfg: Config, *, as_of: dt.date, out: str | Path, progress: Progress | None = None) -> ReportResult:
@@ -213,8 +233,7 @@ def report(cfg: Config, *, as_of: dt.date, out: str | Path, progress: Progress |
     return build_report(cfg, as_of=as_of, out=out, progress=progress)
 
 
-def demo(*, customers: int = 20_000, seed: int = 0, workdir: str | Path = "outputs/demo",
-         progress: Progress | None = None) -> DemoResult:
+def demo(*, customers: int = 20_000, seed: int = 0, workdir: str | Path = "outputs/demo", progress: Progress | None = None) -> DemoResult:
     """The main job end to end on built-in defaults: simulate, train, register, promote, score."""
     from tiering.demo import run_demo
 
@@ -262,16 +281,24 @@ def serve_plan(cfg: Config, *, host: str | None = None, port: int | None = None,
     return ServePlan(host, port, workers, token, f"{base}/", f"{base}/api", f"{base}/docs")
 
 
-def serve(cfg: Config, plan: ServePlan, *, access_log: bool = True, config_path: str | Path | None = None,
-          config_changed: bool = False) -> None:
+def serve(
+    cfg: Config, plan: ServePlan, *, access_log: bool = True, config_path: str | Path | None = None, config_changed: bool = False
+) -> None:
     """Run the ops server until interrupted. Worker processes (``plan.workers`` > 1) re-read the config from
     ``config_path``; ``config_changed`` (e.g. by ``--set``): they read ``cfg`` itself, from a private copy."""
     from tiering.serve import run_server
 
     resolved = _resolved_config_file(cfg) if config_changed and plan.workers > 1 else contextlib.nullcontext(config_path)
     with resolved as path:
-        run_server(cfg, host=plan.host, port=plan.port, workers=plan.workers, token=plan.token, access_log=access_log,
-                   config_path=str(path) if path else None)
+        run_server(
+            cfg,
+            host=plan.host,
+            port=plan.port,
+            workers=plan.workers,
+            token=plan.token,
+            access_log=access_log,
+            config_path=str(path) if path else None,
+        )
 
 
 @contextlib.contextmanager

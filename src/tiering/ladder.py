@@ -22,12 +22,24 @@ class Tier:
 
 
 TIER_LADDER: tuple[Tier, ...] = (
-    Tier("core", "Core", "Paid, and very likely to buy again with high predicted value.",
-         "VIP group, early access to launches, personal service by the account manager."),
-    Tier("value", "Value", "Pays for the product now: bought, and still likely to buy within the horizon.",
-         "Repurchase coupon and replenishment reminders."),
-    Tier("seed", "Seed", "Spreads the word (KOC): shares and refers far more than other members, not paying now.",
-         "Invite to the ambassador programme; referral rewards."),
+    Tier(
+        "core",
+        "Core",
+        "Paid, and very likely to buy again with high predicted value.",
+        "VIP group, early access to launches, personal service by the account manager.",
+    ),
+    Tier(
+        "value",
+        "Value",
+        "Pays for the product now: bought, and still likely to buy within the horizon.",
+        "Repurchase coupon and replenishment reminders.",
+    ),
+    Tier(
+        "seed",
+        "Seed",
+        "Spreads the word (KOC): shares and refers far more than other members, not paying now.",
+        "Invite to the ambassador programme; referral rewards.",
+    ),
     Tier("new", "New", "Joined recently.", "First-order incentive and a welcome journey."),
     Tier("ordinary", "Ordinary", "Everyone else.", "Content nurture in groups and moments."),
 )

@@ -30,8 +30,10 @@ LADDER_LOW_TO_HIGH: tuple[str, ...] = tuple(reversed(TIER_NAMES))
 def _tiers(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     missing = [c for c in ("customer_id", "tier") if c not in frame.columns]
     if missing:
-        raise SchemaError(f"the {name} scores frame lacks columns {missing}; got {list(frame.columns)}. Pass a scores frame "
-                          "as tiering predict writes it (customer_id, tier, ...).")
+        raise SchemaError(
+            f"the {name} scores frame lacks columns {missing}; got {list(frame.columns)}. Pass a scores frame "
+            "as tiering predict writes it (customer_id, tier, ...)."
+        )
     out = frame[["customer_id", "tier"]].astype({"customer_id": str})
     if out["customer_id"].duplicated().any():
         raise DataQualityError(f"the {name} scores frame holds a customer more than once; pass one batch.")
@@ -63,8 +65,7 @@ def _as_of_text(value, frame: pd.DataFrame) -> str | None:
     return None if value is None else pd.Timestamp(value).date().isoformat()
 
 
-def summarize_counts(counts: pd.DataFrame, *, entered: int, left: int, from_as_of: str | None = None,
-                     to_as_of: str | None = None) -> dict:
+def summarize_counts(counts: pd.DataFrame, *, entered: int, left: int, from_as_of: str | None = None, to_as_of: str | None = None) -> dict:
     """The migration record of a count matrix (rows: tier before, columns: tier after, as :func:`migration_matrix`).
 
     Keys: from_as_of, to_as_of, tiers (ladder order), counts (list of rows), row_share (each row over
@@ -80,10 +81,21 @@ def summarize_counts(counts: pd.DataFrame, *, entered: int, left: int, from_as_o
     def share(x: int | float, total: int | float) -> float | None:
         return float(x / total) if total else None
 
-    return {"from_as_of": from_as_of, "to_as_of": to_as_of, "tiers": list(TIER_NAMES), "counts": m.tolist(),
-            "row_share": [[share(c, rows[i]) for c in row] for i, row in enumerate(m.tolist())],
-            "customers_in_both": n, "share_staying": share(int(np.trace(m)), n), "moved_up": up, "moved_down": down,
-            "share_moved_up": share(up, n), "share_moved_down": share(down, n), "entered": int(entered), "left": int(left)}
+    return {
+        "from_as_of": from_as_of,
+        "to_as_of": to_as_of,
+        "tiers": list(TIER_NAMES),
+        "counts": m.tolist(),
+        "row_share": [[share(c, rows[i]) for c in row] for i, row in enumerate(m.tolist())],
+        "customers_in_both": n,
+        "share_staying": share(int(np.trace(m)), n),
+        "moved_up": up,
+        "moved_down": down,
+        "share_moved_up": share(up, n),
+        "share_moved_down": share(down, n),
+        "entered": int(entered),
+        "left": int(left),
+    }
 
 
 def migration_between(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame, *, from_as_of=None, to_as_of=None) -> dict:
@@ -93,8 +105,13 @@ def migration_between(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame, *, f
     """
     a, b = _tiers(prev_scores, "previous"), _tiers(curr_scores, "current")
     prev_ids, curr_ids = set(a["customer_id"]), set(b["customer_id"])
-    return summarize_counts(migration_matrix(a, b), entered=len(curr_ids - prev_ids), left=len(prev_ids - curr_ids),
-                            from_as_of=_as_of_text(from_as_of, prev_scores), to_as_of=_as_of_text(to_as_of, curr_scores))
+    return summarize_counts(
+        migration_matrix(a, b),
+        entered=len(curr_ids - prev_ids),
+        left=len(prev_ids - curr_ids),
+        from_as_of=_as_of_text(from_as_of, prev_scores),
+        to_as_of=_as_of_text(to_as_of, curr_scores),
+    )
 
 
 def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -112,8 +129,11 @@ def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFram
     o = outcomes[["customer_id", "holdout_spend", "purchased_in_horizon"]].astype({"customer_id": str})
     m = s.merge(o, on="customer_id", how="left")
     m[["holdout_spend", "purchased_in_horizon"]] = m[["holdout_spend", "purchased_in_horizon"]].fillna(0)
-    agg = {"customers": ("customer_id", "size"), "mean_holdout_spend": ("holdout_spend", "mean"),
-           "repurchase_rate": ("purchased_in_horizon", "mean")}
+    agg = {
+        "customers": ("customer_id", "size"),
+        "mean_holdout_spend": ("holdout_spend", "mean"),
+        "repurchase_rate": ("purchased_in_horizon", "mean"),
+    }
     for c in ("clv", "p_purchase"):
         if c in m.columns:
             agg[f"mean_{c}"] = (c, "mean")
@@ -150,8 +170,10 @@ def truth_agreement(scores: pd.DataFrame, truth: pd.DataFrame, truth_column: str
     from sklearn.metrics import cohen_kappa_score
 
     if truth_column not in truth.columns:
-        raise SchemaError(f"the truth frame lacks column {truth_column!r}; got {list(truth.columns)}. Name the column "
-                          "holding each customer's true tier with truth_column=.")
+        raise SchemaError(
+            f"the truth frame lacks column {truth_column!r}; got {list(truth.columns)}. Name the column "
+            "holding each customer's true tier with truth_column=."
+        )
     s = _tiers(scores, "scores")
     t = truth[["customer_id", truth_column]].astype({"customer_id": str}).rename(columns={truth_column: "true_tier"})
     m = s.merge(t, on="customer_id")

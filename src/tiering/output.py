@@ -39,10 +39,12 @@ from tiering.exceptions import (
     TieringWarning,
 )
 
-EXIT_HELP = ("Exit status: 0 ok; 1 a bug (please report it, with --verbose output); 2 bad input or a refused run "
-             "(the message names the problem and the fix); 3 a service (MLflow tracking server, scores database) "
-             "unavailable or locked: retry later. Results go to stdout, progress and logs to stderr; --json output is "
-             "strict JSON, and an error under --json is a JSON object with error, kind and hint.")
+EXIT_HELP = (
+    "Exit status: 0 ok; 1 a bug (please report it, with --verbose output); 2 bad input or a refused run "
+    "(the message names the problem and the fix); 3 a service (MLflow tracking server, scores database) "
+    "unavailable or locked: retry later. Results go to stdout, progress and logs to stderr; --json output is "
+    "strict JSON, and an error under --json is a JSON object with error, kind and hint."
+)
 
 _RESULT: list[TextIO] = []  # the real stdout while a command runs (see redirect)
 _THIRD_PARTY_LOGGERS = ("mlflow", "alembic", "py4j", "urllib3", "httpx", "httpcore", "matplotlib", "numexpr", "uvicorn.error")
@@ -126,8 +128,7 @@ def error_payload(exc: BaseException, message: str, code: int) -> dict[str, Any]
 
 def quiet_third_party(verbose: bool) -> None:
     """Warnings and INFO logs of other libraries off (unless verbose); tiering's warnings to stderr."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     if verbose:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # read by mlflow when it configures its loggers

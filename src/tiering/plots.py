@@ -51,7 +51,7 @@ def css_font_family() -> str:
 def heat_color(share: float | None) -> str:
     """The heat ramp's colour for a share of a row (0..1; None and NaN count as 0)."""
     s = 0.0 if share is None or not np.isfinite(share) else max(0.0, min(1.0, float(share)))
-    lo, hi = (tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in HEAT_COLORS)
+    lo, hi = (tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in HEAT_COLORS)
     return "#" + "".join(f"{round(a + (b - a) * s):02x}" for a, b in zip(lo, hi))
 
 
@@ -86,12 +86,27 @@ def _label(labels: Mapping[str, str] | None, tier) -> str:
 def _rc() -> dict:
     from cycler import cycler
 
-    return {"font.family": "sans-serif", "font.sans-serif": list(FONT_FAMILY[:-1]), "font.size": _pt("value"),
-            "text.color": INK, "axes.titlesize": _pt("label"), "axes.titlecolor": INK, "axes.labelsize": _pt("axis"),
-            "axes.labelcolor": MUTED, "axes.edgecolor": MUTED, "axes.spines.top": False, "axes.spines.right": False,
-            "axes.prop_cycle": cycler(color=MODEL_COLORS), "xtick.color": MUTED, "ytick.color": MUTED,
-            "xtick.labelsize": _pt("axis"), "ytick.labelsize": _pt("axis"), "legend.fontsize": _pt("axis") * 0.9,
-            "legend.frameon": False, "svg.fonttype": "none"}
+    return {
+        "font.family": "sans-serif",
+        "font.sans-serif": list(FONT_FAMILY[:-1]),
+        "font.size": _pt("value"),
+        "text.color": INK,
+        "axes.titlesize": _pt("label"),
+        "axes.titlecolor": INK,
+        "axes.labelsize": _pt("axis"),
+        "axes.labelcolor": MUTED,
+        "axes.edgecolor": MUTED,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": cycler(color=MODEL_COLORS),
+        "xtick.color": MUTED,
+        "ytick.color": MUTED,
+        "xtick.labelsize": _pt("axis"),
+        "ytick.labelsize": _pt("axis"),
+        "legend.fontsize": _pt("axis") * 0.9,
+        "legend.frameon": False,
+        "svg.fonttype": "none",
+    }
 
 
 def _styled(draw):
@@ -122,7 +137,7 @@ def _svg(fig, name: str) -> str:
     with matplotlib.rc_context({"svg.hashsalt": f"tiering-{name}"}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     s = buf.getvalue()
-    return s[s.index("<svg"):]
+    return s[s.index("<svg") :]
 
 
 def _png(fig, path: str | Path) -> Path:
@@ -156,8 +171,7 @@ def _calibration_axes(ax, tables: Mapping[str, list[dict]], xlabel: str, ylabel:
     """Observed rate against mean predicted probability per bin, one line per model, beside the diagonal."""
     ax.plot([0, 1], [0, 1], color=SERIES_COLORS["random"], linestyle=":", linewidth=1, label="perfect")
     for i, (name, rows) in enumerate(tables.items()):
-        ax.plot([r["mean_predicted"] for r in rows], [r["observed_rate"] for r in rows], marker="o", label=name,
-                **_model_style(i))
+        ax.plot([r["mean_predicted"] for r in rows], [r["observed_rate"] for r in rows], marker="o", label=name, **_model_style(i))
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1))
     if title:
         ax.set_title(title)
@@ -185,8 +199,9 @@ def chart_tier_mix(counts: pd.Series, labels: Mapping[str, str] | None = None) -
 
 
 @_styled
-def chart_heatmap(shares: pd.DataFrame, counts: pd.DataFrame, xlabel: str, ylabel: str, name: str,
-                  labels: Mapping[str, str] | None = None) -> str:
+def chart_heatmap(
+    shares: pd.DataFrame, counts: pd.DataFrame, xlabel: str, ylabel: str, name: str, labels: Mapping[str, str] | None = None
+) -> str:
     """Heat map of shares of each row (counts and shares in the cells): columns titled on top, as on the page."""
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -206,8 +221,7 @@ def chart_heatmap(shares: pd.DataFrame, counts: pd.DataFrame, xlabel: str, ylabe
     for i in range(shares.shape[0]):
         for j in range(shares.shape[1]):
             v, n = shares.iat[i, j], counts.iat[i, j]
-            ax.text(j, i - 0.08, f"{n:,}", ha="center", va="center", fontsize=_pt("cell"), fontweight="bold",
-                    color=heat_ink(v))
+            ax.text(j, i - 0.08, f"{n:,}", ha="center", va="center", fontsize=_pt("cell"), fontweight="bold", color=heat_ink(v))
             ax.text(j, i + 0.24, pct_text(v), ha="center", va="center", fontsize=_pt("cellsub"), color=heat_ink(v))
     return _svg(fig, name)
 
@@ -242,8 +256,13 @@ def chart_gain(m: pd.DataFrame) -> str:
     """Realised spend captured ranked by CLV, and purchasers captured ranked by p_purchase."""
     fig = _figure(8.0, 3.4)
     axes = fig.subplots(1, 2)
-    for ax, (score, actual, title) in zip(axes, (("clv", "holdout_spend", "Realised spend captured, ranked by CLV"),
-                                                 ("p_purchase", "purchased_in_horizon", "Purchasers captured, ranked by p_purchase"))):
+    for ax, (score, actual, title) in zip(
+        axes,
+        (
+            ("clv", "holdout_spend", "Realised spend captured, ranked by CLV"),
+            ("p_purchase", "purchased_in_horizon", "Purchasers captured, ranked by p_purchase"),
+        ),
+    ):
         _gain_axes(ax, m[actual].to_numpy(float), {"model": m[score].to_numpy(float)}, title)
     return _svg(fig, "gain")
 
@@ -267,13 +286,19 @@ def chart_funnel(by_month: pd.DataFrame, reference: dict[str, float]) -> str:
     fig = _figure(8.0, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(len(by_month))
-    plotted = [c for c in ("first_purchase_conversion", "interaction_rate", "share_rate", "diversion_rate")
-               if by_month[c].notna().any()]
+    plotted = [c for c in ("first_purchase_conversion", "interaction_rate", "share_rate", "diversion_rate") if by_month[c].notna().any()]
     for col in plotted:
         ax1.plot(x, by_month[col], marker=".", color=SERIES_COLORS[col], label=col.replace("_", " "))
     if not plotted:
-        ax1.text(0.5, 0.5, "no rate can be measured:\nthe sources lack customers,\ninteractions and reach counts",
-                 ha="center", va="center", transform=ax1.transAxes, color=SERIES_COLORS["note"])
+        ax1.text(
+            0.5,
+            0.5,
+            "no rate can be measured:\nthe sources lack customers,\ninteractions and reach counts",
+            ha="center",
+            va="center",
+            transform=ax1.transAxes,
+            color=SERIES_COLORS["note"],
+        )
     elif "first_purchase_conversion" in reference and "first_purchase_conversion" in plotted:
         _reference(ax1, reference["first_purchase_conversion"], SERIES_COLORS["first_purchase_conversion"], "conversion reference")
     if "diversion_rate" in reference and "diversion_rate" in plotted:
@@ -315,8 +340,14 @@ def decile_chart(actual, predictions: Mapping[str, np.ndarray], path: str | Path
     for i, (name, p) in enumerate(predictions.items()):
         order = np.argsort(-np.asarray(p, dtype=float), kind="stable")
         means = [a[chunk].mean() if len(chunk) else np.nan for chunk in np.array_split(order, 10)]
-        ax.bar(np.arange(1, 11) + (i - (len(predictions) - 1) / 2) * width, means, width=width, label=name,
-               color=MODEL_COLORS[i % len(MODEL_COLORS)], hatch="//" if i >= len(MODEL_COLORS) else None)
+        ax.bar(
+            np.arange(1, 11) + (i - (len(predictions) - 1) / 2) * width,
+            means,
+            width=width,
+            label=name,
+            color=MODEL_COLORS[i % len(MODEL_COLORS)],
+            hatch="//" if i >= len(MODEL_COLORS) else None,
+        )
     ax.set(xlabel="decile of prediction (1 = highest)", ylabel="mean holdout value", xticks=range(1, 11))
     ax.set_title(title)
     ax.legend()
@@ -324,12 +355,18 @@ def decile_chart(actual, predictions: Mapping[str, np.ndarray], path: str | Path
 
 
 @_styled
-def calibration_curve(actual, predictions: Mapping[str, np.ndarray], path: str | Path, n_bins: int = 10,
-                      title: str = "Calibration") -> Path:
+def calibration_curve(
+    actual, predictions: Mapping[str, np.ndarray], path: str | Path, n_bins: int = 10, title: str = "Calibration"
+) -> Path:
     """Observed rate against mean predicted probability per quantile bin of each prediction."""
     from tiering.evaluation import calibration_table
 
     fig = _figure(5, 5)
-    _calibration_axes(fig.subplots(), {name: calibration_table(actual, p, n_bins=n_bins) for name, p in predictions.items()},
-                      "mean predicted probability", "observed rate", title)
+    _calibration_axes(
+        fig.subplots(),
+        {name: calibration_table(actual, p, n_bins=n_bins) for name, p in predictions.items()},
+        "mean predicted probability",
+        "observed rate",
+        title,
+    )
     return _png(fig, path)

@@ -77,8 +77,18 @@ from tiering.store import Batch
 from tiering.validation import ValidatedTables
 
 __all__ = [
-    "STALE_AFTER_S", "ChunkCallback", "Hysteresis", "PredictResult", "check_model_spec", "check_out",
-    "clean_stale_folders", "predict_and_store", "score", "score_frames", "scores_schema", "training_date_warning",
+    "STALE_AFTER_S",
+    "ChunkCallback",
+    "Hysteresis",
+    "PredictResult",
+    "check_model_spec",
+    "check_out",
+    "clean_stale_folders",
+    "predict_and_store",
+    "score",
+    "score_frames",
+    "scores_schema",
+    "training_date_warning",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,7 +113,7 @@ def score(
     bundle.check_features(features)
     parts = []
     for start in range(0, len(features), chunk_rows):
-        parts.append(bundle.predict(features.iloc[start:start + chunk_rows]))
+        parts.append(bundle.predict(features.iloc[start : start + chunk_rows]))
         if on_chunk:
             on_chunk(min(start + chunk_rows, len(features)), len(features))
     return finish_scores(pd.concat(parts, ignore_index=True), model_name, model_version, scored_at)
@@ -125,10 +135,17 @@ class PredictResult:
     flips_avoided: int | None = None
 
     def to_dict(self) -> dict:
-        return {"batch": asdict(self.batch), "tiers": self.summary.to_dict("records"),
-                "validation": [r.to_dict() for r in self.reports], "out": self.out, "engine": self.engine,
-                "seconds": self.timings, "resumed": self.resumed, "warnings": list(self.warnings),
-                "flips_avoided": self.flips_avoided}
+        return {
+            "batch": asdict(self.batch),
+            "tiers": self.summary.to_dict("records"),
+            "validation": [r.to_dict() for r in self.reports],
+            "out": self.out,
+            "engine": self.engine,
+            "seconds": self.timings,
+            "resumed": self.resumed,
+            "warnings": list(self.warnings),
+            "flips_avoided": self.flips_avoided,
+        }
 
 
 def predict_and_store(
@@ -162,9 +179,11 @@ def predict_and_store(
     notes = [w for w in [training_date_warning(bundle, as_of, f"{name} v{version}" if version else model)] if w]
 
     resumed = None
-    with (sigterm_as_exit(),
-          run_folder(cfg, scored_at, as_of=as_of, model=model, name=name, version=version, spec=spec) as run,
-          OutFile(out, run.scores, cfg.predict.chunk_rows) if out else contextlib.nullcontext() as out_file):
+    with (
+        sigterm_as_exit(),
+        run_folder(cfg, scored_at, as_of=as_of, model=model, name=name, version=version, spec=spec) as run,
+        OutFile(out, run.scores, cfg.predict.chunk_rows) if out else contextlib.nullcontext() as out_file,
+    ):
         done = {"model_name": name, "model_version": version, "scored_at": run.scored_at}  # resumed: the first's
         if cfg.features.engine == "spark":
             batch, reports = spark_path.run_on_spark(job, run, bundle, spec, model, store, out_file, **done)
@@ -176,5 +195,6 @@ def predict_and_store(
     summary = store.get().tier_counts(batch)
     for note in notes:  # once the batch is in: a refused run has no results to warn about
         warnings.warn(note, TieringWarning, stacklevel=2)  # the CLI prints it to stderr as "warning: ..."
-    return PredictResult(batch, summary, reports, str(out) if out else None, job.timings, cfg.features.engine, resumed,
-                         notes, batch.flips_avoided)
+    return PredictResult(
+        batch, summary, reports, str(out) if out else None, job.timings, cfg.features.engine, resumed, notes, batch.flips_avoided
+    )

@@ -60,8 +60,7 @@ class ProgressDisplay:
     (default: when the console is a terminal or Jupyter); ``redact``: applied to every message shown.
     """
 
-    def __init__(self, enabled: bool | None = True, *, console=None, live: bool | None = None,
-                 redact: Callable[[str], str] | None = None):
+    def __init__(self, enabled: bool | None = True, *, console=None, live: bool | None = None, redact: Callable[[str], str] | None = None):
         self.console = console or stderr_console()
         self.enabled = wanted(enabled, self.console)
         self.live = self.enabled and (is_interactive(self.console) if live is None else live)
@@ -74,9 +73,16 @@ class ProgressDisplay:
     # ----------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> ProgressDisplay:
         if self.live:
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _ChunkedOnly(BarColumn()),
-                                      _ChunkedOnly(MofNCompleteColumn()), TimeElapsedColumn(), console=self.console,
-                                      transient=True, redirect_stdout=False)
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                _ChunkedOnly(BarColumn()),
+                _ChunkedOnly(MofNCompleteColumn()),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,
+            )
             self._progress.start()
         return self
 

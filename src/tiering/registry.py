@@ -49,8 +49,10 @@ def describe_run(run) -> str:
     """A version's description from its training run: data, as_of, horizon and headline metrics."""
     tags, metrics = run.data.tags, run.data.metrics
     data = tags.get("data_hash", "unknown data")
-    parts = [f"Trained as of {tags.get('as_of', '?')} on data {data}, horizon {tags.get('horizon_days', '?')} days, "
-             f"tiering {tags.get('tiering_version', '?')} (code {tags.get('code_version', '?')})."]
+    parts = [
+        f"Trained as of {tags.get('as_of', '?')} on data {data}, horizon {tags.get('horizon_days', '?')} days, "
+        f"tiering {tags.get('tiering_version', '?')} (code {tags.get('code_version', '?')})."
+    ]
     shown = [f"{m} {metrics[m]:.4f}" for m in _HEADLINE if m in metrics]
     if shown:
         parts.append("Out-of-time metrics: " + ", ".join(shown) + ".")
@@ -88,10 +90,16 @@ def versions(cfg: TrackingConfig) -> list[ModelVersion]:
     out = []
     for mv in sorted(found, key=lambda v: -int(v.version)):
         run = client.get_run(mv.run_id) if mv.run_id else None
-        out.append(ModelVersion(
-            mv.name, str(mv.version), mv.run_id or "", tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version))),
-            dict(run.data.metrics) if run else {}, dict(run.data.tags) if run else {},
-        ))
+        out.append(
+            ModelVersion(
+                mv.name,
+                str(mv.version),
+                mv.run_id or "",
+                tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version))),
+                dict(run.data.metrics) if run else {},
+                dict(run.data.tags) if run else {},
+            )
+        )
     return out
 
 
@@ -106,15 +114,24 @@ def comparison(cfg: TrackingConfig, *, limit: int = 20, only: list[str] | None =
         known = {v.version for v in found}
         missing = [v for v in only if str(v) not in known]
         if missing:
-            raise TrackingError(f"Model {cfg.registered_model!r} has no version {', '.join(map(str, missing))}. "
-                                f"Registered versions: {', '.join(v.version for v in found) or 'none'}.")
+            raise TrackingError(
+                f"Model {cfg.registered_model!r} has no version {', '.join(map(str, missing))}. "
+                f"Registered versions: {', '.join(v.version for v in found) or 'none'}."
+            )
         found = [v for v in found if v.version in {str(o) for o in only}]
     by_run = {v.run_id: v.version for v in found if v.run_id}
     differs = differing_params(list(by_run), cfg)
     return {
-        "versions": [{"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id,
-                      **{k: v.tags.get(k, "") for k in ("as_of", "horizon_days", "data_hash", "code_version")},
-                      "metrics": v.metrics} for v in found],
+        "versions": [
+            {
+                "version": v.version,
+                "aliases": list(v.aliases),
+                "run_id": v.run_id,
+                **{k: v.tags.get(k, "") for k in ("as_of", "horizon_days", "data_hash", "code_version")},
+                "metrics": v.metrics,
+            }
+            for v in found
+        ],
         "runs": runs(cfg, max_results=limit),
         "differs": {k: {by_run[r]: val for r, val in values.items()} for k, values in differs.items()},
     }

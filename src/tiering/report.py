@@ -75,9 +75,16 @@ class ReportResult:
 
     def to_dict(self) -> dict:
         """JSON-ready: dates as ISO strings, NaN as None."""
-        return _clean({"out": self.out, "as_of": self.as_of.isoformat(),
+        return _clean(
+            {
+                "out": self.out,
+                "as_of": self.as_of.isoformat(),
                 "previous_as_of": self.previous_as_of.isoformat() if self.previous_as_of else None,
-                "customers": self.customers, "outcomes": self.outcomes, **self.sections})
+                "customers": self.customers,
+                "outcomes": self.outcomes,
+                **self.sections,
+            }
+        )
 
 
 def _clean(x):
@@ -103,15 +110,34 @@ def _outcomes(tables: ValidatedTables, as_of: dt.date, horizon_days: int) -> tup
     last_day = pd.Timestamp(last).date() if pd.notna(last) else None
     covered = min(horizon_days, (last_day - as_of).days) if last_day else 0
     if covered <= 0:
-        return None, "none", (f"The transactions end on {last_day}, not after {as_of}: realised outcomes are not "
-                              "available yet, so gain, calibration and the ladder check are left out."), 0
+        return (
+            None,
+            "none",
+            (
+                f"The transactions end on {last_day}, not after {as_of}: realised outcomes are not "
+                "available yet, so gain, calibration and the ladder check are left out."
+            ),
+            0,
+        )
     labels = build_labels(t, as_of=as_of, horizon_days=covered).to_pandas()
     if covered < horizon_days:
-        return labels, "partial", (f"The transactions end on {last_day}: realised outcomes cover only {covered} of the "
-                                   f"{horizon_days} horizon days, so realised rates understate what the model predicts "
-                                   "for the full horizon."), covered
-    return labels, "full", f"Realised outcomes over the full horizon {as_of + dt.timedelta(days=1)} .. " \
-                           f"{as_of + dt.timedelta(days=horizon_days)} ({horizon_days} days).", covered
+        return (
+            labels,
+            "partial",
+            (
+                f"The transactions end on {last_day}: realised outcomes cover only {covered} of the "
+                f"{horizon_days} horizon days, so realised rates understate what the model predicts "
+                "for the full horizon."
+            ),
+            covered,
+        )
+    return (
+        labels,
+        "full",
+        f"Realised outcomes over the full horizon {as_of + dt.timedelta(days=1)} .. "
+        f"{as_of + dt.timedelta(days=horizon_days)} ({horizon_days} days).",
+        covered,
+    )
 
 
 def _training_as_of(cfg: Config, batch) -> dt.date | None:
@@ -122,8 +148,11 @@ def _training_as_of(cfg: Config, batch) -> dt.date | None:
     if recorded is not None:
         return recorded
     uri = cfg.tracking.uri
-    if (batch.model_name != cfg.tracking.registered_model or not str(batch.model_version).isdigit()
-            or (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists())):
+    if (
+        batch.model_name != cfg.tracking.registered_model
+        or not str(batch.model_version).isdigit()
+        or (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists())
+    ):
         return None
     from tiering.exceptions import TieringError
     from tiering.registry import versions
@@ -143,9 +172,11 @@ def in_sample_note(as_of: dt.date, trained_as_of: dt.date | None) -> str | None:
     """The page's mark for a batch scored before its model's training as_of (see predict.training_date_warning)."""
     if trained_as_of is None or as_of >= trained_as_of:
         return None
-    return (f"Scored on {as_of}, before the model's training date ({trained_as_of}): accuracy shown is in-sample. "
-            f"The model was fitted on outcomes up to {trained_as_of}, which overlap the outcomes after {as_of} judged "
-            "here; score at or after the training date, or with a model trained earlier, for an out-of-time view.")
+    return (
+        f"Scored on {as_of}, before the model's training date ({trained_as_of}): accuracy shown is in-sample. "
+        f"The model was fitted on outcomes up to {trained_as_of}, which overlap the outcomes after {as_of} judged "
+        "here; score at or after the training date, or with a model trained earlier, for an out-of-time view."
+    )
 
 
 def _finite_or_none(v) -> float | None:
@@ -158,10 +189,17 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 def _header(cfg: Config, batch, scores: pd.DataFrame) -> dict:
     """The page's header: the batch, its model and horizon, the store (redacted) and the funnel's reference levels."""
-    return {"as_of": batch.as_of, "model": f"{batch.model_name} v{batch.model_version}",
-            "scored_at": f"{batch.finished_at:%Y-%m-%d %H:%M}", "horizon_days": int(scores["horizon_days"].iloc[0]),
-            "customers": len(scores), "store": redact_text(cfg.store.url, cfg.secret_values()),
-            "reference": cfg.report.reference, "window_days": cfg.report.funnel_window_days, "colors": TIER_COLORS}
+    return {
+        "as_of": batch.as_of,
+        "model": f"{batch.model_name} v{batch.model_version}",
+        "scored_at": f"{batch.finished_at:%Y-%m-%d %H:%M}",
+        "horizon_days": int(scores["horizon_days"].iloc[0]),
+        "customers": len(scores),
+        "store": redact_text(cfg.store.url, cfg.secret_values()),
+        "reference": cfg.report.reference,
+        "window_days": cfg.report.funnel_window_days,
+        "colors": TIER_COLORS,
+    }
 
 
 def _tier_section(steps: tuple[Tier, ...], scores: pd.DataFrame) -> tuple[dict, dict]:
@@ -169,16 +207,29 @@ def _tier_section(steps: tuple[Tier, ...], scores: pd.DataFrame) -> tuple[dict, 
     the CLV and churn-risk distributions and the RFM segments: (page context, JSON sections)."""
     counts = scores["tier"].value_counts()
     g = scores.groupby("tier")
-    rows = [{"tier": t.name, "label": t.label, "description": t.description, "action": t.action,
-             "customers": int(counts.get(t.name, 0)), "share": float(counts.get(t.name, 0) / len(scores)),
-             "mean_clv": float(g["clv"].mean().get(t.name, np.nan)),
-             **{c: _finite_or_none(g[c].median().get(t.name, np.nan)) for c in ("clv_p10", "clv_p90")},
-             "mean_churn_risk": float(g["churn_risk"].mean().get(t.name, np.nan)),
-             "at_risk": int(g["at_risk"].sum().get(t.name, 0))} for t in steps]
+    rows = [
+        {
+            "tier": t.name,
+            "label": t.label,
+            "description": t.description,
+            "action": t.action,
+            "customers": int(counts.get(t.name, 0)),
+            "share": float(counts.get(t.name, 0) / len(scores)),
+            "mean_clv": float(g["clv"].mean().get(t.name, np.nan)),
+            **{c: _finite_or_none(g[c].median().get(t.name, np.nan)) for c in ("clv_p10", "clv_p90")},
+            "mean_churn_risk": float(g["churn_risk"].mean().get(t.name, np.nan)),
+            "at_risk": int(g["at_risk"].sum().get(t.name, 0)),
+        }
+        for t in steps
+    ]
     labels = {t.name: t.label for t in steps}
     segments = scores["rfm_segment"].value_counts()
-    ctx = {"ladder": rows, "chart_mix": chart_tier_mix(counts, labels), "chart_dist": chart_distributions(scores, labels),
-           "segments": [{"segment": k, "customers": int(v), "share": float(v / len(scores))} for k, v in segments.items()]}
+    ctx = {
+        "ladder": rows,
+        "chart_mix": chart_tier_mix(counts, labels),
+        "chart_dist": chart_distributions(scores, labels),
+        "segments": [{"segment": k, "customers": int(v), "share": float(v / len(scores))} for k, v in segments.items()],
+    }
     return ctx, {"tiers": {r["tier"]: r["customers"] for r in rows}}
 
 
@@ -188,8 +239,13 @@ def _migration_section(cfg: Config, labels: dict[str, str], store, prev, batch) 
     mc = pd.DataFrame(summ["counts"], index=summ["tiers"], columns=summ["tiers"])
     ms = pd.DataFrame(summ["row_share"], index=summ["tiers"], columns=summ["tiers"]).astype(float).fillna(0.0)
     chart = chart_heatmap(ms, mc, *migration_titles(prev.as_of, batch.as_of), "mig", labels)
-    ctx = {"previous_as_of": prev.as_of, "chart": chart, "summary": summ,
-           "flips_avoided": getattr(batch, "flips_avoided", None), "margin": cfg.model.tier_hysteresis_margin}
+    ctx = {
+        "previous_as_of": prev.as_of,
+        "chart": chart,
+        "summary": summ,
+        "flips_avoided": getattr(batch, "flips_avoided", None),
+        "margin": cfg.model.tier_hysteresis_margin,
+    }
     return {"migration": ctx}, {"migration": summ}
 
 
@@ -199,8 +255,10 @@ def _next_tier_section(labels: dict[str, str], scores: pd.DataFrame) -> dict:
     nt_s = migration_matrix(scores, scores.assign(tier=scores["next_tier"]), shares=True)
     note = None
     if (scores["next_tier"] == scores["tier"]).all() and (scores["next_tier_proba"] == 1).all():
-        note = ("This model has no next-tier classifier (its training data did not reach back two horizons): "
-                "next_tier repeats the current tier.")
+        note = (
+            "This model has no next-tier classifier (its training data did not reach back two horizons): "
+            "next_tier repeats the current tier."
+        )
     return {"chart_next": chart_heatmap(nt_s, nt_c, "predicted next-period tier", "tier now", "next", labels), "next_note": note}
 
 
@@ -221,9 +279,13 @@ def _quality_section(scores: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict, 
         quality["clv_interval_coverage"] = interval_metrics(i["holdout_spend"], i["clv_p10"], i["clv_p90"])["coverage"]
     table = ladder_outcomes(scores, labels)
     check = ladder_check(table)
-    ctx = {"quality": quality, "chart_gain": chart_gain(m),
-           "chart_calib": chart_calibration(calibration_table(m["purchased_in_horizon"], m["p_purchase"])),
-           "ladder_outcomes": _records(table.reset_index()), "ladder_check": check}
+    ctx = {
+        "quality": quality,
+        "chart_gain": chart_gain(m),
+        "chart_calib": chart_calibration(calibration_table(m["purchased_in_horizon"], m["p_purchase"])),
+        "ladder_outcomes": _records(table.reset_index()),
+        "ladder_check": check,
+    }
     return ctx, {"quality": quality, "ladder_check": dict(check)}
 
 
@@ -251,16 +313,22 @@ def _funnel_section(cfg: Config, tables: ValidatedTables, as_of: dt.date) -> tup
     total = funnel_rollup(funnel.assign(all="all"), "all", complete_only=True)
     note = None
     if tables.customers is None:
-        note = ("No customers table: a customer joins with their first purchase, so cohorts are first-purchase months, "
-                "the channel is unknown and first-purchase conversion cannot be measured.")
-    ctx = {"by_month": _records(by_month), "by_channel": _records(by_channel), "cohorts": _records(funnel),
-           "has_reach": reach is not None, "note": note,
-           "chart": chart_funnel(by_month, cfg.report.reference) if len(by_month) else None}
+        note = (
+            "No customers table: a customer joins with their first purchase, so cohorts are first-purchase months, "
+            "the channel is unknown and first-purchase conversion cannot be measured."
+        )
+    ctx = {
+        "by_month": _records(by_month),
+        "by_channel": _records(by_channel),
+        "cohorts": _records(funnel),
+        "has_reach": reach is not None,
+        "note": note,
+        "chart": chart_funnel(by_month, cfg.report.reference) if len(by_month) else None,
+    }
     return {"funnel": ctx}, {"funnel": _records(total.drop(columns="all"))[0] if len(total) else {}}
 
 
-def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: ValidatedTables | None = None,
-                 progress=None) -> ReportResult:
+def build_report(cfg: Config, *, as_of: dt.date, out: str | Path, tables: ValidatedTables | None = None, progress=None) -> ReportResult:
     """Compute every section from the scores store and the sources, render the page to ``out``."""
     from tiering.store import ScoresStore
     from tiering.validation import load_tables
@@ -300,8 +368,13 @@ def render(ctx: dict) -> str:
     """The HTML page from the computed context (templates/report.html.j2)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tiering", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tiering", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
     def num(v, spec: str = "{:,.2f}") -> str:
         return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else spec.format(v)

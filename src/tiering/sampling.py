@@ -84,17 +84,25 @@ class CustomerSample:
 
     def metrics(self) -> dict[str, float]:
         """The sample's size as run metrics (MLflow): requested, drawn, the base, the share drawn, the seed."""
-        return {"train_sample_requested": float(self.requested), "train_sample_customers": float(self.sampled_customers),
-                "train_base_customers": float(self.base_customers), "train_sample_share": self.share,
-                "train_sample_seed": float(self.seed)}
+        return {
+            "train_sample_requested": float(self.requested),
+            "train_sample_customers": float(self.sampled_customers),
+            "train_base_customers": float(self.base_customers),
+            "train_sample_share": self.share,
+            "train_sample_seed": float(self.seed),
+        }
 
     def summary(self) -> str:
         """One sentence: size, share and seed of the sample, or why none was drawn."""
         if not self.applied:
-            return (f"training sample: not drawn (the base has {self.base_customers:,} customers at {self.as_of}, at most "
-                    f"model.train_sample_customers = {self.requested:,}); every customer is fitted")
-        return (f"training sample: {self.sampled_customers:,} of {self.base_customers:,} customers ({self.share:.1%}) known "
-                f"at {self.as_of}, seed {self.seed}")
+            return (
+                f"training sample: not drawn (the base has {self.base_customers:,} customers at {self.as_of}, at most "
+                f"model.train_sample_customers = {self.requested:,}); every customer is fitted"
+            )
+        return (
+            f"training sample: {self.sampled_customers:,} of {self.base_customers:,} customers ({self.share:.1%}) known "
+            f"at {self.as_of}, seed {self.seed}"
+        )
 
     def describe(self) -> str:
         """The note for the run: the summary, the method and every stratum's customers in the sample and the base."""
@@ -102,12 +110,15 @@ class CustomerSample:
             return self.summary()
         cuts = ", ".join(f"p{round(q * 100)} {c:,.2f}" for q, c in zip(SPEND_QUANTILES, self.spend_cuts))
         s = self.strata
-        strata = "; ".join(f"{_label(b, rb, sb)}: {k:,} of {N:,}"
-                           for b, rb, sb, k, N in zip(s.buyer, s.recency_band, s.spend_band, s.sampled, s.base))
-        return (f"{self.summary()}, stratified (buyer x recency band x spend band as of {self.as_of}; buyers' spend cuts "
-                f"{cuts}) with proportional allocation (self-weighting: shares, quantile cut points and calibration are "
-                f"the base's); the metrics are out of time on the sampled customers and the data fingerprint is the "
-                f"sample's. Strata (sampled of base): {strata}")
+        strata = "; ".join(
+            f"{_label(b, rb, sb)}: {k:,} of {N:,}" for b, rb, sb, k, N in zip(s.buyer, s.recency_band, s.spend_band, s.sampled, s.base)
+        )
+        return (
+            f"{self.summary()}, stratified (buyer x recency band x spend band as of {self.as_of}; buyers' spend cuts "
+            f"{cuts}) with proportional allocation (self-weighting: shares, quantile cut points and calibration are "
+            f"the base's); the metrics are out of time on the sampled customers and the data fingerprint is the "
+            f"sample's. Strata (sampled of base): {strata}"
+        )
 
 
 def _label(buyer: bool, recency_band: int, spend_band: int) -> str:
@@ -124,8 +135,10 @@ def sample_customers(tables: ValidatedTables, n: int, *, seed: int = 0, as_of: d
     row per customer (computed once); the spend cuts, the stratum counts and the draw are queries over it; then one
     semi-join per table."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"model.train_sample_customers must be a whole number of customers of at least 1; got {n!r}. "
-                          "Set it to e.g. 200000, or to null to train on the whole base.")
+        raise ConfigError(
+            f"model.train_sample_customers must be a whole number of customers of at least 1; got {n!r}. "
+            "Set it to e.g. 200000, or to null to train on the whole base."
+        )
     profile = _profile(tables, as_of).cache()
     try:
         cuts = _spend_cuts(profile)
@@ -134,9 +147,9 @@ def sample_customers(tables: ValidatedTables, n: int, *, seed: int = 0, as_of: d
         counts = counts.astype({"stratum": "int64", "base": "int64"}).sort_values("stratum", ignore_index=True)
         base = int(counts["base"].sum())
         counts["sampled"] = _allocate(counts["base"].to_numpy(), n) if base > n else counts["base"]
-        strata = counts.assign(buyer=counts["stratum"] >= 100, recency_band=counts["stratum"] // 10 % 10,
-                               spend_band=counts["stratum"] % 10)[
-            ["stratum", "buyer", "recency_band", "spend_band", "base", "sampled"]]
+        strata = counts.assign(
+            buyer=counts["stratum"] >= 100, recency_band=counts["stratum"] // 10 % 10, spend_band=counts["stratum"] % 10
+        )[["stratum", "buyer", "recency_band", "spend_band", "base", "sampled"]]
         kept = tables
         if base > n:
             kept = _restrict(tables, _draw(coded, strata, seed))
@@ -152,18 +165,25 @@ def _profile(tables: ValidatedTables, as_of: dt.date) -> ir.Table:
 
     end = ibis.literal(cutoff(as_of), type="timestamp")
     tx = tables.transactions.filter(tables.transactions.ordered_at < end)
-    parts = [tx.group_by("customer_id").aggregate(last_order=tx.ordered_at.max().date().epoch_days().cast("int64"),
-                                                  spend=tx.amount.sum().cast("float64"),
-                                                  last_seen=tx.ordered_at.max().date().epoch_days().cast("int64"))]
+    parts = [
+        tx.group_by("customer_id").aggregate(
+            last_order=tx.ordered_at.max().date().epoch_days().cast("int64"),
+            spend=tx.amount.sum().cast("float64"),
+            last_seen=tx.ordered_at.max().date().epoch_days().cast("int64"),
+        )
+    ]
     for table, column in ((tables.interactions, "occurred_at"), (tables.customers, "joined_at")):
         if table is not None:
             t = table.filter(table[column] < end)
-            parts.append(t.group_by("customer_id").aggregate(
-                last_order=ibis.null("int64"), spend=ibis.null("float64"),
-                last_seen=t[column].max().date().epoch_days().cast("int64")))
+            parts.append(
+                t.group_by("customer_id").aggregate(
+                    last_order=ibis.null("int64"), spend=ibis.null("float64"), last_seen=t[column].max().date().epoch_days().cast("int64")
+                )
+            )
     both = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     per = both.group_by(both.customer_id.cast("string").name("customer_id")).aggregate(
-        last_order=both.last_order.max(), spend=both.spend.sum(), last_seen=both.last_seen.max())
+        last_order=both.last_order.max(), spend=both.spend.sum(), last_seen=both.last_seen.max()
+    )
     buyer = per.last_order.notnull()
     days = ibis.literal(epoch_day(as_of)) - ibis.ifelse(buyer, per.last_order, per.last_seen)
     return per.select("customer_id", buyer=buyer, days=days.cast("int64"), spend=per.spend.fill_null(0.0))
@@ -216,8 +236,11 @@ def _restrict(tables: ValidatedTables, ids: ir.Table) -> ValidatedTables:
         return t.semi_join(ids, t.customer_id.cast("string") == ids.customer_id).cache()
 
     try:
-        return dataclasses.replace(tables, transactions=cut(tables.transactions),
-                                   interactions=cut(tables.interactions) if tables.interactions is not None else None,
-                                   customers=cut(tables.customers) if tables.customers is not None else None)
+        return dataclasses.replace(
+            tables,
+            transactions=cut(tables.transactions),
+            interactions=cut(tables.interactions) if tables.interactions is not None else None,
+            customers=cut(tables.customers) if tables.customers is not None else None,
+        )
     finally:
         ids.release()

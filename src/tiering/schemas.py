@@ -125,16 +125,21 @@ def tier_list_text(conjunction: str = "or") -> str:
 
 # The tier palette: one colour per tier, used by the ops page (SVG charts, badges) and the HTML report
 # (matplotlib charts, badges) alike. Dark enough for white badge text (contrast >= 4.5:1).
-TIER_COLORS: dict[TierName, str] = {"core": "#5b21b6", "value": "#1d4ed8", "seed": "#047857", "new": "#b45309",
-                                    "ordinary": "#6b7280"}
+TIER_COLORS: dict[TierName, str] = {"core": "#5b21b6", "value": "#1d4ed8", "seed": "#047857", "new": "#b45309", "ordinary": "#6b7280"}
 NEUTRAL_COLOR = "#374151"  # a swatch that is no tier (legends; an unknown tier read from an old store)
 # Series that are no tier, in the report's charts: the model against the perfect ranking and chance, and the
 # funnel rates. Taken from the same palette, so page and report share one set of colours.
 SERIES_COLORS: dict[str, str] = {
-    "model": TIER_COLORS["value"], "perfect": TIER_COLORS["seed"], "random": TIER_COLORS["ordinary"],
-    "first_purchase_conversion": TIER_COLORS["value"], "interaction_rate": TIER_COLORS["seed"],
-    "share_rate": TIER_COLORS["new"], "diversion_rate": TIER_COLORS["core"], "repurchase_ratio": TIER_COLORS["value"],
-    "note": "#666666", "incomplete": "#eeeeee",
+    "model": TIER_COLORS["value"],
+    "perfect": TIER_COLORS["seed"],
+    "random": TIER_COLORS["ordinary"],
+    "first_purchase_conversion": TIER_COLORS["value"],
+    "interaction_rate": TIER_COLORS["seed"],
+    "share_rate": TIER_COLORS["new"],
+    "diversion_rate": TIER_COLORS["core"],
+    "repurchase_ratio": TIER_COLORS["value"],
+    "note": "#666666",
+    "incomplete": "#eeeeee",
 }
 assert tuple(TIER_COLORS) == TIERS  # one colour per tier, in ladder order
 
@@ -180,8 +185,23 @@ _BASE_SCORES_COLUMNS = (
 TIER_PROBA_COLUMNS = tuple(f"p_{t}" for t in TIERS)  # P(tier) per customer, ladder order, summing to 1
 TIER_SCORE_COLUMNS = ("lapsed_buyer", "koc_score", *TIER_PROBA_COLUMNS)
 SCORE_COLUMN_KINDS: dict[str, str] = {
-    **{c: "float" for c in ("p_purchase", "churn_risk", "p_alive", "expected_purchases", "expected_spend", "clv",
-                            "clv_p10", "clv_p90", "engagement_score", "next_tier_proba", "koc_score", *TIER_PROBA_COLUMNS)},
+    **{
+        c: "float"
+        for c in (
+            "p_purchase",
+            "churn_risk",
+            "p_alive",
+            "expected_purchases",
+            "expected_spend",
+            "clv",
+            "clv_p10",
+            "clv_p90",
+            "engagement_score",
+            "next_tier_proba",
+            "koc_score",
+            *TIER_PROBA_COLUMNS,
+        )
+    },
     **{c: "int" for c in ("horizon_days", "r_score", "f_score", "m_score")},
     **{c: "bool" for c in ("koc_candidate", "at_risk", "lapsed_buyer")},
     "as_of": "date",

@@ -85,9 +85,18 @@ def transition_proba(train_current, train_next, current, alpha: float = 1.0) -> 
     return matrix[_codes(current)]
 
 
-def evaluate_next_tier(train_X: pd.DataFrame, train_now, train_next, test_X: pd.DataFrame, test_now, test_next,
-                       *, random_state: int = 0, model: NextTierModel | None = None,
-                       fallbacks: list[str] | None = None) -> dict[str, float]:
+def evaluate_next_tier(
+    train_X: pd.DataFrame,
+    train_now,
+    train_next,
+    test_X: pd.DataFrame,
+    test_now,
+    test_next,
+    *,
+    random_state: int = 0,
+    model: NextTierModel | None = None,
+    fallbacks: list[str] | None = None,
+) -> dict[str, float]:
     """Fit a NextTierModel (``model``'s parameters if given) on the training pairs; score it and the baselines on the test pairs.
 
     The classifier's fallbacks (its ``fallbacks_``) are appended to ``fallbacks`` when given."""
@@ -101,12 +110,14 @@ def evaluate_next_tier(train_X: pd.DataFrame, train_now, train_next, test_X: pd.
     stay_share = float((train_now == train_next).mean()) if len(train_now) else 1.0
     out: dict[str, float] = {}
     if len(test_next) == 0:  # nothing to score: every metric undefined
-        return {f"next_tier_{name}_{k}": float("nan") for name in ("model", "stay", "markov")
-                for k in ("accuracy", "macro_f1", "log_loss")} | {"next_tier_test_customers": 0.0,
-                                                                 "next_tier_test_stay_share": float("nan")}
-    for name, proba in (("model", model.predict_proba_ladder(test_X, test_now)),
-                        ("stay", stay_proba(test_now, stay_share)),
-                        ("markov", transition_proba(train_now, train_next, test_now))):
+        return {
+            f"next_tier_{name}_{k}": float("nan") for name in ("model", "stay", "markov") for k in ("accuracy", "macro_f1", "log_loss")
+        } | {"next_tier_test_customers": 0.0, "next_tier_test_stay_share": float("nan")}
+    for name, proba in (
+        ("model", model.predict_proba_ladder(test_X, test_now)),
+        ("stay", stay_proba(test_now, stay_share)),
+        ("markov", transition_proba(train_now, train_next, test_now)),
+    ):
         for k, v in next_tier_metrics(test_next, proba).items():
             out[f"next_tier_{name}_{k}"] = v
     out["next_tier_test_customers"] = float(len(test_next))
@@ -114,9 +125,16 @@ def evaluate_next_tier(train_X: pd.DataFrame, train_now, train_next, test_X: pd.
     return out
 
 
-def next_tier_backtest(eval_bundle: ScoringBundle, eval_propensity, eval_features: pd.DataFrame,
-                       test_pairs: pd.DataFrame, policy: TierPolicy, *, random_state: int = 0,
-                       fallbacks: list[str] | None = None) -> dict[str, float]:
+def next_tier_backtest(
+    eval_bundle: ScoringBundle,
+    eval_propensity,
+    eval_features: pd.DataFrame,
+    test_pairs: pd.DataFrame,
+    policy: TierPolicy,
+    *,
+    random_state: int = 0,
+    fallbacks: list[str] | None = None,
+) -> dict[str, float]:
     """The out-of-time check train.py runs: fit on (E -> T) pairs, score on the (T -> as_of) ``test_pairs``.
 
     ``eval_bundle``: BTYD models fitted at E (no propensity needed; ``eval_propensity`` is set on a
@@ -135,8 +153,13 @@ def next_tier_backtest(eval_bundle: ScoringBundle, eval_propensity, eval_feature
     then = test_pairs[["customer_id", "tier_then"]].rename(columns={"tier_then": "tier_next"})
     train = feats.assign(tier_now=tier_e).merge(then, on="customer_id")
     return evaluate_next_tier(
-        model_features(train[cols]), train["tier_now"], train["tier_next"],
-        model_features(test_pairs[cols]), test_pairs["tier_then"], test_pairs["tier"], random_state=random_state,
+        model_features(train[cols]),
+        train["tier_now"],
+        train["tier_next"],
+        model_features(test_pairs[cols]),
+        test_pairs["tier_then"],
+        test_pairs["tier"],
+        random_state=random_state,
         fallbacks=fallbacks,
     )
 
@@ -172,8 +195,12 @@ def social_actions_between(interactions, origin, horizon_days: int) -> pd.DataFr
 
 def ever_bought_ladder(features: pd.DataFrame) -> pd.DataFrame:
     """The trivial ladder: customer_id, tier ("value" for anyone who ever bought, else "ordinary")."""
-    return pd.DataFrame({"customer_id": features["customer_id"].astype(str).to_numpy(),
-                         "tier": np.where(features["has_purchased"].to_numpy() > 0, "value", "ordinary").astype(object)})
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "tier": np.where(features["has_purchased"].to_numpy() > 0, "value", "ordinary").astype(object),
+        }
+    )
 
 
 def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -234,21 +261,26 @@ def _per_tier(m: pd.DataFrame, has_social: bool) -> pd.DataFrame:
         g = m[m["tier"] == name]
         k = len(g)
         rev = float(g["holdout_spend"].clip(lower=0).sum())
-        rows.append({
-            "tier": name, "customers": k, "share": k / n if n else float("nan"),
-            "spend_mean": float(g["holdout_spend"].mean()) if k else float("nan"),
-            "repurchase_rate": float(g["purchased_in_horizon"].mean()) if k else float("nan"),
-            "revenue_share": rev / revenue if revenue > 0 else float("nan"),
-            "revenue_lift": (rev / revenue) / (k / n) if revenue > 0 and k else float("nan"),
-            "at_risk_share": float(at_risk[g.index].mean()) if k else float("nan"),
-            "social_mean": float(g["social_actions_next"].mean()) if has_social and k else float("nan"),
-            "social_rate": float((g["social_actions_next"] > 0).mean()) if has_social and k else float("nan"),
-        })
+        rows.append(
+            {
+                "tier": name,
+                "customers": k,
+                "share": k / n if n else float("nan"),
+                "spend_mean": float(g["holdout_spend"].mean()) if k else float("nan"),
+                "repurchase_rate": float(g["purchased_in_horizon"].mean()) if k else float("nan"),
+                "revenue_share": rev / revenue if revenue > 0 else float("nan"),
+                "revenue_lift": (rev / revenue) / (k / n) if revenue > 0 and k else float("nan"),
+                "at_risk_share": float(at_risk[g.index].mean()) if k else float("nan"),
+                "social_mean": float(g["social_actions_next"].mean()) if has_social and k else float("nan"),
+                "social_rate": float((g["social_actions_next"] > 0).mean()) if has_social and k else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _ladder_checks(by: pd.DataFrame, has_social: bool) -> dict[str, float]:
     """The monotone checks and the margins between tiers, from the per-tier table indexed by tier."""
+
     def monotone(col: str) -> float:
         lower = [by.at[x, col] for x in LOWER_TIERS if by.at[x, "customers"] > 0]
         core, value = by.at["core", col], by.at["value", col]
@@ -295,8 +327,14 @@ def judge_ladder(tables, bundle: ScoringBundle, as_of, horizon_days: int | None 
     table, metrics = tier_outcomes(scores, outcomes)
     base_table, base_metrics = tier_outcomes(ever_bought_ladder(feats), outcomes)
     joined = scores.merge(outcomes.assign(customer_id=outcomes["customer_id"].astype(str)), on="customer_id", how="left")
-    return {"scores": joined, "features": feats, "table": table, "metrics": metrics,
-            "baseline_table": base_table, "baseline_metrics": base_metrics}
+    return {
+        "scores": joined,
+        "features": feats,
+        "table": table,
+        "metrics": metrics,
+        "baseline_table": base_table,
+        "baseline_metrics": base_metrics,
+    }
 
 
 def horizon_outcomes(frame: pd.DataFrame, interactions, origin, horizon_days: int) -> pd.DataFrame:

@@ -21,8 +21,18 @@ from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import REQUIRED_COLUMNS, NextTierModel, TierPolicy
 from tiering.validation import ValidatedTables
 
-__all__ = ["FLOORS", "HOLDOUT_COLUMNS", "evaluate_ladder", "fit_next_tier", "ladder_bundle", "ladder_holdout", "scored_inputs",
-           "tier_policy", "tier_outcome_metrics", "tier_policy_metrics"]
+__all__ = [
+    "FLOORS",
+    "HOLDOUT_COLUMNS",
+    "evaluate_ladder",
+    "fit_next_tier",
+    "ladder_bundle",
+    "ladder_holdout",
+    "scored_inputs",
+    "tier_policy",
+    "tier_outcome_metrics",
+    "tier_policy_metrics",
+]
 
 
 FLOORS = ("value_min_p_purchase", "value_min_p_alive", "value_max_gap_ratio")
@@ -33,12 +43,17 @@ def tier_policy(cfg: Config, floors: TierPolicy | None = None) -> TierPolicy:
     m = cfg.model
     learned = (*FLOORS, "at_risk_min_churn_risk")
     fixed = {k: getattr(floors, k + "_") for k in learned} if floors is not None else {k: getattr(m, k) for k in learned}
-    return TierPolicy(core_min_p_purchase=m.core_min_p_purchase, core_clv_quantile=m.core_clv_quantile,
-                      seed_engagement_quantile=m.seed_engagement_quantile,
-                      seed_min_social_actions_90d=m.seed_min_social_actions_90d,
-                      new_max_tenure_days=m.new_max_tenure_days,
-                      value_grace_gap_ratio=m.value_grace_gap_ratio, seed_min_koc_score=m.seed_min_koc_score,
-                      proba_sd=m.tier_proba_sd, **fixed)
+    return TierPolicy(
+        core_min_p_purchase=m.core_min_p_purchase,
+        core_clv_quantile=m.core_clv_quantile,
+        seed_engagement_quantile=m.seed_engagement_quantile,
+        seed_min_social_actions_90d=m.seed_min_social_actions_90d,
+        new_max_tenure_days=m.new_max_tenure_days,
+        value_grace_gap_ratio=m.value_grace_gap_ratio,
+        seed_min_koc_score=m.seed_min_koc_score,
+        proba_sd=m.tier_proba_sd,
+        **fixed,
+    )
 
 
 def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
@@ -65,8 +80,16 @@ def scored_inputs(bundle: ScoringBundle, features: pd.DataFrame) -> pd.DataFrame
     return pd.concat([features, bundle.predictions(features[bundle.feature_columns])], axis=1)
 
 
-def fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginFit, eval_propensity: PropensityModel,
-                  eval_fit: OriginFit, cfg: Config, timed, fallbacks: list[str]) -> dict[str, float]:
+def fit_next_tier(
+    bundle: ScoringBundle,
+    feats_now: pd.DataFrame,
+    test: OriginFit,
+    eval_propensity: PropensityModel,
+    eval_fit: OriginFit,
+    cfg: Config,
+    timed,
+    fallbacks: list[str],
+) -> dict[str, float]:
     """The next-tier model (tiers at the test origin -> tiers at as_of, set on ``bundle``) and its out-of-time check
     (``eval_propensity``: the propensity model fitted at the eval origin ``eval_fit``)."""
     from tiering.tier_eval import next_tier_backtest  # out of time: fit eval->test origin, score test origin->as_of
@@ -76,13 +99,27 @@ def fit_next_tier(bundle: ScoringBundle, feats_now: pd.DataFrame, test: OriginFi
     tier_then = test_bundle.predict(feats_test[test_bundle.feature_columns])["tier"]
     tier_now = bundle.predict(feats_now[bundle.feature_columns])[["customer_id", "tier"]]
     pair = feats_test[bundle.feature_columns].assign(tier_then=tier_then.to_numpy()).merge(tier_now, on="customer_id")
-    model = timed("next_tier_fit", NextTierModel(random_state=cfg.model.seed, threads=cfg.model.threads).fit,
-                  model_features(pair[bundle.feature_columns]), pair["tier_then"], pair["tier"])
+    model = timed(
+        "next_tier_fit",
+        NextTierModel(random_state=cfg.model.seed, threads=cfg.model.threads).fit,
+        model_features(pair[bundle.feature_columns]),
+        pair["tier_then"],
+        pair["tier"],
+    )
     fallbacks += model.fallbacks_
     bundle.next_tier_model = model
     metrics = {"next_tier_train_stay_share": float((pair["tier_then"] == pair["tier"]).mean()) if len(pair) else float("nan")}
-    return metrics | timed("next_tier_eval", next_tier_backtest, eval_fit.bundle, eval_propensity, eval_fit.frame,
-                           pair, test_bundle.tier_policy, random_state=cfg.model.seed, fallbacks=fallbacks)
+    return metrics | timed(
+        "next_tier_eval",
+        next_tier_backtest,
+        eval_fit.bundle,
+        eval_propensity,
+        eval_fit.frame,
+        pair,
+        test_bundle.tier_policy,
+        random_state=cfg.model.seed,
+        fallbacks=fallbacks,
+    )
 
 
 def tier_outcome_metrics(tables: ValidatedTables, test: OriginFit, cfg: Config) -> dict[str, float]:
@@ -103,8 +140,9 @@ def tier_outcome_metrics(tables: ValidatedTables, test: OriginFit, cfg: Config) 
 HOLDOUT_COLUMNS = (*REQUIRED_COLUMNS, "p_alive", "ipi_mean_days", "purchased_in_horizon")
 
 
-def ladder_bundle(test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv_kind: str,
-                  fitted: dict | None = None, notes: list[str] | None = None):
+def ladder_bundle(
+    test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv_kind: str, fitted: dict | None = None, notes: list[str] | None = None
+):
     """A copy of ``test``'s bundle (BTYD at the origin) with the propensity and the ``clv_kind`` CLV model the
     origin fitted (``fitted``, from evaluate_origin) or, where it did not, fitted here on ``train_fits``, as
     train.fit fits the bundle's. A CLV model that cannot be fitted leaves BTYD's CLV (noted)."""
@@ -133,8 +171,9 @@ def ladder_bundle(test: OriginFit, train_fits: list[OriginFit], cfg: Config, clv
     return bundle
 
 
-def ladder_holdout(test: OriginFit, train_fits: list[OriginFit], cfg: Config, earlier: dict[dt.date, pd.DataFrame],
-                   refit=None) -> tuple[pd.DataFrame | None, str]:
+def ladder_holdout(
+    test: OriginFit, train_fits: list[OriginFit], cfg: Config, earlier: dict[dt.date, pd.DataFrame], refit=None
+) -> tuple[pd.DataFrame | None, str]:
     """Where the tier policy at ``test.origin`` learns its value floors: a base scored out of time whose outcomes
     are known by the origin, and a sentence saying which.
 
@@ -156,12 +195,14 @@ def ladder_holdout(test: OriginFit, train_fits: list[OriginFit], cfg: Config, ea
     b = copy.copy(h.bundle)
     b.propensity, b.clv_kind, b.clv_model = fit_propensity(fits, cfg, h), "btyd", None
     scored = scored_inputs(b, h.frame)
-    return scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]], \
-        f"the base at {h.origin} scored by a propensity model trained by {fits[0].origin}, its outcomes by {h.origin + H}"
+    return scored[
+        [c for c in HOLDOUT_COLUMNS if c in scored.columns]
+    ], f"the base at {h.origin} scored by a propensity model trained by {fits[0].origin}, its outcomes by {h.origin + H}"
 
 
-def evaluate_ladder(test: OriginFit, bundle, cfg: Config, holdout: pd.DataFrame | None,
-                    interactions=None) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+def evaluate_ladder(
+    test: OriginFit, bundle, cfg: Config, holdout: pd.DataFrame | None, interactions=None
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """Tier ``test``'s base with ``bundle`` and a tier policy fitted as train fits it (value floors from ``holdout``)
     and judge the ladder by what its customers did in the horizon after the origin (tiering.tier_eval).
 
@@ -181,5 +222,4 @@ def evaluate_ladder(test: OriginFit, bundle, cfg: Config, holdout: pd.DataFrame 
     metrics["value_min_p_purchase"] = pm["tier_value_min_p_purchase"]
     metrics["value_floors_learned"] = pm["tier_value_min_p_purchase_learned"]
     metrics["core_clv_cut"] = pm["tier_core_clv_cut"]
-    return ({k: v for k, v in metrics.items() if np.isfinite(v)}, tiers,
-            scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]])
+    return ({k: v for k, v in metrics.items() if np.isfinite(v)}, tiers, scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]])

@@ -67,10 +67,12 @@ def code_version() -> str:
 
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
-                               text=True, timeout=5, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{commit}{'-dirty' if dirty else ''}" if commit else __version__
@@ -121,8 +123,7 @@ class TieringModel(PythonModel):
         return self.bundle.predict(model_input)
 
 
-def run_name(kind: str, cfg, as_of, data_hash: str | None, *, horizon_days: int | None = None,
-             clv_model: str | None = None) -> str:
+def run_name(kind: str, cfg, as_of, data_hash: str | None, *, horizon_days: int | None = None, clv_model: str | None = None) -> str:
     """A run name that tells runs apart at a glance: ``train-2011-06-01-h180-supervised-bgnbd-1a2b3c4d``.
 
     The parts: ``kind`` (train, backtest, an experiment variant, ...); the day ``as_of`` (a date or ISO text;
@@ -134,14 +135,19 @@ def run_name(kind: str, cfg, as_of, data_hash: str | None, *, horizon_days: int 
     """
     model = getattr(cfg, "model", cfg)
     days = [] if as_of is None else [as_of] if isinstance(as_of, (str, dt.date)) else list(as_of)
-    days = sorted({(d.date() if isinstance(d, dt.datetime) else d).isoformat() if isinstance(d, dt.date) else str(d).strip()
-                   for d in days})
+    days = sorted({(d.date() if isinstance(d, dt.datetime) else d).isoformat() if isinstance(d, dt.date) else str(d).strip() for d in days})
     when = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}" if days else None
     horizon = horizon_days if horizon_days is not None else model.horizon_days
     learner = model.propensity_learner if model.propensity_learner != "logistic" else None
-    parts = [str(kind).strip().replace(" ", "-") or "run", when, f"h{int(horizon)}", clv_model or model.clv_model,
-             model.btyd_model, learner,
-             (data_hash or "")[:8] or None]
+    parts = [
+        str(kind).strip().replace(" ", "-") or "run",
+        when,
+        f"h{int(horizon)}",
+        clv_model or model.clv_model,
+        model.btyd_model,
+        learner,
+        (data_hash or "")[:8] or None,
+    ]
     return "-".join(p for p in parts if p)
 
 
@@ -165,8 +171,7 @@ def _flat(prefix: str, value: Any, out: dict) -> None:
         out[prefix] = value
 
 
-def _log_common(params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
-                texts: dict[str, Any] | None = None) -> None:
+def _log_common(params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str], texts: dict[str, Any] | None = None) -> None:
     """Params (flattened), metrics, tags and JSON text artifacts of the active run, every secret masked
     (tiering.redact: secret keys such as serve.token, passwords inside URLs)."""
     flat_params: dict[str, Any] = {}
@@ -268,11 +273,18 @@ def runs(cfg: TrackingConfig, *, max_results: int = 50) -> list[dict[str, Any]]:
     client = configure(cfg)
     exp = client.get_experiment_by_name(cfg.experiment)
     found = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=max_results)
-    return [{
-        "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
-        "started": str(dt.datetime.fromtimestamp(r.info.start_time / 1000, dt.UTC).replace(tzinfo=None, microsecond=0)),
-        "kind": r.data.tags.get("kind", ""), "as_of": r.data.tags.get("as_of", ""),
-        "horizon_days": r.data.tags.get("horizon_days", ""), "data_hash": r.data.tags.get("data_hash", ""),
-        "code_version": r.data.tags.get("code_version", ""),
-        "metrics": dict(r.data.metrics),
-    } for r in found]
+    return [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "started": str(dt.datetime.fromtimestamp(r.info.start_time / 1000, dt.UTC).replace(tzinfo=None, microsecond=0)),
+            "kind": r.data.tags.get("kind", ""),
+            "as_of": r.data.tags.get("as_of", ""),
+            "horizon_days": r.data.tags.get("horizon_days", ""),
+            "data_hash": r.data.tags.get("data_hash", ""),
+            "code_version": r.data.tags.get("code_version", ""),
+            "metrics": dict(r.data.metrics),
+        }
+        for r in found
+    ]

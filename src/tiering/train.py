@@ -64,10 +64,30 @@ from tiering.models.clv import LevelAligned
 from tiering.tier_fitting import FLOORS, fit_next_tier, scored_inputs, tier_outcome_metrics, tier_policy, tier_policy_metrics
 from tiering.validation import ValidatedTables
 
-__all__ = ["LABELS", "LEARNED_CLV", "MIN_BTYD_BUYERS", "OriginFit", "TrainResult", "choose_clv", "clv_columns",
-           "data_fingerprint", "feature_spec", "features_at", "fit", "fit_clv", "fit_interval", "fit_origin",
-           "fit_propensity", "fit_training_origins", "log_and_register", "tier_policy_metrics", "train_and_register",
-           "training_origins", "usable", "with_labels"]
+__all__ = [
+    "LABELS",
+    "LEARNED_CLV",
+    "MIN_BTYD_BUYERS",
+    "OriginFit",
+    "TrainResult",
+    "choose_clv",
+    "clv_columns",
+    "data_fingerprint",
+    "feature_spec",
+    "features_at",
+    "fit",
+    "fit_clv",
+    "fit_interval",
+    "fit_origin",
+    "fit_propensity",
+    "fit_training_origins",
+    "log_and_register",
+    "tier_policy_metrics",
+    "train_and_register",
+    "training_origins",
+    "usable",
+    "with_labels",
+]
 
 
 @dataclass
@@ -87,13 +107,19 @@ class TrainResult:
 def data_fingerprint(tables: ValidatedTables) -> dict:
     """Source paths, row counts, date range and a content hash of the validated transactions."""
     t = tables.transactions
-    agg = t.aggregate(rows=t.count(), first=t.ordered_at.min(), last=t.ordered_at.max(),
-                      customers=t.customer_id.nunique(), amount=t.amount.sum()).to_pandas().iloc[0]
+    agg = (
+        t.aggregate(
+            rows=t.count(), first=t.ordered_at.min(), last=t.ordered_at.max(), customers=t.customer_id.nunique(), amount=t.amount.sum()
+        )
+        .to_pandas()
+        .iloc[0]
+    )
     summary = {
         "sources": {r.table: r.source for r in tables.reports},
         "rows_valid": {r.table: r.rows_valid for r in tables.reports},
         "rows_quarantined": {r.table: r.rows_quarantined for r in tables.reports},
-        "transactions_first": str(agg["first"]), "transactions_last": str(agg["last"]),
+        "transactions_first": str(agg["first"]),
+        "transactions_last": str(agg["last"]),
         "customers_with_transactions": int(agg["customers"]),
     }
     digest = hashlib.sha256(repr((summary, int(agg["rows"]), round(float(agg["amount"]), 4))).encode()).hexdigest()[:16]
@@ -140,9 +166,12 @@ def choose_clv(metrics: dict[str, float], cfg: Config) -> tuple[str, str]:
     if chosen is None:
         return "btyd", "CLV model btyd (auto: nothing could be evaluated out of time)"
     scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ginis.items(), key=lambda kv: -kv[1]) if np.isfinite(v))
-    rule = (f"kept {m.clv_auto_prefer} within {m.clv_auto_margin:g} of the best" if chosen == m.clv_auto_prefer
-            else f"{m.clv_auto_prefer} " + ("not evaluated" if not np.isfinite(ginis.get(m.clv_auto_prefer, np.nan))
-                                             else f"behind by more than {m.clv_auto_margin:g}"))
+    rule = (
+        f"kept {m.clv_auto_prefer} within {m.clv_auto_margin:g} of the best"
+        if chosen == m.clv_auto_prefer
+        else f"{m.clv_auto_prefer} "
+        + ("not evaluated" if not np.isfinite(ginis.get(m.clv_auto_prefer, np.nan)) else f"behind by more than {m.clv_auto_margin:g}")
+    )
     return chosen, f"CLV model {chosen} (auto: {rule}; normalized Gini at the test origin: {scores})"
 
 
@@ -177,8 +206,7 @@ def _evaluation_metrics(test: OriginFit, eval_fits: list[OriginFit], cfg: Config
     errors = fitted.get("errors", {})
     for kind in LEARNED_CLV:
         if f"clv:{kind}" in errors:
-            s.fallbacks.append(f"CLV evaluation: the {kind} model is not fitted ({errors[f'clv:{kind}']}); BTYD's "
-                               "discounted CLV stands in")
+            s.fallbacks.append(f"CLV evaluation: the {kind} model is not fitted ({errors[f'clv:{kind}']}); BTYD's discounted CLV stands in")
             metrics |= {f"clv_{kind}_{k}": float("nan") for k in metrics_or_nan(clv_metrics, [], [])}
     if "interval" in errors:
         s.fallbacks.append(f"evaluation: the CLV interval is not evaluated ({errors['interval']})")
@@ -192,10 +220,13 @@ def _evaluate(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec: Featur
     s.step(f"features and BTYD at {test_origin} and the training origins before it (evaluation)")
     test = s.timed("fit_test_origin", try_fit_origin, tables, test_origin, cfg, spec)
     if test is None:
-        s.fallbacks.append(f"evaluation: no customer had purchased by the test origin {test_origin} (as_of - {H} days); "
-                           "nothing is evaluated out of time and every evaluation metric is NaN")
-        metrics = {k: float("nan") for k in ("clv_btyd_normalized_gini", "clv_naive_normalized_gini",
-                                            "churn_btyd_roc_auc", "churn_naive_roc_auc")}
+        s.fallbacks.append(
+            f"evaluation: no customer had purchased by the test origin {test_origin} (as_of - {H} days); "
+            "nothing is evaluated out of time and every evaluation metric is NaN"
+        )
+        metrics = {
+            k: float("nan") for k in ("clv_btyd_normalized_gini", "clv_naive_normalized_gini", "churn_btyd_roc_auc", "churn_naive_roc_auc")
+        }
         return _Evaluation(None, [], metrics | {"clv_normalized_gini": float("nan"), "propensity_roc_auc": float("nan")})
     s.fallbacks.extend(test.fallbacks)
     eval_fits = s.timed("fit_eval_origins", fit_training_origins, tables, test_origin, cfg, spec, cache)
@@ -204,9 +235,11 @@ def _evaluate(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec: Featur
         s.step(f"propensity and CLV models fitted at {', '.join(str(f.origin) for f in eval_fits)}, scored at {test_origin} (evaluation)")
     else:
         eval_fits = []
-        s.notes.append(f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated "
-                       "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
-                       "(each customer is predicted to stay in its tier)")
+        s.notes.append(
+            f"data before {eval_origin} too thin: the propensity and supervised CLV models are not evaluated "
+            "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
+            "(each customer is predicted to stay in its tier)"
+        )
     metrics = {"clv_normalized_gini": float("nan"), "propensity_roc_auc": float("nan")}
     got, fitted = _evaluation_metrics(test, eval_fits, cfg, s)
     metrics |= got
@@ -228,8 +261,17 @@ def _ship_test_bundle(ev: _Evaluation, chosen: str, cfg: Config) -> None:
     ev.metrics["clv_normalized_gini"] = ev.metrics[f"clv_{bundle.clv_kind}_normalized_gini"]
 
 
-def _fit_final_models(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec: FeatureSpec, cache: dict,
-                      now: OriginFit, ev: _Evaluation, chosen: str, s: _Steps) -> None:
+def _fit_final_models(
+    tables: ValidatedTables,
+    as_of: dt.date,
+    cfg: Config,
+    spec: FeatureSpec,
+    cache: dict,
+    now: OriginFit,
+    ev: _Evaluation,
+    chosen: str,
+    s: _Steps,
+) -> None:
     """The bundle's propensity, CLV and interval models, trained at the test origin and before, scored from as_of."""
     test, bundle = ev.test, now.bundle
     s.step(f"propensity and CLV models fitted at {as_of - dt.timedelta(days=cfg.model.horizon_days)} and before")
@@ -241,16 +283,17 @@ def _fit_final_models(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec
         s.fallbacks.append(
             f"final models: no usable training origin (at least {MIN_BTYD_BUYERS} buyers and both outcomes) at or "
             f"before {as_of - dt.timedelta(days=cfg.model.horizon_days)}; the propensity model trains on "
-            + (f"the {len(test.frame):,} customers at {test.origin}" if test is not None
-               else "no labels (a constant rate aligned to BTYD)"))
+            + (f"the {len(test.frame):,} customers at {test.origin}" if test is not None else "no labels (a constant rate aligned to BTYD)")
+        )
     bundle.propensity = s.timed("propensity_fit", fit_propensity, train_fits, cfg, now)
     s.fallbacks.extend(bundle.propensity.fallbacks_)
     _guard_propensity(bundle.propensity, ev.metrics, cfg, s)
     bundle.clv_kind = chosen
     if chosen != "btyd":
         if not train_fits:
-            s.fallbacks.append(f"CLV final: no labelled training origin; the {chosen} CLV model is not fitted and "
-                               "BTYD's discounted CLV stands in")
+            s.fallbacks.append(
+                f"CLV final: no labelled training origin; the {chosen} CLV model is not fitted and BTYD's discounted CLV stands in"
+            )
             bundle.clv_model = None
         else:
             bundle.clv_model = s.timed("clv_fit", _try_fit_clv, chosen, train_fits, cfg, now, s.fallbacks)
@@ -270,13 +313,16 @@ def _guard_propensity(model, metrics: dict[str, float], cfg: Config, s: _Steps) 
     metrics["propensity_btyd_only"] = float(lost)
     if lost:
         model.btyd_weight, model.platt_ = 1.0, {}  # the Platt maps were learned for the blend: dropped with it
-        s.notes.append(f"p_purchase of buyers: BTYD's alone (the propensity model's ROC-AUC at the test origin, "
-                       f"{ours:.4f}, was below BTYD's {btyd:.4f} by more than {cfg.model.propensity_auto_margin:g}); "
-                       "prospects keep the model")
+        s.notes.append(
+            f"p_purchase of buyers: BTYD's alone (the propensity model's ROC-AUC at the test origin, "
+            f"{ours:.4f}, was below BTYD's {btyd:.4f} by more than {cfg.model.propensity_auto_margin:g}); "
+            "prospects keep the model"
+        )
 
 
-def _fit_tiers(tables: ValidatedTables, feats_now: pd.DataFrame, now: OriginFit, ev: _Evaluation, cfg: Config,
-               s: _Steps) -> dict[str, float]:
+def _fit_tiers(
+    tables: ValidatedTables, feats_now: pd.DataFrame, now: OriginFit, ev: _Evaluation, cfg: Config, s: _Steps
+) -> dict[str, float]:
     """The tier policy (value floors learned on the out-of-time test origin) and the next-tier model."""
     s.step("tier policy and next-tier model")
     bundle = now.bundle
@@ -285,14 +331,19 @@ def _fit_tiers(tables: ValidatedTables, feats_now: pd.DataFrame, now: OriginFit,
     defaults = [k for k, v in bundle.tier_policy.threshold_source_.items() if v == "default" and k in FLOORS]
     if defaults:
         test_origin = now.origin - dt.timedelta(days=cfg.model.horizon_days)
-        s.fallbacks.append(f"tiers: {', '.join(defaults)} not learned (" + ("no propensity model evaluated out of time at "
-                           f"{test_origin}" if holdout is None else f"the buyers at {test_origin} do not tell who returns")
-                           + "); the defaults apply (no p_purchase or P(alive) floor; a buyer lapses when the last order is "
-                           "over 3x their own gap between orders)")
+        s.fallbacks.append(
+            f"tiers: {', '.join(defaults)} not learned ("
+            + (
+                f"no propensity model evaluated out of time at {test_origin}"
+                if holdout is None
+                else f"the buyers at {test_origin} do not tell who returns"
+            )
+            + "); the defaults apply (no p_purchase or P(alive) floor; a buyer lapses when the last order is "
+            "over 3x their own gap between orders)"
+        )
     metrics = tier_policy_metrics(bundle.tier_policy)
     if ev.has_models and ev.test is not None:
-        metrics |= fit_next_tier(bundle, feats_now, ev.test, ev.fitted["propensity"], ev.eval_fits[0], cfg, s.timed,
-                                 s.fallbacks)
+        metrics |= fit_next_tier(bundle, feats_now, ev.test, ev.fitted["propensity"], ev.eval_fits[0], cfg, s.timed, s.fallbacks)
         metrics |= tier_outcome_metrics(tables, ev.test, cfg)
     return metrics
 
@@ -331,8 +382,9 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     metrics = ev.metrics | _fit_tiers(tables, feats_now, now, ev, cfg, s)
     metrics["fallback_count"] = float(len(s.fallbacks))
     now.bundle.metrics = metrics
-    return TrainResult(now.bundle, metrics, s.seconds, data_fingerprint(tables), feats_now.head(5), s.notes + s.fallbacks,
-                       fallbacks=s.fallbacks)
+    return TrainResult(
+        now.bundle, metrics, s.seconds, data_fingerprint(tables), feats_now.head(5), s.notes + s.fallbacks, fallbacks=s.fallbacks
+    )
 
 
 def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainResult:
@@ -363,8 +415,9 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None) -> TrainRe
     return result
 
 
-def log_and_register(result: TrainResult, cfg: Config, *, as_of: dt.date, reports, tracking_cfg=None,
-                     run_name: str | None = None, register: bool = True) -> None:
+def log_and_register(
+    result: TrainResult, cfg: Config, *, as_of: dt.date, reports, tracking_cfg=None, run_name: str | None = None, register: bool = True
+) -> None:
     """Log a fit as one MLflow run (redacted config, metrics, fit times, tags, validation reports, notes, the
     bundle as a pyfunc model) into ``tracking_cfg`` (default cfg.tracking) and, with ``register``, register
     it with alias challenger; sets result.run_id, model_uri and version. `tiering train` and tg.log_to_mlflow."""
@@ -375,17 +428,25 @@ def log_and_register(result: TrainResult, cfg: Config, *, as_of: dt.date, report
     result.run_id, result.model_uri = tracking.log_training_run(
         result.bundle,
         cfg=tcfg,
-        run_name=run_name or tracking.run_name("train", cfg, as_of, result.data_fingerprint["hash"],
-                                               clv_model=result.bundle.clv_kind),
+        run_name=run_name or tracking.run_name("train", cfg, as_of, result.data_fingerprint["hash"], clv_model=result.bundle.clv_kind),
         params={"config": config, "as_of": day, "horizon_days": cfg.model.horizon_days},
         metrics=result.metrics | {f"fit_seconds_{k}": v for k, v in result.fit_seconds.items()},
-        tags={"as_of": day, "horizon_days": str(cfg.model.horizon_days), "data_hash": result.data_fingerprint["hash"],
-              "tiering_version": result.bundle.version, "code_version": tracking.code_version(), "kind": "train",
-              "clv_model": result.bundle.clv_kind,
-              "fallbacks": "; ".join(result.fallbacks)[:5000] or "none"},
+        tags={
+            "as_of": day,
+            "horizon_days": str(cfg.model.horizon_days),
+            "data_hash": result.data_fingerprint["hash"],
+            "tiering_version": result.bundle.version,
+            "code_version": tracking.code_version(),
+            "kind": "train",
+            "clv_model": result.bundle.clv_kind,
+            "fallbacks": "; ".join(result.fallbacks)[:5000] or "none",
+        },
         input_example=result.input_example,
-        artifacts={"config.json": config, "data_fingerprint.json": result.data_fingerprint,
-                   "validation.json": [r.to_dict() for r in reports], "notes.json": result.notes},
+        artifacts={
+            "config.json": config,
+            "data_fingerprint.json": result.data_fingerprint,
+            "validation.json": [r.to_dict() for r in reports],
+            "notes.json": result.notes,
+        },
     )
     result.version = registry.register(result.model_uri, tcfg) if register else None
-

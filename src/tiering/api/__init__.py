@@ -47,13 +47,33 @@ if TYPE_CHECKING:
     from tiering.backtest import BacktestResult
     from tiering.config import Config
 
-__all__ = ["ACCEPTED", "RULE_INPUTS", "RULE_THRESHOLDS", "TABLES", "FittedModel", "Validated", "backtest", "features", "fit",
-           "log_to_mlflow", "validate"]
+__all__ = [
+    "ACCEPTED",
+    "RULE_INPUTS",
+    "RULE_THRESHOLDS",
+    "TABLES",
+    "FittedModel",
+    "Validated",
+    "backtest",
+    "features",
+    "fit",
+    "log_to_mlflow",
+    "validate",
+]
 
 
-def validate(transactions: Any = None, interactions: Any = None, customers: Any = None, *,
-             mapping: dict | None = None, as_of: dt.date | str | None = None, config: Config | str | Path | None = None,
-             check: bool = True, quarantine_dir: str | Path | None = None, **overrides: Any) -> Validated:
+def validate(
+    transactions: Any = None,
+    interactions: Any = None,
+    customers: Any = None,
+    *,
+    mapping: dict | None = None,
+    as_of: dt.date | str | None = None,
+    config: Config | str | Path | None = None,
+    check: bool = True,
+    quarantine_dir: str | Path | None = None,
+    **overrides: Any,
+) -> Validated:
     """Check the tables against their contracts: the report per table and the clean tables.
 
     Bad rows (missing id, unparseable time, non-finite amount, duplicate line, conflicting order, after
@@ -63,13 +83,29 @@ def validate(transactions: Any = None, interactions: Any = None, customers: Any 
     ``check=False`` to inspect it. ``quarantine_dir``: also write the set-aside rows there.
     """
     day = as_day(as_of, "validate", required=False)
-    return read_tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides,
-                       as_of=day, check=check, quarantine_dir=quarantine_dir)
+    return read_tables(
+        transactions,
+        interactions,
+        customers,
+        mapping=mapping,
+        config=config,
+        overrides=overrides,
+        as_of=day,
+        check=check,
+        quarantine_dir=quarantine_dir,
+    )
 
 
-def features(transactions: Any = None, interactions: Any = None, customers: Any = None, *,
-             as_of: dt.date | str | None = None, mapping: dict | None = None, config: Config | str | Path | None = None,
-             **overrides: Any) -> pd.DataFrame:
+def features(
+    transactions: Any = None,
+    interactions: Any = None,
+    customers: Any = None,
+    *,
+    as_of: dt.date | str | None = None,
+    mapping: dict | None = None,
+    config: Config | str | Path | None = None,
+    **overrides: Any,
+) -> pd.DataFrame:
     """The feature frame as of a day: one row per customer known at ``as_of`` (joined by then, or with a
     purchase or interaction by then), sorted by customer_id; columns documented in tiering.features.
 
@@ -84,9 +120,18 @@ def features(transactions: Any = None, interactions: Any = None, customers: Any 
     return frame.sort_values("customer_id", kind="stable", ignore_index=True)
 
 
-def fit(transactions: Any = None, interactions: Any = None, customers: Any = None, *,
-        as_of: dt.date | str | None = None, horizon_days: int | None = None, mapping: dict | None = None,
-        config: Config | str | Path | None = None, progress: bool | None = None, **overrides: Any) -> FittedModel:
+def fit(
+    transactions: Any = None,
+    interactions: Any = None,
+    customers: Any = None,
+    *,
+    as_of: dt.date | str | None = None,
+    horizon_days: int | None = None,
+    mapping: dict | None = None,
+    config: Config | str | Path | None = None,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> FittedModel:
     """Fit every model for scoring at ``as_of`` over the next ``horizon_days`` (default 180) and evaluate
     it out of time (test origin as_of - horizon) beside the baselines, as ``tiering train`` does (without
     logging: see :func:`log_to_mlflow`). Model settings are keyword overrides: ``btyd_model="paretonbd"``,
@@ -103,16 +148,25 @@ def fit(transactions: Any = None, interactions: Any = None, customers: Any = Non
         overrides["horizon_days"] = horizon_days
     with ProgressDisplay(progress) as step:
         step("validating the tables")
-        data = read_tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides,
-                           as_of=day)
+        data = read_tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides, as_of=day)
         result = fit_tables(data.tables, as_of=day, cfg=data.config, progress=step)
     return FittedModel(result, data.config, day, data)
 
 
-def backtest(transactions: Any = None, interactions: Any = None, customers: Any = None, *,
-             origins: list | tuple | None = None, horizon_days: int | None = None, variants: list[str] | None = None,
-             out_dir: str | Path | None = None, mapping: dict | None = None, config: Config | str | Path | None = None,
-             progress: bool | None = None, **overrides: Any) -> BacktestResult:
+def backtest(
+    transactions: Any = None,
+    interactions: Any = None,
+    customers: Any = None,
+    *,
+    origins: list | tuple | None = None,
+    horizon_days: int | None = None,
+    variants: list[str] | None = None,
+    out_dir: str | Path | None = None,
+    mapping: dict | None = None,
+    config: Config | str | Path | None = None,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> BacktestResult:
     """Every CLV and churn model fitted at each origin and judged on the ``horizon_days`` after it, as
     ``tiering backtest`` does (without logging). Returns a result with ``.table`` (origin, task, model,
     metric, value) and ``.summary`` (mean over origins). ``variants``: e.g. ["btyd", "naive"] (all by
@@ -128,14 +182,20 @@ def backtest(transactions: Any = None, interactions: Any = None, customers: Any 
         overrides["horizon_days"] = horizon_days
     with ProgressDisplay(progress) as step:
         step("validating the tables")
-        data = read_tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides,
-                           as_of=None)
+        data = read_tables(transactions, interactions, customers, mapping=mapping, config=config, overrides=overrides, as_of=None)
         return run(data.tables, days, data.config, variants=variants, out_dir=out_dir, progress=step)
 
 
-def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artifact_location: str | None = None,
-                  experiment: str | None = None, registered_model: str | None = None, register: bool = True,
-                  run_name: str | None = None) -> tuple[str, str | None]:
+def log_to_mlflow(
+    fitted: FittedModel,
+    *,
+    tracking_uri: str | None = None,
+    artifact_location: str | None = None,
+    experiment: str | None = None,
+    registered_model: str | None = None,
+    register: bool = True,
+    run_name: str | None = None,
+) -> tuple[str, str | None]:
     """Log a fit as an MLflow run (params, metrics, tags, the bundle as a pyfunc model) and, with
     ``register``, register it as a new version with alias challenger, as ``tiering train`` does.
     Returns (run_id, version); version is None without ``register``.
@@ -150,17 +210,18 @@ def log_to_mlflow(fitted: FittedModel, *, tracking_uri: str | None = None, artif
         raise ConfigError(f"log_to_mlflow takes the FittedModel that tg.fit returns; got {type(fitted).__name__}.")
     if tracking_uri and artifact_location is None and tracking_uri.startswith("sqlite:///"):
         artifact_location = str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts")
-    updates = {"uri": tracking_uri, "artifact_location": artifact_location, "experiment": experiment,
-               "registered_model": registered_model}
+    updates = {"uri": tracking_uri, "artifact_location": artifact_location, "experiment": experiment, "registered_model": registered_model}
     tcfg = fitted.config.tracking.model_copy(update={k: v for k, v in updates.items() if v is not None})
     r = fitted.result
     with _quiet_mlflow():
         from tiering import tracking  # mlflow warns about its own internals when this defines the pyfunc class
 
-        name = run_name or tracking.run_name("train", fitted.config, fitted.as_of, r.data_fingerprint.get("hash"),
-                                             clv_model=fitted.bundle.clv_kind)
-        log_and_register(r, fitted.config, as_of=fitted.as_of, reports=fitted.data.table_reports, tracking_cfg=tcfg,
-                         run_name=name, register=register)
+        name = run_name or tracking.run_name(
+            "train", fitted.config, fitted.as_of, r.data_fingerprint.get("hash"), clv_model=fitted.bundle.clv_kind
+        )
+        log_and_register(
+            r, fitted.config, as_of=fitted.as_of, reports=fitted.data.table_reports, tracking_cfg=tcfg, run_name=name, register=register
+        )
     fitted.config = fitted.config.model_copy(update={"tracking": tcfg})
     fitted.run_id, fitted.model_uri, fitted.version = r.run_id, r.model_uri, r.version
     assert r.run_id is not None  # log_and_register sets it

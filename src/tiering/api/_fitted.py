@@ -20,11 +20,32 @@ if TYPE_CHECKING:
     from tiering.train import TrainResult
 
 # values of the customer's own row that the tier rules read (tiering.models.tiers.TierPolicy.assign)
-RULE_INPUTS = ("has_purchased", "n_orders", "net_spend", "days_since_last_purchase", "ipi_mean_days", "p_alive",
-               "tenure_days", "engagement_score", "social_actions_90d", "n_share_365d", "n_referral_365d", "events_365d")
-RULE_THRESHOLDS = ("core_min_p_purchase", "core_clv_cut_", "core_clv_quantile", "value_min_p_purchase_",
-                   "value_min_p_alive_", "value_max_gap_ratio_", "value_grace_gap_ratio", "seed_min_koc_score_",
-                   "new_max_tenure_days", "at_risk_min_churn_risk_")
+RULE_INPUTS = (
+    "has_purchased",
+    "n_orders",
+    "net_spend",
+    "days_since_last_purchase",
+    "ipi_mean_days",
+    "p_alive",
+    "tenure_days",
+    "engagement_score",
+    "social_actions_90d",
+    "n_share_365d",
+    "n_referral_365d",
+    "events_365d",
+)
+RULE_THRESHOLDS = (
+    "core_min_p_purchase",
+    "core_clv_cut_",
+    "core_clv_quantile",
+    "value_min_p_purchase_",
+    "value_min_p_alive_",
+    "value_max_gap_ratio_",
+    "value_grace_gap_ratio",
+    "seed_min_koc_score_",
+    "new_max_tenure_days",
+    "at_risk_min_churn_risk_",
+)
 
 
 @dataclass
@@ -51,8 +72,10 @@ class FittedModel:
         m = self.metrics
         shown = ", ".join(f"{k} {m[k]:.3f}" for k in ("propensity_roc_auc", "clv_normalized_gini") if k in m)
         logged = f", version {self.version}" if self.version else ""
-        return (f"FittedModel(as_of={self.as_of}, horizon_days={self.horizon_days}, clv={self.bundle.clv_kind}; "
-                f"{shown}; {len(self.notes)} notes{logged})")
+        return (
+            f"FittedModel(as_of={self.as_of}, horizon_days={self.horizon_days}, clv={self.bundle.clv_kind}; "
+            f"{shown}; {len(self.notes)} notes{logged})"
+        )
 
     @property
     def bundle(self) -> ScoringBundle:
@@ -74,9 +97,16 @@ class FittedModel:
         """The prediction horizon H the models were fitted for."""
         return self.bundle.horizon_days
 
-    def score(self, transactions: Any = None, interactions: Any = None, customers: Any = None, *,
-              as_of: dt.date | str | None = None, mapping: dict | None = None,
-              scored_at: dt.datetime | None = None) -> pd.DataFrame:
+    def score(
+        self,
+        transactions: Any = None,
+        interactions: Any = None,
+        customers: Any = None,
+        *,
+        as_of: dt.date | str | None = None,
+        mapping: dict | None = None,
+        scored_at: dt.datetime | None = None,
+    ) -> pd.DataFrame:
         """The scores frame of every customer known at ``as_of`` (DESIGN's scores columns).
 
         Without tables it scores the training data, by default at the training as_of. New tables are
@@ -90,12 +120,12 @@ class FittedModel:
             data = self.data.at(day)
         else:
             day = as_day(as_of, "FittedModel.score")
-            data = read_tables(transactions, interactions, customers, mapping=mapping, config=self.config, overrides={},
-                               as_of=day)
+            data = read_tables(transactions, interactions, customers, mapping=mapping, config=self.config, overrides={}, as_of=day)
         stamp = scored_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)  # metadata of the call, not data time
         name = self.config.tracking.registered_model if self.version else "local"
-        scores = score(data.tables, self.bundle, as_of=day, model_name=name,
-                       model_version=self.version or self.bundle.version, scored_at=stamp)
+        scores = score(
+            data.tables, self.bundle, as_of=day, model_name=name, model_version=self.version or self.bundle.version, scored_at=stamp
+        )
         self._last = (data, day, scores)
         return scores
 
@@ -114,8 +144,10 @@ class FittedModel:
         cid = str(customer_id).strip()
         row = scores[scores["customer_id"] == cid]
         if row.empty:
-            raise ConfigError(f"Customer {cid!r} is not in the last scoring ({len(scores):,} customers known at {day}). "
-                              "Check the id (ids are text as given: '007' and '7' differ) or score data that holds it.")
+            raise ConfigError(
+                f"Customer {cid!r} is not in the last scoring ({len(scores):,} customers known at {day}). "
+                "Check the id (ids are text as given: '007' and '7' differ) or score data that holds it."
+            )
         t = data.tables
         expr = build_features(t.transactions, t.interactions, t.customers, as_of=day, spec=check_model_spec(self.bundle))
         feats = expr.filter(expr.customer_id == cid).to_pandas()

@@ -23,9 +23,18 @@ ACCEPTED = "a pandas or polars DataFrame, a pyarrow Table, an Ibis table, or the
 _NAMES = itertools.count()
 
 
-def read_tables(transactions: Any, interactions: Any, customers: Any, *, mapping: dict | None, config: Any,
-                overrides: dict[str, Any], as_of: dt.date | None, check: bool = True,
-                quarantine_dir: str | Path | None = None) -> Validated:
+def read_tables(
+    transactions: Any,
+    interactions: Any,
+    customers: Any,
+    *,
+    mapping: dict | None,
+    config: Any,
+    overrides: dict[str, Any],
+    as_of: dt.date | None,
+    check: bool = True,
+    quarantine_dir: str | Path | None = None,
+) -> Validated:
     """The validated inputs: a Validated passed in (revalidated when as_of or settings differ), or the tables read."""
     if isinstance(transactions, Validated):
         if interactions is not None or customers is not None:
@@ -87,8 +96,9 @@ def connection(cfg: Config, values: dict[str, Any]):
         if bound is not None and all(bound is not b for b in backends):
             backends.append(bound)
     if len(backends) > 1:
-        raise ConfigError("The Ibis tables passed live on different backends (connections); put them on one "
-                          "connection, or pass DataFrames or file paths.")
+        raise ConfigError(
+            "The Ibis tables passed live on different backends (connections); put them on one connection, or pass DataFrames or file paths."
+        )
     if backends:
         return backends[0]
     limit = cfg.features.duckdb_memory_limit
@@ -108,8 +118,10 @@ def read_input(con, name: str, value: Any, cfg: Config) -> tuple[ir.Table, Sourc
     if kind == "path":
         path = Path(value)
         if not path.exists():
-            raise ConfigError(f"{name}={str(value)!r} does not exist (resolved against {Path.cwd()}). Pass an existing "
-                              "Parquet or CSV file, or a DataFrame.")
+            raise ConfigError(
+                f"{name}={str(value)!r} does not exist (resolved against {Path.cwd()}). Pass an existing "
+                "Parquet or CSV file, or a DataFrame."
+            )
         src = src.model_copy(update={"path": str(path)})
         return read_source(con, src, name), src, str(path)
     if kind == "ibis table" and bound_backend(value) is con:
@@ -119,5 +131,7 @@ def read_input(con, name: str, value: Any, cfg: Config) -> tuple[ir.Table, Sourc
     try:
         return con.create_table(f"tiering_{name}_{next(_NAMES)}", obj=value, temp=True), src, kind
     except (TypeError, ValueError) as exc:  # pyarrow's ArrowTypeError / ArrowInvalid: a column of mixed types
-        raise SchemaError(f"The {name} frame cannot be read: {exc}. Give each column one type, e.g. ids as text: "
-                          "df['customer_id'] = df['customer_id'].astype(str).") from None
+        raise SchemaError(
+            f"The {name} frame cannot be read: {exc}. Give each column one type, e.g. ids as text: "
+            "df['customer_id'] = df['customer_id'].astype(str)."
+        ) from None

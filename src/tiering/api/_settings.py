@@ -55,8 +55,10 @@ def make_config(config: Any, mapping: dict | None, overrides: dict[str, Any]) ->
     elif isinstance(config, (str, os.PathLike)):
         cfg = load_config(config)
     else:
-        raise ConfigError(f"config= got {type(config).__name__}; pass a tiering.Config, the path of a YAML config file, "
-                          "or None for the built-in defaults.")
+        raise ConfigError(
+            f"config= got {type(config).__name__}; pass a tiering.Config, the path of a YAML config file, "
+            "or None for the built-in defaults."
+        )
     return with_mapping(override(cfg, overrides), mapping)
 
 
@@ -79,13 +81,17 @@ def override(cfg: Config, overrides: dict[str, Any]) -> Config:
         if not section:
             found = owners.get(key, [])
             if len(found) > 1:
-                raise ConfigError(f"Setting {key!r} is in several config sections ({', '.join(found)}); write "
-                                  f"{' or '.join(f'{s}__{key}=' for s in found)}.")
+                raise ConfigError(
+                    f"Setting {key!r} is in several config sections ({', '.join(found)}); write "
+                    f"{' or '.join(f'{s}__{key}=' for s in found)}."
+                )
             if not found or found == ["data"] and key in TABLES:
                 known = sorted(f for f, ss in owners.items() if len(ss) == 1 and f not in TABLES)
-                raise ConfigError(f"Unknown keyword {key}={value!r}. Keyword settings are config fields, e.g. horizon_days, "
-                                  f"time_unit, windows_days, btyd_model, clv_model, timezone; all: {', '.join(known)} "
-                                  "(or section__field). Tables go in transactions=, interactions=, customers=.")
+                raise ConfigError(
+                    f"Unknown keyword {key}={value!r}. Keyword settings are config fields, e.g. horizon_days, "
+                    f"time_unit, windows_days, btyd_model, clv_model, timezone; all: {', '.join(known)} "
+                    "(or section__field). Tables go in transactions=, interactions=, customers=."
+                )
             section, name = found[0], key
         elif section not in sections or name not in sections[section]:
             raise ConfigError(f"Unknown setting {key}={value!r}: the config has no field {section}.{name}.")
@@ -108,13 +114,15 @@ def with_mapping(cfg: Config, mapping: dict | None) -> Config:
     example = "e.g. mapping={'transactions': {'customer_id': 'cust', 'amount': 'qty * price'}}"
     if not isinstance(mapping, dict) or set(mapping) - set(TABLES):
         found = sorted(mapping) if isinstance(mapping, dict) else type(mapping).__name__
-        raise ConfigError(f"mapping= must map table names ({', '.join(TABLES)}) to {{contract column: source column}}; "
-                          f"got {found}. {example}.")
+        raise ConfigError(
+            f"mapping= must map table names ({', '.join(TABLES)}) to {{contract column: source column}}; got {found}. {example}."
+        )
     data = cfg.data.model_copy()
     for table, columns in mapping.items():
         if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
-            raise ConfigError(f"mapping[{table!r}] must be a dict of contract column -> source column or expression "
-                              f"(text); got {columns!r}. {example}.")
+            raise ConfigError(
+                f"mapping[{table!r}] must be a dict of contract column -> source column or expression (text); got {columns!r}. {example}."
+            )
         src = getattr(data, table) or SourceConfig()
         setattr(data, table, src.model_copy(update={"columns": {**src.columns, **columns}}))
     return cfg.model_copy(update={"data": data})

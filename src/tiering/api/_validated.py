@@ -35,8 +35,7 @@ class Validated:
     _inputs: dict = field(default_factory=dict, repr=False)  # name -> (raw Ibis table, SourceConfig, label)
 
     def __repr__(self) -> str:
-        parts = [f"{r.table}: {r.rows_in:,} rows, {r.rows_valid:,} valid, {r.rows_quarantined:,} set aside"
-                 for r in self.table_reports]
+        parts = [f"{r.table}: {r.rows_in:,} rows, {r.rows_valid:,} valid, {r.rows_quarantined:,} set aside" for r in self.table_reports]
         return f"Validated(as_of={self.as_of}; {'; '.join(parts)})"
 
     @property
@@ -50,8 +49,7 @@ class Validated:
         reason), unknown_event_types, quarantine_path."""
         import pandas as pd
 
-        cols = ["table", "source", "rows_in", "rows_valid", "rows_quarantined", "quarantined", "unknown_event_types",
-                "quarantine_path"]
+        cols = ["table", "source", "rows_in", "rows_valid", "rows_quarantined", "quarantined", "unknown_event_types", "quarantine_path"]
         return pd.DataFrame([r.to_dict() for r in self.table_reports], columns=cols)
 
     def _good(self, name: str) -> pd.DataFrame | None:
@@ -95,8 +93,9 @@ class Validated:
             try:
                 check_usable(report, self.config.validation.max_quarantine_share)
             except DataQualityError as exc:
-                text = str(exc).replace("see the quarantine at None, or", "see them with tg.validate(..., check=False)"
-                                        f".quarantine({report.table!r}), or")
+                text = str(exc).replace(
+                    "see the quarantine at None, or", f"see them with tg.validate(..., check=False).quarantine({report.table!r}), or"
+                )
                 raise DataQualityError(text) from None
         return self
 
@@ -109,8 +108,9 @@ class Validated:
         return check_all(config, self.tables.con, self._inputs, as_of=as_of)
 
 
-def check_all(cfg: Config, con, inputs: dict, *, as_of: dt.date | None, check: bool = True,
-              quarantine_dir: str | Path | None = None) -> Validated:
+def check_all(
+    cfg: Config, con, inputs: dict, *, as_of: dt.date | None, check: bool = True, quarantine_dir: str | Path | None = None
+) -> Validated:
     """Every input through tiering.validation.check_tables, as load_tables does for configured files."""
     from tiering.validation import check_tables
 

@@ -26,8 +26,19 @@ from tiering.output import result_stream, to_json
 
 __all__ = ["app", "main"]
 
-for _command in (_data.simulate, _data.validate, _data.features, _model.train, _model.backtest, _model.promote, _model.compare,
-                 _model.predict, _model.demo, _ops.serve, _ops.report):
+for _command in (
+    _data.simulate,
+    _data.validate,
+    _data.features,
+    _model.train,
+    _model.backtest,
+    _model.promote,
+    _model.compare,
+    _model.predict,
+    _model.demo,
+    _ops.serve,
+    _ops.report,
+):
     app.command()(_command)
 tiers_app.command("get")(_ops.tiers_get)
 tiers_app.command("list")(_ops.tiers_list)

@@ -24,12 +24,15 @@ def simulate(
     from tiering import jobs
 
     res = jobs.simulate(customers=customers, start=parse_date(start, "--start"), end=parse_date(end, "--end"), seed=seed, out=out)
-    emit(as_json, res.to_dict(),
-         lambda c: c.print(f"Wrote {res.rows} to {out}/ (truth.parquet holds the latent rates and true tiers)."))
+    emit(as_json, res.to_dict(), lambda c: c.print(f"Wrote {res.rows} to {out}/ (truth.parquet holds the latent rates and true tiers)."))
 
 
 def validate(
-    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    transactions: TxOpt = None,
+    interactions: IxOpt = None,
+    customers: CuOpt = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Also set aside rows after this date.")] = None,
     as_json: JsonOpt = False,
 ):
@@ -43,8 +46,16 @@ def validate(
     reports = res.to_dict()["tables"]
 
     def render(c):
-        rows = [{"table": r["table"], "source": r["source"], "rows_in": r["rows_in"], "valid": r["rows_valid"],
-                 "set_aside": r["rows_quarantined"]} for r in reports]
+        rows = [
+            {
+                "table": r["table"],
+                "source": r["source"],
+                "rows_in": r["rows_in"],
+                "valid": r["rows_valid"],
+                "set_aside": r["rows_quarantined"],
+            }
+            for r in reports
+        ]
         c.print(table("Validation", pd.DataFrame(rows), {"rows_in": "{:,}", "valid": "{:,}", "set_aside": "{:,}"}))
         for r in reports:
             if r["quarantined"]:
@@ -58,7 +69,11 @@ def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Features use data at or before this date.")],
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")] = Path("outputs/features.parquet"),
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default from config).")] = None,
-    config: ConfigOpt = None, set_: SetOpt = None, transactions: TxOpt = None, interactions: IxOpt = None, customers: CuOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    transactions: TxOpt = None,
+    interactions: IxOpt = None,
+    customers: CuOpt = None,
     as_json: JsonOpt = False,
 ):
     """Build the feature frame (one row per customer) as of a date."""
@@ -66,5 +81,8 @@ def features(
 
     cfg = with_engine(load(config, transactions, interactions, customers, sets=set_), engine)
     res = jobs.features(cfg, as_of=parse_date(as_of, "--as-of"), out=out)
-    emit(as_json, res.to_dict(), lambda c: c.print(
-        f"Wrote features for {res.customers:,} customers ({len(res.columns)} columns) as of {res.as_of} to {res.out}."))
+    emit(
+        as_json,
+        res.to_dict(),
+        lambda c: c.print(f"Wrote features for {res.customers:,} customers ({len(res.columns)} columns) as of {res.as_of} to {res.out}."),
+    )

@@ -13,16 +13,24 @@ from tiering.cli._output import SECRETS
 from tiering.config import SET_HELP
 from tiering.exceptions import ConfigError
 
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP + " Applied over --config, "
-                                                   "before this command's own options (--horizon-days, --engine, --transactions, ...).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default configs/base.yaml if present, else built-in defaults).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help=SET_HELP + " Applied over --config, before this command's own options (--horizon-days, --engine, --transactions, ...).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print strict JSON instead of tables (errors too: {error, kind, hint}).")]
 TxOpt = Annotated[Path | None, typer.Option("--transactions", help="Transactions file in contract column names (overrides config).")]
 IxOpt = Annotated[Path | None, typer.Option("--interactions", help="Interactions file in contract column names (overrides config).")]
 CuOpt = Annotated[Path | None, typer.Option("--customers", help="Customers file in contract column names (overrides config).")]
-HorizonOpt = Annotated[int | None, typer.Option(
-    "--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")]
+HorizonOpt = Annotated[
+    int | None, typer.Option("--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")
+]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Scoring date YYYY-MM-DD (default: the latest complete batch).")]
 
 

@@ -62,8 +62,10 @@ def show(c, title: str, df, formats: dict[str, str] | None = None, *, key: str) 
     its ``key`` column (a narrow terminal, or 80 columns when stdout is not a terminal)."""
     from rich.table import Table
 
-    widths = [max([len(str(col))] + [len(s) for s in col_cells]) for col, col_cells in
-              zip(df.columns, zip(*[cells(df.columns, r, formats) for r in df.itertuples(index=False)]))]
+    widths = [
+        max([len(str(col))] + [len(s) for s in col_cells])
+        for col, col_cells in zip(df.columns, zip(*[cells(df.columns, r, formats) for r in df.itertuples(index=False)]))
+    ]
     if sum(widths) + 3 * len(widths) + 1 <= c.width:
         c.print(table(title, df, formats))
         return

@@ -35,9 +35,25 @@ from tiering.config._schema import (
 )
 from tiering.exceptions import ConfigError
 
-__all__ = ["DEFAULT_CONFIG_PATH", "SECRET", "SET_HELP", "Config", "DataConfig", "FeaturesConfig", "ModelConfig",
-           "PredictConfig", "ReportConfig", "ServeConfig", "SourceConfig", "StoreConfig", "TierRule", "TrackingConfig",
-           "ValidationConfig", "apply_overrides", "load_config"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "SECRET",
+    "SET_HELP",
+    "Config",
+    "DataConfig",
+    "FeaturesConfig",
+    "ModelConfig",
+    "PredictConfig",
+    "ReportConfig",
+    "ServeConfig",
+    "SourceConfig",
+    "StoreConfig",
+    "TierRule",
+    "TrackingConfig",
+    "ValidationConfig",
+    "apply_overrides",
+    "load_config",
+]
 
 DEFAULT_CONFIG_PATH = Path("configs/base.yaml")
 
@@ -87,7 +103,8 @@ def _read_config(path: str | os.PathLike[str] | None) -> Config:
 
         problems = "; ".join(
             f"{key}: {e['msg']} (got {redact(e.get('input'), key=key)!r})"
-            for e in exc.errors() for key in ['.'.join(str(x) for x in e['loc'])]
+            for e in exc.errors()
+            for key in [".".join(str(x) for x in e["loc"])]
         )
         raise ConfigError(f"Config file '{p}' has invalid settings: {problems}.") from None
     cfg.source_path = str(p)

@@ -10,8 +10,10 @@ from pydantic import BaseModel, ValidationError
 from tiering.config._schema import Config, _is_secret_field
 from tiering.exceptions import ConfigError
 
-SET_HELP = ("Set one config field over the config file, by its dotted key (model.horizon_days=120, "
-            "features.windows_days=[30,90], data.transactions.path=tx.parquet); the value is read as YAML. Repeatable.")
+SET_HELP = (
+    "Set one config field over the config file, by its dotted key (model.horizon_days=120, "
+    "features.windows_days=[30,90], data.transactions.path=tx.parquet); the value is read as YAML. Repeatable."
+)
 
 
 def apply_overrides(cfg: Config, overrides: Iterable[str] = (), *, option: str = "--set") -> Config:
@@ -73,13 +75,15 @@ def _assign(raw: dict, text: str, option: str) -> tuple[str, str, bool]:
         fields = {n: f for n, f in node.model_fields.items() if not f.exclude}
         if part not in fields:
             where = f"the {'.'.join(path)} section" if path else "the config"
-            raise ConfigError(f"Unknown setting {key!r} ({option} {key}=...): {where} has no field {part!r}. "
-                              f"Valid keys of {'.'.join(path) or 'the config'}: "
-                              f"{', '.join(('.'.join(path) + '.' if path else '') + n for n in fields)}.")
+            raise ConfigError(
+                f"Unknown setting {key!r} ({option} {key}=...): {where} has no field {part!r}. "
+                f"Valid keys of {'.'.join(path) or 'the config'}: "
+                f"{', '.join(('.'.join(path) + '.' if path else '') + n for n in fields)}."
+            )
         info = fields[part]
         path.append(part)
         secret = _is_secret_path(".".join(path))
-        rest = parts[i + 1:]
+        rest = parts[i + 1 :]
         if not rest:
             container[part] = _merge(container.get(part), _parse_value(value, info.annotation, key, option, secret))
             return key, value, secret
@@ -96,8 +100,10 @@ def _assign(raw: dict, text: str, option: str) -> tuple[str, str, bool]:
             container[part][rest[0]] = _parse_value(value, item, key, option, secret)
             return key, value, secret
         kind = "a list: set it whole" if _is_list(info.annotation) else "a single value"
-        raise ConfigError(f"Unknown setting {key!r} ({option} {key}=...): {'.'.join(path)} is {kind}, with no field "
-                          f"{'.'.join(rest)!r}; write {option} {'.'.join(path)}=VALUE.")
+        raise ConfigError(
+            f"Unknown setting {key!r} ({option} {key}=...): {'.'.join(path)} is {kind}, with no field "
+            f"{'.'.join(rest)!r}; write {option} {'.'.join(path)}=VALUE."
+        )
     raise AssertionError("unreachable")
 
 
@@ -117,8 +123,9 @@ def _parse_value(text: str, annotation: Any, key: str, option: str, secret: bool
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem", None) or "not valid YAML"
         shown = "" if secret else f" {text!r}"
-        raise ConfigError(f"{option} {key}: the value{shown} is not valid YAML ({mark}); quote text with spaces or "
-                          "symbols, write lists as [30, 90].") from None
+        raise ConfigError(
+            f"{option} {key}: the value{shown} is not valid YAML ({mark}); quote text with spaces or symbols, write lists as [30, 90]."
+        ) from None
     if value is not None and not isinstance(value, (str, list, dict)) and _accepts_text(annotation):
         return text.strip()
     return value

@@ -132,8 +132,9 @@ class ReportConfig(_Strict):
     funnel_window_days: int = Field(30, gt=0, le=3650)
     # CSV/Parquet with columns month (YYYY-MM), acquisition_channel, reached: people reached on public platforms
     reach_path: str | None = None
-    reference: dict[str, float] = Field(default_factory=lambda: {
-        "diversion_rate": 0.15, "first_purchase_conversion": 0.20, "repurchase_ratio": 1.2})
+    reference: dict[str, float] = Field(
+        default_factory=lambda: {"diversion_rate": 0.15, "first_purchase_conversion": 0.20, "repurchase_ratio": 1.2}
+    )
 
 
 class ModelConfig(_Strict):

@@ -22,19 +22,42 @@ ORDER_CHANNELS: tuple[str, ...] = ("mini_program", "wecom", "wechat_group", "app
 ORDER_CHANNEL_P = np.array([0.50, 0.20, 0.18, 0.12])
 
 # interaction mixes (event type probabilities, in EVENT_TYPES order, group_join drawn separately)
-MIX_REGULAR = {"view": 0.58, "message": 0.07, "like": 0.12, "comment": 0.04, "share": 0.012,
-               "referral": 0.003, "group_join": 0.0, "coupon_claim": 0.065, "live_watch": 0.11}
-MIX_SEED = {"view": 0.34, "message": 0.08, "like": 0.14, "comment": 0.09, "share": 0.20,
-            "referral": 0.07, "group_join": 0.0, "coupon_claim": 0.03, "live_watch": 0.05}
+MIX_REGULAR = {
+    "view": 0.58,
+    "message": 0.07,
+    "like": 0.12,
+    "comment": 0.04,
+    "share": 0.012,
+    "referral": 0.003,
+    "group_join": 0.0,
+    "coupon_claim": 0.065,
+    "live_watch": 0.11,
+}
+MIX_SEED = {
+    "view": 0.34,
+    "message": 0.08,
+    "like": 0.14,
+    "comment": 0.09,
+    "share": 0.20,
+    "referral": 0.07,
+    "group_join": 0.0,
+    "coupon_claim": 0.03,
+    "live_watch": 0.05,
+}
 # event type -> probabilities over ORDER_CHANNELS (mini_program, wecom, wechat_group, app)
 EVENT_CHANNEL_P = {
-    "view": (0.55, 0.05, 0.15, 0.25), "message": (0.0, 0.75, 0.25, 0.0), "like": (0.30, 0.10, 0.45, 0.15),
-    "comment": (0.25, 0.10, 0.50, 0.15), "share": (0.35, 0.15, 0.40, 0.10), "referral": (0.40, 0.30, 0.20, 0.10),
-    "group_join": (0.0, 0.0, 1.0, 0.0), "coupon_claim": (0.60, 0.15, 0.15, 0.10), "live_watch": (0.70, 0.0, 0.0, 0.30),
+    "view": (0.55, 0.05, 0.15, 0.25),
+    "message": (0.0, 0.75, 0.25, 0.0),
+    "like": (0.30, 0.10, 0.45, 0.15),
+    "comment": (0.25, 0.10, 0.50, 0.15),
+    "share": (0.35, 0.15, 0.40, 0.10),
+    "referral": (0.40, 0.30, 0.20, 0.10),
+    "group_join": (0.0, 0.0, 1.0, 0.0),
+    "coupon_claim": (0.60, 0.15, 0.15, 0.10),
+    "live_watch": (0.70, 0.0, 0.0, 0.30),
 }
 # hour-of-day weights for events (Chinese e-commerce: lunch and evening peaks)
-HOUR_W = np.array([1.2, 0.7, 0.4, 0.3, 0.2, 0.2, 0.4, 0.9, 1.5, 2.0, 2.6, 3.0, 3.5, 3.0, 2.7, 2.7,
-                   2.8, 3.0, 3.2, 3.8, 4.6, 5.2, 4.6, 2.6])
+HOUR_W = np.array([1.2, 0.7, 0.4, 0.3, 0.2, 0.2, 0.4, 0.9, 1.5, 2.0, 2.6, 3.0, 3.5, 3.0, 2.7, 2.7, 2.8, 3.0, 3.2, 3.8, 4.6, 5.2, 4.6, 2.6])
 
 # BG/NBD: lambda ~ min(Gamma(shape r, rate alpha), cap); p ~ Beta(a, b). Gamma-Gamma: p, q, gamma.
 BGNBD_R, BGNBD_ALPHA, LAMBDA_CAP, BGNBD_A, BGNBD_B = 0.4, 1.0, 2.0, 0.18, 0.35

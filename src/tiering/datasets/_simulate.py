@@ -57,24 +57,27 @@ def read_simulated(directory: str | os.PathLike[str]) -> SimulatedData:
     d = Path(directory)
     missing = [n for n in _TABLES if not (d / f"{n}.parquet").exists()]
     if missing:
-        raise ConfigError(f"No simulated data in {d}: missing {', '.join(m + '.parquet' for m in missing)}. "
-                          f"Write it with `tiering simulate --out {d}` or SimulatedData.write().")
+        raise ConfigError(
+            f"No simulated data in {d}: missing {', '.join(m + '.parquet' for m in missing)}. "
+            f"Write it with `tiering simulate --out {d}` or SimulatedData.write()."
+        )
     return SimulatedData(**{n: pd.read_parquet(d / f"{n}.parquet") for n in _TABLES})
 
 
-def _check_arguments(n_customers: int, start: dt.date, end: dt.date, purchase_rate_scale: float,
-                     interaction_rate_scale: float) -> None:
+def _check_arguments(n_customers: int, start: dt.date, end: dt.date, purchase_rate_scale: float, interaction_rate_scale: float) -> None:
     if n_customers < 1:
         raise ConfigError(f"n_customers must be >= 1, got {n_customers}.")
     if end < start:
         raise ConfigError(f"end ({end}) is before start ({start}).")
     if purchase_rate_scale <= 0 or interaction_rate_scale <= 0:
-        raise ConfigError("purchase_rate_scale and interaction_rate_scale must be > 0, got "
-                          f"{purchase_rate_scale} and {interaction_rate_scale}.")
+        raise ConfigError(
+            f"purchase_rate_scale and interaction_rate_scale must be > 0, got {purchase_rate_scale} and {interaction_rate_scale}."
+        )
 
 
-def simulate(n_customers: int, start: dt.date, end: dt.date, seed: int = 0, *, purchase_rate_scale: float = 1.0,
-             interaction_rate_scale: float = 1.0) -> SimulatedData:
+def simulate(
+    n_customers: int, start: dt.date, end: dt.date, seed: int = 0, *, purchase_rate_scale: float = 1.0, interaction_rate_scale: float = 1.0
+) -> SimulatedData:
     """Simulate private-domain customers from ``start`` to ``end`` (both days included); the latent truth
     comes with them (:class:`SimulatedData` lists its columns).
 

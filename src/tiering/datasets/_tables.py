@@ -27,11 +27,13 @@ from tiering.schemas import EVENT_TYPES
 
 def customers_table(lat: Latent, start: dt.date, cust_ids: pd.api.extensions.ExtensionArray) -> pd.DataFrame:
     """The customers table: id, join time and acquisition channel."""
-    return pd.DataFrame({
-        "customer_id": pd.Series(cust_ids, copy=False),
-        "joined_at": timestamps(start, lat.join_s),
-        "acquisition_channel": str_take(pd.array(list(ACQUISITION_CHANNELS), dtype="str"), lat.acq),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(cust_ids, copy=False),
+            "joined_at": timestamps(start, lat.join_s),
+            "acquisition_channel": str_take(pd.array(list(ACQUISITION_CHANNELS), dtype="str"), lat.acq),
+        }
+    )
 
 
 @dataclass
@@ -60,8 +62,7 @@ def _orders(rng: np.random.Generator, lat: Latent, owner: np.ndarray, t_ord: np.
     zipf_w = 1.0 / np.arange(1, N_PRODUCTS + 1) ** 1.1
     product = rng.permutation(N_PRODUCTS)[rng.choice(N_PRODUCTS, size=n_ord, p=zipf_w / zipf_w.sum())]
     pref_channel = rng.choice(len(ORDER_CHANNELS), size=len(lat.buyer), p=ORDER_CHANNEL_P)
-    channel = np.where(rng.random(n_ord) < 0.7, pref_channel[owner],
-                       rng.choice(len(ORDER_CHANNELS), size=n_ord, p=ORDER_CHANNEL_P))
+    channel = np.where(rng.random(n_ord) < 0.7, pref_channel[owner], rng.choice(len(ORDER_CHANNELS), size=n_ord, p=ORDER_CHANNEL_P))
     return _Orders(owner, ord_s, values, quantity, product, channel)
 
 
@@ -90,8 +91,9 @@ def _order_stats(orders: _Orders, ref: np.ndarray, n: int) -> dict[str, np.ndarr
     stats = {
         "n_orders": np.bincount(owner, minlength=n).astype(np.int64),
         "n_refunds": np.bincount(owner[ref], minlength=n).astype(np.int64),
-        "total_spend": np.round(np.bincount(owner, weights=values, minlength=n)
-                                - np.bincount(owner[ref], weights=values[ref], minlength=n), 2),
+        "total_spend": np.round(
+            np.bincount(owner, weights=values, minlength=n) - np.bincount(owner[ref], weights=values[ref], minlength=n), 2
+        ),
         "first_s": np.full(n, np.iinfo(np.int64).max),
         "last_s": np.full(n, -1, dtype=np.int64),
     }
@@ -100,8 +102,15 @@ def _order_stats(orders: _Orders, ref: np.ndarray, n: int) -> dict[str, np.ndarr
     return stats
 
 
-def transactions_table(rng: np.random.Generator, lat: Latent, owner: np.ndarray, t_ord: np.ndarray, start: dt.date,
-                       span_s: int, cust_ids: pd.api.extensions.ExtensionArray) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def transactions_table(
+    rng: np.random.Generator,
+    lat: Latent,
+    owner: np.ndarray,
+    t_ord: np.ndarray,
+    start: dt.date,
+    span_s: int,
+    cust_ids: pd.api.extensions.ExtensionArray,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The transactions table (orders and refunds, in time order) and per-customer order statistics."""
     orders = _orders(rng, lat, owner, t_ord)
     ref, ref_s = _refunds(rng, orders.seconds, span_s)
@@ -112,15 +121,17 @@ def transactions_table(rng: np.random.Generator, lat: Latent, owner: np.ndarray,
     def col(a: np.ndarray, sign: int = 1) -> np.ndarray:
         return np.concatenate([a, sign * a[ref]])[tx_order]
 
-    transactions = pd.DataFrame({
-        "customer_id": str_take(cust_ids, col(orders.owner)),
-        "order_id": str_take(all_ids, tx_order),
-        "ordered_at": timestamps(start, np.concatenate([orders.seconds, ref_s])[tx_order]),
-        "amount": col(orders.values, -1).astype(np.float64),
-        "channel": str_take(pd.array(list(ORDER_CHANNELS), dtype="str"), col(orders.channel)),
-        "quantity": col(orders.quantity, -1).astype(np.int64),
-        "product_id": str_take(ids("P", N_PRODUCTS, 4), col(orders.product)),
-    })
+    transactions = pd.DataFrame(
+        {
+            "customer_id": str_take(cust_ids, col(orders.owner)),
+            "order_id": str_take(all_ids, tx_order),
+            "ordered_at": timestamps(start, np.concatenate([orders.seconds, ref_s])[tx_order]),
+            "amount": col(orders.values, -1).astype(np.float64),
+            "channel": str_take(pd.array(list(ORDER_CHANNELS), dtype="str"), col(orders.channel)),
+            "quantity": col(orders.quantity, -1).astype(np.int64),
+            "product_id": str_take(ids("P", N_PRODUCTS, 4), col(orders.product)),
+        }
+    )
     return transactions, stats
 
 
@@ -133,8 +144,9 @@ def _group_joins(rng: np.random.Generator, lat: Latent, span: float) -> tuple[np
     return gj[gj_t < span], gj_t[gj_t < span]
 
 
-def interactions_table(rng: np.random.Generator, lat: Latent, span: float, start: dt.date,
-                       cust_ids: pd.api.extensions.ExtensionArray) -> tuple[pd.DataFrame, np.ndarray]:
+def interactions_table(
+    rng: np.random.Generator, lat: Latent, span: float, start: dt.date, cust_ids: pd.api.extensions.ExtensionArray
+) -> tuple[pd.DataFrame, np.ndarray]:
     """The interactions table (in time order) and each customer's engagement end (days from start)."""
     n = len(lat.buyer)
     join_t = lat.join_t
@@ -156,11 +168,13 @@ def interactions_table(rng: np.random.Generator, lat: Latent, span: float, start
     ev_value = np.ones(len(ev_owner))
     ev_value[live] = np.round(np.minimum(rng.lognormal(np.log(8.0), 1.0, size=int(live.sum())), 240.0), 1)
     o = np.argsort(ev_s, kind="stable")
-    interactions = pd.DataFrame({
-        "customer_id": str_take(cust_ids, ev_owner[o]),
-        "occurred_at": timestamps(start, ev_s[o]),
-        "event_type": str_take(pd.array(list(EVENT_TYPES), dtype="str"), ev_type[o]),
-        "channel": str_take(pd.array(list(ORDER_CHANNELS), dtype="str"), ev_channel[o]),
-        "value": ev_value[o],
-    })
+    interactions = pd.DataFrame(
+        {
+            "customer_id": str_take(cust_ids, ev_owner[o]),
+            "occurred_at": timestamps(start, ev_s[o]),
+            "event_type": str_take(pd.array(list(EVENT_TYPES), dtype="str"), ev_type[o]),
+            "channel": str_take(pd.array(list(ORDER_CHANNELS), dtype="str"), ev_channel[o]),
+            "value": ev_value[o],
+        }
+    )
     return interactions, eng_end

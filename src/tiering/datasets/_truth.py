@@ -36,32 +36,41 @@ def true_tiers(lat: Latent, dropped: np.ndarray, span_s: int) -> tuple[pd.api.ex
     return at_end, active
 
 
-def truth_table(lat: Latent, dropped: np.ndarray, stats: dict[str, np.ndarray], eng_end: np.ndarray, start: dt.date,
-                span_s: int, cust_ids: pd.api.extensions.ExtensionArray) -> pd.DataFrame:
+def truth_table(
+    lat: Latent,
+    dropped: np.ndarray,
+    stats: dict[str, np.ndarray],
+    eng_end: np.ndarray,
+    start: dt.date,
+    span_s: int,
+    cust_ids: pd.api.extensions.ExtensionArray,
+) -> pd.DataFrame:
     """One row per customer: the latent draws, what they led to by the end, and the true tiers."""
 
     def _ts(sec: np.ndarray, valid: np.ndarray) -> pd.Series:
         return pd.Series(timestamps(start, np.where(valid, sec, 0))).where(valid)
 
     tier_at_end, tier_active = true_tiers(lat, dropped, span_s)
-    return pd.DataFrame({
-        "customer_id": pd.Series(cust_ids, copy=False),
-        "joined_at": timestamps(start, lat.join_s),
-        "acquisition_channel": str_take(pd.array(list(ACQUISITION_CHANNELS), dtype="str"), lat.acq),
-        "is_seed": lat.is_seed,
-        "will_convert": lat.will_convert,
-        "is_buyer": lat.buyer,
-        "first_purchase_at": _ts(stats["first_s"], lat.buyer),
-        "lambda_per_day": lat.lam,
-        "p_dropout": lat.p_drop,
-        "dropout_at": _ts(stats["last_s"], dropped),
-        "alive_at_end": lat.will_convert & ~dropped,
-        "mean_spend": lat.mean_spend,
-        "engagement_rate": lat.eng,
-        "engagement_end_at": _ts(np.floor(eng_end * DAY_S).astype(np.int64), np.ones(len(lat.buyer), dtype=bool)),
-        "n_orders": stats["n_orders"],
-        "n_refunds": stats["n_refunds"],
-        "total_spend": stats["total_spend"],
-        "true_tier_at_end": tier_at_end,
-        "true_tier_active": tier_active,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(cust_ids, copy=False),
+            "joined_at": timestamps(start, lat.join_s),
+            "acquisition_channel": str_take(pd.array(list(ACQUISITION_CHANNELS), dtype="str"), lat.acq),
+            "is_seed": lat.is_seed,
+            "will_convert": lat.will_convert,
+            "is_buyer": lat.buyer,
+            "first_purchase_at": _ts(stats["first_s"], lat.buyer),
+            "lambda_per_day": lat.lam,
+            "p_dropout": lat.p_drop,
+            "dropout_at": _ts(stats["last_s"], dropped),
+            "alive_at_end": lat.will_convert & ~dropped,
+            "mean_spend": lat.mean_spend,
+            "engagement_rate": lat.eng,
+            "engagement_end_at": _ts(np.floor(eng_end * DAY_S).astype(np.int64), np.ones(len(lat.buyer), dtype=bool)),
+            "n_orders": stats["n_orders"],
+            "n_refunds": stats["n_refunds"],
+            "total_spend": stats["total_spend"],
+            "true_tier_at_end": tier_at_end,
+            "true_tier_active": tier_active,
+        }
+    )

@@ -22,13 +22,22 @@ def latent_truth(truth: pd.DataFrame, origin: dt.date) -> pd.DataFrame:
     ts = pd.Timestamp(origin)
     drop = pd.to_datetime(truth["dropout_at"])
     alive = (drop.isna() | (drop > ts)).to_numpy()
-    return pd.DataFrame({"customer_id": truth["customer_id"].astype(str).to_numpy(),
-                         "latent_alive": alive.astype(float),
-                         "latent_value": truth["lambda_per_day"].to_numpy(float) * truth["mean_spend"].to_numpy(float) * alive})
+    return pd.DataFrame(
+        {
+            "customer_id": truth["customer_id"].astype(str).to_numpy(),
+            "latent_alive": alive.astype(float),
+            "latent_value": truth["lambda_per_day"].to_numpy(float) * truth["mean_spend"].to_numpy(float) * alive,
+        }
+    )
 
 
-def comparison_frames(preds: dict[dt.date, pd.DataFrame], horizon_days: int, splits: dict[dt.date, str],
-                      hiatus_days: list[int], truth: pd.DataFrame | None = None) -> tuple[dict, float | None, list[str]]:
+def comparison_frames(
+    preds: dict[dt.date, pd.DataFrame],
+    horizon_days: int,
+    splits: dict[dt.date, str],
+    hiatus_days: list[int],
+    truth: pd.DataFrame | None = None,
+) -> tuple[dict, float | None, list[str]]:
     """Per origin, the buyers' frame the comparison needs: targets, every model's and baseline's prediction
     (``clv:NAME`` and ``churn:NAME`` columns), with the hiatus baselines added; the data-driven hiatus is
     chosen on the ``select`` origins only. Returns (frames, chosen hiatus or None, notes)."""
@@ -46,9 +55,13 @@ def comparison_frames(preds: dict[dt.date, pd.DataFrame], horizon_days: int, spl
     frames = {}
     for o, b in sorted(buyers.items()):
         d = b["days_since_last_purchase"].to_numpy(float)
-        f = pd.DataFrame({"customer_id": b["customer_id"].astype(str).to_numpy(),
-                          "holdout_spend": b["holdout_spend"].to_numpy(float),
-                          "purchased_in_horizon": b["purchased_in_horizon"].to_numpy(float)})
+        f = pd.DataFrame(
+            {
+                "customer_id": b["customer_id"].astype(str).to_numpy(),
+                "holdout_spend": b["holdout_spend"].to_numpy(float),
+                "purchased_in_horizon": b["purchased_in_horizon"].to_numpy(float),
+            }
+        )
         for c in b.columns:
             if c.startswith("clv_"):
                 f[f"clv:{c[4:]}"] = b[c].to_numpy(float)
@@ -85,12 +98,16 @@ def _comparisons(frames: dict) -> list[tuple[str, str, str, list[str], list[str]
     churn_proba = [c for c in ["churn:btyd"] if c in cols] + hiatus_p
     clv_models = [c for c in clv if c not in clv_base]
     churn_models = [c for c in churn if c not in churn_rank and c not in churn_proba]
-    out = [("clv", "normalized_gini", "holdout_spend", clv_models, clv_base),
-           ("churn", "roc_auc", "purchased_in_horizon", churn_models, churn_rank),
-           ("churn", "brier", "purchased_in_horizon", churn_models, churn_proba)]
+    out = [
+        ("clv", "normalized_gini", "holdout_spend", clv_models, clv_base),
+        ("churn", "roc_auc", "purchased_in_horizon", churn_models, churn_rank),
+        ("churn", "brier", "purchased_in_horizon", churn_models, churn_proba),
+    ]
     if "latent_alive" in cols:
-        out += [("clv", "spearman:latent_value", "latent_value", clv_models, clv_base),
-                ("churn", "roc_auc:latent_alive", "latent_alive", churn_models, churn_rank)]
+        out += [
+            ("clv", "spearman:latent_value", "latent_value", clv_models, clv_base),
+            ("churn", "roc_auc:latent_alive", "latent_alive", churn_models, churn_rank),
+        ]
     return [c for c in out if c[3] and c[4]]
 
 
@@ -104,10 +121,19 @@ def compare(frames: dict, splits: dict, boot: BootstrapSpec) -> pd.DataFrame:
         return pd.DataFrame(rows)
     for task, label, target, models, baselines in _comparisons(report):
         metric = label.split(":")[0]
-        for r in compare_to_baselines(report, models=models, baselines=baselines, metric=metric, target=target,
-                                      replicates=boot.replicates, seed=boot.seed, level=boot.level):
-            r = dict(r, task=task, metric=label, model=r["model"].split(":", 1)[1],
-                     best_baselines=r["best_baselines"].replace(f"{task}:", ""))
+        for r in compare_to_baselines(
+            report,
+            models=models,
+            baselines=baselines,
+            metric=metric,
+            target=target,
+            replicates=boot.replicates,
+            seed=boot.seed,
+            level=boot.level,
+        ):
+            r = dict(
+                r, task=task, metric=label, model=r["model"].split(":", 1)[1], best_baselines=r["best_baselines"].replace(f"{task}:", "")
+            )
             rows.append(r | {"verdict": verdict(r)})
     return pd.DataFrame(rows)
 
@@ -120,17 +146,36 @@ def baseline_rows(frames: dict, splits: dict) -> list[dict]:
     for o, f in frames.items():
         y_s, y_b = f["holdout_spend"].to_numpy(float), f["purchased_in_horizon"].to_numpy(float)
         extra = [("clv", "recency", "normalized_gini", y_s, f["clv:recency"])]
-        extra += [("churn", c.split(":")[1], "roc_auc", y_b, f[c]) for c in f.columns
-                  if c.startswith("churn:") and c.split(":")[1] in ("recency", "past_spend") or
-                  c.startswith("churn:hiatus_") and not c.endswith("_p")]
-        extra += [("churn", c.split(":")[1].removesuffix("_p"), "brier", y_b, f[c]) for c in f.columns
-                  if c.startswith("churn:hiatus_") and c.endswith("_p")]
+        extra += [
+            ("churn", c.split(":")[1], "roc_auc", y_b, f[c])
+            for c in f.columns
+            if c.startswith("churn:")
+            and c.split(":")[1] in ("recency", "past_spend")
+            or c.startswith("churn:hiatus_")
+            and not c.endswith("_p")
+        ]
+        extra += [
+            ("churn", c.split(":")[1].removesuffix("_p"), "brier", y_b, f[c])
+            for c in f.columns
+            if c.startswith("churn:hiatus_") and c.endswith("_p")
+        ]
         if "latent_alive" in f:
             la, lv = f["latent_alive"].to_numpy(float), f["latent_value"].to_numpy(float)
             extra += [("clv", c.split(":")[1], "spearman:latent_value", lv, f[c]) for c in f.columns if c.startswith("clv:")]
-            extra += [("churn", c.split(":")[1], "roc_auc:latent_alive", la, f[c]) for c in f.columns
-                      if c.startswith("churn:") and not c.endswith("_p")]
+            extra += [
+                ("churn", c.split(":")[1], "roc_auc:latent_alive", la, f[c])
+                for c in f.columns
+                if c.startswith("churn:") and not c.endswith("_p")
+            ]
         for task, model, metric, y, p in extra:
-            rows.append({"origin": o, "split": splits[o], "task": task, "model": model, "metric": metric,
-                         "value": METRICS[metric.split(":")[0]][0](y, np.asarray(p, float))})
+            rows.append(
+                {
+                    "origin": o,
+                    "split": splits[o],
+                    "task": task,
+                    "model": model,
+                    "metric": metric,
+                    "value": METRICS[metric.split(":")[0]][0](y, np.asarray(p, float)),
+                }
+            )
     return rows

@@ -82,7 +82,6 @@ class ExperimentResult:
     seconds: dict[str, float] | None = None
 
 
-
 @dataclass
 class _Data:
     """The experiment's data, validated once and shared by every variant."""
@@ -123,24 +122,34 @@ def _load_data(spec: ExperimentSpec, base: Config, workdir: Path, name: str, ste
     tables = load_tables(cfg, as_of=None)
     t = tables.transactions
     agg = t.aggregate(first=t.ordered_at.min(), last=t.ordered_at.max()).to_pandas().iloc[0]
-    return _Data(cfg, tables, data_fingerprint(tables)["hash"], pd.Timestamp(agg["first"]).date(),
-                 pd.Timestamp(agg["last"]).date(), truth, workdir)
+    return _Data(
+        cfg, tables, data_fingerprint(tables)["hash"], pd.Timestamp(agg["first"]).date(), pd.Timestamp(agg["last"]).date(), truth, workdir
+    )
 
 
-def _run_variant(spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: VariantSpec, H: int, key: str,
-                 step) -> _VariantRun:
+def _run_variant(spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: VariantSpec, H: int, key: str, step) -> _VariantRun:
     """Backtest one variant at one horizon and compare its models with the best baseline of each report origin."""
     from tiering.backtest import backtest
 
     origins = resolve_origins(v.origins or spec.origins, H, data.first, data.last)
     if not origins:
-        raise ConfigError(f"Variant {name!r}, horizon {H} days: no origin fits the data ({data.first}..{data.last}) with a "
-                          f"full holdout after it and the history asked for; widen 'origins' or shorten the horizon.")
+        raise ConfigError(
+            f"Variant {name!r}, horizon {H} days: no origin fits the data ({data.first}..{data.last}) with a "
+            f"full holdout after it and the history asked for; widen 'origins' or shorten the horizon."
+        )
     splits = {o: origin_split(o, H, spec.select_until) for o in origins}
     step(f"variant {key}: backtest at {len(origins)} origins ({origins[0]}..{origins[-1]}), horizon {H} days")
     t0 = time.perf_counter()
-    res = backtest(data.tables, origins, cfg, horizon_days=H, variants=v.models or spec.models, out_dir=data.workdir / key,
-                   keep_predictions=True, progress=lambda m: step(f"[{key}] {m}"))
+    res = backtest(
+        data.tables,
+        origins,
+        cfg,
+        horizon_days=H,
+        variants=v.models or spec.models,
+        out_dir=data.workdir / key,
+        keep_predictions=True,
+        progress=lambda m: step(f"[{key}] {m}"),
+    )
     frames, chosen, notes = comparison_frames(res.predictions, H, splits, spec.hiatus_days, data.truth)
     res.notes += notes
     extra = pd.DataFrame(baseline_rows(frames, splits))
@@ -150,22 +159,30 @@ def _run_variant(spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: V
     if not cmp.empty:
         cmp.to_csv(data.workdir / key / "comparison.csv", index=False)
         cmp = cmp.assign(variant=name, horizon_days=H)
-    return _VariantRun(key, res, tab.assign(variant=name, horizon_days=H), cmp, splits, chosen,
-                       round(time.perf_counter() - t0, 1))
+    return _VariantRun(key, res, tab.assign(variant=name, horizon_days=H), cmp, splits, chosen, round(time.perf_counter() - t0, 1))
 
 
-def _log_variant(folder: Path, spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: VariantSpec,
-                 run: _VariantRun) -> str:
+def _log_variant(folder: Path, spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: VariantSpec, run: _VariantRun) -> str:
     """Log one variant's run (the spec travels with it) to the experiment's MLflow experiment; its run id."""
     from tiering.backtest import log_backtest
 
     shutil.copy(folder / SPEC_FILE, data.workdir / run.key / SPEC_FILE)
     return log_backtest(
-        cfg, run.result, run_name=f"{folder.name}/{run.key}", kind="experiment", data_hash=data.data_hash,
-        params={"variant": name, "overrides": v.config, "models": v.models or spec.models or "all",
-                "select_until": str(spec.select_until), "hiatus_sel_days": run.hiatus,
-                "report_origins": ",".join(str(o) for o, x in run.splits.items() if x == "report")},
-        tags={"experiment": folder.name, "variant": name}, artifacts_dir=data.workdir / run.key,
+        cfg,
+        run.result,
+        run_name=f"{folder.name}/{run.key}",
+        kind="experiment",
+        data_hash=data.data_hash,
+        params={
+            "variant": name,
+            "overrides": v.config,
+            "models": v.models or spec.models or "all",
+            "select_until": str(spec.select_until),
+            "hiatus_sel_days": run.hiatus,
+            "report_origins": ",".join(str(o) for o, x in run.splits.items() if x == "report"),
+        },
+        tags={"experiment": folder.name, "variant": name},
+        artifacts_dir=data.workdir / run.key,
     )
 
 
@@ -185,8 +202,7 @@ def _write_results(folder: Path, spec: ExperimentSpec, runs: list[_VariantRun], 
     lead = comparison_markdown(comparison, spec, {r.key: r.splits for r in runs}, {r.key: r.hiatus for r in runs}, seconds)
     lead += [f"Wall time: {seconds['total']:.0f} s for the whole experiment (data loading, every backtest, bootstrap, MLflow).", ""]
     results_md.write_text(to_markdown({r.key: r.result for r in runs}, spec, lead, table))
-    return ExperimentResult(spec, table, {r.key: r.run_id for r in runs}, results_csv, results_md, comparison, comparison_csv,
-                            seconds)
+    return ExperimentResult(spec, table, {r.key: r.run_id for r in runs}, results_csv, results_md, comparison, comparison_csv, seconds)
 
 
 def run_experiment(folder: str | Path, base: Config, *, progress=None) -> ExperimentResult:

@@ -67,8 +67,9 @@ Origins = list[dt.date] | RollingOrigins
 Horizons = int | list[int]
 
 
-def monthly_origins(start: dt.date, to: dt.date, *, first: dt.date, last: dt.date, horizon_days: int,
-                    min_history_days: int = 180) -> list[dt.date]:
+def monthly_origins(
+    start: dt.date, to: dt.date, *, first: dt.date, last: dt.date, horizon_days: int, min_history_days: int = 180
+) -> list[dt.date]:
     """The 1st of every month in [start, to] with a full ``horizon_days`` holdout inside the data
     (o + H <= ``last``, the day of the last transaction) and ``min_history_days`` of data before it
     (o - ``first`` >= min_history_days, and o after ``first``)."""
@@ -117,7 +118,8 @@ class ExperimentSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:
         for where, o, h in [("", self.origins, self.horizon_days)] + [
-                (f"variants.{n}.", v.origins, v.horizon_days) for n, v in self.variants.items()]:
+            (f"variants.{n}.", v.origins, v.horizon_days) for n, v in self.variants.items()
+        ]:
             if isinstance(o, list) and not o:
                 raise ValueError(f"{where}origins: give at least one origin date or {{every: month, from: D, to: D}}")
             hs = h if isinstance(h, list) else [h] if h is not None else []
@@ -162,7 +164,6 @@ def variant_config(base: Config, overrides: dict[str, Any], name: str) -> Config
         raise ConfigError(f"Variant {name!r} of the experiment has invalid overrides: {problems}.") from None
 
 
-
 def _horizons(h) -> list[int]:
     return [int(x) for x in (h if isinstance(h, list) else [h])]
 
@@ -170,7 +171,7 @@ def _horizons(h) -> list[int]:
 def resolve_origins(origins: Origins, horizon_days: int, first: dt.date, last: dt.date) -> list[dt.date]:
     """The origins of a spec for one horizon: the explicit list, or the rolling monthly ones."""
     if isinstance(origins, RollingOrigins):
-        return monthly_origins(origins.start, origins.to, first=first, last=last, horizon_days=horizon_days,
-                               min_history_days=origins.min_history_days)
+        return monthly_origins(
+            origins.start, origins.to, first=first, last=last, horizon_days=horizon_days, min_history_days=origins.min_history_days
+        )
     return sorted(set(origins))
-

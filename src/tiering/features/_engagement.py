@@ -128,8 +128,6 @@ def _interaction_columns(cf: ir.Table, spec: FeatureSpec) -> dict[str, Any]:
         cols[f"n_{e}_{W}d"] = cf[f"n_{e}_{W}d"].fill_null(0).cast("int64")
     for w in spec.windows_days:
         cols[f"active_days_{w}d"] = cf[f"active_days_{w}d"].fill_null(0).cast("int64")
-    cols[f"social_actions_{SOCIAL_WINDOW_DAYS}d"] = (
-        cf["_s_share"].fill_null(0) + cf["_s_referral"].fill_null(0)
-    ).cast("int64")
+    cols[f"social_actions_{SOCIAL_WINDOW_DAYS}d"] = (cf["_s_share"].fill_null(0) + cf["_s_referral"].fill_null(0)).cast("int64")
     cols["engagement_score"] = engagement_score(counts90, cf._s_active.fill_null(0).cast("float64")).cast("float64")
     return cols

@@ -48,9 +48,7 @@ def _daily(lines: ir.Table, time_unit: str) -> ir.Table:
     """Per (customer, day): net and gross amounts; for weeks also prev_dn (the customer's previous
     transaction day, null on the first) and first_dn, from one window sorted by (customer, day).
     Days need no window (see _rfm_aggs and _sorted_days)."""
-    daily = lines.group_by(["customer_id", "dn"]).agg(
-        net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum()
-    )
+    daily = lines.group_by(["customer_id", "dn"]).agg(net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum())
     if time_unit == "D":
         return daily
     w = ibis.window(group_by=daily.customer_id, order_by=daily.dn)
@@ -221,9 +219,7 @@ def _day_features(day_lines: ir.Table, as_of: dt.date, spec: FeatureSpec) -> ir.
     return dayf.mutate(
         **_rfm_columns(dayf, as_of, spec.time_unit),
         refund_share=ibis.ifelse(refunds > 0, refunds / ibis.greatest(dayf.total_spend, refunds), 0.0),
-        ipi_mean_days=ibis.ifelse(
-            dayf._n_days > 1, (dayf.tx_last_dn - dayf.tx_first_dn).cast("float64") / (dayf._n_days - 1), 0.0
-        ),
+        ipi_mean_days=ibis.ifelse(dayf._n_days > 1, (dayf.tx_last_dn - dayf.tx_first_dn).cast("float64") / (dayf._n_days - 1), 0.0),
         ipi_std_days=_gap_std(dayf),
         spend_trend=trend(dayf._g_short, dayf._g_prior, (short, long_)),
     )
@@ -257,9 +253,7 @@ def _order_features(ol: ir.Table, as_of: dt.date, spec: FeatureSpec, has_channel
     for w, (lo, hi) in _last_year_days(as_of).items():
         ord_aggs[f"orders_ly_{w}d"] = orders.count(where=is_purchase & (orders.dn > lo) & (orders.dn <= hi))
     ordf = _channel_mix(orders, ord_aggs) if has_channel else orders.group_by("customer_id").agg(**ord_aggs)
-    return ordf.mutate(
-        avg_order_value=ibis.ifelse(ordf.n_orders > 0, ordf._purchase_value.fill_null(0.0) / ordf.n_orders, 0.0)
-    )
+    return ordf.mutate(avg_order_value=ibis.ifelse(ordf.n_orders > 0, ordf._purchase_value.fill_null(0.0) / ordf.n_orders, 0.0))
 
 
 def _channel_mix(orders: ir.Table, ord_aggs: dict[str, Any]) -> ir.Table:
@@ -302,9 +296,7 @@ def _transaction_columns(out: ir.Table, spec: FeatureSpec, has_channel: bool, ha
     cols["ipi_mean_days"] = out.ipi_mean_days.cast("float64")
     cols["ipi_std_days"] = out.ipi_std_days.fill_null(0.0).cast("float64")
     # ipi_mean_days > 0 exactly when there are 2+ transaction days (distinct days are >= 1 apart)
-    cols["ipi_cv"] = ibis.ifelse(
-        out.ipi_mean_days > 0, out.ipi_std_days.fill_null(0.0) / out.ipi_mean_days, 0.0
-    ).cast("float64")
+    cols["ipi_cv"] = ibis.ifelse(out.ipi_mean_days > 0, out.ipi_std_days.fill_null(0.0) / out.ipi_mean_days, 0.0).cast("float64")
     for w in spec.windows_days:
         cols[f"orders_{w}d"] = out[f"orders_{w}d"].cast("int64")
     for w in spec.windows_days:

@@ -148,9 +148,7 @@ def trend(recent: Any, prior: Any, days: tuple[int, int]) -> Any:
 def left_join_on_id(left: Any, right: Any) -> Any:
     """``left`` left-joined with ``right`` on customer_id, keeping one customer_id column."""
     j = left.left_join(right, left.customer_id == right.customer_id)
-    return j.select(
-        *[left[c] for c in left.columns], *[right[c] for c in right.columns if c != "customer_id"]
-    )
+    return j.select(*[left[c] for c in left.columns], *[right[c] for c in right.columns if c != "customer_id"])
 
 
 # ---------------------------------------------------------------- as-of contract

@@ -26,6 +26,7 @@ from tiering.schemas import EVENT_TYPES
 
 _FAR = 10**9  # sentinel day number, larger than any real one
 
+
 def _outer_join_on_id(left: ir.Table, right: ir.Table) -> ir.Table:
     """Full outer join of two one-row-per-customer tables on customer_id (one id column kept)."""
     left = left.view()  # a join boundary: Ibis cannot chain a join on a computed (coalesced) key
@@ -66,9 +67,7 @@ def build_features(
     as_of = as_date(as_of)
     t = _per_customer(transactions, interactions, customers, as_of, spec)
     A = epoch_day(as_of)
-    first_activity = ibis.least(
-        _filled(t, "joined_dn", _FAR), _filled(t, "tx_first_dn", _FAR), _filled(t, "ix_first_dn", _FAR)
-    )
+    first_activity = ibis.least(_filled(t, "joined_dn", _FAR), _filled(t, "tx_first_dn", _FAR), _filled(t, "ix_first_dn", _FAR))
     t = t.mutate(_tenure=(ibis.literal(A) - first_activity).cast("int64"))
     out: dict[str, Any] = {
         "customer_id": t.customer_id.cast("string"),
@@ -151,9 +150,7 @@ def _engagement_columns(t: ir.Table, A: int, spec: FeatureSpec, *, has_interacti
     for w in spec.windows_days:
         out[f"active_days_{w}d"] = _filled(t, f"active_days_{w}d", 0).cast("int64")
     if has_interactions:
-        out["days_since_last_interaction"] = ibis.ifelse(
-            t.ix_last_dn.notnull(), ibis.literal(A) - t.ix_last_dn, tenure
-        ).cast("int64")
+        out["days_since_last_interaction"] = ibis.ifelse(t.ix_last_dn.notnull(), ibis.literal(A) - t.ix_last_dn, tenure).cast("int64")
     else:
         out["days_since_last_interaction"] = tenure
     out["interaction_rate_per_30d"] = (
@@ -163,9 +160,7 @@ def _engagement_columns(t: ir.Table, A: int, spec: FeatureSpec, *, has_interacti
     out[social] = _filled(t, social, 0).cast("int64")
     buyer = t.tx_first_dn.notnull()
     out["engaged_no_purchase"] = ((~buyer) & (_filled(t, "ix_events_90d", 0) > 0)).cast("int64")
-    out["engagement_score"] = (
-        _filled(t, "engagement_score", 0.0).cast("float64") if has_interactions else const(0, "float64")
-    )
+    out["engagement_score"] = _filled(t, "engagement_score", 0.0).cast("float64") if has_interactions else const(0, "float64")
     return out
 
 
@@ -184,12 +179,10 @@ def build_labels(transactions: ir.Table, *, as_of: dt.date, horizon_days: int) -
     start = ibis.literal(cutoff(as_of), type="timestamp")
     end = ibis.literal(cutoff(as_of + dt.timedelta(days=int(horizon_days))), type="timestamp")
     w = transactions.filter((transactions.ordered_at >= start) & (transactions.ordered_at < end))
-    orders = w.group_by(
-        [w.customer_id.cast("string").name("customer_id"), w.order_id.cast("string").name("order_id")]
-    ).agg(net=w.amount.sum())
-    lab = orders.group_by("customer_id").agg(
-        holdout_spend=orders.net.sum(), holdout_orders=orders.count(where=orders.net > 0)
+    orders = w.group_by([w.customer_id.cast("string").name("customer_id"), w.order_id.cast("string").name("order_id")]).agg(
+        net=w.amount.sum()
     )
+    lab = orders.group_by("customer_id").agg(holdout_spend=orders.net.sum(), holdout_orders=orders.count(where=orders.net > 0))
     return lab.select(
         "customer_id",
         holdout_spend=lab.holdout_spend.cast("float64"),

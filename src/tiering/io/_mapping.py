@@ -93,8 +93,7 @@ def compile_expression(spec: str, raw: ir.Table, key: str, table: str) -> ir.Val
             left, right = (_as_number(build(side), key, spec, table) for side in (node.left, node.right))
             return _BINARY[type(node.op)](left, right)
         raise ConfigError(
-            f"{key} = {spec!r} uses something other than column names, numbers and + - * /. "
-            f"Only arithmetic over source columns is allowed."
+            f"{key} = {spec!r} uses something other than column names, numbers and + - * /. Only arithmetic over source columns is allowed."
         )
 
     return build(tree)

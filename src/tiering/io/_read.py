@@ -57,13 +57,31 @@ def _read_csv(con, path: Path, source: SourceConfig, table: str, name: str) -> i
             f"data.{table}.path (or --{table}) at the right file."
         )
     if con.name == "pyspark":
-        return con.read_csv(str(path.resolve()), table_name=name, inferSchema=False, header=True, sep=delim,
-                            encoding=source.encoding, multiLine=True, mode="FAILFAST", quote='"', escape='"')
+        return con.read_csv(
+            str(path.resolve()),
+            table_name=name,
+            inferSchema=False,
+            header=True,
+            sep=delim,
+            encoding=source.encoding,
+            multiLine=True,
+            mode="FAILFAST",
+            quote='"',
+            escape='"',
+        )
     folder = private_folder(con, "tiering-csv-")
     text_path = path if _is_utf8(source.encoding) else _utf8_copy(path, source.encoding, table, folder)
     columns = {c: "VARCHAR" for c in header}
-    text = con.read_csv(str(text_path.resolve()), table_name=f"{name}_csv", header=True, auto_detect=False, delim=delim,
-                        quote='"', escape='"', columns=columns)
+    text = con.read_csv(
+        str(text_path.resolve()),
+        table_name=f"{name}_csv",
+        header=True,
+        auto_detect=False,
+        delim=delim,
+        quote='"',
+        escape='"',
+        columns=columns,
+    )
     # parsed once into Parquet: the file is scanned once (parse errors surface here, named by the caller), and
     # DuckDB then types repeated values once per distinct value (dictionary pages): Online Retail II as CSV
     # validates 3-4x faster this way than straight from the text

@@ -15,12 +15,13 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _EXPECTED = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
-def encoding_error(path: Path, table: str, encoding: str, data: bytes, offset: int, *, line: int | None = None,
-                   approximate: bool = False) -> SchemaError:
+def encoding_error(
+    path: Path, table: str, encoding: str, data: bytes, offset: int, *, line: int | None = None, approximate: bool = False
+) -> SchemaError:
     """Which byte of ``data`` (a chunk of the file) is not ``encoding``, on which line, and what the file probably is."""
     line = line or data[:offset].count(b"\n") + 1
     where = "a chunk of the file" if approximate else f"line {line}"
-    guess = _guess_encoding(data[max(0, offset - 2000): offset + 2000])
+    guess = _guess_encoding(data[max(0, offset - 2000) : offset + 2000])
     return SchemaError(
         f"The {table} file '{path}' is not valid {encoding} text: byte {data[offset]:#04x} at {where}. "
         f"It looks like {guess}: set data.{table}.encoding: {guess} in the config (for a file passed with --{table}, "

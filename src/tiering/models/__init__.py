@@ -31,12 +31,29 @@ if TYPE_CHECKING:
     from tiering.models.nbd import PooledNBDModel
     from tiering.models.paretonbd import ParetoNBDModel
 
-__all__ = ["BetaGeoModel", "GammaGammaModel", "MeanSpendModel", "NotFittedModelError", "ParetoNBDModel", "PooledNBDModel",
-           "btyd_scores", "check_fitted", "discounted_clv", "thread_limits"]
+__all__ = [
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "MeanSpendModel",
+    "NotFittedModelError",
+    "ParetoNBDModel",
+    "PooledNBDModel",
+    "btyd_scores",
+    "check_fitted",
+    "discounted_clv",
+    "thread_limits",
+]
 
 # name -> the module under tiering.models that defines it, imported on first access (see the docstring)
-_LAZY = {"BetaGeoModel": "bgnbd", "ParetoNBDModel": "paretonbd", "GammaGammaModel": "gammagamma",
-         "PooledNBDModel": "nbd", "MeanSpendModel": "meanspend", "btyd_scores": "btyd_clv", "discounted_clv": "btyd_clv"}
+_LAZY = {
+    "BetaGeoModel": "bgnbd",
+    "ParetoNBDModel": "paretonbd",
+    "GammaGammaModel": "gammagamma",
+    "PooledNBDModel": "nbd",
+    "MeanSpendModel": "meanspend",
+    "btyd_scores": "btyd_clv",
+    "discounted_clv": "btyd_clv",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -51,8 +51,7 @@ def _hessian(fun: Callable[[np.ndarray], Any], x: np.ndarray, gradient: bool, h:
         H[i, i] = (float(fun(x + steps[i])) - 2 * f0 + float(fun(x - steps[i]))) / h**2
         for j in range(i):
             a, b = steps[i], steps[j]
-            H[i, j] = H[j, i] = (float(fun(x + a + b)) - float(fun(x + a - b)) - float(fun(x - a + b))
-                                 + float(fun(x - a - b))) / (4 * h**2)
+            H[i, j] = H[j, i] = (float(fun(x + a + b)) - float(fun(x + a - b)) - float(fun(x - a + b)) + float(fun(x - a - b))) / (4 * h**2)
     return H
 
 
@@ -85,14 +84,14 @@ class _Summary:
         check_fitted(self, "params_")
         coef = pd.Series(self.params_, dtype=float)
         se = pd.Series(getattr(self, "standard_errors_", {}), dtype=float).reindex(coef.index)
-        out = pd.DataFrame({"coef": coef, "se(coef)": se, "lower 95% bound": coef - 1.96 * se,
-                            "upper 95% bound": coef + 1.96 * se})
+        out = pd.DataFrame({"coef": coef, "se(coef)": se, "lower 95% bound": coef - 1.96 * se, "upper 95% bound": coef + 1.96 * se})
         out.index.name = "parameter"
-        out.attrs = {"log_likelihood": float(getattr(self, "log_likelihood_", math.nan)),
-                     "n_customers": getattr(self, "n_customers_", None),
-                     "penalizer": getattr(self, "fit_report_", {}).get("penalizer")}
+        out.attrs = {
+            "log_likelihood": float(getattr(self, "log_likelihood_", math.nan)),
+            "n_customers": getattr(self, "n_customers_", None),
+            "penalizer": getattr(self, "fit_report_", {}).get("penalizer"),
+        }
         return out
-
 
 
 class _BTYDModel(_Summary, BaseEstimator):
@@ -148,16 +147,14 @@ class _BTYDModel(_Summary, BaseEstimator):
                 params = to_params(res.x)
                 attempts.append(self._attempt(res, method, tol, pen, params))
                 if attempts[-1]["accepted"]:
+
                     def at_pen(th: np.ndarray, p: float = pen) -> Any:
                         return objective(th, p)
 
                     hess = _hessian(at_pen, res.x, jac)
                     return params, float(res.fun), self._report(attempts, res.x, params), hess
-        tries = "; ".join(f"{a['method']} tol={a['tol']:g} penalizer={a['penalizer']:g}: {a['message']}"
-                          for a in attempts)
-        raise ModelError(
-            f"{type(self).__name__}.fit did not converge in {len(attempts)} tries ({tries}). {self._fail_hint}"
-        )
+        tries = "; ".join(f"{a['method']} tol={a['tol']:g} penalizer={a['penalizer']:g}: {a['message']}" for a in attempts)
+        raise ModelError(f"{type(self).__name__}.fit did not converge in {len(attempts)} tries ({tries}). {self._fail_hint}")
 
     def _attempt(self, res: Any, method: str, tol: float, pen: float, params: dict[str, float]) -> dict[str, Any]:
         """The record of one try: its settings, scipy's outcome, and whether its parameters are accepted
@@ -167,10 +164,16 @@ class _BTYDModel(_Summary, BaseEstimator):
             problem = f"non-finite objective {res.fun}"
         problem = problem or self._invalid(params)
         return {
-            "method": method, "tol": tol, "penalizer": pen, "success": bool(res.success),
-            "accepted": problem is None, "message": str(res.message) if problem is None else problem,
-            "nit": int(getattr(res, "nit", 0)), "nfev": int(getattr(res, "nfev", 0)),
-            "objective": float(res.fun), "params": params,
+            "method": method,
+            "tol": tol,
+            "penalizer": pen,
+            "success": bool(res.success),
+            "accepted": problem is None,
+            "message": str(res.message) if problem is None else problem,
+            "nit": int(getattr(res, "nit", 0)),
+            "nfev": int(getattr(res, "nfev", 0)),
+            "objective": float(res.fun),
+            "params": params,
         }
 
     def _report(self, attempts: list[dict[str, Any]], theta: np.ndarray, params: dict[str, float]) -> dict[str, Any]:
@@ -180,17 +183,27 @@ class _BTYDModel(_Summary, BaseEstimator):
         pen = last["penalizer"]
         warnings = []
         if pen != float(self.penalizer):
-            warnings.append(f"fitted with penalizer {pen} instead of {self.penalizer}: the tries "
-                            "without it failed; parameters are shrunk towards 0")
-        warnings += [f"{k}={params[k]:.3g} is near the boundary of the parameter space (0 or infinity); "
-                     "the likelihood is flat there" for k, th in zip(self._param_names, theta)
-                     if k in self._unit_free and abs(th) > 12]  # optimiser's scale: time rescaled
-        return {"converged": True, "n_tries": len(attempts), "method": last["method"], "tol": last["tol"],
-                "penalizer": pen, "message": last["message"], "warnings": warnings, "attempts": attempts}
+            warnings.append(
+                f"fitted with penalizer {pen} instead of {self.penalizer}: the tries without it failed; parameters are shrunk towards 0"
+            )
+        warnings += [
+            f"{k}={params[k]:.3g} is near the boundary of the parameter space (0 or infinity); the likelihood is flat there"
+            for k, th in zip(self._param_names, theta)
+            if k in self._unit_free and abs(th) > 12
+        ]  # optimiser's scale: time rescaled
+        return {
+            "converged": True,
+            "n_tries": len(attempts),
+            "method": last["method"],
+            "tol": last["tol"],
+            "penalizer": pen,
+            "message": last["message"],
+            "warnings": warnings,
+            "attempts": attempts,
+        }
 
 
-def _minimise(objective: Callable[[np.ndarray, float], Any], jac: bool, x0: np.ndarray, method: str, tol: float,
-              pen: float) -> Any:
+def _minimise(objective: Callable[[np.ndarray, float], Any], jac: bool, x0: np.ndarray, method: str, tol: float, pen: float) -> Any:
     """One try: scipy's ``minimize`` of ``objective(., pen)`` from ``x0`` (of its value alone for Nelder-Mead,
     which takes no gradient)."""
     if method == "Nelder-Mead":

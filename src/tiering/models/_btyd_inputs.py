@@ -58,8 +58,12 @@ def _weights(owner: str, sample_weight: ArrayLike | None, n: int) -> np.ndarray:
     (w,) = _columns(owner, sample_weight=sample_weight)
     if w.shape[0] != n:
         raise ModelError(f"{owner}: sample_weight has {w.shape[0]:,} rows, the data {n:,}.")
-    _raise_bad_rows(owner, n, [("have a missing, infinite or negative sample_weight", ~(w >= 0) | ~np.isfinite(w))],
-                    "sample_weight counts customers per row.")
+    _raise_bad_rows(
+        owner,
+        n,
+        [("have a missing, infinite or negative sample_weight", ~(w >= 0) | ~np.isfinite(w))],
+        "sample_weight counts customers per row.",
+    )
     if w.sum() <= 0:
         raise ModelError(f"{owner}: sample_weight sums to 0; nothing to fit.")
     return w
@@ -112,12 +116,16 @@ def _inputs(owner: str, names: tuple[str, ...], first: Any, *rest: Any) -> tuple
             raise ModelError(f"{owner}: pass either an RFM DataFrame or the columns {list(names)} as arrays, not both.")
         missing = [c for c in names if c not in frame.columns]
         if missing:
-            raise ModelError(f"{owner} needs the DataFrame columns {list(names)}; it lacks {missing} (got "
-                             f"{[str(c) for c in frame.columns[:12]]}). Rename them, or pass the columns as arrays.")
+            raise ModelError(
+                f"{owner} needs the DataFrame columns {list(names)}; it lacks {missing} (got "
+                f"{[str(c) for c in frame.columns[:12]]}). Rename them, or pass the columns as arrays."
+            )
         return [frame[c] for c in names], frame.index
     if any(r is None for r in rest):
-        raise ModelError(f"{owner} takes an RFM DataFrame with columns {list(names)}, or those columns as arrays "
-                         f"({', '.join(names)}); got {1 + sum(r is not None for r in rest)} of {len(names)}.")
+        raise ModelError(
+            f"{owner} takes an RFM DataFrame with columns {list(names)}, or those columns as arrays "
+            f"({', '.join(names)}); got {1 + sum(r is not None for r in rest)} of {len(names)}."
+        )
     return [first, *rest], None
 
 
@@ -126,4 +134,3 @@ def _output(values: np.ndarray, index: pd.Index | None) -> np.ndarray | pd.Serie
     if index is not None and np.shape(values) == (len(index),):
         return pd.Series(values, index=index)
     return values
-

@@ -51,7 +51,10 @@ class _TransactionModel(_BTYDModel):
     _penalty_per_customer = True  # penalizer on the mean (True) or the total (False) log-likelihood
 
     def fit(
-        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
+        self,
+        frequency: ArrayLike | pd.DataFrame,
+        recency: ArrayLike | None = None,
+        T: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
     ) -> _TransactionModel:
         """Fit by maximum likelihood on an RFM DataFrame or (frequency, recency, T) arrays;
@@ -61,19 +64,29 @@ class _TransactionModel(_BTYDModel):
         x, rec, T = _columns(owner, frequency=frequency, recency=recency, T=T)
         n = x.shape[0]
         finite = np.isfinite(x) & np.isfinite(rec) & np.isfinite(T)
-        _raise_bad_rows(owner, n, [
-            ("have a missing or infinite frequency, recency or T", ~finite),
-            ("have a negative frequency, recency or T", finite & ((x < 0) | (rec < 0) | (T < 0))),
-            ("have a non-integer frequency", finite & (x != np.round(x))),
-            ("have recency > T", finite & (rec > T)),
-            ("have frequency 0 but recency > 0 (recency is the time from the first to the last purchase, "
-             "not the time since the last purchase)", finite & (x == 0) & (rec > 0)),
-        ], _SUMMARY_HINT)
+        _raise_bad_rows(
+            owner,
+            n,
+            [
+                ("have a missing or infinite frequency, recency or T", ~finite),
+                ("have a negative frequency, recency or T", finite & ((x < 0) | (rec < 0) | (T < 0))),
+                ("have a non-integer frequency", finite & (x != np.round(x))),
+                ("have recency > T", finite & (rec > T)),
+                (
+                    "have frequency 0 but recency > 0 (recency is the time from the first to the last purchase, "
+                    "not the time since the last purchase)",
+                    finite & (x == 0) & (rec > 0),
+                ),
+            ],
+            _SUMMARY_HINT,
+        )
         w = _weights(owner, sample_weight, n)
         keep = w > 0
         if not (x[keep] > 0).any() or T[keep].max() <= 0:
-            raise ModelError(f"{owner}: no customer has a repeat purchase (every frequency is 0) or every T is 0; "
-                             "the purchase and dropout rates cannot be estimated. Use a longer history.")
+            raise ModelError(
+                f"{owner}: no customer has a repeat purchase (every frequency is 0) or every T is 0; "
+                "the purchase and dropout rates cannot be estimated. Use a longer history."
+            )
         (x, rec, T), _, inverse = _collapse(x[keep], rec[keep], T[keep])
         w = np.bincount(inverse, weights=w[keep])
         scale = 1.0 / T.max()  # as lifetimes: time rescaled so that max T = 1 while fitting
@@ -129,21 +142,24 @@ class _TransactionModel(_BTYDModel):
     def _rfm(self, method: str, frequency: Any, recency: Any, T: Any) -> tuple[list[Any], pd.Index | None]:
         return _inputs(f"{type(self).__name__}.{method}", _TRANSACTION_COLUMNS, frequency, recency, T)
 
-    def p_alive(self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
-                T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+    def p_alive(
+        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None
+    ) -> np.ndarray | pd.Series:
         """P(alive at T) given an RFM DataFrame or (frequency, recency, T)."""
         cols, index = self._rfm("p_alive", frequency, recency, T)
         return _output(self._p_alive(*_broadcast(*cols)), index)
 
-    def expected_purchases(self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
-                           T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+    def expected_purchases(
+        self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None
+    ) -> np.ndarray | pd.Series:
         """Conditional expected number of purchases in (T, T + t] given an RFM DataFrame or (frequency, recency, T)."""
         cols, index = self._rfm("expected_purchases", frequency, recency, T)
         t, x, rec, T = _broadcast(t, *cols)
         return _output(self._p_alive(x, rec, T) * self._given_alive(t, x, T), index)
 
-    def p_no_purchase(self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
-                      T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+    def p_no_purchase(
+        self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None
+    ) -> np.ndarray | pd.Series:
         """P(no purchase in (T, T + t]) given an RFM DataFrame or (frequency, recency, T)."""
         cols, index = self._rfm("p_no_purchase", frequency, recency, T)
         t, x, rec, T = _broadcast(t, *cols)
@@ -155,13 +171,17 @@ class _TransactionModel(_BTYDModel):
         return self._given_alive(t, np.zeros_like(t), np.zeros_like(t))
 
     # lifetimes' names (BetaGeoFitter, ParetoNBDFitter): the same methods
-    def conditional_probability_alive(self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
-                                      T: ArrayLike | None = None) -> np.ndarray | pd.Series:
+    def conditional_probability_alive(
+        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None
+    ) -> np.ndarray | pd.Series:
         """lifetimes' name for :meth:`p_alive`."""
         return self.p_alive(frequency, recency, T)
 
     def conditional_expected_number_of_purchases_up_to_time(
-        self, t: ArrayLike, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None,
+        self,
+        t: ArrayLike,
+        frequency: ArrayLike | pd.DataFrame,
+        recency: ArrayLike | None = None,
         T: ArrayLike | None = None,
     ) -> np.ndarray | pd.Series:
         """lifetimes' name for :meth:`expected_purchases`."""

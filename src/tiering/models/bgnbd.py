@@ -22,9 +22,7 @@ from tiering.models._btyd_transaction import _TransactionModel
 __all__ = ["BetaGeoModel"]
 
 
-def _bg_given_alive(
-    r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.ndarray, T: np.ndarray
-) -> np.ndarray:
+def _bg_given_alive(r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """Numerator of eq. (10), Fader, Hardie and Lee (2005), evaluated without a log so it is finite
     where a + b + x - 1 < 0 and the hypergeometric term is negative (lifetimes returns NaN there).
     At a = 1 it is 0/0 (lifetimes returns inf): the mean of a = 1 -+ 1e-6, exact to ~1e-10 relative."""
@@ -55,7 +53,10 @@ class BetaGeoModel(_TransactionModel):
     _analytic_gradient = True
 
     def fit(
-        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
+        self,
+        frequency: ArrayLike | pd.DataFrame,
+        recency: ArrayLike | None = None,
+        T: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
     ) -> BetaGeoModel:
         """Fit by maximum likelihood on an RFM DataFrame (columns frequency, recency, T) or on
@@ -64,8 +65,7 @@ class BetaGeoModel(_TransactionModel):
 
     def _prepare(self, x: np.ndarray, rec: np.ndarray, T: np.ndarray, w: np.ndarray) -> dict[str, Any]:
         ux, ix = np.unique(x, return_inverse=True)
-        return {"x": x, "rec": rec, "T": T, "w": w, "wx": w * x, "pos": x > 0, "ux": ux, "ix": ix,
-                "w_ux": np.bincount(ix, weights=w)}
+        return {"x": x, "rec": rec, "T": T, "w": w, "wx": w * x, "pos": x > 0, "ux": ux, "ix": ix, "w_ux": np.bincount(ix, weights=w)}
 
     @staticmethod
     def _terms(p: Any, d: dict[str, Any]) -> tuple[np.ndarray, ...]:
@@ -84,8 +84,7 @@ class BetaGeoModel(_TransactionModel):
     def _loglik(self, p: Any, d: dict[str, Any]) -> np.ndarray:
         r, alpha, a, b = p
         x = d["x"]
-        A12 = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-               + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x))
+        A12 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
         return A12 + self._terms(p, d)[0]
 
     def _objective(self, theta: np.ndarray, pen: float, d: dict[str, Any]) -> tuple[float, np.ndarray]:
@@ -98,15 +97,20 @@ class BetaGeoModel(_TransactionModel):
         w_dropped = w * dropped
         inv_T, inv_rec = 1.0 / (alpha + d["T"]), 1.0 / (alpha + d["rec"])
         dg_ab, dg_abx = digamma(a + b), digamma(a + b + ux)
-        ll = (w_ux @ (gammaln(r + ux) + gammaln(b + ux) - gammaln(a + b + ux))
-              + W * (r * math.log(alpha) - gammaln(r) + gammaln(a + b) - gammaln(b)) + w @ row)
-        grad = np.array([
-            w_ux @ (digamma(r + ux) - digamma(r)) + W * math.log(alpha) - w @ lT + w_dropped @ dl,
-            W * r / alpha - (r * w + wx) @ inv_T - (r * w_dropped + w_dropped * d["x"]) @ (inv_rec - inv_T),
-            w_ux @ (dg_ab - dg_abx) + w_dropped.sum() / a,
-            w_ux @ (dg_ab + digamma(b + ux) - digamma(b) - dg_abx)
-            - np.bincount(d["ix"], weights=w_dropped, minlength=ux.shape[0]) @ (1.0 / (b + np.maximum(ux, 1) - 1)),
-        ])
+        ll = (
+            w_ux @ (gammaln(r + ux) + gammaln(b + ux) - gammaln(a + b + ux))
+            + W * (r * math.log(alpha) - gammaln(r) + gammaln(a + b) - gammaln(b))
+            + w @ row
+        )
+        grad = np.array(
+            [
+                w_ux @ (digamma(r + ux) - digamma(r)) + W * math.log(alpha) - w @ lT + w_dropped @ dl,
+                W * r / alpha - (r * w + wx) @ inv_T - (r * w_dropped + w_dropped * d["x"]) @ (inv_rec - inv_T),
+                w_ux @ (dg_ab - dg_abx) + w_dropped.sum() / a,
+                w_ux @ (dg_ab + digamma(b + ux) - digamma(b) - dg_abx)
+                - np.bincount(d["ix"], weights=w_dropped, minlength=ux.shape[0]) @ (1.0 / (b + np.maximum(ux, 1) - 1)),
+            ]
+        )
         f = -ll / W + pen * float(p @ p)
         if not np.isfinite(f):
             return np.inf, np.zeros(4)

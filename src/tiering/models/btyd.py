@@ -14,5 +14,4 @@ from tiering.models.meanspend import MeanSpendModel
 from tiering.models.nbd import PooledNBDModel
 from tiering.models.paretonbd import ParetoNBDModel
 
-__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "PooledNBDModel", "MeanSpendModel", "btyd_scores",
-           "discounted_clv"]
+__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "PooledNBDModel", "MeanSpendModel", "btyd_scores", "discounted_clv"]

@@ -23,8 +23,7 @@ if TYPE_CHECKING:  # annotations only: the spend models import this module for c
 __all__ = ["btyd_scores", "discounted_clv"]
 
 
-def _check_clv_args(owner: str, horizon_days: float, discount_rate_annual: float, time_unit_days: float,
-                    step_days: float) -> None:
+def _check_clv_args(owner: str, horizon_days: float, discount_rate_annual: float, time_unit_days: float, step_days: float) -> None:
     for name, value in (("horizon_days", horizon_days), ("step_days", step_days), ("time_unit_days", time_unit_days)):
         if not (math.isfinite(value) and value > 0):
             raise ModelError(f"{owner}: {name} must be a positive number; got {value!r}.")
@@ -32,9 +31,15 @@ def _check_clv_args(owner: str, horizon_days: float, discount_rate_annual: float
         raise ModelError(f"{owner}: discount_rate_annual must be > -1 (e.g. 0.1 for 10%); got {discount_rate_annual!r}.")
 
 
-def _discounted_steps(transaction_model: _TransactionModel, ux: np.ndarray, uT: np.ndarray, horizon_days: float,
-                      discount_rate_annual: float, time_unit_days: float, step_days: float
-                      ) -> tuple[np.ndarray, np.ndarray, float]:
+def _discounted_steps(
+    transaction_model: _TransactionModel,
+    ux: np.ndarray,
+    uT: np.ndarray,
+    horizon_days: float,
+    discount_rate_annual: float,
+    time_unit_days: float,
+    step_days: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Per distinct (x, T): the discounted expected purchases of an alive customer over the horizon's steps, the
     undiscounted expected purchases by the last step's end, and that end (in the models' time unit)."""
     n_steps = math.ceil(horizon_days / step_days - 1e-9)
@@ -50,9 +55,16 @@ def _discounted_steps(transaction_model: _TransactionModel, ux: np.ndarray, uT: 
 
 
 def btyd_scores(
-    transaction_model: _TransactionModel, spend_model: _SpendModel,
-    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, monetary_value: ArrayLike,
-    horizon_days: float, discount_rate_annual: float, time_unit_days: float = 1.0, step_days: float = 30.0,
+    transaction_model: _TransactionModel,
+    spend_model: _SpendModel,
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    monetary_value: ArrayLike,
+    horizon_days: float,
+    discount_rate_annual: float,
+    time_unit_days: float = 1.0,
+    step_days: float = 30.0,
 ) -> dict[str, np.ndarray]:
     """Every BTYD output the scoring bundle needs, per customer, each term computed once: p_alive,
     expected_purchases and p_no_purchase over ``horizon_days``, expected_spend (per order) and clv
@@ -65,8 +77,9 @@ def btyd_scores(
     if x.shape[0] == 0:
         return {k: np.zeros(0) for k in ("p_alive", "expected_purchases", "p_no_purchase", "expected_spend", "clv")}
     (ux, uT), _, inverse = _collapse(x, T)
-    per_unit, previous, last_end = _discounted_steps(transaction_model, ux, uT, horizon_days, discount_rate_annual,
-                                                     time_unit_days, step_days)
+    per_unit, previous, last_end = _discounted_steps(
+        transaction_model, ux, uT, horizon_days, discount_rate_annual, time_unit_days, step_days
+    )
     given_alive = previous if last_end == t else transaction_model._given_alive(np.full(ux.shape, t), ux, uT)
     buy_given_alive = transaction_model._buy_given_alive(np.full(ux.shape, t), ux, uT)
     p_alive = transaction_model._p_alive(x, rec, T)
@@ -110,7 +123,6 @@ def discounted_clv(
         return out.reshape(shape)
     # E[purchases] = P(alive | x, recency, T) * g(t, x, T): the time-dependent part depends on (x, T) only.
     (ux, uT), _, inverse = _collapse(x, T)
-    per_unit, _, _ = _discounted_steps(transaction_model, ux, uT, horizon_days, discount_rate_annual, time_unit_days,
-                                       step_days)
+    per_unit, _, _ = _discounted_steps(transaction_model, ux, uT, horizon_days, discount_rate_annual, time_unit_days, step_days)
     clv = transaction_model.p_alive(x, rec, T) * per_unit[inverse] * spend_model.expected_spend(x, m)
     return clv.reshape(shape)

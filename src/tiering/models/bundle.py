@@ -94,11 +94,24 @@ class ScoringBundle:
         b = {c: np.full(n, np.nan) for c in (*BTYD_COLUMNS, "btyd_expected_spend", "btyd_clv")}
         if buyer.any():
             x, r, T, m = (col(c)[buyer] for c in ("frequency", "recency", "T", "monetary_value"))
-            out = btyd_scores(self.transaction_model, self.spend_model, x, r, T, m, horizon_days=self.horizon_days,
-                              discount_rate_annual=self.discount_rate_annual, time_unit_days=self.time_unit_days)
-            for name, key in (("btyd_p_alive", "p_alive"), ("btyd_expected_purchases", "expected_purchases"),
-                              ("btyd_p_no_purchase", "p_no_purchase"), ("btyd_expected_spend", "expected_spend"),
-                              ("btyd_clv", "clv")):
+            out = btyd_scores(
+                self.transaction_model,
+                self.spend_model,
+                x,
+                r,
+                T,
+                m,
+                horizon_days=self.horizon_days,
+                discount_rate_annual=self.discount_rate_annual,
+                time_unit_days=self.time_unit_days,
+            )
+            for name, key in (
+                ("btyd_p_alive", "p_alive"),
+                ("btyd_expected_purchases", "expected_purchases"),
+                ("btyd_p_no_purchase", "p_no_purchase"),
+                ("btyd_expected_spend", "expected_spend"),
+                ("btyd_clv", "clv"),
+            ):
                 b[name][buyer] = out[key]
         return b
 
@@ -140,10 +153,12 @@ class ScoringBundle:
         }
         if self.next_tier_model is not None:
             keys = set(_KEYS)
-            nt, proba = self.next_tier_model._predict_columns(cols, n, tiers["tier"]) if all(
-                c in cols.columns for c in self.next_tier_model.feature_names_in_) and not keys & set(
-                self.next_tier_model.feature_names_in_) else self.next_tier_model.predict(
-                model_features(features[self.feature_columns].reset_index(drop=True)), tiers["tier"])
+            nt, proba = (
+                self.next_tier_model._predict_columns(cols, n, tiers["tier"])
+                if all(c in cols.columns for c in self.next_tier_model.feature_names_in_)
+                and not keys & set(self.next_tier_model.feature_names_in_)
+                else self.next_tier_model.predict(model_features(features[self.feature_columns].reset_index(drop=True)), tiers["tier"])
+            )
         else:
             nt, proba = tiers["tier"], np.ones(n)
         scores["next_tier"] = nt
@@ -184,7 +199,7 @@ class ScoringBundle:
         at = 0
         raw_of = {}
         for name, g in groups:
-            raw_of[name] = raws[at:at + len(g or [])]
+            raw_of[name] = raws[at : at + len(g or [])]
             at += len(g or [])
         if clv_model is not None:
             clv = clv_model._predict_columns(cols, n, raw_of["clv"])
@@ -240,7 +255,7 @@ class _Columns:
         self._n = len(features)
 
     def add(self, arrays: dict[str, np.ndarray], names=None) -> None:
-        for k in (arrays if names is None else names):
+        for k in arrays if names is None else names:
             self._arrays[k] = np.asarray(arrays[k])
             self.columns.add(k)
 

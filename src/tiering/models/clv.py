@@ -36,8 +36,17 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
 
-__all__ = ["BTYD_FEATURES", "CLV_MODELS", "LevelAligned", "PastSpend", "SpendRegressor", "feature_frame", "signed_log",
-           "signed_log_columns", "tree_input"]
+__all__ = [
+    "BTYD_FEATURES",
+    "CLV_MODELS",
+    "LevelAligned",
+    "PastSpend",
+    "SpendRegressor",
+    "feature_frame",
+    "signed_log",
+    "signed_log_columns",
+    "tree_input",
+]
 
 BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases", "btyd_p_no_purchase", "btyd_expected_spend", "btyd_clv")
 CLV_MODELS = ("naive", "btyd", "supervised", "hybrid", "hurdle")
@@ -129,8 +138,7 @@ def _binned_raw_predictions(models: list[tuple[Any, list]], column, n_rows: int)
     rows = codes.view(np.dtype((np.void, codes.shape[1]))).reshape(-1)
     _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
     unique_codes = np.asfortranarray(codes[first])
-    return [_predict_codes(model, f, order, ids, thresholds, unique_codes)[inverse.reshape(-1)]
-            for (model, _keys), f in zip(models, flat)]
+    return [_predict_codes(model, f, order, ids, thresholds, unique_codes)[inverse.reshape(-1)] for (model, _keys), f in zip(models, flat)]
 
 
 def _flat_nodes(keys: list, predictors, ids: dict) -> tuple:
@@ -189,7 +197,7 @@ def _predict_codes(model: Any, flat: tuple, order: list, ids: dict, thresholds: 
     raw += model._baseline_prediction
     n_threads = _openmp_effective_n_threads()
     for i, (p, end) in enumerate(zip(per_tree, ends)):
-        tree = TreePredictor(nodes[end - len(p.nodes):end], p.binned_left_cat_bitsets, p.raw_left_cat_bitsets)
+        tree = TreePredictor(nodes[end - len(p.nodes) : end], p.binned_left_cat_bitsets, p.raw_left_cat_bitsets)
         raw[:, i % k_per_it] += tree.predict_binned(unique_codes, _MISSING_CODE, n_threads)
     return raw
 
@@ -232,8 +240,7 @@ def feature_frame(owner: str, X, estimator=None) -> pd.DataFrame:
     expected = estimator.n_features_in_
     if values.shape[1] != expected:
         raise ModelError(f"{owner} was fitted on {expected} feature columns; got {values.shape[1]}.")
-    cols = estimator.feature_names_in_ if getattr(estimator, "feature_names_in_", None) is not None else \
-        [f"x{j}" for j in range(expected)]
+    cols = estimator.feature_names_in_ if getattr(estimator, "feature_names_in_", None) is not None else [f"x{j}" for j in range(expected)]
     return pd.DataFrame(values, columns=list(cols))
 
 
@@ -310,9 +317,17 @@ class SpendRegressor(LevelAligned):
     ``y_scale_``, ``n_train_``, ``train_mean_`` and ``level_`` (1.0 until ``align_level``).
     """
 
-    def __init__(self, learner: str = "ensemble", max_iter: int = 300, learning_rate: float = 0.03,
-                 min_samples_leaf: int = 50, l2_regularization: float = 1.0, glm_alpha: float = 1e-3,
-                 random_state: int = 0, threads: int | None = None):
+    def __init__(
+        self,
+        learner: str = "ensemble",
+        max_iter: int = 300,
+        learning_rate: float = 0.03,
+        min_samples_leaf: int = 50,
+        l2_regularization: float = 1.0,
+        glm_alpha: float = 1e-3,
+        random_state: int = 0,
+        threads: int | None = None,
+    ):
         self.learner = learner
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -354,13 +369,17 @@ class SpendRegressor(LevelAligned):
         self.gbm_ = self.glm_ = None
         if self.learner in ("ensemble", "gbm"):
             self.gbm_ = HistGradientBoostingRegressor(
-                loss="poisson", max_iter=self.max_iter, learning_rate=self.learning_rate,
-                min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+                loss="poisson",
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
                 random_state=self.random_state,
             ).fit(tree_input(X), target)
         if self.learner in ("ensemble", "glm"):
             self.glm_ = make_pipeline(StandardScaler(), PoissonRegressor(alpha=self.glm_alpha, solver="newton-cholesky", max_iter=300)).fit(
-                signed_log(X), target)
+                signed_log(X), target
+            )
         self.n_train_ = int(len(y))
         self.train_mean_ = self.y_scale_
         self.level_ = 1.0
@@ -396,4 +415,3 @@ class SpendRegressor(LevelAligned):
             with thread_limits(getattr(self, "threads", None)):
                 parts.append(self.glm_.predict(signed_log_columns(names, column, n_rows)))
         return np.mean(parts, axis=0) * self.y_scale_ * self.level_
-

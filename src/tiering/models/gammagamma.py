@@ -32,8 +32,10 @@ class GammaGammaModel(_SpendModel, _BTYDModel):
 
     _param_names = ("p", "q", "v")
     _unit_free = ("p", "q")
-    _fail_hint = ("Check monetary_value (units, netted refunds, extreme values): with q <= 1 spend is too "
-                  "heavy-tailed for a finite mean, and a penalizer shrinks q further.")
+    _fail_hint = (
+        "Check monetary_value (units, netted refunds, extreme values): with q <= 1 spend is too "
+        "heavy-tailed for a finite mean, and a penalizer shrinks q further."
+    )
 
     def _invalid(self, params: dict[str, float]) -> str | None:
         problem = super()._invalid(params)
@@ -42,7 +44,9 @@ class GammaGammaModel(_SpendModel, _BTYDModel):
         return problem
 
     def fit(
-        self, frequency: ArrayLike | pd.DataFrame, monetary_value: ArrayLike | None = None,
+        self,
+        frequency: ArrayLike | pd.DataFrame,
+        monetary_value: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
     ) -> GammaGammaModel:
         """Fit by maximum likelihood on the rows with frequency > 0 and monetary_value > 0, of an RFM
@@ -52,20 +56,35 @@ class GammaGammaModel(_SpendModel, _BTYDModel):
         x, m = _columns(owner, frequency=frequency, monetary_value=monetary_value)
         n = x.shape[0]
         fx = np.isfinite(x)
-        _raise_bad_rows(owner, n, [
-            ("have a missing or infinite frequency", ~fx),
-            ("have a negative or non-integer frequency", fx & ((x < 0) | (x != np.round(x)))),
-            ("have frequency > 0 but a missing or infinite monetary_value", fx & (x > 0) & ~np.isfinite(m)),
-        ], "frequency counts repeat purchases; monetary_value is their mean value (ignored where frequency is 0).")
+        _raise_bad_rows(
+            owner,
+            n,
+            [
+                ("have a missing or infinite frequency", ~fx),
+                ("have a negative or non-integer frequency", fx & ((x < 0) | (x != np.round(x)))),
+                ("have frequency > 0 but a missing or infinite monetary_value", fx & (x > 0) & ~np.isfinite(m)),
+            ],
+            "frequency counts repeat purchases; monetary_value is their mean value (ignored where frequency is 0).",
+        )
         w = _weights(owner, sample_weight, n)
         use = (x > 0) & (m > 0) & (w > 0)
         if use.sum() < 2:
-            raise ModelError(f"{owner}: {int(use.sum())} rows have frequency > 0 and monetary_value > 0; the "
-                             "Gamma-Gamma model needs repeat buyers with positive spend (at least 2 rows).")
+            raise ModelError(
+                f"{owner}: {int(use.sum())} rows have frequency > 0 and monetary_value > 0; the "
+                "Gamma-Gamma model needs repeat buyers with positive spend (at least 2 rows)."
+            )
         x, m, w = x[use], m[use], w[use]  # spend is continuous: collapsing identical rows would not pay
         ux, ix = np.unique(x, return_inverse=True)
-        d = {"xm": x * m, "w": w, "wx": w * x, "ux": ux, "w_ux": np.bincount(ix, weights=w), "W": w.sum(),
-             "Slm": w @ np.log(m), "Slxm": w @ np.log(x * m)}
+        d = {
+            "xm": x * m,
+            "w": w,
+            "wx": w * x,
+            "ux": ux,
+            "w_ux": np.bincount(ix, weights=w),
+            "W": w.sum(),
+            "Slm": w @ np.log(m),
+            "Slxm": w @ np.log(x * m),
+        }
 
         def objective(theta: np.ndarray, pen: float) -> tuple[float, np.ndarray]:
             p = np.exp(theta)
@@ -100,13 +119,20 @@ class GammaGammaModel(_SpendModel, _BTYDModel):
         wx_l1, w_l1 = wx @ l1, w @ l1
         inv = 1.0 / (d["xm"] + v)
         psi_pxq = digamma(pp * ux + q)
-        ll = (w_ux @ (gammaln(pp * ux + q) - gammaln(pp * ux)) + W * (q * math.log(v) - gammaln(q))
-              - pp * wx_l1 - d["Slm"] - q * (d["Slxm"] + w_l1))
-        grad = np.array([
-            w_ux @ (ux * (psi_pxq - digamma(pp * ux))) - wx_l1,
-            w_ux @ psi_pxq - W * digamma(q) + W * math.log(v) - d["Slxm"] - w_l1,
-            W * q / v - pp * (wx @ inv) - q * (w @ inv),
-        ])
+        ll = (
+            w_ux @ (gammaln(pp * ux + q) - gammaln(pp * ux))
+            + W * (q * math.log(v) - gammaln(q))
+            - pp * wx_l1
+            - d["Slm"]
+            - q * (d["Slxm"] + w_l1)
+        )
+        grad = np.array(
+            [
+                w_ux @ (ux * (psi_pxq - digamma(pp * ux))) - wx_l1,
+                w_ux @ psi_pxq - W * digamma(q) + W * math.log(v) - d["Slxm"] - w_l1,
+                W * q / v - pp * (wx @ inv) - q * (w @ inv),
+            ]
+        )
         return float(ll), grad
 
     def _expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -35,8 +35,15 @@ class HurdleSpend(LevelAligned):
     ``spend_`` (the regressor), ``buy_rate_``, ``n_train_`` and ``level_`` (1.0 until ``align_level``).
     """
 
-    def __init__(self, max_iter: int = 300, learning_rate: float = 0.05, min_samples_leaf: int = 50,
-                 l2_regularization: float = 1.0, random_state: int = 0, threads: int | None = None):
+    def __init__(
+        self,
+        max_iter: int = 300,
+        learning_rate: float = 0.05,
+        min_samples_leaf: int = 50,
+        l2_regularization: float = 1.0,
+        random_state: int = 0,
+        threads: int | None = None,
+    ):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.min_samples_leaf = min_samples_leaf
@@ -63,13 +70,17 @@ class HurdleSpend(LevelAligned):
         X = feature_frame("HurdleSpend.fit", X)
         _fit_columns(self, X, named)
         Z = tree_input(X)
-        common = dict(max_iter=self.max_iter, learning_rate=self.learning_rate, min_samples_leaf=self.min_samples_leaf,
-                      l2_regularization=self.l2_regularization, random_state=self.random_state)
+        common = dict(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            random_state=self.random_state,
+        )
         with thread_limits(self.threads):
             self.buy_ = HistGradientBoostingClassifier(**common).fit(Z, bought.astype(int))
             leaf = max(5, min(self.min_samples_leaf, int(bought.sum()) // 20))  # few buyers: smaller leaves
-            self.spend_ = HistGradientBoostingRegressor(loss="gamma", **(common | {"min_samples_leaf": leaf})).fit(
-                Z[bought], y[bought])
+            self.spend_ = HistGradientBoostingRegressor(loss="gamma", **(common | {"min_samples_leaf": leaf})).fit(Z[bought], y[bought])
         self.buy_rate_ = float(bought.mean())
         self.n_train_ = int(len(y))
         self.level_ = 1.0

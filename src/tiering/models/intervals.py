@@ -46,9 +46,16 @@ class SpendInterval(BaseEstimator):
     upper), both >= 0 and lower <= upper.
     """
 
-    def __init__(self, coverage: float = 0.8, max_iter: int = 200, learning_rate: float = 0.05,
-                 min_samples_leaf: int = 50, group_column: str | None = "has_purchased", random_state: int = 0,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        coverage: float = 0.8,
+        max_iter: int = 200,
+        learning_rate: float = 0.05,
+        min_samples_leaf: int = 50,
+        group_column: str | None = "has_purchased",
+        random_state: int = 0,
+        threads: int | None = None,
+    ):
         self.coverage = coverage
         self.group_column = group_column
         self.max_iter = max_iter
@@ -64,8 +71,10 @@ class SpendInterval(BaseEstimator):
             raise ModelError(f"SpendInterval coverage must be between 0 and 1 (0.8: an 80% interval); got {self.coverage!r}.")
         y = np.clip(np.asarray(y, dtype=float), 0.0, None)
         if len(X) != len(y) or not np.isfinite(y).all():
-            raise ModelError(f"SpendInterval fit needs one finite spend label per feature row; got {len(y)} labels "
-                             f"({int((~np.isfinite(y)).sum())} not finite) for {len(X)} rows.")
+            raise ModelError(
+                f"SpendInterval fit needs one finite spend label per feature row; got {len(y)} labels "
+                f"({int((~np.isfinite(y)).sum())} not finite) for {len(X)} rows."
+            )
         if (y > 0).sum() < 10:
             raise ModelError(f"SpendInterval needs at least 10 customers who spent in the training horizon; got {int((y > 0).sum())}.")
         named = _names(X) is not None
@@ -75,10 +84,16 @@ class SpendInterval(BaseEstimator):
         alpha = (1 - self.coverage) / 2
         with thread_limits(self.threads):
             self.lower_, self.upper_ = (
-                HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=self.max_iter,
-                                              learning_rate=self.learning_rate, min_samples_leaf=self.min_samples_leaf,
-                                              random_state=self.random_state).fit(Z, y)
-                for q in (alpha, 1 - alpha))
+                HistGradientBoostingRegressor(
+                    loss="quantile",
+                    quantile=q,
+                    max_iter=self.max_iter,
+                    learning_rate=self.learning_rate,
+                    min_samples_leaf=self.min_samples_leaf,
+                    random_state=self.random_state,
+                ).fit(Z, y)
+                for q in (alpha, 1 - alpha)
+            )
         self.offset_lower_ = self.offset_upper_ = 0.0
         self.group_offsets_: dict[bool, tuple[float, float]] = {}
         self.n_calibration_ = 0
@@ -108,9 +123,13 @@ class SpendInterval(BaseEstimator):
             raise ModelError(f"SpendInterval.conformalize needs at least 20 labelled customers; got {len(y)}.")
         self.offset_lower_, self.offset_upper_ = self._offsets(lo, hi, y)
         groups = self._groups(X)
-        self.group_offsets_ = {} if groups is None else {
-            bool(g): self._offsets(lo[groups == g], hi[groups == g], y[groups == g])
-            for g in (False, True) if (groups == g).sum() >= 20}
+        self.group_offsets_ = (
+            {}
+            if groups is None
+            else {
+                bool(g): self._offsets(lo[groups == g], hi[groups == g], y[groups == g]) for g in (False, True) if (groups == g).sum() >= 20
+            }
+        )
         self.n_calibration_ = len(y)
         return self
 
@@ -163,5 +182,9 @@ def interval_metrics(actual, lower, upper) -> dict[str, float]:
     y = np.clip(np.asarray(actual, dtype=float), 0.0, None)
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     below, above = y < lower - 1e-9, y > upper + 1e-9
-    return {"coverage": float(1 - below.mean() - above.mean()), "share_below": float(below.mean()),
-            "share_above": float(above.mean()), "median_width": float(np.median(upper - lower))}
+    return {
+        "coverage": float(1 - below.mean() - above.mean()),
+        "share_below": float(below.mean()),
+        "share_above": float(above.mean()),
+        "median_width": float(np.median(upper - lower)),
+    }

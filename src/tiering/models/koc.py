@@ -76,8 +76,7 @@ def _nb_logpmf(n: np.ndarray, size: float, mean: float) -> np.ndarray:
     """log P(N = n) for a negative binomial with ``size`` and ``mean``."""
     from scipy.special import gammaln
 
-    return (gammaln(n + size) - gammaln(size) - gammaln(n + 1) + size * np.log(size / (size + mean))
-            + n * np.log(mean / (size + mean)))
+    return gammaln(n + size) - gammaln(size) - gammaln(n + 1) + size * np.log(size / (size + mean)) + n * np.log(mean / (size + mean))
 
 
 def _volume_loglik(total: np.ndarray, volume: np.ndarray) -> np.ndarray:
@@ -94,8 +93,7 @@ def _fit_volume(post: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.stack([size, mean], axis=1)
 
 
-def fit_koc_volume_mixture(counts: np.ndarray, max_iter: int = 300,
-                           tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def fit_koc_volume_mixture(counts: np.ndarray, max_iter: int = 300, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """EM for the two-component mixture of (shares, referrals, other) counts with the number of events in it:
     multinomial event types times a negative binomial number of events per component, started from
     :func:`fit_koc_mixture`'s fit. Returns (theta: 2 x 3, pi: 2, volume: 2 x (size, mean)), component 1 the
@@ -150,4 +148,3 @@ def koc_posterior(counts: np.ndarray, theta: np.ndarray, pi: np.ndarray, volume:
         logit = logit + v[:, 1] - v[:, 0]
     post = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
     return np.where(C[:, 0] + C[:, 1] > 0, post, 0.0)
-

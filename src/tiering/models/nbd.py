@@ -33,8 +33,13 @@ class PooledNBDModel(_TransactionModel):
     def __init__(self, min_exposure: float = 30.0) -> None:
         self.min_exposure = min_exposure
 
-    def fit(self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
-            sample_weight: ArrayLike | None = None) -> PooledNBDModel:
+    def fit(
+        self,
+        frequency: ArrayLike | pd.DataFrame,
+        recency: ArrayLike | None = None,
+        T: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> PooledNBDModel:
         """Set the pooled rate from an RFM DataFrame or (frequency, recency, T) arrays (rows with a
         missing or negative frequency or T are left out). ``log_likelihood_`` is the NBD's at these
         parameters (BG/NBD's with no dropout, so comparable with it); ``standard_errors_`` gives alpha's

@@ -31,8 +31,14 @@ class NextTierModel(BaseEstimator):
       with ``min_class_for_early_stopping`` members: the booster runs ``max_iter`` rounds.
     """
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.1, random_state: int = 0,
-                 min_class_for_early_stopping: int = 10, threads: int | None = None):
+    def __init__(
+        self,
+        max_iter: int = 200,
+        learning_rate: float = 0.1,
+        random_state: int = 0,
+        min_class_for_early_stopping: int = 10,
+        threads: int | None = None,
+    ):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.random_state = random_state
@@ -50,8 +56,10 @@ class NextTierModel(BaseEstimator):
 
         y = np.asarray(next_tier, dtype=object)
         if len(y) != len(X) or len(np.asarray(current_tier)) != len(X):
-            raise ModelError(f"NextTierModel fit got {len(X)} feature rows, {len(np.asarray(current_tier))} current "
-                             f"tiers and {len(y)} next tiers; they must match.")
+            raise ModelError(
+                f"NextTierModel fit got {len(X)} feature rows, {len(np.asarray(current_tier))} current "
+                f"tiers and {len(y)} next tiers; they must match."
+            )
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.model_ = None
         self.fallbacks_: list[str] = []
@@ -62,14 +70,15 @@ class NextTierModel(BaseEstimator):
             return self
         if len(classes) == 1:
             self.mode_, self.classes_ = "constant", classes.astype(object)
-            self.fallbacks_.append(f"next tier: every training pair ends in tier {classes[0]!r}; that tier is predicted "
-                                   "with certainty")
+            self.fallbacks_.append(f"next tier: every training pair ends in tier {classes[0]!r}; that tier is predicted with certainty")
             return self
         design = self._design(X, current_tier)
         with thread_limits(self.threads):
             self.model_ = HistGradientBoostingClassifier(
-                max_iter=self._rounds(design, y, classes, counts), learning_rate=self.learning_rate,
-                early_stopping=not self.fallbacks_, random_state=self.random_state,
+                max_iter=self._rounds(design, y, classes, counts),
+                learning_rate=self.learning_rate,
+                early_stopping=not self.fallbacks_,
+                random_state=self.random_state,
             ).fit(design, y)
         self.mode_ = "model"
         self.classes_ = self.model_.classes_
@@ -83,17 +92,21 @@ class NextTierModel(BaseEstimator):
         smallest = int(counts.min())
         if smallest >= self.min_class_for_early_stopping and len(y) >= 100:
             return self.max_iter
-        tiny = f"smallest next-tier class {classes[counts.argmin()]!r} has {smallest} member{'s' if smallest != 1 else ''} " \
-               f"of {len(y)} pairs"
+        tiny = (
+            f"smallest next-tier class {classes[counts.argmin()]!r} has {smallest} member{'s' if smallest != 1 else ''} of {len(y)} pairs"
+        )
         keep = np.isin(y, big)
         if len(big) < 2 or keep.sum() < 100:
             self.fallbacks_.append(f"next tier: no early stopping ({tiny}); the booster runs {self.max_iter} rounds")
             return self.max_iter
-        probe = HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True,
-                                               random_state=self.random_state).fit(design[keep], y[keep])
-        self.fallbacks_.append(f"next tier: early stopping without the tiny classes ({tiny}): {probe.n_iter_} rounds chosen "
-                               f"on the {int(keep.sum())} pairs of classes with {self.min_class_for_early_stopping}+ members, "
-                               "then refitted on every pair")
+        probe = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True, random_state=self.random_state
+        ).fit(design[keep], y[keep])
+        self.fallbacks_.append(
+            f"next tier: early stopping without the tiny classes ({tiny}): {probe.n_iter_} rounds chosen "
+            f"on the {int(keep.sum())} pairs of classes with {self.min_class_for_early_stopping}+ members, "
+            "then refitted on every pair"
+        )
         return int(probe.n_iter_)
 
     def predict_proba(self, X: pd.DataFrame, current_tier) -> np.ndarray:
@@ -119,8 +132,11 @@ class NextTierModel(BaseEstimator):
         from tiering.models.clv import hgb_predict_proba, hgb_raw_predictions
 
         if getattr(self, "mode_", None) != "model" or self.model_ is None:
-            X = pd.DataFrame({c: column(c) for c in self.feature_names_in_}) if n_rows else pd.DataFrame(
-                columns=list(self.feature_names_in_))
+            X = (
+                pd.DataFrame({c: column(c) for c in self.feature_names_in_})
+                if n_rows
+                else pd.DataFrame(columns=list(self.feature_names_in_))
+            )
             return self.predict(X, current_tier)
         t = np.asarray(current_tier, dtype=object)
         onehot = {("tier", x.name): (t == x.name).astype(float) for x in TIER_LADDER}

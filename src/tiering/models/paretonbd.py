@@ -70,7 +70,10 @@ class ParetoNBDModel(_TransactionModel):
     _x0 = 0.0  # lifetimes starts Pareto/NBD near 1 on the natural scale
 
     def fit(
-        self, frequency: ArrayLike | pd.DataFrame, recency: ArrayLike | None = None, T: ArrayLike | None = None,
+        self,
+        frequency: ArrayLike | pd.DataFrame,
+        recency: ArrayLike | None = None,
+        T: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
     ) -> ParetoNBDModel:
         """Fit by maximum likelihood on an RFM DataFrame (columns frequency, recency, T) or on

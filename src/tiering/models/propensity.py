@@ -68,9 +68,19 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
       (``learner_`` records the learner used); the booster stops early only with 100 or more of each.
     """
 
-    def __init__(self, learner: str = "logistic", C: float = 1.0, btyd_weight: float = 0.5,
-                 max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 calibration: str = "auto", cv: int = 3, random_state: int = 0, threads: int | None = None):
+    def __init__(
+        self,
+        learner: str = "logistic",
+        C: float = 1.0,
+        btyd_weight: float = 0.5,
+        max_iter: int = 300,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 31,
+        calibration: str = "auto",
+        cv: int = 3,
+        random_state: int = 0,
+        threads: int | None = None,
+    ):
         self.learner = learner
         self.C = C
         self.btyd_weight = btyd_weight
@@ -109,13 +119,15 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             self.model_, self.calibration_ = None, "constant"
             self.fallbacks_.append(
                 f"propensity: {positives} of {len(y)} training customers purchased in the horizon (one outcome only); "
-                f"a constant rate {self.base_rate_:.3g} (Jeffreys-smoothed) stands in for the classifier")
+                f"a constant rate {self.base_rate_:.3g} (Jeffreys-smoothed) stands in for the classifier"
+            )
             return self
         if learner == "gbm" and min(positives, negatives) < max(self.cv, 20):
             learner = "logistic"
             self.fallbacks_.append(
                 f"propensity: gradient boosting needs at least {max(self.cv, 20)} customers of each outcome for "
-                f"its {self.cv}-fold calibration; got {positives} and {negatives}; logistic regression used instead")
+                f"its {self.cv}-fold calibration; got {positives} and {negatives}; logistic regression used instead"
+            )
         self.learner_ = learner
         if learner == "logistic":
             from sklearn.linear_model import LogisticRegression
@@ -132,8 +144,12 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             if method == "auto":
                 method = "isotonic" if min(positives, negatives) >= 500 else "sigmoid"
             base = HistGradientBoostingClassifier(
-                max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
-                early_stopping=min(positives, negatives) >= 100, validation_fraction=0.15, n_iter_no_change=20,
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes,
+                early_stopping=min(positives, negatives) >= 100,
+                validation_fraction=0.15,
+                n_iter_no_change=20,
                 random_state=self.random_state,
             )
             self.model_ = CalibratedClassifierCV(base, method=method, cv=self.cv).fit(tree_input(X), y)

@@ -25,8 +25,16 @@ from tiering.models.tier_thresholds import (
 )
 
 REQUIRED_COLUMNS = (
-    "has_purchased", "p_purchase", "churn_risk", "clv", "engagement_score", "social_actions_90d",
-    "tenure_days", "days_since_last_purchase", "n_orders", "net_spend",
+    "has_purchased",
+    "p_purchase",
+    "churn_risk",
+    "clv",
+    "engagement_score",
+    "social_actions_90d",
+    "tenure_days",
+    "days_since_last_purchase",
+    "n_orders",
+    "net_spend",
 )
 # read when present: p_alive (P(alive) floor), ipi_mean_days (own gap), n_share_{W}d / n_referral_{W}d /
 # events_{W}d (KOC mixture); without them that part of the ladder is off or falls back (see above)
@@ -62,12 +70,21 @@ class TierPolicy(BaseEstimator):
     before the KOC score and no longer used (browsing alone does not make a seed).
     """
 
-    def __init__(self, core_min_p_purchase: float = 0.6, core_clv_quantile: float = 0.8,
-                 seed_engagement_quantile: float = 0.8, seed_min_social_actions_90d: int = 3,
-                 new_max_tenure_days: int = 30, at_risk_min_churn_risk: float | None = None,
-                 value_min_p_purchase: float | None = None, value_min_p_alive: float | None = None,
-                 value_max_gap_ratio: float | None = None, value_grace_gap_ratio: float = 1.0,
-                 seed_min_koc_score: float | None = None, proba_sd: float = 0.5):
+    def __init__(
+        self,
+        core_min_p_purchase: float = 0.6,
+        core_clv_quantile: float = 0.8,
+        seed_engagement_quantile: float = 0.8,
+        seed_min_social_actions_90d: int = 3,
+        new_max_tenure_days: int = 30,
+        at_risk_min_churn_risk: float | None = None,
+        value_min_p_purchase: float | None = None,
+        value_min_p_alive: float | None = None,
+        value_max_gap_ratio: float | None = None,
+        value_grace_gap_ratio: float = 1.0,
+        seed_min_koc_score: float | None = None,
+        proba_sd: float = 0.5,
+    ):
         self.core_min_p_purchase = core_min_p_purchase
         self.core_clv_quantile = core_clv_quantile
         self.seed_engagement_quantile = seed_engagement_quantile
@@ -113,13 +130,21 @@ class TierPolicy(BaseEstimator):
 
     def _fit_value_floors(self, frame: pd.DataFrame, holdout: pd.DataFrame | None) -> None:
         """The value floors: explicit ones win, else learned from ``holdout``, else the defaults (noted per floor)."""
-        explicit = {"value_min_p_purchase": self.value_min_p_purchase, "value_min_p_alive": self.value_min_p_alive,
-                    "value_max_gap_ratio": self.value_max_gap_ratio}
+        explicit = {
+            "value_min_p_purchase": self.value_min_p_purchase,
+            "value_min_p_alive": self.value_min_p_alive,
+            "value_max_gap_ratio": self.value_max_gap_ratio,
+        }
         learned = None
         if holdout is not None:
             self._check(holdout)
-            learned = learn_value_floors(holdout, p_purchase=self.value_min_p_purchase, p_alive=self.value_min_p_alive,
-                                         gap_ratio_cap=self.value_max_gap_ratio, grace_gap_ratio=self.value_grace_gap_ratio)
+            learned = learn_value_floors(
+                holdout,
+                p_purchase=self.value_min_p_purchase,
+                p_alive=self.value_min_p_alive,
+                gap_ratio_cap=self.value_max_gap_ratio,
+                grace_gap_ratio=self.value_grace_gap_ratio,
+            )
         # nothing out of time says how the propensity model is calibrated: no probability floor, only the gap test
         defaults = {"value_min_p_purchase": 0.0, "value_min_p_alive": 0.0, "value_max_gap_ratio": DEFAULT_GAP_RATIO}
         for k, v in explicit.items():
@@ -146,8 +171,9 @@ class TierPolicy(BaseEstimator):
         learned = None
         if self.at_risk_min_churn_risk is None and holdout is not None and "purchased_in_horizon" in holdout.columns:
             b = holdout["has_purchased"].to_numpy() > 0
-            learned = learn_at_risk_cut(holdout["purchased_in_horizon"].to_numpy(float)[b], self._active(holdout)[b],
-                                        holdout["churn_risk"].to_numpy(float)[b])
+            learned = learn_at_risk_cut(
+                holdout["purchased_in_horizon"].to_numpy(float)[b], self._active(holdout)[b], holdout["churn_risk"].to_numpy(float)[b]
+            )
         position = max(learned["at_risk_position"], AT_RISK_MIN_POSITION) if learned is not None else AT_RISK_MIN_POSITION
         cut = at_risk_cut(position, frame["churn_risk"].to_numpy(float), self._active(frame), frame["has_purchased"].to_numpy() > 0)
         self.at_risk_position_ = position if cut is not None else float("nan")
@@ -185,8 +211,9 @@ class TierPolicy(BaseEstimator):
         return getattr(self, name, default)
 
     def _ratio(self, f: pd.DataFrame) -> np.ndarray:
-        return gap_ratio(column(f, "days_since_last_purchase"), column(f, "ipi_mean_days"),
-                         self._learned("population_gap_days_", float("nan")))
+        return gap_ratio(
+            column(f, "days_since_last_purchase"), column(f, "ipi_mean_days"), self._learned("population_gap_days_", float("nan"))
+        )
 
     def _lapse_tests(self, f: pd.DataFrame, ratio: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: p_purchase below its floor, P(alive) below its floor, gap ratio above its cap."""
@@ -228,10 +255,17 @@ class TierPolicy(BaseEstimator):
 
     def _thresholds(self) -> dict:
         """The cut points by name, as the tier reasons quote them."""
-        return {"core_floor": self._core_floor(), "core_clv_cut": self.core_clv_cut_, "core_top": f"{1 - self.core_clv_quantile:.0%}",
-                "value_floor": self._learned("value_min_p_purchase_", 0.0), "alive_floor": self._learned("value_min_p_alive_", 0.0),
-                "gap_cap": self._learned("value_max_gap_ratio_", float("inf")), "koc_cut": self._koc_cut(),
-                "koc_window": self._learned("koc_window_days_", None), "new_days": self.new_max_tenure_days}
+        return {
+            "core_floor": self._core_floor(),
+            "core_clv_cut": self.core_clv_cut_,
+            "core_top": f"{1 - self.core_clv_quantile:.0%}",
+            "value_floor": self._learned("value_min_p_purchase_", 0.0),
+            "alive_floor": self._learned("value_min_p_alive_", 0.0),
+            "gap_cap": self._learned("value_max_gap_ratio_", float("inf")),
+            "koc_cut": self._koc_cut(),
+            "koc_window": self._learned("koc_window_days_", None),
+            "new_days": self.new_max_tenure_days,
+        }
 
     def assign(self, frame: pd.DataFrame) -> pd.DataFrame:
         """tier, tier_reason, rfm_segment, r/f/m scores, koc_candidate, at_risk, lapsed_buyer, koc_score and
@@ -301,8 +335,12 @@ class TierPolicy(BaseEstimator):
         grace_cut = getattr(self, "value_grace_gap_ratio", 0.0)
         g = np.where(np.isnan(ratio), 0.0, 1.0 - _above(ratio, grace_cut, sd, "log")) if grace_cut > 0 else np.zeros(len(f))
         p_active = buyer * (g + (1 - g) * rest * (_above(p, floor, sd, "logit") if floor > 0 else (~np.isnan(p)).astype(float)))
-        p_core = buyer * (g + (1 - g) * rest) * _above(p, self._core_floor(), sd, "logit") \
+        p_core = (
+            buyer
+            * (g + (1 - g) * rest)
+            * _above(p, self._core_floor(), sd, "logit")
             * _above(f["clv"].to_numpy(float), self.core_clv_cut_, sd, "log")
+        )
         p_core = np.minimum(p_core, p_active)
         p_value = p_active - p_core
         left = 1.0 - p_active
@@ -312,7 +350,6 @@ class TierPolicy(BaseEstimator):
         p_new = left * (1 - p_koc) * young
         p_ord = left * (1 - p_koc) * (1 - young)
         return np.stack([p_core, p_value, p_seed, p_new, p_ord], axis=1)
-
 
 
 def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: float) -> tuple[pd.Series, int]:
@@ -331,9 +368,12 @@ def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: floa
     if missing:
         raise ModelError(f"apply_hysteresis needs the current scores' columns {missing}; got {list(current.columns)}.")
     prev = previous[["customer_id", "tier"]].drop_duplicates("customer_id")
-    prev_tier = (current[["customer_id"]].astype({"customer_id": str})
-                 .merge(prev.astype({"customer_id": str}).rename(columns={"tier": "_prev"}), on="customer_id", how="left")["_prev"]
-                 .to_numpy(dtype=object))
+    prev_tier = (
+        current[["customer_id"]]
+        .astype({"customer_id": str})
+        .merge(prev.astype({"customer_id": str}).rename(columns={"tier": "_prev"}), on="customer_id", how="left")["_prev"]
+        .to_numpy(dtype=object)
+    )
     now = current["tier"].to_numpy(dtype=object)
     proba = current[list(PROBA_COLUMNS)].to_numpy(float)
     col = {t: j for j, t in enumerate(TIER_NAMES)}
@@ -346,4 +386,3 @@ def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: floa
     out = now.copy()
     out[idx[hold]] = prev_tier[idx[hold]]
     return pd.Series(out, index=current.index, name="tier", dtype=object), int(hold.sum())
-

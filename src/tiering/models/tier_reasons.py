@@ -83,24 +83,37 @@ class ReasonWriter:
     def social(self, m) -> tuple:
         w = self.t["koc_window"]
         if self.has_counts:
-            return (fmt_values(self.filled(f"n_share_{w}d")[m], "{:.0f}"), " shares and ",
-                    fmt_values(self.filled(f"n_referral_{w}d")[m], "{:.0f}"), " referrals among ",
-                    fmt_values(self.filled(f"events_{w}d")[m], "{:.0f}"), f" interactions in {w} days")
+            return (
+                fmt_values(self.filled(f"n_share_{w}d")[m], "{:.0f}"),
+                " shares and ",
+                fmt_values(self.filled(f"n_referral_{w}d")[m], "{:.0f}"),
+                " referrals among ",
+                fmt_values(self.filled(f"events_{w}d")[m], "{:.0f}"),
+                f" interactions in {w} days",
+            )
         return fmt_values(self.col("social_actions_90d")[m], "{:.0f}"), " shares or referrals in 90 days"
 
     def core(self, m):
         t = self.t
-        return join(int(m.sum()), "bought ", self.orders(m), "; ", self.p(m),
-                    f" likely to buy within the horizon (core needs {t['core_floor']:.0%}) and predicted value ",
-                    self.clv(m), f" is in the top {t['core_top']} of buyers (core cut {t['core_clv_cut']:,.2f})")
+        return join(
+            int(m.sum()),
+            "bought ",
+            self.orders(m),
+            "; ",
+            self.p(m),
+            f" likely to buy within the horizon (core needs {t['core_floor']:.0%}) and predicted value ",
+            self.clv(m),
+            f" is in the top {t['core_top']} of buyers (core cut {t['core_clv_cut']:,.2f})",
+        )
 
     def value(self, m):
         t = self.t
         low_p = ~(self.col("p_purchase")[m].astype(float) >= t["core_floor"])  # NaN fails the rule too
         low_clv = ~(self.col("clv")[m].astype(float) >= t["core_clv_cut"])
         why_p = when(low_p, "only ", self.p(m), f" likely to buy within the horizon (core needs {t['core_floor']:.0%})")
-        why_c = when(low_clv, "predicted value ", self.clv(m),
-                     f" is below the core cut {t['core_clv_cut']:,.2f} (top {t['core_top']} of buyers)")
+        why_c = when(
+            low_clv, "predicted value ", self.clv(m), f" is below the core cut {t['core_clv_cut']:,.2f} (top {t['core_top']} of buyers)"
+        )
         sep = np.where(low_p & low_clv, " and ", "").astype(object)
         return join(int(m.sum()), "bought ", self.orders(m), ", net spend ", self.spend(m), "; not core: ", why_p, sep, why_c)
 
@@ -110,23 +123,42 @@ class ReasonWriter:
         why_p = when(low_p, self.p(m), f" likely to buy within the horizon (value needs {t['value_floor']:.0%})")
         pa = self.filled("p_alive")[m] if "p_alive" in self.f.columns else np.zeros(k)
         why_a = when(low_alive, "P(alive) ", fmt_values(pa, "{:.0%}"), f" (value needs {t['alive_floor']:.0%})")
-        why_o = when(overdue, "last order ", fmt_values(self.col("days_since_last_purchase")[m], "{:.0f}"), " days ago, ",
-                     fmt_values(self.ratio[m], "{:.1f}"), f"x the usual gap between orders (value allows {t['gap_cap']:.1f}x)")
+        why_o = when(
+            overdue,
+            "last order ",
+            fmt_values(self.col("days_since_last_purchase")[m], "{:.0f}"),
+            " days ago, ",
+            fmt_values(self.ratio[m], "{:.1f}"),
+            f"x the usual gap between orders (value allows {t['gap_cap']:.1f}x)",
+        )
         parts = np.empty(k, dtype=object)
         parts[:] = ["; ".join(x for x in row if x) for row in zip(why_p, why_a, why_o)]
         return join(k, "lapsed buyer (win-back): bought ", self.orders(m), ", net spend ", self.spend(m), "; ", parts, "; now ")
 
     def seed(self, m):
-        return join(int(m.sum()), "KOC score ", fmt_values(self.koc[m], "{:.2f}"), f" (seed needs {self.t['koc_cut']:.2f}): ",
-                    *self.social(m))
+        return join(
+            int(m.sum()), "KOC score ", fmt_values(self.koc[m], "{:.2f}"), f" (seed needs {self.t['koc_cut']:.2f}): ", *self.social(m)
+        )
 
     def new(self, m):
-        return join(int(m.sum()), "joined ", fmt_values(self.col("tenure_days")[m], "{:.0f}"),
-                    f" days ago (new means under {self.t['new_days']} days)")
+        return join(
+            int(m.sum()),
+            "joined ",
+            fmt_values(self.col("tenure_days")[m], "{:.0f}"),
+            f" days ago (new means under {self.t['new_days']} days)",
+        )
 
     def ordinary(self, m):
-        return join(int(m.sum()), "KOC score ", fmt_values(self.koc[m], "{:.2f}"), f" below the seed cut {self.t['koc_cut']:.2f} (",
-                    *self.social(m), "), member for ", fmt_values(self.col("tenure_days")[m], "{:.0f}"), " days")
+        return join(
+            int(m.sum()),
+            "KOC score ",
+            fmt_values(self.koc[m], "{:.2f}"),
+            f" below the seed cut {self.t['koc_cut']:.2f} (",
+            *self.social(m),
+            "), member for ",
+            fmt_values(self.col("tenure_days")[m], "{:.0f}"),
+            " days",
+        )
 
     def write(self, tier: np.ndarray, buyer, lapsed, is_core) -> np.ndarray:
         """The reason per row (object array of str); a lapsed buyer's reads "lapsed buyer (win-back): ...; now <tier>: <why>"."""

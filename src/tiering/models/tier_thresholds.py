@@ -84,8 +84,14 @@ def _greedy_cut(J, rule: np.ndarray, values: np.ndarray, grid: np.ndarray, keep_
     return chosen
 
 
-def learn_value_floors(holdout: pd.DataFrame, *, p_purchase: float | None = None, p_alive: float | None = None,
-                       gap_ratio_cap: float | None = None, grace_gap_ratio: float = 1.0) -> dict[str, float] | None:
+def learn_value_floors(
+    holdout: pd.DataFrame,
+    *,
+    p_purchase: float | None = None,
+    p_alive: float | None = None,
+    gap_ratio_cap: float | None = None,
+    grace_gap_ratio: float = 1.0,
+) -> dict[str, float] | None:
     """The value floors that best separate the buyers of ``holdout`` who purchased in the horizon from the rest.
 
     Greedy on Youden's J of the whole value test (a buyer within ``grace_gap_ratio`` of their own gap is active
@@ -126,9 +132,14 @@ def learn_value_floors(holdout: pd.DataFrame, *, p_purchase: float | None = None
             grid = np.quantile(r0[np.isfinite(ratio)], np.linspace(0.4, 0.995, 60))
             gap_ratio_cap = _greedy_cut(J, rule, r0, grid, False, float("inf"))
     rule &= ~(r0 > gap_ratio_cap)
-    return {"value_min_p_purchase": float(p_purchase), "value_min_p_alive": float(p_alive),
-            "value_max_gap_ratio": float(gap_ratio_cap), "j": J(rule), "buyers": float(len(b)),
-            "purchase_rate": float(y.mean())}
+    return {
+        "value_min_p_purchase": float(p_purchase),
+        "value_min_p_alive": float(p_alive),
+        "value_max_gap_ratio": float(gap_ratio_cap),
+        "j": J(rule),
+        "buyers": float(len(b)),
+        "purchase_rate": float(y.mean()),
+    }
 
 
 def learn_at_risk_cut(purchased: np.ndarray, active: np.ndarray, churn_risk: np.ndarray) -> dict[str, float] | None:
@@ -157,8 +168,13 @@ def learn_at_risk_cut(purchased: np.ndarray, active: np.ndarray, churn_risk: np.
     if not (lapsed_churn > active_churn and lapsed_pred > active_pred):
         return None
     position = ((active_churn + lapsed_churn) / 2 - active_pred) / (lapsed_pred - active_pred)
-    return {"at_risk_position": float(position), "active_churn": active_churn, "lapsed_churn": lapsed_churn,
-            "active_churn_predicted": active_pred, "lapsed_churn_predicted": lapsed_pred}
+    return {
+        "at_risk_position": float(position),
+        "active_churn": active_churn,
+        "lapsed_churn": lapsed_churn,
+        "active_churn_predicted": active_pred,
+        "lapsed_churn_predicted": lapsed_pred,
+    }
 
 
 def at_risk_cut(position: float, churn_risk: np.ndarray, active: np.ndarray, buyer: np.ndarray) -> float | None:

@@ -24,8 +24,7 @@ def _customer_statements(batches, scores):
     """Built once per store: the batch list and every stored row of one customer (by the customer_id index)."""
     import sqlalchemy as sa
 
-    return (sa.select(batches),
-            sa.select(scores).where(scores.c.customer_id.in_(sa.bindparam("ids", expanding=True))))
+    return (sa.select(batches), sa.select(scores).where(scores.c.customer_id.in_(sa.bindparam("ids", expanding=True))))
 
 
 @functools.lru_cache(maxsize=16)
@@ -36,12 +35,12 @@ def _customer_sqlite_sql(batches, scores, dialect):
     import sqlalchemy as sa
 
     out = []
-    for stmt in (sa.select(batches),
-                 sa.select(scores).where(scores.c.customer_id.in_([sa.bindparam("id1"), sa.bindparam("id2")]))):
+    for stmt in (sa.select(batches), sa.select(scores).where(scores.c.customer_id.in_([sa.bindparam("id1"), sa.bindparam("id2")]))):
         compiled = stmt.compile(dialect=dialect)
         cols = list(stmt.selected_columns)
-        converters = tuple((i, proc) for i, c in enumerate(cols)
-                           if (proc := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
+        converters = tuple(
+            (i, proc) for i, c in enumerate(cols) if (proc := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        )
         out.append((compiled.string, tuple(compiled.positiontup or ()), tuple(c.name for c in cols), converters))
     return tuple(out)
 
@@ -58,8 +57,7 @@ def _sqlite_dicts(rows: list, names: tuple[str, ...], converters: tuple) -> list
 
 def _sqlite_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], list[dict]]:
     """``_customer_rows`` on SQLite, through the driver in one snapshot."""
-    (b_sql, _, b_names, b_conv), (r_sql, r_pos, r_names, r_conv) = _customer_sqlite_sql(
-        store.batches, store.scores, store.engine.dialect)
+    (b_sql, _, b_names, b_conv), (r_sql, r_pos, r_names, r_conv) = _customer_sqlite_sql(store.batches, store.scores, store.engine.dialect)
     params = {"id1": ids[0], "id2": ids[-1]}
     raw = store.engine.raw_connection()  # pooled; returned (and rolled back) by close()
     try:
@@ -96,15 +94,22 @@ def _customer_rows(store: ScoresStore, ids: list[str]) -> tuple[list[Batch], Seq
 
 def _history(batches: list[Batch], rows: dict) -> list[dict]:
     """The customer's tier at every scoring date: one batch per as_of (the one a reader sees), oldest first."""
-    per_date = [newest_batch(same) for _, same in itertools.groupby(sorted(batches, key=lambda b: b.as_of),
-                                                                     key=lambda b: b.as_of)]
-    return [{"as_of": b.as_of.isoformat(), "model_version": b.model_version, "tier": rows[b.batch_id]["tier"],
-             "churn_risk": clean(rows[b.batch_id]["churn_risk"]), "clv": clean(rows[b.batch_id]["clv"]),
-             "at_risk": rows[b.batch_id]["at_risk"]} for b in per_date if b.batch_id in rows]
+    per_date = [newest_batch(same) for _, same in itertools.groupby(sorted(batches, key=lambda b: b.as_of), key=lambda b: b.as_of)]
+    return [
+        {
+            "as_of": b.as_of.isoformat(),
+            "model_version": b.model_version,
+            "tier": rows[b.batch_id]["tier"],
+            "churn_risk": clean(rows[b.batch_id]["churn_risk"]),
+            "clv": clean(rows[b.batch_id]["clv"]),
+            "at_risk": rows[b.batch_id]["at_risk"],
+        }
+        for b in per_date
+        if b.batch_id in rows
+    ]
 
 
-def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = None, *,
-                  ladder: tuple[Tier, ...] | None = None) -> dict:
+def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = None, *, ladder: tuple[Tier, ...] | None = None) -> dict:
     """One customer in the batch: scores, tier label, description and recommended action, and the tier at every scoring date.
 
     Two indexed reads on one connection, so a lookup stays cheap on a store of millions of customers.
@@ -118,8 +123,10 @@ def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = 
     rows = {r["batch_id"]: r for r in found if r["customer_id"] == cid}
     batch = resolve_batch(store, as_of, batches)
     if batch.batch_id not in rows:
-        raise NotFoundError(f"Customer {cid!r} is not in the scoring batch as of {batch.as_of.isoformat()} "
-                            f"({batch.rows:,} customers, model {batch.model_name} v{batch.model_version}). Check the id.")
+        raise NotFoundError(
+            f"Customer {cid!r} is not in the scoring batch as of {batch.as_of.isoformat()} "
+            f"({batch.rows:,} customers, model {batch.model_name} v{batch.model_version}). Check the id."
+        )
     row = rows[batch.batch_id]
     texts = tier_texts(ladder)
     tier = texts.get(row["tier"])
@@ -127,12 +134,18 @@ def customer_card(store: ScoresStore, customer_id: str, as_of: dt.date | None = 
     card = {k: clean(row.get(k)) for k in SCORES_COLUMNS}
     lapsed = bool(card["lapsed_buyer"])
     tier_action = tier.action if tier else ""
-    card |= {"as_of": batch.as_of.isoformat(), "model_name": batch.model_name, "model_version": batch.model_version,
-             "tier_label": tier.label if tier else row["tier"], "tier_description": tier.description if tier else "",
-             # a lapsed buyer (bought before, no longer likely to buy) gets the win-back action; its tier's stays
-             "action": WIN_BACK_ACTION if lapsed else tier_action, "tier_action": tier_action,
-             # P(tier) in ladder order; None for a batch scored before the tier probabilities existed
-             "tier_probabilities": {t: card[c] for t, c in zip(TIERS, TIER_PROBA_COLUMNS)},
-             "next_tier_label": texts[row["next_tier"]].label if row["next_tier"] in texts else row["next_tier"],
-             "history": _history(batches, rows)}
+    card |= {
+        "as_of": batch.as_of.isoformat(),
+        "model_name": batch.model_name,
+        "model_version": batch.model_version,
+        "tier_label": tier.label if tier else row["tier"],
+        "tier_description": tier.description if tier else "",
+        # a lapsed buyer (bought before, no longer likely to buy) gets the win-back action; its tier's stays
+        "action": WIN_BACK_ACTION if lapsed else tier_action,
+        "tier_action": tier_action,
+        # P(tier) in ladder order; None for a batch scored before the tier probabilities existed
+        "tier_probabilities": {t: card[c] for t, c in zip(TIERS, TIER_PROBA_COLUMNS)},
+        "next_tier_label": texts[row["next_tier"]].label if row["next_tier"] in texts else row["next_tier"],
+        "history": _history(batches, rows),
+    }
     return card

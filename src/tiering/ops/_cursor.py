@@ -27,8 +27,9 @@ _CURSOR_VERSION = 1
 CURSOR_MAX_LENGTH = 4 * (CUSTOMER_ID_MAX_LENGTH * 4 + 200) // 3  # base64 of an id of 4-byte characters and the rest
 
 
-def encode_cursor(batch: Batch, tier: str | None, at_risk: bool | None, clv: float | None, customer_id: str,
-                  lapsed: bool | None = None) -> str:
+def encode_cursor(
+    batch: Batch, tier: str | None, at_risk: bool | None, clv: float | None, customer_id: str, lapsed: bool | None = None
+) -> str:
     """The cursor of the position just after the row (clv, customer_id) of a listing (see above); the ``lapsed``
     filter rides along as a seventh field only when set (cursors without it are unchanged)."""
     clv_text = None if clv is None else float(clv).hex()
@@ -62,16 +63,25 @@ def read_cursor(cursor: str, name: str):
         lapsed = fields[6] if len(fields) == 7 else None
         if len(fields) == 7 and type(lapsed) is not bool:
             raise ValueError
-        if (version != _CURSOR_VERSION or type(batch_id) is not int or not (tier is None or tier in TIERS)
-                or at_risk not in (None, True, False) or not isinstance(cid, str) or not cid
-                or len(cid) > CUSTOMER_ID_MAX_LENGTH or not (clv_text is None or isinstance(clv_text, str))):
+        if (
+            version != _CURSOR_VERSION
+            or type(batch_id) is not int
+            or not (tier is None or tier in TIERS)
+            or at_risk not in (None, True, False)
+            or not isinstance(cid, str)
+            or not cid
+            or len(cid) > CUSTOMER_ID_MAX_LENGTH
+            or not (clv_text is None or isinstance(clv_text, str))
+        ):
             raise ValueError
         clv = None if clv_text is None else float.fromhex(clv_text)
         if clv is not None and math.isnan(clv):
             raise ValueError
     except (ValueError, TypeError, UnicodeError, OverflowError):
-        raise ConfigError(f"{name} {shown!r} is not a cursor of a tier listing. Pass the next_cursor of the previous "
-                          f"page unchanged, or start again without {name}.") from None
+        raise ConfigError(
+            f"{name} {shown!r} is not a cursor of a tier listing. Pass the next_cursor of the previous "
+            f"page unchanged, or start again without {name}."
+        ) from None
     return batch_id, tier, at_risk, (clv, cid), lapsed
 
 
@@ -82,17 +92,29 @@ def check_cursor_filter(name: str, given_for: tuple, asked: tuple) -> None:
         return
 
     def what(t, r, la):
-        return (f"tier {t or 'all'!r}" + ("" if r is None else f" with at_risk={str(r).lower()}")
-                + ("" if la is None else f" with lapsed={str(la).lower()}"))
+        return (
+            f"tier {t or 'all'!r}"
+            + ("" if r is None else f" with at_risk={str(r).lower()}")
+            + ("" if la is None else f" with lapsed={str(la).lower()}")
+        )
 
-    raise ConfigError(f"{name} was given out for the listing of {what(*given_for)}, not of "
-                      f"{what(*asked)}. Pass it with the same tier, at_risk and lapsed, or start "
-                      f"again without {name}.")
+    raise ConfigError(
+        f"{name} was given out for the listing of {what(*given_for)}, not of "
+        f"{what(*asked)}. Pass it with the same tier, at_risk and lapsed, or start "
+        f"again without {name}."
+    )
 
 
-def resolve_listing(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
-                    cursor: str | None = None, name: str = "cursor", lapsed: bool | None = None
-                    ) -> tuple[Batch, tuple[float | None, str] | None]:
+def resolve_listing(
+    store: ScoresStore,
+    tier: str | None,
+    *,
+    as_of: dt.date | None = None,
+    at_risk: bool | None = None,
+    cursor: str | None = None,
+    name: str = "cursor",
+    lapsed: bool | None = None,
+) -> tuple[Batch, tuple[float | None, str] | None]:
     """The batch a listing reads and the keyset position it starts after (None: from its first row).
 
     Without a cursor: the latest complete batch (of ``as_of``). With one: the cursor's batch, which must still be in
@@ -105,9 +127,13 @@ def resolve_listing(store: ScoresStore, tier: str | None, *, as_of: dt.date | No
     check_cursor_filter(name, (c_tier, c_risk, c_lapsed), (tier, at_risk, lapsed))
     batch = next((b for b in store.batches_list() if b.batch_id == batch_id), None)
     if batch is None:
-        raise ConfigError(f"{name} belongs to a scoring batch that is no longer in the store (a re-run replaced it). "
-                          f"Start the listing again without {name}.")
+        raise ConfigError(
+            f"{name} belongs to a scoring batch that is no longer in the store (a re-run replaced it). "
+            f"Start the listing again without {name}."
+        )
     if as_of is not None and batch.as_of != as_of:
-        raise ConfigError(f"{name} belongs to the scoring batch as of {batch.as_of.isoformat()}, not {as_of.isoformat()}. "
-                          f"Pass the same as_of, or start again without {name}.")
+        raise ConfigError(
+            f"{name} belongs to the scoring batch as of {batch.as_of.isoformat()}, not {as_of.isoformat()}. "
+            f"Pass the same as_of, or start again without {name}."
+        )
     return batch, after

@@ -33,9 +33,18 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk: bool | None = None,
-                  limit: int | None = None, offset: int = 0, chunk_rows: int = 5_000,
-                  cursor: str | None = None, lapsed: bool | None = None) -> Iterator[str]:
+def iter_tier_csv(
+    store: ScoresStore,
+    tier: str | None,
+    *,
+    batch: Batch,
+    at_risk: bool | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    chunk_rows: int = 5_000,
+    cursor: str | None = None,
+    lapsed: bool | None = None,
+) -> Iterator[str]:
     """CSV text of a tier's members (the listing order) in chunks, read from the store as it goes.
 
     From the first member, after ``cursor`` (a page's ``next_cursor``: an index seek, however deep) or after
@@ -52,9 +61,11 @@ def iter_tier_csv(store: ScoresStore, tier: str | None, *, batch: Batch, at_risk
         batch_id, c_tier, c_risk, after, c_lapsed = read_cursor(cursor, "cursor")
         check_cursor_filter("cursor", (c_tier, c_risk, c_lapsed), (tier, at_risk, lapsed))
         if batch_id != batch.batch_id:
-            raise ConfigError(f"cursor belongs to another scoring batch than the one exported (as of "
-                              f"{batch.as_of.isoformat()}). Export the batch the cursor came from "
-                              "(ops.resolve_listing gives it), or start again without cursor.")
+            raise ConfigError(
+                f"cursor belongs to another scoring batch than the one exported (as of "
+                f"{batch.as_of.isoformat()}). Export the batch the cursor came from "
+                "(ops.resolve_listing gives it), or start again without cursor."
+            )
     parts = listing_parts(store, tier_select(store, batch, tier, at_risk, lapsed), offset, after)
     conn = listing_conn(store)
     try:

@@ -40,9 +40,11 @@ def check_customer_id(customer_id: str) -> str:
         problem = f"it contains the control or undecodable character U+{ord(bad):04X}"
     if problem:
         shown = cid if len(cid) <= 80 else cid[:80] + "..."
-        raise ConfigError(f"Customer id {shown!r} is not valid: {problem}. An id is 1 to {CUSTOMER_ID_MAX_LENGTH} "
-                          "characters of text without control characters, exactly as in the scores store "
-                          "(percent-encode it in a URL).")
+        raise ConfigError(
+            f"Customer id {shown!r} is not valid: {problem}. An id is 1 to {CUSTOMER_ID_MAX_LENGTH} "
+            "characters of text without control characters, exactly as in the scores store "
+            "(percent-encode it in a URL)."
+        )
     return cid
 
 

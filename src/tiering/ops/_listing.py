@@ -15,15 +15,36 @@ from tiering.ops._records import batch_record, clean
 from tiering.store import Batch, ScoresStore, keyset_parts, listing_order, members, read_parts
 
 # columns of a tier listing (page rows and CSV export), in this order
-LIST_COLUMNS = ("customer_id", "tier", "clv", "churn_risk", "p_purchase", "p_alive", "expected_purchases",
-                "expected_spend", "engagement_score", "next_tier", "next_tier_proba", "rfm_segment", "r_score",
-                "f_score", "m_score", "at_risk", "koc_candidate", "lapsed_buyer", "koc_score", "tier_reason",
-                # the CLV's 80% interval: added last, so a reader of the CSV by position is not thrown off
-                "clv_p10", "clv_p90")
+LIST_COLUMNS = (
+    "customer_id",
+    "tier",
+    "clv",
+    "churn_risk",
+    "p_purchase",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "engagement_score",
+    "next_tier",
+    "next_tier_proba",
+    "rfm_segment",
+    "r_score",
+    "f_score",
+    "m_score",
+    "at_risk",
+    "koc_candidate",
+    "lapsed_buyer",
+    "koc_score",
+    "tier_reason",
+    # the CLV's 80% interval: added last, so a reader of the CSV by position is not thrown off
+    "clv_p10",
+    "clv_p90",
+)
 
 
-def check_listing(tier: str | None, limit: int | None, offset: int | None, cursor: str | None, lapsed,
-                  starts: str) -> tuple[int, bool | None]:
+def check_listing(
+    tier: str | None, limit: int | None, offset: int | None, cursor: str | None, lapsed, starts: str
+) -> tuple[int, bool | None]:
     """The arguments of a listing checked (ConfigError naming the bad one); the offset (0 for None) and the lapsed flag.
     ``starts``: what the offset or cursor says where it starts ("page", "export")."""
     if tier is not None:
@@ -31,8 +52,9 @@ def check_listing(tier: str | None, limit: int | None, offset: int | None, curso
     check_rows(limit, "limit", minimum=1)
     offset = check_rows(offset, "offset") or 0
     if cursor is not None and offset:
-        raise ConfigError(f"Give offset or cursor, not both (got offset {offset} and a cursor): a cursor already says "
-                          f"where the {starts} starts.")
+        raise ConfigError(
+            f"Give offset or cursor, not both (got offset {offset} and a cursor): a cursor already says where the {starts} starts."
+        )
     return offset, check_flag(lapsed, "lapsed")
 
 
@@ -78,9 +100,18 @@ def _total(conn, base, cache: dict | None, key: tuple) -> int:
     return total
 
 
-def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
-              limit: int | None = 50, offset: int | None = 0, cursor: str | None = None, cache: dict | None = None,
-              lapsed: bool | None = None) -> dict:
+def tier_page(
+    store: ScoresStore,
+    tier: str | None,
+    *,
+    as_of: dt.date | None = None,
+    at_risk: bool | None = None,
+    limit: int | None = 50,
+    offset: int | None = 0,
+    cursor: str | None = None,
+    cache: dict | None = None,
+    lapsed: bool | None = None,
+) -> dict:
     """One page of a tier's members in the listing order, with the total count and how to read the next page.
 
     ``cursor`` (the ``next_cursor`` of the page before) or ``offset`` (rows to skip) says where the page starts; not
@@ -103,9 +134,16 @@ def tier_page(store: ScoresStore, tier: str | None, *, as_of: dt.date | None = N
     more = limit is not None and len(rows) > limit  # limit None: want None, every row
     rows = rows[:limit] if more else rows
     last = rows[-1] if (more and rows) else None
-    return {"tier": tier, "at_risk": at_risk, "lapsed": lapsed, "batch": batch_record(batch), "total": total, "limit": limit,
-            "offset": None if cursor is not None else offset,
-            "next_offset": offset + len(rows) if more and cursor is None else None,
-            "cursor": cursor,
-            "next_cursor": encode_cursor(batch, tier, at_risk, last["clv"], last["customer_id"], lapsed) if last else None,
-            "items": [{k: clean(v) for k, v in r.items()} for r in rows]}
+    return {
+        "tier": tier,
+        "at_risk": at_risk,
+        "lapsed": lapsed,
+        "batch": batch_record(batch),
+        "total": total,
+        "limit": limit,
+        "offset": None if cursor is not None else offset,
+        "next_offset": offset + len(rows) if more and cursor is None else None,
+        "cursor": cursor,
+        "next_cursor": encode_cursor(batch, tier, at_risk, last["clv"], last["customer_id"], lapsed) if last else None,
+        "items": [{k: clean(v) for k, v in r.items()} for r in rows],
+    }

@@ -36,9 +36,15 @@ def tier_texts(ladder: tuple[Tier, ...] | None) -> dict[str, Tier]:
 
 def batch_record(batch: Batch) -> dict:
     """A batch as the answers show it (JSON-ready)."""
-    return {"batch_id": batch.batch_id, "as_of": batch.as_of.isoformat(), "model_name": batch.model_name,
-            "model_version": batch.model_version, "rows": batch.rows, "finished_at": batch.finished_at.isoformat(),
-            "flips_avoided": batch.flips_avoided}
+    return {
+        "batch_id": batch.batch_id,
+        "as_of": batch.as_of.isoformat(),
+        "model_name": batch.model_name,
+        "model_version": batch.model_version,
+        "rows": batch.rows,
+        "finished_at": batch.finished_at.isoformat(),
+        "flips_avoided": batch.flips_avoided,
+    }
 
 
 def scoring_dates(batches: list[Batch]) -> list[str]:
@@ -50,12 +56,12 @@ def resolve_batch(store: ScoresStore, as_of: dt.date | None = None, batches: lis
     """The latest complete batch, of ``as_of`` if given. NotFoundError when there is none."""
     batches = store.batches_list() if batches is None else batches
     if not batches:
-        raise NotFoundError(f"The scores store {redact(store.url)} holds no batch yet. Run `tiering predict --as-of DATE` "
-                            "(or `tiering demo`) first.")
+        raise NotFoundError(
+            f"The scores store {redact(store.url)} holds no batch yet. Run `tiering predict --as-of DATE` (or `tiering demo`) first."
+        )
     if as_of is None:
         return newest_batch(batches)
     same = [b for b in batches if b.as_of == as_of]
     if not same:
-        raise NotFoundError(f"The scores store holds no batch as of {as_of.isoformat()}; scoring dates are "
-                            f"{scoring_dates(batches)}.")
+        raise NotFoundError(f"The scores store holds no batch as of {as_of.isoformat()}; scoring dates are {scoring_dates(batches)}.")
     return newest_batch(same)

@@ -24,10 +24,19 @@ def tier_mix(store: ScoresStore, batch: Batch, *, ladder: tuple[Tier, ...] | Non
     out = []
     for t in TIERS:
         r = counts.get(t, {})
-        out.append({"tier": t, "label": texts[t].label, "action": texts[t].action,
-                    "customers": int(r.get("customers", 0)), "share": clean(float(r.get("share", 0.0))),
-                    "mean_clv": clean(r.get("mean_clv")), "mean_churn_risk": clean(r.get("mean_churn_risk")),
-                    "mean_p_purchase": clean(r.get("mean_p_purchase")), "at_risk": int(r.get("at_risk") or 0)})
+        out.append(
+            {
+                "tier": t,
+                "label": texts[t].label,
+                "action": texts[t].action,
+                "customers": int(r.get("customers", 0)),
+                "share": clean(float(r.get("share", 0.0))),
+                "mean_clv": clean(r.get("mean_clv")),
+                "mean_churn_risk": clean(r.get("mean_churn_risk")),
+                "mean_p_purchase": clean(r.get("mean_p_purchase")),
+                "at_risk": int(r.get("at_risk") or 0),
+            }
+        )
     return out
 
 
@@ -39,12 +48,12 @@ def migration(store: ScoresStore, before: Batch, after: Batch) -> dict:
     """
     counts = store.migration(before, after)
     both = int(counts.to_numpy().sum())
-    return summarize_counts(counts, entered=after.rows - both, left=before.rows - both,
-                            from_as_of=before.as_of.isoformat(), to_as_of=after.as_of.isoformat())
+    return summarize_counts(
+        counts, entered=after.rows - both, left=before.rows - both, from_as_of=before.as_of.isoformat(), to_as_of=after.as_of.isoformat()
+    )
 
 
-def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[Tier, ...] | None = None,
-            cache: dict | None = None) -> dict:
+def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[Tier, ...] | None = None, cache: dict | None = None) -> dict:
     """Tier mix of the batch (latest unless ``as_of``) and of the previous scoring date, and the migration between them.
 
     ``cache``: a dict kept by the caller (the server). A stored batch never changes (a re-run replaces it
@@ -59,14 +68,25 @@ def summary(store: ScoresStore, as_of: dt.date | None = None, *, ladder: tuple[T
     if cache is not None and key in cache:
         return copy.deepcopy(cache[key]) | {"scoring_dates": dates}
     out: dict[str, Any] = {
-        "as_of": batch.as_of.isoformat(), "batch": batch_record(batch), "tiers": tier_mix(store, batch, ladder=ladder),
-        "previous_as_of": None, "previous_batch": None, "previous": None, "migration": None, "scoring_dates": dates,
+        "as_of": batch.as_of.isoformat(),
+        "batch": batch_record(batch),
+        "tiers": tier_mix(store, batch, ladder=ladder),
+        "previous_as_of": None,
+        "previous_batch": None,
+        "previous": None,
+        "migration": None,
+        "scoring_dates": dates,
         # tier changes the hysteresis avoided when this batch was scored (against the batch of its model before
         # it); None: not recorded (no hysteresis, or a batch of an older tiering)
-        "flips_avoided": batch.flips_avoided}
+        "flips_avoided": batch.flips_avoided,
+    }
     if prev is not None:
-        out |= {"previous_as_of": prev.as_of.isoformat(), "previous_batch": batch_record(prev),
-                "previous": tier_mix(store, prev, ladder=ladder), "migration": migration(store, prev, batch)}
+        out |= {
+            "previous_as_of": prev.as_of.isoformat(),
+            "previous_batch": batch_record(prev),
+            "previous": tier_mix(store, prev, ladder=ladder),
+            "migration": migration(store, prev, batch),
+        }
         prev_share = {r["tier"]: r["share"] for r in out["previous"]}
         for r in out["tiers"]:
             r["share_change"] = r["share"] - prev_share[r["tier"]]

@@ -52,6 +52,8 @@ def training_date_warning(bundle: ScoringBundle, as_of: dt.date, model: str) -> 
     trained = getattr(bundle, "trained_as_of", None)  # an older pickle may lack it: no warning then
     if trained is None or as_of >= trained:
         return None
-    return (f"--as-of {as_of} is before the training as_of of model {model} ({trained}): the model was fitted on "
-            f"outcomes up to {trained}, so accuracy measured on outcomes after {as_of} is in-sample. Score at "
-            f"{trained} or later for out-of-time results, or use a model trained at or before {as_of}.")
+    return (
+        f"--as-of {as_of} is before the training as_of of model {model} ({trained}): the model was fitted on "
+        f"outcomes up to {trained}, so accuracy measured on outcomes after {as_of} is in-sample. Score at "
+        f"{trained} or later for out-of-time results, or use a model trained at or before {as_of}."
+    )

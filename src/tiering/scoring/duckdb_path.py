@@ -58,9 +58,9 @@ def open_duckdb(cfg: Config, work_dir: Path):
 def write_features(tables: ValidatedTables, spec: FeatureSpec, as_of: dt.date, path: Path, buckets: int) -> None:
     """Write the feature table to the folder ``path`` (atomic): one Parquet file per customer bucket, in id order
     (the store's index inserts go ~2x faster); see build_features(bucket=...) and io.write_sorted_parts."""
+
     def bucket(k: int) -> ir.Table:
-        return build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec,
-                              bucket=(k, buckets))
+        return build_features(tables.transactions, tables.interactions, tables.customers, as_of=as_of, spec=spec, bucket=(k, buckets))
 
     with atomic_path(path) as tmp:
         write_sorted_parts((bucket(k) for k in range(buckets)), tmp, "customer_id")
@@ -81,16 +81,14 @@ def feature_file_stats(path: Path) -> tuple[int, int | None, list[str]]:
     return rows, (int(gap) if gap is not None else None), pq.read_schema(str(files[0])).names
 
 
-def feature_files(job: Job, run: RunFolder, bundle: ScoringBundle,
-                  spec: FeatureSpec) -> tuple[list[TableReport], int, dict | None]:
+def feature_files(job: Job, run: RunFolder, bundle: ScoringBundle, spec: FeatureSpec) -> tuple[list[TableReport], int, dict | None]:
     """The feature files (built, or found complete from an earlier attempt), checked: (reports, rows, resumed)."""
     chunk_rows = job.cfg.predict.chunk_rows
     if run.features.exists() and run.has_reports():  # reports.json comes last: that attempt passed its checks
         rows, gap, columns = feature_file_stats(run.features)
         job.check(gap, bundle, columns)
         resumed = {"features": True, "chunks_done": run.parts_done(), "chunks_total": run.chunks(chunk_rows)}
-        job.step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks "
-                 "already scored")
+        job.step(f"resuming {run.path}: features done, {resumed['chunks_done']}/{resumed['chunks_total']} chunks already scored")
         return run.load_reports(), rows, resumed
     shutil.rmtree(run.scores, ignore_errors=True)  # part files of an earlier feature file
     tables = job.validated(open_duckdb(job.cfg, run.path))
@@ -105,9 +103,15 @@ def feature_files(job: Job, run: RunFolder, bundle: ScoringBundle,
     return tables.reports, rows, None
 
 
-def score_parts(run: RunFolder, bundle: ScoringBundle, chunk_rows: int,
-                on_part: Callable[[Path, int, int | None], None], stop: threading.Event,
-                hysteresis: Hysteresis | None = None, **finish) -> None:
+def score_parts(
+    run: RunFolder,
+    bundle: ScoringBundle,
+    chunk_rows: int,
+    on_part: Callable[[Path, int, int | None], None],
+    stop: threading.Event,
+    hysteresis: Hysteresis | None = None,
+    **finish,
+) -> None:
     """Score the run's feature files chunk by chunk, one part file each, skipping the chunks whose part file exists.
 
     ``hysteresis``: applied to each scored chunk before its part file is written. ``on_part(part, rows_done,
@@ -144,8 +148,16 @@ class BackgroundScorer:
     failed write: the next run then only writes), and waits for the thread.
     """
 
-    def __init__(self, run: RunFolder, bundle: ScoringBundle, chunk_rows: int, model_threads: int | None,
-                 on_rows: Callable[[int], None], hysteresis: Hysteresis | None = None, **finish):
+    def __init__(
+        self,
+        run: RunFolder,
+        bundle: ScoringBundle,
+        chunk_rows: int,
+        model_threads: int | None,
+        on_rows: Callable[[int], None],
+        hysteresis: Hysteresis | None = None,
+        **finish,
+    ):
         self._ready: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self.started = time.perf_counter()
@@ -188,30 +200,36 @@ class BackgroundScorer:
 
 
 def _load_hysteresis(job: Job, store: ScoresStore, model_name: str) -> Hysteresis | None:
-    hysteresis = Hysteresis.load(store, as_of=job.as_of, model_name=model_name,
-                                 margin=job.cfg.model.tier_hysteresis_margin)
+    hysteresis = Hysteresis.load(store, as_of=job.as_of, model_name=model_name, margin=job.cfg.model.tier_hysteresis_margin)
     if hysteresis is not None:
-        job.step(f"hysteresis against the batch of {hysteresis.from_batch.as_of} ({hysteresis.from_batch.model_name} "
-                 f"v{hysteresis.from_batch.model_version}), margin {hysteresis.margin:g}")
+        job.step(
+            f"hysteresis against the batch of {hysteresis.from_batch.as_of} ({hysteresis.from_batch.model_name} "
+            f"v{hysteresis.from_batch.model_version}), margin {hysteresis.margin:g}"
+        )
     return hysteresis
 
 
-def score_and_write(job: Job, run: RunFolder, bundle: ScoringBundle, store: ScoresStore,
-                    out_file: OutFile | None, rows: int, **finish) -> Batch:
+def score_and_write(
+    job: Job, run: RunFolder, bundle: ScoringBundle, store: ScoresStore, out_file: OutFile | None, rows: int, **finish
+) -> Batch:
     """Score the chunks in a background thread while their part files stream into the store, then build --out,
     then commit."""
     chunk_rows = job.cfg.predict.chunk_rows
-    job.step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one "
-             "transaction")
+    job.step(f"scoring {rows:,} customers in chunks of {chunk_rows:,} and writing them to the store in one transaction")
     hysteresis = _load_hysteresis(job, store, finish["model_name"])
-    scorer = BackgroundScorer(run, bundle, chunk_rows, job.cfg.predict.model_threads,
-                              lambda done: job.tick("score", done, rows), hysteresis, **finish)
+    scorer = BackgroundScorer(
+        run, bundle, chunk_rows, job.cfg.predict.model_threads, lambda done: job.tick("score", done, rows), hysteresis, **finish
+    )
     chunks = (c for part in scorer.parts() for c in read_chunks(part, chunk_rows))
     fail = False
     try:
-        batch = store.write_chunks(with_out(chunks, out_file, job), as_of=job.as_of,
-                                   on_chunk=lambda n: job.tick("write", n, rows), flips_avoided=scorer.flips_avoided,
-                                   **finish)
+        batch = store.write_chunks(
+            with_out(chunks, out_file, job),
+            as_of=job.as_of,
+            on_chunk=lambda n: job.tick("write", n, rows),
+            flips_avoided=scorer.flips_avoided,
+            **finish,
+        )
     except Exception:
         fail = True  # the scoring goes on to the end, so that the next run only writes
         raise

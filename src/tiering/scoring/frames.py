@@ -72,7 +72,11 @@ def finish_scores(scores: pd.DataFrame, model_name: str, model_version: str, sco
 
 
 def score_frames(
-    frames: Iterable[pd.DataFrame], bundle: ScoringBundle, *, model_name: str, model_version: str,
+    frames: Iterable[pd.DataFrame],
+    bundle: ScoringBundle,
+    *,
+    model_name: str,
+    model_version: str,
     scored_at: dt.datetime,
 ) -> Iterator[pd.DataFrame]:
     """Score feature frames one by one: the scores frames, with model name, version and scored_at."""

@@ -48,7 +48,8 @@ class Hysteresis:
             return scores, flips
         out = scores.copy()
         rule_tier, reason = out.loc[held, "tier"].astype(str), out.loc[held, "tier_reason"].fillna("").astype(str)
-        out.loc[held, "tier_reason"] = ("kept in " + tiers[held].astype(str) + " (hysteresis): the rules alone give "
-                                        + rule_tier + ": " + reason).str.slice(0, 1000)  # the store's column width
+        out.loc[held, "tier_reason"] = (
+            "kept in " + tiers[held].astype(str) + " (hysteresis): the rules alone give " + rule_tier + ": " + reason
+        ).str.slice(0, 1000)  # the store's column width
         out.loc[held, "tier"] = tiers[held]
         return out, flips

@@ -54,8 +54,9 @@ def check_out(out: str | Path | None) -> Path | None:
         except OSError as exc:
             why = f"is not writable ({_os_error(exc)})"
     if why:
-        raise ConfigError(f"Cannot write --out {str(out)!r}: {str(nearest)!r} {why}. Nothing was written. "
-                          "Point --out at a file in a writable folder.")
+        raise ConfigError(
+            f"Cannot write --out {str(out)!r}: {str(nearest)!r} {why}. Nothing was written. Point --out at a file in a writable folder."
+        )
     return out
 
 

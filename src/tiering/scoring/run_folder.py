@@ -117,13 +117,20 @@ def source_fingerprint(path: str) -> list[list]:
 
 def run_inputs(cfg: Config, *, as_of: dt.date, model: str, name: str, version: str, spec: FeatureSpec) -> dict:
     """Everything that determines a run's files: the same inputs find the same checkpoint folder."""
-    sources = {table: source_fingerprint(src.path) for table, src in cfg.data
-               if isinstance(src, SourceConfig) and src.path}
-    return {"as_of": as_of.isoformat(), "model": model, "model_name": name, "model_version": str(version),
-            "feature_spec": spec.to_dict(), "chunk_rows": cfg.predict.chunk_rows, "engine": cfg.features.engine,
-            "tier_hysteresis_margin": cfg.model.tier_hysteresis_margin,
-            "data": cfg.data.model_dump(mode="json"), "validation": cfg.validation.model_dump(mode="json"),
-            "sources": sources}
+    sources = {table: source_fingerprint(src.path) for table, src in cfg.data if isinstance(src, SourceConfig) and src.path}
+    return {
+        "as_of": as_of.isoformat(),
+        "model": model,
+        "model_name": name,
+        "model_version": str(version),
+        "feature_spec": spec.to_dict(),
+        "chunk_rows": cfg.predict.chunk_rows,
+        "engine": cfg.features.engine,
+        "tier_hysteresis_margin": cfg.model.tier_hysteresis_margin,
+        "data": cfg.data.model_dump(mode="json"),
+        "validation": cfg.validation.model_dump(mode="json"),
+        "sources": sources,
+    }
 
 
 @contextlib.contextmanager
@@ -205,8 +212,7 @@ def _lock_free(folder: Path) -> bool:
     return True
 
 
-def clean_stale_folders(*parents: str | Path | None, max_age_s: float = STALE_AFTER_S,
-                        now: float | None = None) -> list[Path]:
+def clean_stale_folders(*parents: str | Path | None, max_age_s: float = STALE_AFTER_S, now: float | None = None) -> list[Path]:
     """Remove what killed runs left directly under ``parents``: run folders (``tiering-predict-*``) and --out
     staging folders (``.tiering-out-*``) of this user, last modified more than ``max_age_s`` seconds before
     ``now`` (default: the clock) and whose lock nobody holds. Returns the folders removed."""
@@ -222,8 +228,13 @@ def clean_stale_folders(*parents: str | Path | None, max_age_s: float = STALE_AF
                 st = folder.lstat()
             except OSError:
                 continue
-            if (folder.is_dir() and not folder.is_symlink() and st.st_uid == os.getuid()
-                    and now - st.st_mtime > max_age_s and _lock_free(folder)):
+            if (
+                folder.is_dir()
+                and not folder.is_symlink()
+                and st.st_uid == os.getuid()
+                and now - st.st_mtime > max_age_s
+                and _lock_free(folder)
+            ):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
     return removed

@@ -29,8 +29,9 @@ from tiering.store import Batch
 from tiering.validation import TableReport, ValidatedTables
 
 
-def run_on_spark(job: Job, run: RunFolder, bundle: ScoringBundle, spec: FeatureSpec, model: str, store: StoreRef,
-                 out_file: OutFile | None, **finish) -> tuple[Batch, list[TableReport]]:
+def run_on_spark(
+    job: Job, run: RunFolder, bundle: ScoringBundle, spec: FeatureSpec, model: str, store: StoreRef, out_file: OutFile | None, **finish
+) -> tuple[Batch, list[TableReport]]:
     """Validate, build features and check them on Spark, then score with mlflow.pyfunc.spark_udf into the run's
     part files, and stream those into the store (and --out)."""
     from tiering.io import connect
@@ -49,8 +50,12 @@ def run_on_spark(job: Job, run: RunFolder, bundle: ScoringBundle, spec: FeatureS
     job.tick("score", rows, rows)
     t0 = time.perf_counter()
     job.step(f"writing {rows:,} scores to the store in one transaction")
-    batch = writable.write_chunks(with_out(read_chunks(run.scores, job.cfg.predict.chunk_rows), out_file, job),
-                                  as_of=job.as_of, on_chunk=lambda n: job.tick("write", n, rows), **finish)
+    batch = writable.write_chunks(
+        with_out(read_chunks(run.scores, job.cfg.predict.chunk_rows), out_file, job),
+        as_of=job.as_of,
+        on_chunk=lambda n: job.tick("write", n, rows),
+        **finish,
+    )
     job.timings["write"] = round(time.perf_counter() - t0 - job.timings.get("out", 0.0), 3)
     return batch, tables.reports
 
@@ -69,8 +74,18 @@ def spark_features(tables: ValidatedTables, spec: FeatureSpec, bundle: ScoringBu
     return features, rows, (int(gap) if rows and gap is not None else None)
 
 
-def spark_scores(features, bundle: ScoringBundle, model: str, cfg: Config, *, as_of: dt.date, model_name: str,
-                 model_version: str, scored_at: dt.datetime, scores_dir: Path) -> None:
+def spark_scores(
+    features,
+    bundle: ScoringBundle,
+    model: str,
+    cfg: Config,
+    *,
+    as_of: dt.date,
+    model_name: str,
+    model_version: str,
+    scored_at: dt.datetime,
+    scores_dir: Path,
+) -> None:
     """Score the feature frame with mlflow.pyfunc.spark_udf; Spark writes the scores as Parquet part files."""
     import pyspark.sql.functions as F
 
@@ -81,10 +96,14 @@ def spark_scores(features, bundle: ScoringBundle, model: str, cfg: Config, *, as
     udf = spark_scoring_udf(spark, uri, cfg.tracking, spark_result_type())
     cols = bundle.feature_columns
     scored = features.select(udf(F.struct(*[F.col(c) for c in cols])).alias("s")).select("s.*")
-    scored = (scored.withColumn("as_of", F.to_date(F.lit(as_of.isoformat())))
-              .withColumn("model_name", F.lit(model_name)).withColumn("model_version", F.lit(str(model_version)))
-              .withColumn("scored_at", F.lit(pd.Timestamp(scored_at).to_pydatetime()).cast("timestamp_ntz"))
-              .select(*SCORES_COLUMNS).orderBy("customer_id"))
+    scored = (
+        scored.withColumn("as_of", F.to_date(F.lit(as_of.isoformat())))
+        .withColumn("model_name", F.lit(model_name))
+        .withColumn("model_version", F.lit(str(model_version)))
+        .withColumn("scored_at", F.lit(pd.Timestamp(scored_at).to_pydatetime()).cast("timestamp_ntz"))
+        .select(*SCORES_COLUMNS)
+        .orderBy("customer_id")
+    )
     scored.write.mode("overwrite").parquet(str(scores_dir))
 
 

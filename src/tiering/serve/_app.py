@@ -29,10 +29,17 @@ CONFIG_ENV = "TIERING_SERVE_CONFIG"  # the config path handed to uvicorn workers
 class _SecurityHeaders:
     """Pure ASGI middleware: no caching of customer data, no framing, no sniffing, a strict CSP (the page has no script)."""
 
-    HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-               (b"referrer-policy", b"no-referrer"),
-               (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                                            b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")]
+    HEADERS = [
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (
+            b"content-security-policy",
+            b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+            b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ]
 
     def __init__(self, app):
         self.app = app
@@ -63,21 +70,31 @@ def _templates(settings: Settings) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
     templates.env.filters["pct"] = _fmt_pct
     templates.env.filters["num"] = _fmt_num
-    templates.env.globals.update(labels=settings.labels, tiers=TIERS, tier_colors=TIER_COLORS, neutral_color=NEUTRAL_COLOR,
-                                 auth=settings.token is not None, title=settings.title,
-                                 logout_csrf=_auth.csrf_value(settings.csrf_key, settings.session or "", "logout"))
+    templates.env.globals.update(
+        labels=settings.labels,
+        tiers=TIERS,
+        tier_colors=TIER_COLORS,
+        neutral_color=NEUTRAL_COLOR,
+        auth=settings.token is not None,
+        title=settings.title,
+        logout_csrf=_auth.csrf_value(settings.csrf_key, settings.session or "", "logout"),
+    )
     return templates
 
 
 def _description(settings: Settings) -> str:
-    return ("Read-only lookups over the customer scores store: one customer's tier and why, the members of "
-            "a tier (paged or as CSV), the tier mix and the migration between scoring dates. "
-            + ("Every /api call except /api/health needs `Authorization: Bearer <token>`." if settings.token else
-               "This server runs without a token (loopback only)."))
+    return (
+        "Read-only lookups over the customer scores store: one customer's tier and why, the members of "
+        "a tier (paged or as CSV), the tier mix and the migration between scoring dates. "
+        + (
+            "Every /api call except /api/health needs `Authorization: Bearer <token>`."
+            if settings.token
+            else "This server runs without a token (loopback only)."
+        )
+    )
 
 
-def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, ...] | None = None,
-               title: str = "tiering ops") -> FastAPI:
+def create_app(store_url: str, *, token: str | None = None, ladder: tuple[Tier, ...] | None = None, title: str = "tiering ops") -> FastAPI:
     """The ops app over the scores store at ``store_url``.
 
     ``token``: the bearer token (None: no authentication; serve only on loopback then, see ``check_bind``).

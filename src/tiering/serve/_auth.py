@@ -26,8 +26,10 @@ TOKEN_ENV = "TIERING_API_TOKEN"
 MIN_TOKEN_LENGTH = 16
 SESSION_COOKIE = "tiering_session"
 CSRF_COOKIE = "tiering_csrf"
-CSRF_REFUSED = ("Refused: the form was sent without a valid CSRF token (the page expired, cookies are off, or the form "
-                "came from another site). Reload the sign-in page and submit it again.")
+CSRF_REFUSED = (
+    "Refused: the form was sent without a valid CSRF token (the page expired, cookies are off, or the form "
+    "came from another site). Reload the sign-in page and submit it again."
+)
 
 
 def resolve_token(config_token: str | None = None, environ: dict | None = None) -> str | None:
@@ -35,8 +37,10 @@ def resolve_token(config_token: str | None = None, environ: dict | None = None) 
     env = os.environ if environ is None else environ
     token = (env.get(TOKEN_ENV) or "").strip() or (config_token or "").strip() or None
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigError(f"The API token is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH} random characters "
-                          f"(e.g. `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`) in {TOKEN_ENV} or serve.token.")
+        raise ConfigError(
+            f"The API token is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH} random characters "
+            f'(e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`) in {TOKEN_ENV} or serve.token.'
+        )
     return token
 
 
@@ -52,8 +56,10 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen on a non-loopback address without a token."""
     if token is None and not is_loopback(host):
-        raise ConfigError(f"Refusing to serve on {host!r} without an API token: anyone who can reach that address could read "
-                          f"every customer's scores. Set {TOKEN_ENV} (or serve.token in the config), or serve on 127.0.0.1.")
+        raise ConfigError(
+            f"Refusing to serve on {host!r} without an API token: anyone who can reach that address could read "
+            f"every customer's scores. Set {TOKEN_ENV} (or serve.token in the config), or serve on 127.0.0.1."
+        )
 
 
 def token_matches(given: str | None, token: str) -> bool:

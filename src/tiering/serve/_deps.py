@@ -25,8 +25,11 @@ PAGE_SIZE = 50
 MAX_PAGE = ops.MAX_ROWS // PAGE_SIZE  # the last page whose offset is still a signed 64-bit integer
 
 # YYYY-MM-DD only (pydantic alone would also read '0' or a timestamp as a date)
-AsOf = Annotated[dt.date | None, BeforeValidator(lambda v: ops.parse_as_of(v, "as_of")),
-                 Query(description="Scoring date YYYY-MM-DD; default: the latest complete batch.")]
+AsOf = Annotated[
+    dt.date | None,
+    BeforeValidator(lambda v: ops.parse_as_of(v, "as_of")),
+    Query(description="Scoring date YYYY-MM-DD; default: the latest complete batch."),
+]
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,12 @@ class Settings:
     labels: dict[str, str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        derived = {"session": _auth.session_value(self.token) if self.token else None,
-                   "csrf_key": _auth.csrf_key(self.token) if self.token else b"",
-                   "texts": {t.name: t for t in self.ladder}, "labels": {t.name: t.label for t in self.ladder}}
+        derived = {
+            "session": _auth.session_value(self.token) if self.token else None,
+            "csrf_key": _auth.csrf_key(self.token) if self.token else b"",
+            "texts": {t.name: t for t in self.ladder},
+            "labels": {t.name: t.label for t in self.ladder},
+        }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
@@ -91,9 +97,12 @@ def signed_in(request: Request) -> bool:
 
 async def require_token(request: Request) -> None:  # async: no threadpool hop for a header check
     if not signed_in(request):
-        raise HTTPException(401, "Missing or wrong API token. Send the header `Authorization: Bearer <token>` "
-                                 f"(the token the server was started with, from {_auth.TOKEN_ENV} or serve.token).",
-                            headers={"WWW-Authenticate": 'Bearer realm="tiering"'})
+        raise HTTPException(
+            401,
+            "Missing or wrong API token. Send the header `Authorization: Bearer <token>` "
+            f"(the token the server was started with, from {_auth.TOKEN_ENV} or serve.token).",
+            headers={"WWW-Authenticate": 'Bearer realm="tiering"'},
+        )
 
 
 class Problem(BaseModel):
@@ -106,4 +115,5 @@ ERRORS: dict[int | str, dict[str, Any]] = {  # FastAPI's type of a route's respo
     401: {"model": Problem, "description": "Missing or wrong token"},
     404: {"model": Problem, "description": "Not in the scores store"},
     422: {"model": Problem, "description": "Invalid parameter"},
-    503: {"model": Problem, "description": "The scores store cannot be read"}}
+    503: {"model": Problem, "description": "The scores store cannot be read"},
+}

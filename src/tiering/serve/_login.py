@@ -33,10 +33,13 @@ async def _form(request: Request) -> dict[str, str]:
 def _login_page(request: Request, settings: Settings, nxt: str, error: str | None, status: int):
     """The sign-in form with a CSRF token: an HMAC of a random nonce that also goes into a SameSite=Strict cookie."""
     nonce = _auth.new_nonce()
-    resp = render(request, "login.html", {"next": nxt, "error": error, "dates": [], "as_of_param": None,
-                                          "csrf": _auth.csrf_value(settings.csrf_key, nonce, "login")}, status)
-    resp.set_cookie(_auth.CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                    path="/login")
+    resp = render(
+        request,
+        "login.html",
+        {"next": nxt, "error": error, "dates": [], "as_of_param": None, "csrf": _auth.csrf_value(settings.csrf_key, nonce, "login")},
+        status,
+    )
+    resp.set_cookie(_auth.CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/login")
     return resp
 
 
@@ -59,8 +62,9 @@ async def login(request: Request, settings: SettingsDep):
         return _login_page(request, settings, nxt, "That token is not right.", 401)
     resp = RedirectResponse(nxt, status_code=303)
     assert settings.session is not None  # derived from the token
-    resp.set_cookie(_auth.SESSION_COOKIE, settings.session, httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https", path="/")
+    resp.set_cookie(
+        _auth.SESSION_COOKIE, settings.session, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+    )
     resp.delete_cookie(_auth.CSRF_COOKIE, path="/login")
     return resp
 

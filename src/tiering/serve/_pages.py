@@ -63,8 +63,7 @@ def customer_page(request: Request, store: StoreDep, settings: SettingsDep, id: 
     try:
         card = ops.customer_card(store, id, as_of, ladder=settings.ladder)
     except (ops.NotFoundError, ConfigError) as exc:
-        return render(request, "customer.html", ctx | {"card": None, "error": str(exc)},
-                      404 if isinstance(exc, ops.NotFoundError) else 422)
+        return render(request, "customer.html", ctx | {"card": None, "error": str(exc)}, 404 if isinstance(exc, ops.NotFoundError) else 422)
     return render(request, "customer.html", ctx | {"card": card, "error": None})
 
 
@@ -76,28 +75,61 @@ def _tier_links(tier: str, page: int, as_of: dt.date | None, at_risk: bool, next
     """
     keep = {k: v for k, v in (("as_of", as_of.isoformat() if as_of else None), ("at_risk", "true" if at_risk else None)) if v}
     base = f"/tiers/{quote(tier)}?"
-    return {"export_url": f"/api/tiers/{quote(tier)}?" + urlencode({"format": "csv", **keep}),
-            "prev_url": base + urlencode({**keep, "page": page - 1}) if page > 1 else None,
-            "next_url": base + urlencode({**keep, "page": page + 1, "cursor": next_cursor}) if next_cursor else None}
+    return {
+        "export_url": f"/api/tiers/{quote(tier)}?" + urlencode({"format": "csv", **keep}),
+        "prev_url": base + urlencode({**keep, "page": page - 1}) if page > 1 else None,
+        "next_url": base + urlencode({**keep, "page": page + 1, "cursor": next_cursor}) if next_cursor else None,
+    }
 
 
 @router.get("/tiers/{tier}", response_class=HTMLResponse)
-def tier_browse(request: Request, tier: str, store: StoreDep, settings: SettingsDep,
-                page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1, at_risk: bool = False, as_of: AsOf = None,
-                cursor: str | None = None):
+def tier_browse(
+    request: Request,
+    tier: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    at_risk: bool = False,
+    as_of: AsOf = None,
+    cursor: str | None = None,
+):
     if (r := _sign_in_first(request)) is not None:
         return r
     ctx = _context(store, as_of) | {"tier": tier}
     try:
-        data = ops.tier_page(store, tier, as_of=as_of, at_risk=True if at_risk else None, limit=PAGE_SIZE,
-                             offset=0 if cursor else (page - 1) * PAGE_SIZE, cursor=cursor or None, cache=settings.totals)
+        data = ops.tier_page(
+            store,
+            tier,
+            as_of=as_of,
+            at_risk=True if at_risk else None,
+            limit=PAGE_SIZE,
+            offset=0 if cursor else (page - 1) * PAGE_SIZE,
+            cursor=cursor or None,
+            cache=settings.totals,
+        )
     except (ops.NotFoundError, ConfigError) as exc:
-        return render(request, "tier.html", ctx | {"data": None, "error": str(exc)},
-                      404 if isinstance(exc, ops.NotFoundError) or tier not in settings.texts else 422)
+        return render(
+            request,
+            "tier.html",
+            ctx | {"data": None, "error": str(exc)},
+            404 if isinstance(exc, ops.NotFoundError) or tier not in settings.texts else 422,
+        )
     pages = max(1, -(-data["total"] // PAGE_SIZE))
-    return render(request, "tier.html", ctx | _tier_links(tier, page, as_of, at_risk, data["next_cursor"]) | {
-        "data": data, "error": None, "page": page, "pages": pages, "at_risk": at_risk,
-        "tier_info": settings.texts[tier], "first_row": (page - 1) * PAGE_SIZE + 1})
+    return render(
+        request,
+        "tier.html",
+        ctx
+        | _tier_links(tier, page, as_of, at_risk, data["next_cursor"])
+        | {
+            "data": data,
+            "error": None,
+            "page": page,
+            "pages": pages,
+            "at_risk": at_risk,
+            "tier_info": settings.texts[tier],
+            "first_row": (page - 1) * PAGE_SIZE + 1,
+        },
+    )
 
 
 @router.get("/favicon.ico")

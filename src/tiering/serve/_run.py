@@ -13,8 +13,9 @@ import socket
 from tiering.serve._auth import TOKEN_ENV
 
 
-def run_server(cfg, *, host: str, port: int, workers: int = 1, token: str | None = None, access_log: bool = True,
-               config_path: str | None = None) -> None:
+def run_server(
+    cfg, *, host: str, port: int, workers: int = 1, token: str | None = None, access_log: bool = True, config_path: str | None = None
+) -> None:
     """Serve until interrupted. ``cfg``: the loaded Config; ``config_path``: where workers re-read it from."""
     import uvicorn
 
@@ -37,8 +38,9 @@ def run_server(cfg, *, host: str, port: int, workers: int = 1, token: str | None
     os.environ[CONFIG_ENV] = config_path or ""
     if token:
         os.environ[TOKEN_ENV] = token
-    config = uvicorn.Config("tiering.serve:app_from_environ", factory=True, host=host, port=port, workers=workers,
-                            access_log=access_log, log_level="info")
+    config = uvicorn.Config(
+        "tiering.serve:app_from_environ", factory=True, host=host, port=port, workers=workers, access_log=access_log, log_level="info"
+    )
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:

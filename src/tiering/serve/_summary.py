@@ -25,7 +25,10 @@ def health(store: StoreDep, settings: SettingsDep):
     return {"status": "ok", "latest_as_of": latest.isoformat() if latest else None, "auth": auth}
 
 
-@router.get("/api/summary", response_model=Summary,
-            summary="Counts and shares per tier for the batch and the previous scoring date, and the migration between them")
+@router.get(
+    "/api/summary",
+    response_model=Summary,
+    summary="Counts and shares per tier for the batch and the previous scoring date, and the migration between them",
+)
 def get_summary(store: StoreDep, settings: SettingsDep, as_of: AsOf = None):
     return JSONResponse(ops.summary(store, as_of, ladder=settings.ladder, cache=settings.summaries))

@@ -18,10 +18,18 @@ class Aggregates(StoreBase):
         import sqlalchemy as sa
 
         s = self.scores
-        stmt = (sa.select(s.c.tier, sa.func.count().label("customers"), sa.func.avg(s.c.clv).label("mean_clv"),
-                          sa.func.avg(s.c.churn_risk).label("mean_churn_risk"), sa.func.avg(s.c.p_purchase).label("mean_p_purchase"),
-                          sa.func.sum(sa.case((s.c.at_risk, 1), else_=0)).label("at_risk"))
-                .where(s.c.batch_id == batch.batch_id).group_by(s.c.tier))
+        stmt = (
+            sa.select(
+                s.c.tier,
+                sa.func.count().label("customers"),
+                sa.func.avg(s.c.clv).label("mean_clv"),
+                sa.func.avg(s.c.churn_risk).label("mean_churn_risk"),
+                sa.func.avg(s.c.p_purchase).label("mean_p_purchase"),
+                sa.func.sum(sa.case((s.c.at_risk, 1), else_=0)).label("at_risk"),
+            )
+            .where(s.c.batch_id == batch.batch_id)
+            .group_by(s.c.tier)
+        )
         df = pd.DataFrame(self._run(stmt))
         df = df.sort_values("tier", key=lambda x: x.map(TIER_RANK)).reset_index(drop=True)
         df["share"] = df["customers"] / df["customers"].sum()
@@ -32,12 +40,18 @@ class Aggregates(StoreBase):
         import sqlalchemy as sa
 
         a, b = self.scores.alias("a"), self.scores.alias("b")
-        stmt = (sa.select(a.c.tier.label("tier_before"), b.c.tier.label("tier_after"), sa.func.count().label("customers"))
-                .join(b, a.c.customer_id == b.c.customer_id)
-                .where(a.c.batch_id == before.batch_id, b.c.batch_id == after.batch_id)
-                .group_by(a.c.tier, b.c.tier))
+        stmt = (
+            sa.select(a.c.tier.label("tier_before"), b.c.tier.label("tier_after"), sa.func.count().label("customers"))
+            .join(b, a.c.customer_id == b.c.customer_id)
+            .where(a.c.batch_id == before.batch_id, b.c.batch_id == after.batch_id)
+            .group_by(a.c.tier, b.c.tier)
+        )
         df = pd.DataFrame(self._run(stmt))
         if df.empty:
             return pd.DataFrame(0, index=list(TIERS), columns=list(TIERS))
-        return df.pivot(index="tier_before", columns="tier_after", values="customers").reindex(
-            index=list(TIERS), columns=list(TIERS)).fillna(0).astype(int)
+        return (
+            df.pivot(index="tier_before", columns="tier_after", values="customers")
+            .reindex(index=list(TIERS), columns=list(TIERS))
+            .fillna(0)
+            .astype(int)
+        )

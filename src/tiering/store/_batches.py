@@ -27,8 +27,9 @@ class Batch:
 
 def batch_from_row(row) -> Batch:
     """A Batch from a score_batches row (a mapping); a store without flips_avoided reads None."""
-    return Batch(row["batch_id"], row["as_of"], row["model_name"], row["model_version"], row["rows"],
-                 row["finished_at"], row.get("flips_avoided"))
+    return Batch(
+        row["batch_id"], row["as_of"], row["model_name"], row["model_version"], row["rows"], row["finished_at"], row.get("flips_avoided")
+    )
 
 
 def newest_batch(batches: Iterable[Batch]) -> Batch:

@@ -73,8 +73,7 @@ def fault_kind(exc: BaseException) -> str:
     return "unreachable" if isinstance(orig, psycopg.OperationalError) else "other"
 
 
-def store_fault(exc: BaseException, doing: str, *, url: str, path: Path | None, lock_timeout_s: float,
-                after: str = "") -> StoreError:
+def store_fault(exc: BaseException, doing: str, *, url: str, path: Path | None, lock_timeout_s: float, after: str = "") -> StoreError:
     """The StoreError (ServiceUnavailableError for a locked or unreachable store) a database error means.
 
     ``doing``: what failed ("Reading", "Writing to", ..); ``path``: the SQLite file, if any; ``after``: a sentence
@@ -82,20 +81,27 @@ def store_fault(exc: BaseException, doing: str, *, url: str, path: Path | None, 
     text, kind, where = first_line(exc), fault_kind(exc), redact(url)
     if kind == "corrupt":
         shown = path or where
-        return StoreError(f"The scores store file {shown} is not a valid SQLite database or is corrupted ({text}); "
-                          "it cannot be read or written as it is. Restore it from a backup, or move it aside "
-                          f"(mv {shown} {shown}.corrupt) and re-run `tiering predict --as-of DATE` to build a new store.")
+        return StoreError(
+            f"The scores store file {shown} is not a valid SQLite database or is corrupted ({text}); "
+            "it cannot be read or written as it is. Restore it from a backup, or move it aside "
+            f"(mv {shown} {shown}.corrupt) and re-run `tiering predict --as-of DATE` to build a new store."
+        )
     if kind == "not_a_store":
-        return StoreError(f"{doing} the scores store {where!r} failed: {text}. It holds no tiering scores tables "
-                          "(an empty file or another application's database). Point store.url at the store "
-                          "`tiering predict` writes, or move this one aside and re-run `tiering predict --as-of DATE`.")
+        return StoreError(
+            f"{doing} the scores store {where!r} failed: {text}. It holds no tiering scores tables "
+            "(an empty file or another application's database). Point store.url at the store "
+            "`tiering predict` writes, or move this one aside and re-run `tiering predict --as-of DATE`."
+        )
     if kind == "locked":
         return ServiceUnavailableError(
             f"{doing} the scores store {where!r} failed: {text}.{after} Another process holds the write lock "
-            f"(waited {lock_timeout_s:g} s, store.lock_timeout_s); retry when the other writer ends.")
+            f"(waited {lock_timeout_s:g} s, store.lock_timeout_s); retry when the other writer ends."
+        )
     if kind == "unreachable":
-        return ServiceUnavailableError(f"Cannot reach the scores store {where!r}: {text}.{after} Check store.url and that "
-                                       "the database is running; retry when it is back.")
+        return ServiceUnavailableError(
+            f"Cannot reach the scores store {where!r}: {text}.{after} Check store.url and that "
+            "the database is running; retry when it is back."
+        )
     return StoreError(f"{doing} the scores store {where!r} failed: {text}.{after}")
 
 
@@ -106,6 +112,5 @@ def write_fault(exc: BaseException, *, url: str, path: Path | None, lock_timeout
     text = first_line(exc)
     hint = ""
     if "unique" in text.lower() or "duplicate" in text.lower():
-        hint = (" A customer appears twice in the batch, or another run wrote the same as_of and model version "
-                "at the same time.")
+        hint = " A customer appears twice in the batch, or another run wrote the same as_of and model version at the same time."
     return StoreError(f"Writing to the scores store {redact(url)!r} failed: {text}.{_INTACT}{hint}")

@@ -17,8 +17,7 @@ def listing_order(scores) -> list:
     return [scores.c.clv.desc().nulls_last(), scores.c.customer_id]
 
 
-def members(stmt, scores, batch_id: int, tier: str | None = None, at_risk: bool | None = None,
-            lapsed: bool | None = None):
+def members(stmt, scores, batch_id: int, tier: str | None = None, at_risk: bool | None = None, lapsed: bool | None = None):
     """``stmt`` (a select of scores rows) narrowed to the members of ``tier`` (every tier: None) in one batch.
 
     ``at_risk``: True or False keeps the customers with that flag, None all. ``lapsed``: True keeps the lapsed buyers

@@ -57,8 +57,10 @@ def _engine(engine_url, url: str, dialect: str, lock_timeout_s: float, read_only
     try:
         engine = sa.create_engine(engine_url, connect_args=connect_args)
     except ModuleNotFoundError as exc:
-        raise StoreError(f"The scores store {redact(url)!r} needs the database driver {exc.name!r}: "
-                         "pip install 'tiering[postgres]' (psycopg 3) for PostgreSQL.") from None
+        raise StoreError(
+            f"The scores store {redact(url)!r} needs the database driver {exc.name!r}: "
+            "pip install 'tiering[postgres]' (psycopg 3) for PostgreSQL."
+        ) from None
     except Exception as exc:
         raise StoreError(f"Cannot open the scores store {redact(url)!r}: {exc}. Check store.url in the config.") from None
     if dialect == "sqlite":
@@ -95,8 +97,9 @@ class StoreBase:
             if not create and not exists:
                 raise StoreError(f"The scores store {url} does not exist yet. Run `tiering predict` (or `tiering demo`) first.")
             if not create:  # SQLite's URI mode=rw: connecting never creates the file, even if it is removed later
-                engine_url = sa.engine.URL.create("sqlite", database="file:" + quote(str(self.path.absolute())),
-                                                  query={"mode": "rw", "uri": "true"})
+                engine_url = sa.engine.URL.create(
+                    "sqlite", database="file:" + quote(str(self.path.absolute())), query={"mode": "rw", "uri": "true"}
+                )
             self._tables_pending = create == "on_write" and not exists
         self.engine = _engine(engine_url, url, self.dialect, self.lock_timeout_s, read_only)
         self.metadata, self.batches, self.scores = metadata()
@@ -118,8 +121,10 @@ class StoreBase:
         try:
             with self.engine.connect() as conn:
                 insp = sa.inspect(conn)
-                missing = {t.name: frozenset(c.name for c in t.columns) - {c["name"] for c in insp.get_columns(t.name)}
-                           for t in (self.batches, self.scores)}
+                missing = {
+                    t.name: frozenset(c.name for c in t.columns) - {c["name"] for c in insp.get_columns(t.name)}
+                    for t in (self.batches, self.scores)
+                }
         except db_errors() as exc:
             raise self.read_error(exc) from None
         missing = {name: cols for name, cols in missing.items() if cols}
@@ -151,11 +156,15 @@ class StoreBase:
                         if col.name in have:
                             continue
                         if not col.nullable:
-                            raise StoreError(f"The scores store {redact(self.url)!r} lacks the column "
-                                             f"{name}.{col.name}, which cannot be added to existing rows.")
+                            raise StoreError(
+                                f"The scores store {redact(self.url)!r} lacks the column "
+                                f"{name}.{col.name}, which cannot be added to existing rows."
+                            )
                         guard = "IF NOT EXISTS " if self.dialect == "postgresql" else ""
-                        conn.exec_driver_sql(f"ALTER TABLE {prep.quote(name)} ADD COLUMN {guard}{prep.quote(col.name)} "
-                                             f"{col.type.compile(dialect=self.engine.dialect)}")
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE {prep.quote(name)} ADD COLUMN {guard}{prep.quote(col.name)} "
+                            f"{col.type.compile(dialect=self.engine.dialect)}"
+                        )
 
     def _create_tables(self) -> None:
         """The tables (if missing). A SQLite file this call created is removed again when it fails."""
@@ -172,8 +181,10 @@ class StoreBase:
                 for f in _sqlite_files(self.path):
                     f.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise StoreError(f"Cannot create the scores store {self.url}: {exc.strerror or exc} ({exc.filename}). "
-                                 "Check store.url and that its folder can be written.") from None
+                raise StoreError(
+                    f"Cannot create the scores store {self.url}: {exc.strerror or exc} ({exc.filename}). "
+                    "Check store.url and that its folder can be written."
+                ) from None
             raise self._fault(exc, "Opening") from None
         self._tables_pending = False
 

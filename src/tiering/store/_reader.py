@@ -72,8 +72,9 @@ class BatchReader(StoreBase):
         import sqlalchemy as sa
 
         batch = self.latest_batch(as_of)
-        rows = self._run(sa.select(self.scores).where(self.scores.c.batch_id == batch.batch_id,
-                                                      self.scores.c.customer_id == str(customer_id)))
+        rows = self._run(
+            sa.select(self.scores).where(self.scores.c.batch_id == batch.batch_id, self.scores.c.customer_id == str(customer_id))
+        )
         if not rows:
             return None
         batch_keys = {"as_of": batch.as_of, "model_name": batch.model_name, "model_version": batch.model_version}
@@ -84,14 +85,25 @@ class BatchReader(StoreBase):
         import sqlalchemy as sa
 
         b, s = self.batches, self.scores
-        stmt = (sa.select(b.c.as_of, b.c.model_version, b.c.finished_at, s.c.tier, s.c.churn_risk, s.c.clv)
-                .join(b, b.c.batch_id == s.c.batch_id).where(s.c.customer_id == str(customer_id))
-                .order_by(b.c.as_of, b.c.finished_at, b.c.batch_id))
+        stmt = (
+            sa.select(b.c.as_of, b.c.model_version, b.c.finished_at, s.c.tier, s.c.churn_risk, s.c.clv)
+            .join(b, b.c.batch_id == s.c.batch_id)
+            .where(s.c.customer_id == str(customer_id))
+            .order_by(b.c.as_of, b.c.finished_at, b.c.batch_id)
+        )
         df = pd.DataFrame(self._run(stmt))
         return df.drop_duplicates("as_of", keep="last").drop(columns="finished_at") if not df.empty else df
 
-    def list_tier(self, tier: str | None = None, *, as_of: dt.date | None = None, at_risk: bool | None = None,
-                  limit: int | None = 100, offset: int = 0, after: tuple[float | None, str] | None = None) -> pd.DataFrame:
+    def list_tier(
+        self,
+        tier: str | None = None,
+        *,
+        as_of: dt.date | None = None,
+        at_risk: bool | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        after: tuple[float | None, str] | None = None,
+    ) -> pd.DataFrame:
         """The members of ``tier`` (every tier: None) in the listing order (highest CLV first, ties by id, no CLV last).
 
         ``after`` = (clv, customer_id) of the last row already read: the rows after it, found by keyset (an index

@@ -24,8 +24,7 @@ def check_chunk(chunk: pd.DataFrame, as_of: dt.date, model_name: str, model_vers
         got = chunk[key].drop_duplicates().tolist()
         got = [pd.Timestamp(g).date() for g in got] if key == "as_of" else [str(g) for g in got]
         if got != [want]:
-            raise StoreError(f"A batch must hold one as_of, model name and version: expected {key} {want!r}, "
-                             f"got {got[:5]}.")
+            raise StoreError(f"A batch must hold one as_of, model name and version: expected {key} {want!r}, got {got[:5]}.")
 
 
 def column_lists(chunk: pd.DataFrame, scored_at: object, batch_id: int) -> list[list]:
@@ -72,11 +71,13 @@ def csv_chunk(chunk: pd.DataFrame, scored_at: str, batch_id: int) -> bytes:
         elif name in BOOL_COLUMNS:
             arrays.append(pa.array(s.astype(object).where(s.notna(), None), pa.bool_(), from_pandas=True))
         else:
-            arrays.append(pa.array(s.astype(object).where(s.notna(), None).map(lambda x: x if x is None else str(x)),
-                                   pa.string(), from_pandas=True))
+            arrays.append(
+                pa.array(s.astype(object).where(s.notna(), None).map(lambda x: x if x is None else str(x)), pa.string(), from_pandas=True)
+            )
     buf = io.BytesIO()
-    pacsv.write_csv(pa.Table.from_arrays(arrays, names=list(ROW_COLUMNS)), buf,
-                    pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    pacsv.write_csv(
+        pa.Table.from_arrays(arrays, names=list(ROW_COLUMNS)), buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    )
     return buf.getvalue()
 
 

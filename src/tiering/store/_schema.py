@@ -20,8 +20,10 @@ ROW_COLUMNS = ("batch_id", *(c for c in SCORES_COLUMNS if c not in BATCH_KEYS))
 # opened for writing); SQLite's DESC already puts NULL last. It replaces the (batch_id, tier) index of stores made
 # before it.
 LISTING_INDEX = "ix_scores_batch_tier_clv"
-LISTING_INDEX_COLUMNS = {"postgresql": "batch_id, tier, clv DESC NULLS LAST, customer_id",
-                         "sqlite": "batch_id, tier, clv DESC, customer_id"}
+LISTING_INDEX_COLUMNS = {
+    "postgresql": "batch_id, tier, clv DESC NULLS LAST, customer_id",
+    "sqlite": "batch_id, tier, clv DESC, customer_id",
+}
 
 
 def column_type(name: str):
@@ -48,22 +50,24 @@ def metadata(omit: dict[str, frozenset[str]] | None = None):
 
     md = sa.MetaData()
     batches = sa.Table(
-        "score_batches", md,
+        "score_batches",
+        md,
         sa.Column("batch_id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("as_of", sa.Date, nullable=False),
         sa.Column("model_name", sa.String(200), nullable=False),
         sa.Column("model_version", sa.String(50), nullable=False),
         sa.Column("rows", sa.Integer, nullable=False),
         sa.Column("finished_at", sa.DateTime, nullable=False),
-        *([sa.Column("flips_avoided", sa.Integer, nullable=True)] if "flips_avoided" not in omit.get("score_batches", ())
-          else []),
+        *([sa.Column("flips_avoided", sa.Integer, nullable=True)] if "flips_avoided" not in omit.get("score_batches", ()) else []),
         # one batch per (as_of, model, version): a concurrent second writer fails instead of duplicating
         sa.Index("ix_batches_asof", "as_of", "model_name", "model_version", unique=True),
     )
     cols = [sa.Column("batch_id", sa.Integer, sa.ForeignKey("score_batches.batch_id"), nullable=False)]
     cols += [sa.Column(name, column_type(name)) for name in ROW_COLUMNS[1:] if name not in omit.get("scores", ())]
     scores = sa.Table(
-        "scores", md, *cols,
+        "scores",
+        md,
+        *cols,
         sa.Index("ix_scores_batch_customer", "batch_id", "customer_id", unique=True),
         # LISTING_INDEX is created by ``StoreBase._ensure_indexes`` (its NULLS LAST is PostgreSQL-only syntax)
         sa.Index("ix_scores_customer", "customer_id"),

@@ -73,8 +73,10 @@ class BatchWriter(StoreBase):
         while not folder.exists():
             folder = folder.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise StoreError(f"The scores store {self.path} cannot be created: the folder {folder} cannot be written. "
-                             "Check store.url and the folder's permissions.")
+            raise StoreError(
+                f"The scores store {self.path} cannot be created: the folder {folder} cannot be written. "
+                "Check store.url and the folder's permissions."
+            )
 
     def write_batch(self, scores: pd.DataFrame, *, chunk_rows: int = 100_000) -> Batch:
         """Write one batch atomically; replaces an earlier batch of the same as_of, model and version."""
@@ -88,9 +90,14 @@ class BatchWriter(StoreBase):
             raise StoreError(f"A batch must hold one as_of, model name and version; got {len(keys)} combinations.")
         as_of, model_name, model_version = keys.iloc[0]
         scored_at = pd.Timestamp(scores["scored_at"].max())
-        chunks = (scores.iloc[i:i + chunk_rows] for i in range(0, len(scores), chunk_rows))
-        return self.write_chunks(chunks, as_of=pd.Timestamp(as_of).date(), model_name=str(model_name),
-                                 model_version=str(model_version), scored_at=scored_at.to_pydatetime())
+        chunks = (scores.iloc[i : i + chunk_rows] for i in range(0, len(scores), chunk_rows))
+        return self.write_chunks(
+            chunks,
+            as_of=pd.Timestamp(as_of).date(),
+            model_name=str(model_name),
+            model_version=str(model_version),
+            scored_at=scored_at.to_pydatetime(),
+        )
 
     def write_chunks(
         self,
@@ -124,8 +131,11 @@ class BatchWriter(StoreBase):
                     batch_id = self._replace_batch(conn, as_of, model_name, model_version, finished)
                     written = self._write_rows(conn, batch_id, chunks, (as_of, model_name, model_version), finished, on_chunk)
                     flips = flips_avoided() if flips_avoided is not None else None
-                    conn.execute(self.batches.update().where(self.batches.c.batch_id == batch_id).values(
-                        rows=written, flips_avoided=None if flips is None else int(flips)))
+                    conn.execute(
+                        self.batches.update()
+                        .where(self.batches.c.batch_id == batch_id)
+                        .values(rows=written, flips_avoided=None if flips is None else int(flips))
+                    )
         except db_errors() as exc:
             raise self._write_error(exc) from None
         return Batch(batch_id, as_of, model_name, model_version, written, finished, flips)
@@ -136,19 +146,37 @@ class BatchWriter(StoreBase):
         import sqlalchemy as sa
 
         b = self.batches
-        old = conn.execute(sa.select(b.c.batch_id).where(
-            b.c.as_of == as_of, b.c.model_name == model_name, b.c.model_version == model_version)).scalars().all()
+        old = (
+            conn.execute(
+                sa.select(b.c.batch_id).where(b.c.as_of == as_of, b.c.model_name == model_name, b.c.model_version == model_version)
+            )
+            .scalars()
+            .all()
+        )
         if old:
             conn.execute(self.scores.delete().where(self.scores.c.batch_id.in_(old)))
             conn.execute(b.delete().where(b.c.batch_id.in_(old)))
-        key = conn.execute(b.insert().values(
-            as_of=as_of, model_name=model_name, model_version=model_version, rows=0, finished_at=finished,
-        )).inserted_primary_key
+        key = conn.execute(
+            b.insert().values(
+                as_of=as_of,
+                model_name=model_name,
+                model_version=model_version,
+                rows=0,
+                finished_at=finished,
+            )
+        ).inserted_primary_key
         assert key is not None  # a single-row INSERT always has one
         return int(key[0])
 
-    def _write_rows(self, conn, batch_id: int, chunks: Iterable[pd.DataFrame], keys: tuple[dt.date, str, str],
-                    finished: dt.datetime, on_chunk: Callable[[int], None] | None) -> int:
+    def _write_rows(
+        self,
+        conn,
+        batch_id: int,
+        chunks: Iterable[pd.DataFrame],
+        keys: tuple[dt.date, str, str],
+        finished: dt.datetime,
+        on_chunk: Callable[[int], None] | None,
+    ) -> int:
         """In the write transaction: every chunk's rows (each checked against the batch ``keys``); the rows written."""
         stamp = finished.strftime("%Y-%m-%d %H:%M:%S.%f")
         dbapi = conn.connection.driver_connection

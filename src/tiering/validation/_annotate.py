@@ -57,13 +57,7 @@ def _mark_duplicates(t: ir.Table, keys: list[str], order: list | None, dup_reaso
     import ibis
 
     good = t[REASON].isnull()
-    dups = (
-        t.filter(good)
-        .group_by(keys)
-        .agg(_n=ibis._.count())
-        .filter(ibis._._n > 1)
-        .select(*keys, _dup=ibis.literal(True))
-    )
+    dups = t.filter(good).group_by(keys).agg(_n=ibis._.count()).filter(ibis._._n > 1).select(*keys, _dup=ibis.literal(True))
     j = t.left_join(dups, [t[k].identical_to(dups[k]) for k in keys] + [good])
     j = j.select(*[j[c] for c in t.columns], _dup=j._dup)
     single = j.filter(j._dup.isnull()).drop("_dup")
@@ -86,7 +80,6 @@ def _mark_conflicting_orders(t: ir.Table, contract: TableContract) -> ir.Table:
     bad = per.filter(per._lo != per._hi).select(order, _conflict=ibis.literal(True))
     j = t.left_join(bad, [t[order] == bad[order], good])
     conflict = j._conflict.notnull()
-    return j.select(*[j[c] for c in t.columns if c != REASON], **{
-        REASON: ibis.ifelse(conflict, ibis.literal("conflicting_order_customer"), j[REASON])
-    }).select(*t.columns)
-
+    return j.select(
+        *[j[c] for c in t.columns if c != REASON], **{REASON: ibis.ifelse(conflict, ibis.literal("conflicting_order_customer"), j[REASON])}
+    ).select(*t.columns)

@@ -39,9 +39,7 @@ def _materialize_duckdb(annotated: ir.Table) -> ir.Table:
 
     backend = annotated._find_backend(use_default=True)
     bad = annotated[REASON].notnull()
-    slim = annotated.mutate(
-        **{c: ibis.ifelse(bad, annotated[c], ibis.null("string")) for c in annotated.columns if c.startswith("raw_")}
-    )
+    slim = annotated.mutate(**{c: ibis.ifelse(bad, annotated[c], ibis.null("string")) for c in annotated.columns if c.startswith("raw_")})
     path = str(private_folder(backend, "tiering-validated-") / "annotated.parquet")
     with unordered_writes(backend):  # row order carries no meaning here
         slim.to_parquet(path)
@@ -96,8 +94,9 @@ def check_table(
 def _unknown_event_types(annotated: ir.Table, column: str, rules: Rules) -> dict[str, int]:
     """Rows per event type outside validation.known_event_types, among rows without another defect."""
     reason = annotated[REASON]
-    rows = annotated.filter((reason.isnull() | (reason == "unknown_event_type"))
-                            & ~one_of(annotated[column], list(rules.settings.known_event_types)))
+    rows = annotated.filter(
+        (reason.isnull() | (reason == "unknown_event_type")) & ~one_of(annotated[column], list(rules.settings.known_event_types))
+    )
     df = rows.group_by(column).aggregate(n=rows.count()).execute()
     return {str(k): int(n) for k, n in sorted(zip(df[column], df["n"]), key=lambda kv: (-kv[1], str(kv[0])))}
 
@@ -124,4 +123,3 @@ def validate_table(
         write_quarantine_file(annotated, report, quarantine_dir)
     check_usable(report, max_quarantine_share)
     return good, report
-

@@ -35,8 +35,7 @@ def _read_errors(source: SourceConfig, table: str) -> Iterator[None]:
         raise
 
 
-def check_tables(raws: dict[str, tuple[ir.Table, SourceConfig, str]], config: Config, *, as_of: dt.date | None,
-                 con) -> ValidatedTables:
+def check_tables(raws: dict[str, tuple[ir.Table, SourceConfig, str]], config: Config, *, as_of: dt.date | None, con) -> ValidatedTables:
     """Tables already read (name -> (raw table, its SourceConfig for mapping and reading rules, the source's
     label in reports)) through check_table; writes nothing. Refuses (DataQualityError) when ``as_of`` is given
     and no valid transaction is at or before it. Shared by load_tables and the Python API (tiering.api)."""
@@ -49,8 +48,9 @@ def check_tables(raws: dict[str, tuple[ir.Table, SourceConfig, str]], config: Co
             continue
         raw, src, label = raws[name]
         with _read_errors(src, name):
-            annotated[name], good[name], report = check_table(raw, contract, src.columns, as_of=as_of, source=label,
-                                                              rules=replace(rules, timestamp_format=src.timestamp_format))
+            annotated[name], good[name], report = check_table(
+                raw, contract, src.columns, as_of=as_of, source=label, rules=replace(rules, timestamp_format=src.timestamp_format)
+            )
         reports.append(report)
     if as_of is not None:
         _refuse_as_of_before_data(annotated["transactions"], reports[0], as_of)

@@ -98,4 +98,3 @@ def check_usable(report: TableReport, max_quarantine_share: float) -> None:
             f"validation.max_quarantine_share = {max_quarantine_share}. The column mapping is probably wrong; "
             f"see the quarantine at {report.quarantine_path}, or raise the limit in the config."
         )
-

@@ -64,10 +64,11 @@ def parse_time(text: ir.StringValue, zone: str, fmt: str | None = None) -> ir.Ti
 
     if fmt is not None:
         if text._find_backend(use_default=True).name != "duckdb":
-            raise ConfigError("data.<table>.timestamp_format is supported on the duckdb engine only; write ISO 8601 "
-                              "times (2024-05-01 13:45:00) for the spark engine.")
+            raise ConfigError(
+                "data.<table>.timestamp_format is supported on the duckdb engine only; write ISO 8601 "
+                "times (2024-05-01 13:45:00) for the spark engine."
+            )
         return _duckdb_try_strptime(text, fmt)
 
     aware = to_zone(text.try_cast(dt.Timestamp(timezone="UTC")), zone)
     return ibis.ifelse(text.re_search(_OFFSET), aware, text.try_cast("timestamp"))
-

@@ -213,13 +213,17 @@ def _check_parseable(mapped: ir.Table, contract: TableContract, source: str, to_
         if not exists(f"{name}__parsed") and exists(f"{name}__present"):
             examples = mapped.select(v=raw).filter(raw.notnull()).limit(3).execute()["v"].tolist()
             kind = contract.column(name).kind
-            expected = "numbers" if kind == "number" else (
-                "timestamps such as 2024-05-01 13:45:00 (ISO 8601; for another layout set "
-                f"data.{contract.name}.timestamp_format, e.g. '%m/%d/%Y %H:%M')")
+            expected = (
+                "numbers"
+                if kind == "number"
+                else (
+                    "timestamps such as 2024-05-01 13:45:00 (ISO 8601; for another layout set "
+                    f"data.{contract.name}.timestamp_format, e.g. '%m/%d/%Y %H:%M')"
+                )
+            )
             raise SchemaError(
                 f"The {contract.name} table column '{name}' holds text that does not parse as {expected}; "
                 f"e.g. {examples}. Fix the source '{source}' or map another column under "
                 f"data.{contract.name}.columns.{name} in the config."
             )
     return floaty
-
