@@ -222,6 +222,48 @@ def _with_auto(rows: list[dict], kept: dict[dt.date, pd.DataFrame], horizon_days
     return rows + _auto_rows(pd.DataFrame(rows, columns=COLUMNS), choices)
 
 
+def _origin_rows(
+    tables: ValidatedTables,
+    o: dt.date,
+    cfg: Config,
+    selected: dict,
+    out: Path | None,
+    res: BacktestResult,
+    cache: dict,
+    ladders: dict,
+    step,
+    rows: list[dict],
+    keep_predictions: bool,
+) -> list[dict]:
+    """The rows of one origin (its models, then its ladder), its plots, notes and predictions added to ``res``."""
+    step(f"origin {o}: features, labels and BTYD")
+    try:
+        test = fit_origin(tables, o, cfg, feature_spec(cfg))
+    except DataQualityError as exc:
+        raise DataQualityError(f"Backtest origin {o}: {exc}") from None
+    train_fits = []
+    if _needs_training(selected):
+        step(f"origin {o}: training origins {', '.join(str(t) for t in training_origins(o, cfg))}")
+        train_fits = fit_training_origins(tables, o, cfg, feature_spec(cfg), cache)
+    res.notes.extend(f"{o}: {s}" for s in test.fallbacks)
+    fitted: dict = {}
+    new, plots, notes, preds = evaluate_origin(test, train_fits, cfg, selected, out, fitted=fitted)
+    res.plots.extend(plots)
+    res.notes.extend(notes)
+    if "ladder" in selected.get("tiers", ()):
+        step(f"origin {o}: tier ladder")
+        t1 = time.perf_counter()
+        ladder, tiers = _ladder_rows(tables, test, train_fits, cfg, rows + new, fitted, ladders, cache, res.notes)
+        new += ladder
+        if tiers is not None:
+            preds["tier_ladder"] = tiers["tier"].to_numpy()
+        res.seconds[f"{o} ladder"] = round(time.perf_counter() - t1, 2)
+    if keep_predictions:
+        res.predictions[o] = preds
+    cache[o] = test  # a later origin H after this one trains here
+    return new
+
+
 def backtest(
     tables: ValidatedTables,
     origins,
@@ -245,7 +287,6 @@ def backtest(
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"horizon_days": H})})
     selected = _selected(variants)
     origins = _check_origins(tables, [o if isinstance(o, dt.date) else dt.date.fromisoformat(str(o)) for o in origins], H)
-    spec = feature_spec(cfg)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -255,32 +296,7 @@ def backtest(
     ladders: dict[dt.date, pd.DataFrame] = {}  # origin -> its ladder's scored base (a later origin's holdout)
     for o in origins:
         t0 = time.perf_counter()
-        step(f"origin {o}: features, labels and BTYD")
-        try:
-            test = fit_origin(tables, o, cfg, spec)
-        except DataQualityError as exc:
-            raise DataQualityError(f"Backtest origin {o}: {exc}") from None
-        train_fits = []
-        if _needs_training(selected):
-            step(f"origin {o}: training origins {', '.join(str(t) for t in training_origins(o, cfg))}")
-            train_fits = fit_training_origins(tables, o, cfg, spec, cache)
-        res.notes.extend(f"{o}: {s}" for s in test.fallbacks)
-        fitted: dict = {}
-        r, p, n, preds = evaluate_origin(test, train_fits, cfg, selected, out, fitted=fitted)
-        rows += r
-        res.plots.extend(p)
-        res.notes.extend(n)
-        if "ladder" in selected.get("tiers", ()):
-            step(f"origin {o}: tier ladder")
-            t1 = time.perf_counter()
-            ladder, tiers = _ladder_rows(tables, test, train_fits, cfg, rows, fitted, ladders, cache, res.notes)
-            rows += ladder
-            if tiers is not None:
-                preds["tier_ladder"] = tiers["tier"].to_numpy()
-            res.seconds[f"{o} ladder"] = round(time.perf_counter() - t1, 2)
-        if keep_predictions:
-            res.predictions[o] = preds
-        cache[o] = test
+        rows += _origin_rows(tables, o, cfg, selected, out, res, cache, ladders, step, rows, keep_predictions)
         res.seconds[str(o)] = round(time.perf_counter() - t0, 2)
     if any(m in LEARNED_CLV for m in selected.get("clv", ())):  # auto chooses among learned models and baselines
         rows = _with_auto(rows, res.predictions, H, cfg)

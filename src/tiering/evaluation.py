@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from tiering.exceptions import ConfigError
+
 
 def _as_arrays(*xs) -> list[np.ndarray]:
     out = [np.asarray(x, dtype=float) for x in xs]
     n = {len(x) for x in out}
     if len(n) != 1:
-        raise ValueError(f"arrays differ in length: {[len(x) for x in out]}")
+        raise ConfigError(f"arrays differ in length: {[len(x) for x in out]}")
     return out
 
 
@@ -121,7 +123,7 @@ def hiatus_active(days_since_last_purchase, hiatus_days: float) -> np.ndarray:
     active from inactive customers."""
     (d,) = _as_arrays(days_since_last_purchase)
     if not hiatus_days > 0:
-        raise ValueError(f"hiatus_days must be a positive number of days; got {hiatus_days!r}")
+        raise ConfigError(f"hiatus_days must be a positive number of days; got {hiatus_days!r}")
     return (d <= hiatus_days).astype(float)
 
 
@@ -151,7 +153,7 @@ def choose_hiatus(frames, candidates=None) -> float:
     frames = [tuple(_as_arrays(d, y)) for d, y in frames]
     frames = [(d, y) for d, y in frames if 0 < y.mean() < 1]
     if not frames:
-        raise ValueError("choose_hiatus needs at least one frame with both buyers and non-buyers")
+        raise ConfigError("choose_hiatus needs at least one frame with both buyers and non-buyers")
     scores = np.zeros(len(cands))
     for d, y in frames:
         pos, neg = y > 0, y <= 0

@@ -33,6 +33,7 @@ import copy
 import numpy as np
 import pandas as pd
 
+from tiering.exceptions import ConfigError
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.tiers import TIER_NAMES, NextTierModel, TierPolicy
 
@@ -43,7 +44,7 @@ def _codes(tiers) -> np.ndarray:
     t = np.asarray(tiers, dtype=object)
     unknown = sorted(set(t) - set(TIER_NAMES))
     if unknown:
-        raise ValueError(f"unknown tiers {unknown}; the ladder is {list(TIER_NAMES)}")
+        raise ConfigError(f"unknown tiers {unknown}; the ladder is {list(TIER_NAMES)}")
     lookup = {n: i for i, n in enumerate(TIER_NAMES)}
     return np.array([lookup[x] for x in t], dtype=np.int64)
 
@@ -55,7 +56,7 @@ def next_tier_metrics(actual, proba: np.ndarray) -> dict[str, float]:
     y = _codes(actual)
     p = np.asarray(proba, dtype=float)
     if p.shape != (len(y), len(TIER_NAMES)):
-        raise ValueError(f"proba must be {len(y)} x {len(TIER_NAMES)} (ladder order); got {p.shape}")
+        raise ConfigError(f"proba must be {len(y)} x {len(TIER_NAMES)} (ladder order); got {p.shape}")
     p = p / p.sum(axis=1, keepdims=True)
     pred = p.argmax(axis=1)
     labels = sorted(set(y) | set(pred))

@@ -26,12 +26,10 @@ the notes, the metric ``fallback_count`` and the MLflow tag ``fallbacks``); see 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from tiering.config import Config
@@ -44,6 +42,7 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     LEARNED_CLV,
     MIN_BTYD_BUYERS,
     OriginFit,
+    choose_clv,
     clv_columns,
     feature_spec,
     features_at,
@@ -52,7 +51,7 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     fit_origin,
     fit_propensity,
     fit_training_origins,
-    pick_clv,
+    guard_propensity,
     training_origins,
     try_fit_origin,
     usable,
@@ -62,7 +61,7 @@ from tiering.holdout import evaluate_origin, flat_metrics, metrics_or_nan
 from tiering.models.bundle import ScoringBundle
 from tiering.models.clv import LevelAligned
 from tiering.tier_fitting import FLOORS, fit_next_tier, scored_inputs, tier_outcome_metrics, tier_policy, tier_policy_metrics
-from tiering.validation import ValidatedTables
+from tiering.validation import ValidatedTables, data_fingerprint
 
 __all__ = [
     "LABELS",
@@ -104,28 +103,6 @@ class TrainResult:
     version: str | None = None
 
 
-def data_fingerprint(tables: ValidatedTables) -> dict:
-    """Source paths, row counts, date range and a content hash of the validated transactions."""
-    t = tables.transactions
-    agg = (
-        t.aggregate(
-            rows=t.count(), first=t.ordered_at.min(), last=t.ordered_at.max(), customers=t.customer_id.nunique(), amount=t.amount.sum()
-        )
-        .to_pandas()
-        .iloc[0]
-    )
-    summary = {
-        "sources": {r.table: r.source for r in tables.reports},
-        "rows_valid": {r.table: r.rows_valid for r in tables.reports},
-        "rows_quarantined": {r.table: r.rows_quarantined for r in tables.reports},
-        "transactions_first": str(agg["first"]),
-        "transactions_last": str(agg["last"]),
-        "customers_with_transactions": int(agg["customers"]),
-    }
-    digest = hashlib.sha256(repr((summary, int(agg["rows"]), round(float(agg["amount"]), 4))).encode()).hexdigest()[:16]
-    return summary | {"hash": digest}
-
-
 @dataclass
 class _Steps:
     """A fit's bookkeeping: progress messages, timings per step, fallbacks and notes."""
@@ -153,26 +130,6 @@ def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: Origin
     except ModelError as exc:
         fallbacks.append(f"CLV final: the {kind} model is not fitted ({exc}); BTYD's discounted CLV stands in")
         return None
-
-
-def choose_clv(metrics: dict[str, float], cfg: Config) -> tuple[str, str]:
-    """The CLV model to ship and why: ``cfg.model.clv_model``, or with "auto" :func:`tiering.fitting.pick_clv` on the
-    normalized Gini of every candidate at the test origin."""
-    m = cfg.model
-    if m.clv_model != "auto":
-        return m.clv_model, f"CLV model {m.clv_model} (set in the config)"
-    ginis = {k: metrics.get(f"clv_{k}_normalized_gini", float("nan")) for k in CLV_CANDIDATES}
-    chosen = pick_clv(ginis, m.clv_auto_prefer, m.clv_auto_margin)
-    if chosen is None:
-        return "btyd", "CLV model btyd (auto: nothing could be evaluated out of time)"
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ginis.items(), key=lambda kv: -kv[1]) if np.isfinite(v))
-    rule = (
-        f"kept {m.clv_auto_prefer} within {m.clv_auto_margin:g} of the best"
-        if chosen == m.clv_auto_prefer
-        else f"{m.clv_auto_prefer} "
-        + ("not evaluated" if not np.isfinite(ginis.get(m.clv_auto_prefer, np.nan)) else f"behind by more than {m.clv_auto_margin:g}")
-    )
-    return chosen, f"CLV model {chosen} (auto: {rule}; normalized Gini at the test origin: {scores})"
 
 
 # every model train judges at its test origin (tiering.holdout), baselines included
@@ -287,7 +244,9 @@ def _fit_final_models(
         )
     bundle.propensity = s.timed("propensity_fit", fit_propensity, train_fits, cfg, now)
     s.fallbacks.extend(bundle.propensity.fallbacks_)
-    _guard_propensity(bundle.propensity, ev.metrics, cfg, s)
+    note = guard_propensity(bundle.propensity, ev.metrics, cfg)
+    if note:
+        s.notes.append(note)
     bundle.clv_kind = chosen
     if chosen != "btyd":
         if not train_fits:
@@ -303,21 +262,6 @@ def _fit_final_models(
         bundle.clv_interval = s.timed("clv_interval_fit", fit_interval, train_fits, cfg)
     except ModelError as exc:
         s.fallbacks.append(f"CLV interval: not fitted ({exc}); clv_p10 and clv_p90 are empty")
-
-
-def _guard_propensity(model, metrics: dict[str, float], cfg: Config, s: _Steps) -> None:
-    """Buyers' p_purchase falls back to BTYD's alone when the propensity model ranked buyers worse than BTYD at the
-    test origin by more than ``model.propensity_auto_margin`` (recorded as ``propensity_btyd_only``, noted)."""
-    ours, btyd = metrics.get("churn_model_roc_auc", np.nan), metrics.get("churn_btyd_roc_auc", np.nan)
-    lost = bool(np.isfinite(ours) and np.isfinite(btyd) and ours < btyd - cfg.model.propensity_auto_margin)
-    metrics["propensity_btyd_only"] = float(lost)
-    if lost:
-        model.btyd_weight, model.platt_ = 1.0, {}  # the Platt maps were learned for the blend: dropped with it
-        s.notes.append(
-            f"p_purchase of buyers: BTYD's alone (the propensity model's ROC-AUC at the test origin, "
-            f"{ours:.4f}, was below BTYD's {btyd:.4f} by more than {cfg.model.propensity_auto_margin:g}); "
-            "prospects keep the model"
-        )
 
 
 def _fit_tiers(

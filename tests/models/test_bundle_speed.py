@@ -13,7 +13,8 @@ from threadpoolctl import threadpool_limits
 import tiering as tg
 from tiering.datasets import simulate
 from tiering.models.bundle import model_features
-from tiering.models.clv import SpendRegressor, hgb_raw_predictions, signed_log, tree_input
+from tiering.models._hgb import hgb_raw_predictions
+from tiering.models.clv import SpendRegressor, signed_log, tree_input
 from tiering.models.hurdle import HurdleSpend
 from tiering.models.intervals import SpendInterval
 
@@ -232,7 +233,7 @@ def test_small_batches_score_like_the_whole_base(bundle, base):
 def test_a_scikit_learn_without_the_internals_scores_alike(bundle, base, monkeypatch):
     """The coded path reads scikit-learn internals; where a release moved them, the boosters' own predictions
     stand in: slower, the same scores."""
-    from tiering.models import clv
+    from tiering.models import _hgb as clv  # the binned path moved from models.clv to models._hgb
 
     whole = bundle.predict(base)
 

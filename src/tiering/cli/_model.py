@@ -122,6 +122,55 @@ _COMPARE_METRICS = (
 )
 
 
+def _render_comparison(c, payload: dict, cfg) -> None:
+    """Versions, the settings that differ between them and the recent runs, as tables."""
+    import pandas as pd
+
+    fmt = {k: "{:.4f}" for k in _COMPARE_METRICS}
+    rows = [
+        {
+            "version": v["version"],
+            "aliases": ", ".join(v["aliases"]),
+            "run_id": v["run_id"],
+            "as_of": v["as_of"],
+            "horizon_days": v["horizon_days"],
+            "data_hash": v["data_hash"],
+            **{k: v["metrics"].get(k) for k in _COMPARE_METRICS},
+        }
+        for v in payload["versions"]
+    ]
+    if not rows:
+        c.print(f"No registered versions of {cfg.tracking.registered_model} yet: run `tiering train`.")
+    else:
+        show(c, f"Versions of {cfg.tracking.registered_model}", pd.DataFrame(rows), fmt, key="version")
+    if payload["differs"]:
+        diff = pd.DataFrame(
+            [
+                {"setting": k, **{f"version {ver}": "(none)" if val is None else val for ver, val in vals.items()}}
+                for k, vals in payload["differs"].items()
+            ]
+        )
+        show(c, "Settings that differ between these versions", diff, key="setting")
+    elif len(rows) > 1:
+        c.print("These versions share every setting (params, as_of, horizon, data).")
+    flat = [
+        {
+            "run_id": r["run_id"],
+            "name": r["run_name"],
+            "kind": r["kind"],
+            "started": r["started"],
+            "as_of": r["as_of"],
+            "horizon_days": r["horizon_days"],
+            "data_hash": r["data_hash"],
+            "code": r["code_version"],
+            **{k: r["metrics"].get(k) for k in _COMPARE_METRICS},
+        }
+        for r in payload["runs"]
+    ]
+    if flat:
+        show(c, f"Runs in experiment {cfg.tracking.experiment} (newest first)", pd.DataFrame(flat), fmt, key="run_id")
+
+
 def compare(
     only: Annotated[list[str] | None, typer.Argument(metavar="[VERSION]...", help="Registered versions to compare (default: all).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Most recent runs to show.")] = 20,
@@ -131,59 +180,13 @@ def compare(
 ):
     """Registered versions and recent runs side by side (metrics, data, as_of, horizon, aliases), and the
     settings (params, data fingerprint, horizon, as_of) that differ between the versions shown."""
-    import pandas as pd
 
     from tiering import jobs
 
     cfg = load(config, sets=set_)
     payload = jobs.compare(cfg, limit=limit, only=only)
 
-    def render(c):
-        fmt = {k: "{:.4f}" for k in _COMPARE_METRICS}
-        rows = [
-            {
-                "version": v["version"],
-                "aliases": ", ".join(v["aliases"]),
-                "run_id": v["run_id"],
-                "as_of": v["as_of"],
-                "horizon_days": v["horizon_days"],
-                "data_hash": v["data_hash"],
-                **{k: v["metrics"].get(k) for k in _COMPARE_METRICS},
-            }
-            for v in payload["versions"]
-        ]
-        if not rows:
-            c.print(f"No registered versions of {cfg.tracking.registered_model} yet: run `tiering train`.")
-        else:
-            show(c, f"Versions of {cfg.tracking.registered_model}", pd.DataFrame(rows), fmt, key="version")
-        if payload["differs"]:
-            diff = pd.DataFrame(
-                [
-                    {"setting": k, **{f"version {ver}": "(none)" if val is None else val for ver, val in vals.items()}}
-                    for k, vals in payload["differs"].items()
-                ]
-            )
-            show(c, "Settings that differ between these versions", diff, key="setting")
-        elif len(rows) > 1:
-            c.print("These versions share every setting (params, as_of, horizon, data).")
-        flat = [
-            {
-                "run_id": r["run_id"],
-                "name": r["run_name"],
-                "kind": r["kind"],
-                "started": r["started"],
-                "as_of": r["as_of"],
-                "horizon_days": r["horizon_days"],
-                "data_hash": r["data_hash"],
-                "code": r["code_version"],
-                **{k: r["metrics"].get(k) for k in _COMPARE_METRICS},
-            }
-            for r in payload["runs"]
-        ]
-        if flat:
-            show(c, f"Runs in experiment {cfg.tracking.experiment} (newest first)", pd.DataFrame(flat), fmt, key="run_id")
-
-    emit(as_json, payload, render)
+    emit(as_json, payload, lambda c: _render_comparison(c, payload, cfg))
 
 
 def predict(

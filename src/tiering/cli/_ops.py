@@ -106,8 +106,6 @@ def tiers_list(
     as_json: JsonOpt = False,
 ):
     """The members of a tier, highest CLV first: a table, CSV (streamed, every column) or JSON."""
-    import pandas as pd
-
     from tiering.ops import check_format, check_tier, iter_tier_csv, resolve_listing, tier_page
 
     fmt = check_format("json" if as_json else fmt.lower())
@@ -126,19 +124,27 @@ def tiers_list(
     if fmt == "json":
         emit(True, page, None)
         return
-    cols = {
-        "customer_id": "customer",
-        "tier": "tier",
-        "clv": "CLV",
-        "churn_risk": "churn",
-        "p_purchase": "P(buy)",
-        "next_tier": "next tier",
-        "rfm_segment": "RFM segment",
-        "at_risk": "at risk",
-        "lapsed_buyer": "lapsed",
-    }
-    if tier is not None:
-        cols.pop("tier")
+    _print_page(page, tier, offset, at_risk, lapsed)
+
+
+_PAGE_COLUMNS = {
+    "customer_id": "customer",
+    "tier": "tier",
+    "clv": "CLV",
+    "churn_risk": "churn",
+    "p_purchase": "P(buy)",
+    "next_tier": "next tier",
+    "rfm_segment": "RFM segment",
+    "at_risk": "at risk",
+    "lapsed_buyer": "lapsed",
+}
+
+
+def _print_page(page: dict, tier: str | None, offset: int, at_risk: bool, lapsed: bool) -> None:
+    """A page of a tier listing as a table (the tier column only when every tier is listed)."""
+    import pandas as pd
+
+    cols = {k: v for k, v in _PAGE_COLUMNS.items() if not (tier is not None and k == "tier")}
     df = pd.DataFrame(page["items"], columns=list(cols)).rename(columns=cols)
     start = f"rows {offset + 1:,}-{offset + len(df):,}" if page.get("offset") is not None else f"{len(df):,} rows after the cursor"
     shown = f"{start} of {page['total']:,}" if len(df) else f"none of {page['total']:,}"

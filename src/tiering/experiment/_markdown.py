@@ -19,6 +19,26 @@ def _fmt(x: float, d: int = 4) -> str:
     return "" if pd.isna(x) else f"{x:+.{d}f}"
 
 
+def _verdicts(cmp: pd.DataFrame) -> list[str]:
+    """One plain sentence per verdict (a baseline wins, no clear winner, the model wins) listing its rows."""
+    lines = [""]
+    for verdict, title in (
+        ("baseline wins", "**A baseline wins** (interval wholly below 0): "),
+        ("tie", "**No clear winner** (interval covers 0): "),
+        ("model wins", "**The model wins** (interval wholly above 0): "),
+    ):
+        rows = cmp[cmp["verdict"].str.startswith(verdict)] if verdict == "tie" else cmp[cmp["verdict"] == verdict]
+        if rows.empty:
+            continue
+        items = [
+            f"{r.variant} H{r.horizon_days} {r.task} {r.metric} {r.model} ({_fmt(r.mean_diff)}"
+            + (f", best baseline: {r.best_baselines})" if verdict == "baseline wins" else ")")
+            for r in rows.itertuples()
+        ]
+        lines += [title + "; ".join(items) + ".", ""]
+    return lines
+
+
 def comparison_markdown(cmp: pd.DataFrame, spec: ExperimentSpec, splits: dict, hiatus: dict, seconds: dict) -> list[str]:
     """The leading section of results.md: the comparison table, then the plain verdicts."""
     b = spec.bootstrap
@@ -49,34 +69,7 @@ def comparison_markdown(cmp: pd.DataFrame, spec: ExperimentSpec, splits: dict, h
             f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | [{_fmt(r.ci_origins_low)}, {_fmt(r.ci_origins_high)}] | "
             f"{r.share_won:.0%} | {_fmt(r.min_diff, 3)}..{_fmt(r.max_diff, 3)} | {r.best_baselines} | {r.verdict} |"
         )
-    lose = cmp[cmp["verdict"] == "baseline wins"]
-    tie = cmp[cmp["verdict"].str.startswith("tie")]
-    win = cmp[cmp["verdict"] == "model wins"]
-    lines.append("")
-    if not lose.empty:
-        lines += [
-            "**A baseline wins** (interval wholly below 0): "
-            + "; ".join(
-                f"{r.variant} H{r.horizon_days} {r.task} {r.metric} {r.model} ({_fmt(r.mean_diff)}, best baseline: {r.best_baselines})"
-                for r in lose.itertuples()
-            )
-            + ".",
-            "",
-        ]
-    if not tie.empty:
-        lines += [
-            "**No clear winner** (interval covers 0): "
-            + "; ".join(f"{r.variant} H{r.horizon_days} {r.task} {r.metric} {r.model} ({_fmt(r.mean_diff)})" for r in tie.itertuples())
-            + ".",
-            "",
-        ]
-    if not win.empty:
-        lines += [
-            "**The model wins** (interval wholly above 0): "
-            + "; ".join(f"{r.variant} H{r.horizon_days} {r.task} {r.metric} {r.model} ({_fmt(r.mean_diff)})" for r in win.itertuples())
-            + ".",
-            "",
-        ]
+    lines += _verdicts(cmp)
     lines += ["Origins per variant and horizon (select / gap / report), chosen hiatus, wall time:", ""]
     for key, sp in splits.items():
         by = {k: [o for o, v in sp.items() if v == k] for k in ("select", "gap", "report")}

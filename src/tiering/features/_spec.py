@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from tiering.exceptions import LeakageError
+from tiering.exceptions import ConfigError, LeakageError
 from tiering.schemas import EVENT_TYPES
 
 SOCIAL_WINDOW_DAYS = 90  # social_actions_90d and engagement_score look at the last 90 days
@@ -45,13 +45,13 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         if self.time_unit not in ("D", "W"):
-            raise ValueError(f"FeatureSpec.time_unit must be 'D' or 'W'; got {self.time_unit!r}.")
+            raise ConfigError(f"FeatureSpec.time_unit must be 'D' or 'W'; got {self.time_unit!r}.")
         try:
             windows = tuple(sorted({int(w) for w in self.windows_days}))
         except (TypeError, ValueError):
-            raise ValueError(f"FeatureSpec.windows_days must be positive integers; got {self.windows_days!r}.") from None
+            raise ConfigError(f"FeatureSpec.windows_days must be positive integers; got {self.windows_days!r}.") from None
         if not windows or windows[0] <= 0:
-            raise ValueError(f"FeatureSpec.windows_days must be non-empty positive day counts; got {self.windows_days!r}.")
+            raise ConfigError(f"FeatureSpec.windows_days must be non-empty positive day counts; got {self.windows_days!r}.")
         object.__setattr__(self, "windows_days", windows)
         object.__setattr__(self, "version", str(self.version))
 

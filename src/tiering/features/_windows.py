@@ -8,6 +8,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
+from tiering.exceptions import ConfigError
 from tiering.features._engagement import interaction_features
 from tiering.features._rfm import transaction_features
 from tiering.features._spec import (
@@ -173,7 +174,7 @@ def build_labels(transactions: ir.Table, *, as_of: dt.date, horizon_days: int) -
     """
     as_of = as_date(as_of)
     if int(horizon_days) <= 0:
-        raise ValueError(f"horizon_days must be a positive number of days; got {horizon_days!r}.")
+        raise ConfigError(f"horizon_days must be a positive number of days; got {horizon_days!r}.")
     if isinstance(transactions, AsOfTable):
         transactions = transactions.table
     start = ibis.literal(cutoff(as_of), type="timestamp")

@@ -62,25 +62,8 @@ class _TransactionModel(_BTYDModel):
         owner = f"{type(self).__name__}.fit"
         (frequency, recency, T), _ = _inputs(owner, _TRANSACTION_COLUMNS, frequency, recency, T)
         x, rec, T = _columns(owner, frequency=frequency, recency=recency, T=T)
-        n = x.shape[0]
-        finite = np.isfinite(x) & np.isfinite(rec) & np.isfinite(T)
-        _raise_bad_rows(
-            owner,
-            n,
-            [
-                ("have a missing or infinite frequency, recency or T", ~finite),
-                ("have a negative frequency, recency or T", finite & ((x < 0) | (rec < 0) | (T < 0))),
-                ("have a non-integer frequency", finite & (x != np.round(x))),
-                ("have recency > T", finite & (rec > T)),
-                (
-                    "have frequency 0 but recency > 0 (recency is the time from the first to the last purchase, "
-                    "not the time since the last purchase)",
-                    finite & (x == 0) & (rec > 0),
-                ),
-            ],
-            _SUMMARY_HINT,
-        )
-        w = _weights(owner, sample_weight, n)
+        _check_rfm_rows(owner, x, rec, T)
+        w = _weights(owner, sample_weight, x.shape[0])
         keep = w > 0
         if not (x[keep] > 0).any() or T[keep].max() <= 0:
             raise ModelError(
@@ -190,3 +173,24 @@ class _TransactionModel(_BTYDModel):
     def expected_number_of_purchases_up_to_time(self, t: ArrayLike) -> np.ndarray:
         """lifetimes' name for :meth:`expected_purchases_new`."""
         return self.expected_purchases_new(t)
+
+
+def _check_rfm_rows(owner: str, x: np.ndarray, rec: np.ndarray, T: np.ndarray) -> None:
+    """A ModelError naming how many rows break the RFM summary's rules, and which."""
+    finite = np.isfinite(x) & np.isfinite(rec) & np.isfinite(T)
+    _raise_bad_rows(
+        owner,
+        x.shape[0],
+        [
+            ("have a missing or infinite frequency, recency or T", ~finite),
+            ("have a negative frequency, recency or T", finite & ((x < 0) | (rec < 0) | (T < 0))),
+            ("have a non-integer frequency", finite & (x != np.round(x))),
+            ("have recency > T", finite & (rec > T)),
+            (
+                "have frequency 0 but recency > 0 (recency is the time from the first to the last purchase, "
+                "not the time since the last purchase)",
+                finite & (x == 0) & (rec > 0),
+            ),
+        ],
+        _SUMMARY_HINT,
+    )

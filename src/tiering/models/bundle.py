@@ -31,9 +31,10 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models import thread_limits
+from tiering.models._hgb import hgb_raw_predictions
 from tiering.models.bgnbd import BetaGeoModel
 from tiering.models.btyd_clv import btyd_scores
-from tiering.models.clv import BTYD_FEATURES, LevelAligned, hgb_raw_predictions
+from tiering.models.clv import BTYD_FEATURES, LevelAligned
 from tiering.models.gammagamma import GammaGammaModel
 from tiering.models.intervals import SpendInterval
 from tiering.models.meanspend import MeanSpendModel

@@ -73,18 +73,7 @@ class GammaGammaModel(_SpendModel, _BTYDModel):
                 f"{owner}: {int(use.sum())} rows have frequency > 0 and monetary_value > 0; the "
                 "Gamma-Gamma model needs repeat buyers with positive spend (at least 2 rows)."
             )
-        x, m, w = x[use], m[use], w[use]  # spend is continuous: collapsing identical rows would not pay
-        ux, ix = np.unique(x, return_inverse=True)
-        d = {
-            "xm": x * m,
-            "w": w,
-            "wx": w * x,
-            "ux": ux,
-            "w_ux": np.bincount(ix, weights=w),
-            "W": w.sum(),
-            "Slm": w @ np.log(m),
-            "Slxm": w @ np.log(x * m),
-        }
+        d = _sufficient(x[use], m[use], w[use])
 
         def objective(theta: np.ndarray, pen: float) -> tuple[float, np.ndarray]:
             p = np.exp(theta)
@@ -148,3 +137,19 @@ class GammaGammaModel(_SpendModel, _BTYDModel):
         with np.errstate(invalid="ignore"):
             weight = p * x / (p * x + q - 1.0)
             return np.where(x > 0, (1.0 - weight) * mean + weight * m, mean)
+
+
+def _sufficient(x: np.ndarray, m: np.ndarray, w: np.ndarray) -> dict:
+    """What the Gamma-Gamma log-likelihood reads of the used rows (spend is continuous: collapsing identical rows
+    would not pay)."""
+    ux, ix = np.unique(x, return_inverse=True)
+    return {
+        "xm": x * m,
+        "w": w,
+        "wx": w * x,
+        "ux": ux,
+        "w_ux": np.bincount(ix, weights=w),
+        "W": w.sum(),
+        "Slm": w @ np.log(m),
+        "Slxm": w @ np.log(x * m),
+    }

@@ -23,7 +23,8 @@ import pandas as pd
 
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
-from tiering.models.clv import LevelAligned, _fit_columns, _names, feature_frame, hgb_predict, hgb_predict_proba, tree_input
+from tiering.models._hgb import hgb_predict, hgb_predict_proba
+from tiering.models.clv import LevelAligned, _fit_columns, _names, feature_frame, tree_input
 
 __all__ = ["HurdleSpend"]
 

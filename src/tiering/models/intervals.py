@@ -32,7 +32,8 @@ from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ModelError
 from tiering.models import check_fitted, thread_limits
-from tiering.models.clv import _fit_columns, _names, feature_frame, hgb_predict, tree_input
+from tiering.models._hgb import hgb_predict
+from tiering.models.clv import _fit_columns, _names, feature_frame, tree_input
 
 __all__ = ["SpendInterval", "interval_metrics"]
 

@@ -128,8 +128,8 @@ class NextTierModel(BaseEstimator):
 
     def _predict_columns(self, column, n_rows: int, current_tier) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` from columns by name (``column(name)``: a float array of n_rows): the scoring bundle's path,
-        the booster run on the codes of its inputs (``tiering.models.clv.hgb_raw_predictions``)."""
-        from tiering.models.clv import hgb_predict_proba, hgb_raw_predictions
+        the booster run on the codes of its inputs (``tiering.models._hgb.hgb_raw_predictions``)."""
+        from tiering.models._hgb import hgb_predict_proba, hgb_raw_predictions
 
         if getattr(self, "mode_", None) != "model" or self.model_ is None:
             X = (

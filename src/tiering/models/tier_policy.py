@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from tiering.exceptions import ModelError
+from tiering.exceptions import ConfigError, ModelError
 from tiering.ladder import TIER_NAMES
 from tiering.models.koc import expected_f1_cut, fit_koc_volume_mixture, koc_counts, koc_posterior, koc_window
 from tiering.models.rfm import NO_PURCHASE_SEGMENT, SEGMENT_TABLE, quintile_edges, quintile_score
@@ -363,7 +363,7 @@ def apply_hysteresis(previous: pd.DataFrame, current: pd.DataFrame, margin: floa
     of tier changes avoided). Pure: neither frame is modified.
     """
     if margin < 0:
-        raise ValueError(f"the hysteresis margin must be >= 0; got {margin}")
+        raise ConfigError(f"the hysteresis margin must be >= 0; got {margin}")
     missing = [c for c in ("customer_id", "tier", *PROBA_COLUMNS) if c not in current.columns]
     if missing:
         raise ModelError(f"apply_hysteresis needs the current scores' columns {missing}; got {list(current.columns)}.")

@@ -48,7 +48,7 @@ Parquet file on DuckDB (see _check._materialize_duckdb); the good rows returned 
 
 Modules: ``_load`` (every input of a run) over ``_check`` (one table: counts, quarantine, refusal),
 ``_annotate`` (the reason per row), ``_typing`` (contract columns typed, text parsed), ``_time`` (time zones and
-formats), ``_reports`` (reports, validated tables, the quarantine file, the usability guard) and ``_rules``.
+formats), ``_reports`` (reports, validated tables and their fingerprint, the quarantine file, the usability guard) and ``_rules``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,14 @@ from __future__ import annotations
 from tiering.validation._annotate import annotate
 from tiering.validation._check import check_table, validate_table
 from tiering.validation._load import check_tables, load_tables
-from tiering.validation._reports import TableReport, ValidatedTables, bucket_count, check_usable, write_quarantine_file
+from tiering.validation._reports import (
+    TableReport,
+    ValidatedTables,
+    bucket_count,
+    check_usable,
+    data_fingerprint,
+    write_quarantine_file,
+)
 from tiering.validation._rules import REASON, Rules
 
 __all__ = [
@@ -65,6 +72,7 @@ __all__ = [
     "TableReport",
     "ValidatedTables",
     "bucket_count",
+    "data_fingerprint",
     "annotate",
     "check_table",
     "write_quarantine_file",

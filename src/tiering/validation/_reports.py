@@ -4,6 +4,7 @@ usable rows."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,3 +99,25 @@ def check_usable(report: TableReport, max_quarantine_share: float) -> None:
             f"validation.max_quarantine_share = {max_quarantine_share}. The column mapping is probably wrong; "
             f"see the quarantine at {report.quarantine_path}, or raise the limit in the config."
         )
+
+
+def data_fingerprint(tables: ValidatedTables) -> dict:
+    """Source paths, row counts, date range and a content hash of the validated transactions."""
+    t = tables.transactions
+    agg = (
+        t.aggregate(
+            rows=t.count(), first=t.ordered_at.min(), last=t.ordered_at.max(), customers=t.customer_id.nunique(), amount=t.amount.sum()
+        )
+        .to_pandas()
+        .iloc[0]
+    )
+    summary = {
+        "sources": {r.table: r.source for r in tables.reports},
+        "rows_valid": {r.table: r.rows_valid for r in tables.reports},
+        "rows_quarantined": {r.table: r.rows_quarantined for r in tables.reports},
+        "transactions_first": str(agg["first"]),
+        "transactions_last": str(agg["last"]),
+        "customers_with_transactions": int(agg["customers"]),
+    }
+    digest = hashlib.sha256(repr((summary, int(agg["rows"]), round(float(agg["amount"]), 4))).encode()).hexdigest()[:16]
+    return summary | {"hash": digest}
