@@ -79,8 +79,8 @@ def connect(engine: str = "duckdb", **settings):
     instead of growing) or ``threads=2``; ignored for spark. Without a memory_limit, DuckDB gets
     ``auto_memory_limit()`` (1 GiB, or a quarter of RAM when that is less; load_tables raises it
     with the base size) instead of DuckDB's own default of 80% of RAM. Without a temp_directory, DuckDB spills
-    into a folder of its own under ./.tmp (DuckDB's default place), not into ./.tmp itself: two processes
-    spilling into one folder overwrite each other's temporary files ("Corrupt temporary file").
+    into a folder of its own in the working directory (./.tmp-duckdb-PID-N), not into DuckDB's default ./.tmp:
+    two processes spilling into one folder overwrite each other's temporary files ("Corrupt temporary file").
     """
     import ibis
 
@@ -89,9 +89,8 @@ def connect(engine: str = "duckdb", **settings):
         if auto:
             settings["memory_limit"] = auto_memory_limit(threads=settings.get("threads"))
         own_spill = settings.get("temp_directory") is None
-        if own_spill:  # DuckDB creates it on the first spill and removes it when the connection closes
-            Path(".tmp").mkdir(exist_ok=True)
-            settings["temp_directory"] = str(Path(".tmp") / f"duckdb-{os.getpid()}-{next(NAME_SERIAL)}")
+        if own_spill:  # DuckDB creates it on the first spill (nothing is written otherwise) and removes it on close
+            settings["temp_directory"] = f".tmp-duckdb-{os.getpid()}-{next(NAME_SERIAL)}"
         con = ibis.duckdb.connect(**settings)
         con._tiering_own_spill = own_spill
         con._tiering_auto_memory_limit = auto
