@@ -58,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _rss import peak_rss_gib  # benchmarks/_rss.py: run as a script, this folder is on sys.path
+
 AS_OF = dt.date(2025, 12, 31)
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
 JOBS = ("sql_rfm", "sql_floor", "rfm", "features_tx", "features", "features_duckdefault", "features_1g", "sql_validate",
@@ -66,20 +68,6 @@ JOBS = ("sql_rfm", "sql_floor", "rfm", "features_tx", "features", "features_duck
 BASELINE = {"rfm": "sql_rfm", "sql_floor": "sql_rfm", "features_tx": "sql_floor", "features": "sql_floor",
             "features_1g": "sql_floor", "features_duckdefault": "sql_floor", "lifetimes": "sql_rfm", "validate": "sql_validate",
             "validated_1g": "sql_validate"}
-
-
-def _peak_rss_gib() -> float:
-    """This process's own peak RSS. On Linux VmHWM: ru_maxrss of a child carries the parent's high-water
-    mark over fork + exec (and RUSAGE_CHILDREN keeps the largest child), so after the data generator
-    ran in the parent every job read the generator's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB
-    except OSError:
-        pass
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return kib / (1024**3 if sys.platform == "darwin" else 1024**2)
 
 
 def ensure_data(cache: Path, customers: int, seed: int) -> Path:
@@ -343,7 +331,7 @@ def child(args: argparse.Namespace) -> None:
     if res.pop("wall_pending", False):
         res["wall"] = time.perf_counter() - res.pop("t0")
     res["cpu"] = _cpu_seconds() - _CPU0[-1]
-    res["peak_gib"] = _peak_rss_gib()
+    res["peak_gib"] = peak_rss_gib()
     if _CON:  # what DuckDB ran with (read after the clock stopped)
         res["threads"], res["memory_limit"] = _CON[0].raw_sql(
             "SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()

@@ -28,27 +28,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _rss import peak_rss_gib  # benchmarks/_rss.py: run as a script, this folder is on sys.path
+
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
 AS_OF = dt.date(2025, 6, 30)
-
-
-def _peak_rss_gib() -> float:
-    """This process's own peak RSS (VmHWM; ru_maxrss of a child can carry its parent's high-water mark over exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB
-    except OSError:
-        pass
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return kib / (1024**3 if sys.platform == "darwin" else 1024**2)
 
 
 def _config(data: Path, quarantine: Path, args: argparse.Namespace):
@@ -84,7 +73,7 @@ def child_train(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     tables = load_tables(cfg, as_of=AS_OF)
     res["validate_s"] = time.perf_counter() - t0
-    res["validate_peak_gib"] = _peak_rss_gib()
+    res["validate_peak_gib"] = peak_rss_gib()
     fitted = None
     if args.sample:
         t1 = time.perf_counter()
@@ -95,7 +84,7 @@ def child_train(args: argparse.Namespace) -> dict:
     result = fit(tables, as_of=AS_OF, cfg=cfg)
     res["fit_s"] = time.perf_counter() - t2
     res["total_s"] = time.perf_counter() - t0
-    res["peak_gib"] = _peak_rss_gib()
+    res["peak_gib"] = peak_rss_gib()
     res["fitted"] = fitted
     res["oot_sample"] = {k: result.metrics.get(k) for k in ("clv_normalized_gini", "churn_model_roc_auc")}
     joblib.dump(result.bundle, out / "bundle.joblib")

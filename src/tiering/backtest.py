@@ -236,15 +236,16 @@ def _origin_rows(
     keep_predictions: bool,
 ) -> list[dict]:
     """The rows of one origin (its models, then its ladder), its plots, notes and predictions added to ``res``."""
+    spec = feature_spec(cfg)
     step(f"origin {o}: features, labels and BTYD")
     try:
-        test = fit_origin(tables, o, cfg, feature_spec(cfg))
+        test = fit_origin(tables, o, cfg, spec)
     except DataQualityError as exc:
         raise DataQualityError(f"Backtest origin {o}: {exc}") from None
     train_fits = []
     if _needs_training(selected):
         step(f"origin {o}: training origins {', '.join(str(t) for t in training_origins(o, cfg))}")
-        train_fits = fit_training_origins(tables, o, cfg, feature_spec(cfg), cache)
+        train_fits = fit_training_origins(tables, o, cfg, spec, cache)
     res.notes.extend(f"{o}: {s}" for s in test.fallbacks)
     fitted: dict = {}
     new, plots, notes, preds = evaluate_origin(test, train_fits, cfg, selected, out, fitted=fitted)

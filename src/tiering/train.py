@@ -125,6 +125,9 @@ class _Steps:
 
 def _try_fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit, fallbacks: list[str]) -> LevelAligned | None:
     """The final CLV model, or None (with a fallback note: BTYD's CLV stands in) when it cannot be fitted."""
+    if not fits:
+        fallbacks.append(f"CLV final: no labelled training origin; the {kind} CLV model is not fitted and BTYD's discounted CLV stands in")
+        return None
     try:
         return fit_clv(kind, fits, cfg, score_at)
     except ModelError as exc:
@@ -197,10 +200,8 @@ def _evaluate(tables: ValidatedTables, as_of: dt.date, cfg: Config, spec: Featur
             "(propensity_roc_auc is NaN), the chosen CLV metric is BTYD's and no next-tier model is fitted "
             "(each customer is predicted to stay in its tier)"
         )
-    metrics = {"clv_normalized_gini": float("nan"), "propensity_roc_auc": float("nan")}
-    got, fitted = _evaluation_metrics(test, eval_fits, cfg, s)
-    metrics |= got
-    metrics["clv_normalized_gini"] = metrics["clv_btyd_normalized_gini"]
+    got, fitted = _evaluation_metrics(test, eval_fits, cfg, s)  # propensity_roc_auc among them when evaluated
+    metrics = {"propensity_roc_auc": float("nan")} | got | {"clv_normalized_gini": got["clv_btyd_normalized_gini"]}
     return _Evaluation(test, eval_fits, metrics, fitted)
 
 
@@ -249,13 +250,7 @@ def _fit_final_models(
         s.notes.append(note)
     bundle.clv_kind = chosen
     if chosen != "btyd":
-        if not train_fits:
-            s.fallbacks.append(
-                f"CLV final: no labelled training origin; the {chosen} CLV model is not fitted and BTYD's discounted CLV stands in"
-            )
-            bundle.clv_model = None
-        else:
-            bundle.clv_model = s.timed("clv_fit", _try_fit_clv, chosen, train_fits, cfg, now, s.fallbacks)
+        bundle.clv_model = s.timed("clv_fit", _try_fit_clv, chosen, train_fits, cfg, now, s.fallbacks)
         if bundle.clv_model is None:
             bundle.clv_kind = "btyd"
     try:

@@ -206,7 +206,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 
         y = np.asarray(y, dtype=int)
         self.platt_: dict[str, tuple[float, float]] = {}
-        p, has = self._blended(X), np.isfinite(self._btyd(X))
+        p, has = self._blended(X)
         for group, rows in (("buyers", has), ("prospects", ~has)):
             a, b = 0.0, 1.0
             if rows.sum() >= min_per_group and len(np.unique(y[rows])) == 2:
@@ -225,19 +225,23 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             out[rows] = _expit(a + b * _logit(p[rows]))
         return out
 
-    def _blended(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Steps 1-3: the classifier's probability, level-aligned, blended with BTYD's where X has it."""
-        p = _expit(self._model_logit(self._inputs(X)) + getattr(self, "offset_", 0.0))
-        pb = self._btyd(X)
+    def _aligned_blend(self, z: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 2-3 on the classifier's logit ``z``: the level offset, then the blend with BTYD's probability
+        ``pb`` where it is finite (buyers). Returns the probability and that buyer mask."""
+        p = _expit(z + getattr(self, "offset_", 0.0))
         has = np.isfinite(pb)
         w = getattr(self, "btyd_weight", 0.0)
         p[has] = (1.0 - w) * p[has] + w * pb[has]
-        return p
+        return p, has
+
+    def _blended(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 1-3 on X, and which rows have a BTYD prediction."""
+        return self._aligned_blend(self._model_logit(self._inputs(X)), self._btyd(X))
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """[P(no purchase), P(purchase)] in the horizon per row: the classifier's, level-aligned, blended
         with BTYD's for rows with a btyd_p_no_purchase value, and Platt-scaled when ``recalibrate`` was called."""
-        p = self._platt(self._blended(X), np.isfinite(self._btyd(X)))
+        p = self._platt(*self._blended(X))
         return np.column_stack([1.0 - p, p])
 
     def predict_purchase(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -268,14 +272,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                     for j, c in enumerate(names):
                         X[:, j] = column(c)
                     z = _logit(self.model_.predict_proba(np.round(X, 6))[:, 1])
-        p = _expit(z + getattr(self, "offset_", 0.0))
-        has = np.zeros(n_rows, dtype=bool)
-        if has_column(BTYD_PURCHASE_COLUMN):
-            pb = 1.0 - np.asarray(column(BTYD_PURCHASE_COLUMN), dtype=float)
-            has = np.isfinite(pb)
-            w = getattr(self, "btyd_weight", 0.0)
-            p[has] = (1.0 - w) * p[has] + w * pb[has]
-        return self._platt(p, has)
+        has_btyd = has_column(BTYD_PURCHASE_COLUMN)
+        pb = 1.0 - np.asarray(column(BTYD_PURCHASE_COLUMN), dtype=float) if has_btyd else np.full(n_rows, np.nan)
+        return self._platt(*self._aligned_blend(z, pb))
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """1 where P(purchase) >= 0.5, else 0 (scikit-learn's classifier contract; ``score`` is accuracy)."""
