@@ -114,6 +114,12 @@ def _as_number(side: ir.Value, key: str, spec: str, table: str) -> ir.Value:
 def trim_text(text: ir.StringValue) -> ir.StringValue:
     """Surrounding whitespace removed. Not Ibis's strip() on Spark: it passes '\\v' in a SQL literal, which Spark
     reads as the letter v, so 'view' came out as 'iew'."""
+    import ibis
+
     if text._find_backend(use_default=True).name == "pyspark":
         return text.re_replace(r"^\s+|\s+$", "")
-    return text.strip()
+    # DuckDB's trim with a character list (what strip() compiles to) costs ~3x a value's other checks; the
+    # characters it removes are all <= ' ', so only a value that starts or ends with such a character needs it
+    # (validation of 2M transaction lines: 2.4 -> 0.85 CPU s for the four text columns)
+    edge = (text.ascii_str() <= 32) | (text.right(1).ascii_str() <= 32)
+    return ibis.ifelse(edge, text.strip(), text)
