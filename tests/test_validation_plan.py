@@ -59,3 +59,17 @@ def test_trim_matches_strip(value):
     got = t.select(a=trim_text(t.s), b=t.s.strip()).execute()
     assert got["a"].tolist()[0] == got["b"].tolist()[0]
     assert got["a"].isna().tolist() == [False, True]
+
+
+def test_reasons_with_equal_counts_in_name_order(tmp_path):
+    con = connect("duckdb")
+    df = pd.DataFrame(
+        {
+            "customer_id": ["a", None, "b", "c"],
+            "order_id": ["1", "2", "3", "4"],
+            "ordered_at": ["2024-01-01", "2024-01-02", "not a date", "2024-01-04"],
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    _, report = validate_table(con.create_table("tx", df), CONTRACTS["transactions"], source="tx", quarantine_dir=tmp_path)
+    assert list(report.quarantined) == ["missing_customer_id", "unparseable_time"]

@@ -59,13 +59,13 @@ def _computed_once(annotated: ir.Table) -> ir.Table:
 
 
 def _count(annotated: ir.Table, table: str, source: str, rules: Rules, event_column: str | None) -> TableReport:
-    """The report: rows read, valid, set aside per reason (most first) and, with an event type column, the rows
-    per unknown event type."""
+    """The report: rows read, valid, set aside per reason (most first, ties by name: the same order every run) and,
+    with an event type column, the rows per unknown event type."""
     counts_df = annotated.group_by(REASON).aggregate(n=annotated.count()).execute()
     counts = {str(r): int(n) for r, n in zip(counts_df[REASON], counts_df["n"]) if r is not None and r == r}
     rows_in = int(counts_df["n"].sum())
     rows_valid = rows_in - sum(counts.values())
-    report = TableReport(table, source, rows_in, rows_valid, dict(sorted(counts.items(), key=lambda kv: -kv[1])))
+    report = TableReport(table, source, rows_in, rows_valid, dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
     if event_column is not None:
         report.unknown_event_types = _unknown_event_types(annotated, event_column, rules)
     return report
