@@ -16,6 +16,7 @@ from tiering.features._spec import (
     SCORE_SCALE,
     SOCIAL_WINDOW_DAYS,
     FeatureSpec,
+    day_number,
     epoch_day,
     guard_as_of,
     left_join_on_id,
@@ -64,11 +65,7 @@ def _interaction_span(ix: ir.Table) -> ir.Table:
     (times turned into day numbers after the group-by, once per customer)."""
     cid = ix.customer_id.cast("string").name("customer_id")
     span = ix.group_by(cid).agg(_first=ix.occurred_at.min(), _last=ix.occurred_at.max())
-    return span.select(
-        "customer_id",
-        ix_first_dn=span._first.date().epoch_days().cast("int64"),
-        ix_last_dn=span._last.date().epoch_days().cast("int64"),
-    )
+    return span.select("customer_id", ix_first_dn=day_number(span._first), ix_last_dn=day_number(span._last))
 
 
 def _interaction_windows(ix: ir.Table, as_of: dt.date, spec: FeatureSpec) -> ir.Table:
@@ -86,12 +83,11 @@ def _interaction_windows(ix: ir.Table, as_of: dt.date, spec: FeatureSpec) -> ir.
     aggs: dict[str, Any] = {"n": rx.count()}
     for e in EVENT_TYPES:
         aggs[f"c_{e}"] = rx.count(where=et == e)
-    daily = rx.group_by(
-        [rx.customer_id.cast("string").name("customer_id"), rx.occurred_at.date().epoch_days().cast("int64").name("dn")]
-    ).agg(**aggs)
+    daily = rx.group_by([rx.customer_id.cast("string").name("customer_id"), rx.occurred_at.date().name("day")]).agg(**aggs)
 
-    # sums of BIGINT counts are HUGEINT/DECIMAL in some engines (slow to fetch): sum as double, cast back
-    daily = daily.select("customer_id", "dn", *[daily[c].cast("float64").name(c) for c in aggs])
+    # sums of BIGINT counts are HUGEINT/DECIMAL in some engines (slow to fetch): sum as double, cast back;
+    # the day numbered per (customer, day) row, not per event
+    daily = daily.select("customer_id", dn=day_number(daily.day), **{c: daily[c].cast("float64") for c in aggs})
 
     # the daily rows are already cut to the horizon: a window as long as it needs no filter
     in_w = {w: (daily.dn > A - w) if w < horizon else None for w in (*windows, SOCIAL_WINDOW_DAYS, SCORE_RECENT_DAYS)}

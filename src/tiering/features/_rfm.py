@@ -2,7 +2,9 @@
 
 All day arithmetic is on integer day numbers (days since 1970-01-01) of the timestamps' calendar
 day, so the same expressions compile on DuckDB, PySpark and warehouses. The bounded lines are
-grouped by (customer, day) and by (customer, order); everything else derives from those two.
+grouped by (customer, calendar date) and by (customer, order); everything else derives from those two.
+A day number is taken of a grouped row (a (customer, date) key, an order's first timestamp), never of
+each line: the lines carry only the date cast, as a hand-written query groups them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tiering.features._spec import (
     YEAR_DAYS,
     FeatureSpec,
     const,
+    day_number,
     epoch_day,
     guard_as_of,
     left_join_on_id,
@@ -39,16 +42,14 @@ def period_of_day(dn: Any, time_unit: str) -> Any:
     return ((dn + _WEEK_SHIFT) // 7).cast("int64")
 
 
-def _day_number(ts: Any) -> Any:
-    """Days since 1970-01-01 of a timestamp's calendar day (int64)."""
-    return ts.date().epoch_days().cast("int64")
-
-
 def _daily(lines: ir.Table, time_unit: str) -> ir.Table:
-    """Per (customer, day): net and gross amounts; for weeks also prev_dn (the customer's previous
-    transaction day, null on the first) and first_dn, from one window sorted by (customer, day).
-    Days need no window (see _rfm_aggs and _sorted_days)."""
-    daily = lines.group_by(["customer_id", "dn"]).agg(net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum())
+    """Per (customer, day): dn (the day number), net and gross amounts; for weeks also prev_dn (the
+    customer's previous transaction day, null on the first) and first_dn, from one window sorted by
+    (customer, day). Days need no window (see _rfm_aggs and _sorted_days)."""
+    by_date = lines.group_by(["customer_id", "day"]).agg(
+        net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum()
+    )
+    daily = by_date.select("customer_id", "net", "gross", dn=day_number(by_date.day))
     if time_unit == "D":
         return daily
     w = ibis.window(group_by=daily.customer_id, order_by=daily.dn)
@@ -127,12 +128,14 @@ def rfm_summary(transactions: Any, *, as_of: dt.date, time_unit: str = "D") -> i
     """
     tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
     # the plan of a hand-written query: lines -> (customer, period) totals -> one group-by, no
-    # window (repeat-period total = all periods' total - the first period's, an arg-min)
-    lines = tx.select(
-        customer_id=tx.customer_id.cast("string"),
-        p=period_of_day(_day_number(tx.ordered_at), time_unit),
-        amount=tx.amount.cast("float64"),
-    )
+    # window (repeat-period total = all periods' total - the first period's, an arg-min); days are
+    # grouped by calendar date and numbered per customer (first and last), weeks by week number
+    cid = tx.customer_id.cast("string").name("customer_id")
+    amount = tx.amount.cast("float64")
+    if time_unit == "D":
+        lines = tx.select(cid, p=tx.ordered_at.date(), amount=amount)
+    else:
+        lines = tx.select(cid, p=period_of_day(day_number(tx.ordered_at), time_unit), amount=amount)
     per = lines.group_by(["customer_id", "p"]).agg(net=lines.amount.sum())
     agg = per.group_by("customer_id").agg(
         _n_periods=per.count(),
@@ -140,6 +143,8 @@ def rfm_summary(transactions: Any, *, as_of: dt.date, time_unit: str = "D") -> i
         _p_max=per.p.max(),
         _repeat_sum=per.net.sum() - per.net.argmin(per.p),
     )
+    if time_unit == "D":
+        agg = agg.mutate(_p_min=day_number(agg._p_min), _p_max=day_number(agg._p_max))
     return agg.select("customer_id", **_rfm_columns(agg, as_of, time_unit))
 
 
@@ -156,8 +161,8 @@ def transaction_features(transactions: Any, *, as_of: dt.date, spec: FeatureSpec
     days; the gap spread from each customer's sorted day list),
     the order-based ones from the orders (via (customer, channel) when channel is present);
     n_products and products_per_order's (order, product) pairs come from a third pass over the
-    lines (distinct (customer, order, product), then per (customer, product)). Last year's windows
-    are filters of the same aggregations.
+    bought lines (per (customer, product), with its distinct orders). Last year's windows are
+    filters of the same aggregations.
     """
     tx = guard_as_of(transactions, "transactions", "ordered_at", as_of)
     has_channel = "channel" in tx.columns
@@ -176,8 +181,8 @@ def _line_passes(tx: ir.Table, has_channel: bool, has_product: bool) -> tuple[ir
     intermediate to materialise, so the engine streams every pass."""
     cid = tx.customer_id.cast("string").name("customer_id")
     amount = tx.amount.cast("float64")
-    day_lines = tx.select(cid, dn=_day_number(tx.ordered_at), amount=amount)
-    order_cols = {"order_id": tx.order_id.cast("string"), "dn": _day_number(tx.ordered_at), "amount": amount}
+    day_lines = tx.select(cid, day=tx.ordered_at.date(), amount=amount)
+    order_cols = {"order_id": tx.order_id.cast("string"), "ordered_at": tx.ordered_at, "amount": amount}
     if has_channel:
         order_cols["channel"] = tx.channel.cast("string")
     if has_product:  # a positive line with a product id: the order bought an identified product
@@ -232,7 +237,7 @@ def _order_features(ol: ir.Table, as_of: dt.date, spec: FeatureSpec, has_channel
     A = epoch_day(as_of)
     o_aggs: dict[str, Any] = {
         "net": ol.amount.sum(),
-        "dn": ol.dn.min(),
+        "_first": ol.ordered_at.min(),  # the order's day: its first line's (numbered once per order)
         "gross": ibis.ifelse(ol.amount > 0, ol.amount, 0.0).sum(),
     }
     if has_channel:
@@ -240,6 +245,7 @@ def _order_features(ol: ir.Table, as_of: dt.date, spec: FeatureSpec, has_channel
     if has_product:
         o_aggs["bought"] = ol.bought.any()
     orders = ol.group_by(["customer_id", "order_id"]).agg(**o_aggs)
+    orders = orders.select(*[c for c in orders.columns if c != "_first"], dn=day_number(orders._first))
     is_purchase = orders.net > 0
     ord_aggs: dict[str, Any] = {
         "n_orders": orders.count(where=is_purchase),
@@ -274,12 +280,14 @@ def _channel_mix(orders: ir.Table, ord_aggs: dict[str, Any]) -> ir.Table:
 def _product_features(tx: ir.Table) -> ir.Table:
     """Per customer: n_products and _pairs, the distinct (order, product) pairs of the bought lines.
 
-    Distinct (customer, order, product) of the bought lines, then per (customer, product) the
-    orders holding it: n_products counts those rows, their sum is the (order, product) pairs."""
+    One grouping of the bought lines by (customer, product) with the distinct orders holding each:
+    n_products counts those rows, their sum is the (order, product) pairs. A DISTINCT of (customer,
+    order, product) before that grouping, as this was, did the same in two passes (the SQL alone, CPU s,
+    simulated customers at a 1 GiB limit: 1.0 against 0.36 at 200k, 7.6 against 7.0 at 1M)."""
     pr = tx.filter((tx.amount > 0) & tx.product_id.notnull())
     cid = pr.customer_id.cast("string").name("customer_id")
-    cop = pr.select(cid, order_id=pr.order_id.cast("string"), product_id=pr.product_id.cast("string")).distinct()
-    cp = cop.group_by(["customer_id", "product_id"]).agg(_n=cop.count().cast("float64"))
+    lines = pr.select(cid, order_id=pr.order_id.cast("string"), product_id=pr.product_id.cast("string"))
+    cp = lines.group_by(["customer_id", "product_id"]).agg(_n=lines.order_id.nunique().cast("float64"))
     return cp.group_by("customer_id").agg(n_products=cp.count(), _pairs=cp._n.sum())
 
 
