@@ -8,8 +8,9 @@ What it runs (all on this machine, fixed seeds):
    store in a temp folder, registered and promoted to champion (training time printed, not part of
    scoring);
 3. end to end: ``predict_and_store`` (the code behind ``tiering predict``) on the N-customer base into a
-   fresh SQLite store, each run in a fresh Python process so that its peak RSS (ru_maxrss, the whole
-   process: Python, pandas, DuckDB) is its own; --runs repeats, medians reported, with seconds and
+   fresh SQLite store, each run in a fresh Python process so that its peak RSS (VmHWM, the whole process:
+   Python, pandas, DuckDB; ``benchmarks/_rss.py``) is its own, not the data generator's or the trainer's
+   that ran in this parent; --runs repeats, medians reported, with seconds and
    customers per second per stage (validate, features, score, write; the store write runs while the
    chunks are scored, so "write" is the part of it left after the last chunk was scored);
 4. bounded memory: one run per (base, chunk) in --bounded, peak RSS beside base size and chunk size,
@@ -34,7 +35,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,13 +42,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _rss import peak_rss_gib  # benchmarks/_rss.py: run as a script, this folder is on sys.path
+
 START, END = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
 PART = 1_000_000
 TABLES = ("customers", "transactions", "interactions")
-
-
-def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -82,7 +80,7 @@ def base(n: int, cache: Path) -> Path:
                 writers[name].write_table(table.cast(writers[name].schema))
             del data
     finally:
-        for name, w in writers.items():
+        for w in writers.values():
             w.close()
     for name in TABLES:
         (d / f"{name}.parquet.partial").replace(d / f"{name}.parquet")
@@ -94,10 +92,9 @@ def base(n: int, cache: Path) -> Path:
 def train(root: Path, n: int) -> dict:
     """Train, register and promote a model on an n-customer simulation; the config dict for scoring."""
     from tiering.config import Config
+    from tiering.datasets import simulate
     from tiering.registry import promote
     from tiering.train import train_and_register
-
-    from tiering.datasets import simulate
 
     simulate(n, START, END, seed=99).write(root / "train")
     cfg = Config().with_source_dir(root / "train")
@@ -148,17 +145,17 @@ class StageRss:
 
 def child(args: argparse.Namespace) -> None:
     """One predict_and_store run in this (fresh) process; prints a JSON line."""
-    rss0 = _peak_rss_gib()
+    rss0 = peak_rss_gib()
     from tiering.config import Config
     from tiering.predict import predict_and_store
 
     cfg = Config.model_validate(json.loads(Path(args.child).read_text()))
-    rss_import = _peak_rss_gib()
+    rss_import = peak_rss_gib()
     sampler = StageRss()
     t0 = time.perf_counter()
     res = predict_and_store(cfg, as_of=END, scored_at=dt.datetime(2026, 1, 1), out=args.out, progress=sampler.step)
     wall = time.perf_counter() - t0
-    print(json.dumps({"wall": wall, "rows": res.batch.rows, "timings": res.timings, "peak_rss_gib": _peak_rss_gib(),
+    print(json.dumps({"wall": wall, "rows": res.batch.rows, "timings": res.timings, "peak_rss_gib": peak_rss_gib(),
                       "rss_after_import_gib": rss_import, "rss_start_gib": rss0, "stage_peak_rss_gib": sampler.stop()}))
 
 
@@ -282,12 +279,14 @@ def bundle_bench(args: argparse.Namespace) -> None:
         bundle.predict(features)
         prof.disable()
         stats = pstats.Stats(prof)
-        parts = {"BTYD terms": "btyd_scores", "propensity": "_predict_purchase_columns",
-                 "boosters (CLV model + interval, next tier)": "hgb_raw_predictions", "tiers (all)": "_assign",
-                 "tier reasons": "_reasons", "CLV, interval and next-tier outputs (incl. next-tier booster)": "_predict_columns"}
-        print("CPU s per part (one profiled run):")
-        for label, fn in parts.items():
-            cum = sum(v[3] for k, v in stats.stats.items() if k[2] == fn)
+        parts = {"BTYD terms": ("btyd_clv.py", "btyd_scores"), "propensity": ("propensity.py", "_predict_purchase_columns"),
+                 "boosters (CLV model + interval, next tier)": ("_hgb.py", "hgb_raw_predictions"),
+                 "  of which the tree walk": ("_hgb.py", "_predict_codes"), "  of which coding the inputs": ("_hgb.py", "_codes"),
+                 "tiers (all)": ("tier_policy.py", "_assign"), "  of which tier reasons": ("tier_reasons.py", "write"),
+                 "next tier (incl. its booster)": ("next_tier.py", "_predict_columns")}
+        print("CPU s per part (one profiled run; cProfile adds its own overhead to Python-heavy parts):")
+        for label, (file, fn) in parts.items():
+            cum = sum(v[3] for k, v in stats.stats.items() if k[0].endswith(file) and k[2] == fn)
             print(f"  {label:<62}{cum:>8.2f}")
 
 

@@ -1,48 +1,113 @@
 """Tier reasons: the rule that fired, in operator words, with the customer's values and the thresholds.
 
-Each text is built only for the rows its rule covers, and each number is formatted once per distinct value
-(per-row formatting of every number was most of batch scoring's tier time). ``f`` below is a DataFrame or the
-bundle's columns (anything with ``f[name].to_numpy()``, ``name in f.columns`` and ``len(f)``).
+Each text is built only for the rows its rule covers, and held as a table of distinct texts with each row's
+index into it (:class:`Text`): a number is formatted once per distinct value, and pieces are joined once per
+distinct combination of their texts, not once per row (most customers of a tier share their counts, tenure
+and rounded scores; per-row formatting and joining were most of batch scoring's tier time). ``f`` below is a
+DataFrame or the bundle's columns (anything with ``f[name].to_numpy()``, ``name in f.columns`` and ``len(f)``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pandas as pd
+
+_KEY_LIMIT = 2**62  # mixed-radix keys of combined codes stay within int64
 
 
-def fmt_values(values, spec: str) -> np.ndarray:
-    """``spec.format`` of each value, as an object array of str: each distinct value is formatted once (the text
-    of a value is that of ``Series.map(spec.format)``; -0.0, which sorts with 0.0, is formatted apart)."""
+class Text:
+    """n strings: ``table`` (object array of distinct str) and ``codes`` (each row's index into it)."""
+
+    __slots__ = ("codes", "table")
+
+    def __init__(self, table: np.ndarray, codes: np.ndarray):
+        self.table, self.codes = table, codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def take(self, mask: np.ndarray) -> Text:
+        return Text(self.table, self.codes[mask])
+
+    def strings(self) -> np.ndarray:
+        """The rows' strings as an object array."""
+        return self.table[self.codes]
+
+
+def _table(texts: list[str]) -> np.ndarray:
+    out = np.empty(len(texts), dtype=object)
+    out[:] = texts
+    return out
+
+
+def constant(text: str, n: int) -> Text:
+    return Text(_table([text]), np.zeros(n, dtype=np.intp))
+
+
+def choose(flag: np.ndarray, if_true: str, if_false: str) -> Text:
+    """``if_true`` where ``flag``, else ``if_false`` (np.where of two strings)."""
+    return Text(_table([if_false, if_true]), np.asarray(flag, dtype=bool).astype(np.intp))
+
+
+def fmt_values(values, spec: str) -> Text:
+    """``spec.format`` of each value: each distinct value is formatted once (the text of a value is that of
+    ``Series.map(spec.format)``; -0.0, equal to 0.0 but formatted with its sign, gets a text of its own)."""
     v = np.asarray(values)
-    if len(v) == 0:
-        return np.empty(0, dtype=object)
-    uniq, inverse = np.unique(v, return_inverse=True)
-    table = np.empty(len(uniq), dtype=object)
-    table[:] = [spec.format(x) for x in uniq.tolist()]
-    out = table[inverse.reshape(-1)]
+    codes, uniq = pd.factorize(v, use_na_sentinel=False)
+    uniq = np.asarray(uniq)
+    if v.dtype.kind == "f":
+        uniq = np.where(uniq == 0, 0.0, uniq)  # the zero kept may be -0.0: format +0.0, and -0.0 apart below
+    texts = [spec.format(x) for x in uniq.tolist()]
+    codes = codes.astype(np.intp, copy=False)
     if v.dtype.kind == "f":
         negative_zero = (v == 0) & np.signbit(v)
         if negative_zero.any():
-            out[negative_zero] = spec.format(-0.0)
-    return out
+            codes[negative_zero] = len(texts)
+            texts.append(spec.format(-0.0))
+    return Text(_table(texts), codes)
 
 
-def join(n: int, *pieces) -> np.ndarray:
-    """Row-wise concatenation of ``pieces`` (object arrays of str of length n, or one str for every row)."""
+def combine(fn: Callable[[tuple[str, ...]], str], n: int, pieces: tuple) -> Text:
+    """``fn`` of each row's pieces (``Text`` of n rows, or one str for every row), called once per distinct
+    combination of the pieces' texts."""
+    texts = [p if isinstance(p, Text) else constant(p, n) for p in pieces]
     if n == 0:
-        return np.empty(0, dtype=object)
-    cols = [p if isinstance(p, np.ndarray) else [p] * n for p in pieces]
-    out = np.empty(n, dtype=object)
-    out[:] = ["".join(t) for t in zip(*cols)]
-    return out
+        return Text(_table([]), np.zeros(0, dtype=np.intp))
+    key = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for t in texts:
+        if radix * len(t.table) > _KEY_LIMIT:  # renumber the combinations so far densely: 0 .. distinct - 1
+            key, uniq = pd.factorize(key)
+            key, radix = key.astype(np.int64, copy=False), len(uniq)
+        key *= len(t.table)
+        key += t.codes
+        radix *= len(t.table)
+    group, uniq = pd.factorize(key)
+    first = np.empty(len(uniq), dtype=np.intp)
+    first[group[::-1]] = np.arange(n - 1, -1, -1, dtype=np.intp)  # each combination's first row
+    rows = [t.table[t.codes[first]] for t in texts]
+    return Text(_table([fn(row) for row in zip(*rows)]), group.astype(np.intp, copy=False))
 
 
-def when(flag: np.ndarray, *pieces) -> np.ndarray:
-    """The text of ``pieces`` (arrays aligned to ``flag``, or one str) where ``flag``, else ""."""
-    out = np.full(len(flag), "", dtype=object)
-    if flag.any():
-        out[flag] = join(int(flag.sum()), *(p[flag] if isinstance(p, np.ndarray) else p for p in pieces))
-    return out
+def join(n: int, *pieces) -> Text:
+    """Row-wise concatenation of ``pieces`` (``Text`` of n rows, or one str for every row)."""
+    return combine("".join, n, pieces)
+
+
+def when(flag: np.ndarray, *pieces) -> Text:
+    """The text of ``pieces`` (``Text`` aligned to ``flag``, or one str) where ``flag``, else ""."""
+    codes = np.zeros(len(flag), dtype=np.intp)
+    if not flag.any():
+        return Text(_table([""]), codes)
+    inner = join(int(flag.sum()), *(p.take(flag) if isinstance(p, Text) else p for p in pieces))
+    codes[flag] = inner.codes + 1
+    return Text(np.concatenate([_table([""]), inner.table]), codes)
+
+
+def _semicolons(row: tuple[str, ...]) -> str:
+    return "; ".join(x for x in row if x)
 
 
 class ReasonWriter:
@@ -75,7 +140,7 @@ class ReasonWriter:
 
     def orders(self, m):
         v = self.col("n_orders")[m]
-        return join(int(m.sum()), fmt_values(v, "{:,.0f}"), " order", np.where(v == 1, "", "s").astype(object))
+        return join(int(m.sum()), fmt_values(v, "{:,.0f}"), " order", choose(v == 1, "", "s"))
 
     def spend(self, m):
         return fmt_values(self.col("net_spend")[m], "{:,.2f}")
@@ -114,7 +179,7 @@ class ReasonWriter:
         why_c = when(
             low_clv, "predicted value ", self.clv(m), f" is below the core cut {t['core_clv_cut']:,.2f} (top {t['core_top']} of buyers)"
         )
-        sep = np.where(low_p & low_clv, " and ", "").astype(object)
+        sep = choose(low_p & low_clv, " and ", "")
         return join(int(m.sum()), "bought ", self.orders(m), ", net spend ", self.spend(m), "; not core: ", why_p, sep, why_c)
 
     def lapsed_prefix(self, m):
@@ -131,8 +196,7 @@ class ReasonWriter:
             fmt_values(self.ratio[m], "{:.1f}"),
             f"x the usual gap between orders (value allows {t['gap_cap']:.1f}x)",
         )
-        parts = np.empty(k, dtype=object)
-        parts[:] = ["; ".join(x for x in row if x) for row in zip(why_p, why_a, why_o)]
+        parts = combine(_semicolons, k, (why_p, why_a, why_o))
         return join(k, "lapsed buyer (win-back): bought ", self.orders(m), ", net spend ", self.spend(m), "; ", parts, "; now ")
 
     def seed(self, m):
@@ -167,14 +231,18 @@ class ReasonWriter:
         reason = np.full(n, "", dtype=object)
         for mask, text in ((np.asarray(is_core, dtype=bool), self.core), (tier == "value", self.value)):
             if mask.any():
-                reason[mask] = text(mask)
-        prefix = np.full(n, "", dtype=object)
+                reason[mask] = text(mask).strings()
+        prefix = constant("", n)
         if lapsed.any():
-            prefix[lapsed] = self.lapsed_prefix(lapsed)
-        prefix[~np.asarray(buyer, dtype=bool)] = "no purchase yet; "
+            lapsed_text = self.lapsed_prefix(lapsed)
+            prefix.codes[lapsed] = lapsed_text.codes + 1
+            prefix.table = np.concatenate([prefix.table, lapsed_text.table])
+        prefix.codes[~np.asarray(buyer, dtype=bool)] = len(prefix.table)
+        prefix.table = np.concatenate([prefix.table, _table(["no purchase yet; "])])
         for name, text in (("seed", self.seed), ("new", self.new), ("ordinary", self.ordinary)):
             mask = tier == name
             if mask.any():
-                head = join(int(mask.sum()), prefix[mask], np.where(lapsed[mask], name + ": ", "").astype(object))
-                reason[mask] = join(int(mask.sum()), head, text(mask))
+                k = int(mask.sum())
+                head = join(k, prefix.take(mask), choose(lapsed[mask], name + ": ", ""))
+                reason[mask] = join(k, head, text(mask)).strings()
         return reason
