@@ -1,25 +1,37 @@
-"""A local PySpark session for the spark engine (pyspark is the optional extra ``tiering[spark]``).
+"""The PySpark session for the spark engine (pyspark is the optional extra ``tiering[spark]``), and the way
+training brings a bounded set of rows from Spark to the driver.
 
-``tiering.io.connect("spark")`` wraps this session in Ibis. On a cluster, build your own session
-and pass ``ibis.pyspark.connect(session)`` as ``con`` instead; nothing here is then used.
+``tiering.io.connect("spark")`` wraps :func:`spark_session` in Ibis: a local[2] session on one machine; under
+spark-submit (or wherever a session is already running, as in a Databricks job) the cluster's session, its
+master and settings as submitted. From Python, pass ``ibis.pyspark.connect(your_session)`` as ``con`` instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import shutil
 import sys
+from typing import TYPE_CHECKING
 
 from tiering.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from tiering.validation import ValidatedTables
+
+_COLLECTED = itertools.count()  # names of the DuckDB tables collect_to_duckdb creates
 
 
 def spark_session(master: str = "local[2]", shuffle_partitions: int = 8):
     """Get or create the Spark session; binds to loopback unless SPARK_LOCAL_IP says otherwise.
 
-    Settings for one machine: UTC session time zone (timestamps without a zone keep their
-    wall-clock value), no web UI, few shuffle partitions (adaptive execution still coalesces
-    them), Parquet timestamps written as microseconds (not INT96), Spark's own log at ERROR.
-    An existing session (getOrCreate) keeps its settings except the SQL ones set here.
+    ``master`` applies only to a session started here: a process launched by spark-submit (PYSPARK_GATEWAY_PORT
+    set) keeps the submitted ``--master`` and ``--conf`` settings, and an active session is returned as it is
+    but for the SQL settings below. Settings for one machine: UTC session time zone (timestamps without a
+    zone keep their wall-clock value), no web UI, few shuffle partitions (adaptive execution still coalesces
+    them), Parquet timestamps written as microseconds (not INT96), Spark's own log at ERROR. A submitted or
+    active session keeps its UI and its ``spark.sql.shuffle.partitions``.
     """
     try:
         from pyspark.sql import SparkSession
@@ -30,18 +42,60 @@ def spark_session(master: str = "local[2]", shuffle_partitions: int = 8):
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers (UDFs such as mlflow's spark_udf) run this interpreter and its packages, unless set otherwise
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master(master)
-        .appName("tiering")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    for key, value in (
-        ("spark.sql.session.timeZone", "UTC"),
-        ("spark.sql.shuffle.partitions", str(shuffle_partitions)),
-        ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
-    ):
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ or SparkSession.getActiveSession() is not None
+    builder = SparkSession.builder.appName("tiering")
+    if not submitted:  # spark-submit's --master and the cluster's UI stay as the user set them
+        builder = builder.master(master).config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+    session = builder.getOrCreate()
+    settings = [("spark.sql.session.timeZone", "UTC"), ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")]
+    if not submitted:  # a cluster keeps its own (or Spark's default 200; adaptive execution coalesces them)
+        settings.append(("spark.sql.shuffle.partitions", str(shuffle_partitions)))
+    for key, value in settings:
         session.conf.set(key, value)
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def collect_to_duckdb(tables: ValidatedTables, con=None) -> ValidatedTables:
+    """``tables`` (validated, on Spark) collected to the driver as Arrow and loaded into an in-process DuckDB.
+
+    Training calls it on the stratified sample (tiering.sampling), a bounded number of customers' rows: every
+    later query of the fit (features and labels at five or more origins, the tier outcomes) then runs in
+    DuckDB on the driver instead of as a Spark job each, with the same rows and column types, so the fit is
+    the one DuckDB would make. ``con``: the DuckDB backend to load them into (default ``connect("duckdb")``,
+    its memory limit sized to the rows). The reports, and the annotated rows the quarantine came from, stay
+    Spark's."""
+    from ibis.formats.pyarrow import PyArrowData
+
+    from tiering.io import connect, set_auto_memory_limit
+
+    spark = tables.con
+    local = con if con is not None else connect("duckdb")
+    rows = 0
+
+    def pull(name: str, table):
+        nonlocal rows
+        if table is None:
+            return None
+        arrow = _to_arrow(spark._session.sql(str(spark.compile(table))))
+        rows += arrow.num_rows
+        set_auto_memory_limit(local, rows)
+        return local.create_table(f"collected_{name}_{next(_COLLECTED)}", PyArrowData.convert_table(arrow, table.schema()))
+
+    return dataclasses.replace(
+        tables,
+        transactions=pull("transactions", tables.transactions),
+        interactions=pull("interactions", tables.interactions),
+        customers=pull("customers", tables.customers),
+        con=local,
+    )
+
+
+def _to_arrow(frame):
+    """A Spark DataFrame collected to the driver as one Arrow table (the executors' Arrow batches, no pandas)."""
+    if hasattr(frame, "toArrow"):  # pyspark >= 4.0
+        return frame.toArrow()
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return pa.Table.from_batches(frame._collect_as_arrow(), schema=to_arrow_schema(frame.schema))  # pyspark 3.5

@@ -16,6 +16,10 @@ from tiering.cli._output import emit, safe, show, steps, table
 def train(
     as_of: Annotated[str, typer.Option("--as-of", help="Train on data at or before this date.")],
     horizon_days: HorizonOpt = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb or spark (default from config): where validation and the training sample run; see README 'Spark'."),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     transactions: TxOpt = None,
@@ -26,7 +30,7 @@ def train(
     """Fit every model, evaluate out of time, log to MLflow, register a version with alias challenger."""
     from tiering import jobs
 
-    cfg = load(config, transactions, interactions, customers, sets=set_)
+    cfg = with_engine(load(config, transactions, interactions, customers, sets=set_), engine)
     with steps() as step:
         result = jobs.train(cfg, as_of=parse_date(as_of, "--as-of"), horizon_days=horizon_days, progress=step)
     payload = {
