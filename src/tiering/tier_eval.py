@@ -219,7 +219,9 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     spend: the margins of the spend check; NaN where a side is empty or spent nothing), ``tier_seed_social_lift``
     (seed's mean shares and referrals over the larger of new's and ordinary's), ``tier_value_vs_ordinary_repurchase``
     (ratio), ``tier_lapsed_share``, ``tier_lapsed_repurchase_rate``,
-    ``tier_active_value_repurchase_rate`` (core and value together), ``tier_max_share``.
+    ``tier_active_value_repurchase_rate`` (core and value together), ``tier_at_risk_repurchase_rate`` (the core and
+    value members flagged at risk: a flag worth acting on sits well below the active rate, near the lapsed one),
+    ``tier_max_share``.
     """
     m = _joined_outcomes(tiers, outcomes)
     has_social = "social_actions_next" in m.columns
@@ -233,6 +235,9 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     metrics |= _ladder_checks(by, has_social)
     active = m["tier"].isin(["core", "value"])
     metrics["tier_active_value_repurchase_rate"] = float(m.loc[active, "purchased_in_horizon"].mean()) if active.any() else float("nan")
+    if "at_risk" in m.columns:
+        flagged = active & m["at_risk"].astype(bool)
+        metrics["tier_at_risk_repurchase_rate"] = float(m.loc[flagged, "purchased_in_horizon"].mean()) if flagged.any() else float("nan")
     if "lapsed_buyer" in m.columns:
         lapsed = m["lapsed_buyer"].astype(bool)
         metrics["tier_lapsed_share"] = float(lapsed.mean()) if len(m) else float("nan")

@@ -57,7 +57,9 @@ def tier_policy(cfg: Config, floors: TierPolicy | None = None) -> TierPolicy:
 
 
 def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
-    """The policy's value floors (NaN: that test is off) and where each came from (1: learned out of time)."""
+    """The policy's value floors (NaN: that test is off) and where each came from (1: learned out of time), its seed,
+    core and at-risk cuts, and the at-risk rule tried on the holdout (share of active buyers flagged there and the
+    realised churn of the flagged, the other active and the lapsed buyers; NaN without one)."""
     out = {}
     for k in FLOORS:
         v = float(getattr(policy, k + "_"))
@@ -71,7 +73,9 @@ def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
     out["tier_koc_mixture_fitted"] = float(policy.koc_theta_ is not None)
     out["tier_at_risk_min_churn_risk"] = policy.at_risk_min_churn_risk_
     out["tier_at_risk_min_churn_risk_learned"] = float(policy.threshold_source_["at_risk_min_churn_risk"] == "learned")
-    out["tier_at_risk_position"] = policy.at_risk_position_
+    check = policy.at_risk_holdout_ or {}
+    for k in ("at_risk_share", "at_risk_churn", "active_churn", "lapsed_churn"):
+        out[f"tier_at_risk_holdout_{k}"] = check.get(k, float("nan"))
     return out
 
 
@@ -180,7 +184,10 @@ def ladder_holdout(
     ``earlier``: the scored frames (HOLDOUT_COLUMNS) of the ladders at earlier backtest origins; the latest one
     whose horizon had ended by the origin is used (as auto picks its CLV model; no refit). Without one, the
     latest training origin ``train_fits[0]`` (labels end by the origin), scored with a propensity model trained
-    on its own training origins (``refit(origin)`` returns them; none usable: no holdout, the default floors)."""
+    on its own training origins (``refit(origin)`` returns them), or where none is usable with BTYD alone (fitted
+    on the history up to that origin, so still out of time): at the first 180-day origins of Online Retail II no
+    origin before the training one has labels, and the default floors (no probability floor) left 54-60% of the
+    base in value, a quarter of it predicted to churn more surely than the lapsed buyers."""
     H = dt.timedelta(days=cfg.model.horizon_days)
     done = [d for d in earlier if d + H <= test.origin]
     if done:
@@ -190,14 +197,12 @@ def ladder_holdout(
         return None, "none (no labelled origin before it): the default floors"
     h = train_fits[0]
     fits = refit(h.origin)
-    if not fits:
-        return None, f"none (no usable training origin before {h.origin}): the default floors"
     b = copy.copy(h.bundle)
     b.propensity, b.clv_kind, b.clv_model = fit_propensity(fits, cfg, h), "btyd", None
     scored = scored_inputs(b, h.frame)
-    return scored[
-        [c for c in HOLDOUT_COLUMNS if c in scored.columns]
-    ], f"the base at {h.origin} scored by a propensity model trained by {fits[0].origin}, its outcomes by {h.origin + H}"
+    by = f"a propensity model trained by {fits[0].origin}" if fits else f"BTYD alone (no usable training origin before {h.origin})"
+    where = f"the base at {h.origin} scored by {by}, its outcomes by {h.origin + H}"
+    return scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]], where
 
 
 def evaluate_ladder(
@@ -206,8 +211,8 @@ def evaluate_ladder(
     """Tier ``test``'s base with ``bundle`` and a tier policy fitted as train fits it (value floors from ``holdout``)
     and judge the ladder by what its customers did in the horizon after the origin (tiering.tier_eval).
 
-    Returns the metrics (tier_eval.ladder_metrics, plus ``value_min_p_purchase``, ``value_floors_learned`` and
-    ``core_clv_cut`` of the policy), the tiers (customer_id, tier, lapsed_buyer, at_risk, aligned to
+    Returns the metrics (tier_eval.ladder_metrics, plus ``value_min_p_purchase``, ``value_floors_learned``,
+    ``core_clv_cut`` and ``at_risk_cut`` of the policy), the tiers (customer_id, tier, lapsed_buyer, at_risk, aligned to
     ``test.frame``) and the scored frame (HOLDOUT_COLUMNS: a later origin's holdout)."""
     from tiering.tier_eval import horizon_outcomes, ladder_metrics
 
@@ -222,4 +227,5 @@ def evaluate_ladder(
     metrics["value_min_p_purchase"] = pm["tier_value_min_p_purchase"]
     metrics["value_floors_learned"] = pm["tier_value_min_p_purchase_learned"]
     metrics["core_clv_cut"] = pm["tier_core_clv_cut"]
+    metrics["at_risk_cut"] = pm["tier_at_risk_min_churn_risk"]
     return ({k: v for k, v in metrics.items() if np.isfinite(v)}, tiers, scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]])

@@ -15,6 +15,7 @@ from tiering.models.koc import expected_f1_cut, fit_koc_volume_mixture, koc_coun
 from tiering.models.rfm import NO_PURCHASE_SEGMENT, SEGMENT_TABLE, quintile_edges, quintile_score
 from tiering.models.tier_reasons import ReasonWriter
 from tiering.models.tier_thresholds import (
+    AT_RISK_POSITION,
     DEFAULT_GAP_RATIO,
     at_risk_cut,
     column,
@@ -39,8 +40,7 @@ REQUIRED_COLUMNS = (
 # read when present: p_alive (P(alive) floor), ipi_mean_days (own gap), n_share_{W}d / n_referral_{W}d /
 # events_{W}d (KOC mixture); without them that part of the ladder is off or falls back (see above)
 PROBA_COLUMNS = tuple(f"p_{t}" for t in TIER_NAMES)
-DEFAULT_AT_RISK = 0.5  # the at-risk cut where neither outcomes nor active and lapsed buyers place one
-AT_RISK_MIN_POSITION = 0.5  # the at-risk cut is never nearer the active buyers' mean predicted churn than the lapsed
+DEFAULT_AT_RISK = 0.5  # the at-risk cut where the base has no active and lapsed buyers to place one between
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -63,10 +63,10 @@ def _above(x: np.ndarray, cut: float, sd: float, scale: str) -> np.ndarray:
 class TierPolicy(BaseEstimator):
     """Assigns tiers, tier probabilities, RFM segments and flags; cut points are learned by ``fit``.
 
-    ``value_min_p_purchase``, ``value_min_p_alive``, ``value_max_gap_ratio`` and ``at_risk_min_churn_risk``:
-    None (default) learns them from ``fit``'s holdout; a number wins. Without a holdout that tells, the
-    at-risk cut is the midpoint between the base's active and lapsed buyers' mean predicted churn, or
-    ``DEFAULT_AT_RISK`` without both groups. ``seed_engagement_quantile`` is accepted for configs written
+    ``value_min_p_purchase``, ``value_min_p_alive`` and ``value_max_gap_ratio``: None (default) learns them from
+    ``fit``'s holdout; a number wins. ``at_risk_min_churn_risk``: None places the at-risk cut at the midpoint
+    between the base's active and lapsed buyers' mean predicted churn (``DEFAULT_AT_RISK`` without both groups);
+    a number wins. ``seed_engagement_quantile`` is accepted for configs written
     before the KOC score and no longer used (browsing alone does not make a seed).
     """
 
@@ -162,25 +162,22 @@ class TierPolicy(BaseEstimator):
         self.population_gap_days_ = population_gap(frame)
 
     def _fit_at_risk(self, frame: pd.DataFrame, holdout: pd.DataFrame | None) -> None:
-        """The at-risk cut on churn risk: explicit; else a position between the mean predicted churn of ``frame``'s
-        active (0) and lapsed (1) buyers (:func:`at_risk_cut`): the one learned on the holdout
-        (:func:`learn_at_risk_cut`, the value test as fitted applied to it), never below the midpoint, or without
-        one the midpoint (a flagged buyer is at least predicted nearer the lapsed than the active); else
-        DEFAULT_AT_RISK. The floor at the midpoint: a holdout from another season can place the cut among the
-        active buyers (Online Retail II, outcomes over the Christmas peak: position 0.29, 40% of value flagged)."""
-        learned = None
-        if self.at_risk_min_churn_risk is None and holdout is not None and "purchased_in_horizon" in holdout.columns:
+        """The at-risk cut on churn risk: explicit; else learned on ``frame``, halfway between the mean predicted churn
+        of its active and lapsed buyers (:func:`at_risk_cut` at ``AT_RISK_POSITION``; the groups the value test as
+        fitted makes); else DEFAULT_AT_RISK without both groups. On ``holdout`` the same rule is tried and how its
+        flagged buyers churned kept (``at_risk_holdout_``, :func:`learn_at_risk_cut`; None without outcomes): the
+        out-of-time check the training run logs."""
+        self.at_risk_holdout_: dict[str, float] | None = None
+        if holdout is not None and "purchased_in_horizon" in holdout.columns:
             b = holdout["has_purchased"].to_numpy() > 0
-            learned = learn_at_risk_cut(
+            self.at_risk_holdout_ = learn_at_risk_cut(
                 holdout["purchased_in_horizon"].to_numpy(float)[b], self._active(holdout)[b], holdout["churn_risk"].to_numpy(float)[b]
             )
-        position = max(learned["at_risk_position"], AT_RISK_MIN_POSITION) if learned is not None else AT_RISK_MIN_POSITION
-        cut = at_risk_cut(position, frame["churn_risk"].to_numpy(float), self._active(frame), frame["has_purchased"].to_numpy() > 0)
-        self.at_risk_position_ = position if cut is not None else float("nan")
+        cut = at_risk_cut(AT_RISK_POSITION, frame["churn_risk"].to_numpy(float), self._active(frame), frame["has_purchased"].to_numpy() > 0)
         if self.at_risk_min_churn_risk is not None:
             cut, source = float(self.at_risk_min_churn_risk), "config"
         elif cut is not None:
-            source = "learned" if learned is not None else "default"
+            source = "learned"
         else:
             cut, source = DEFAULT_AT_RISK, "default"
         self.at_risk_min_churn_risk_, self.threshold_source_["at_risk_min_churn_risk"] = cut, source

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 MIN_HOLDOUT_BUYERS = 20
+AT_RISK_POSITION = 0.5  # the at-risk cut: halfway from the active buyers' mean predicted churn (0) to the lapsed ones' (1)
 MIN_J_GAIN = 0.005
 DEFAULT_GAP_RATIO = 3.0
 
@@ -98,7 +99,8 @@ def learn_value_floors(
     whatever the floors): the p_purchase floor (``p_purchase`` if given) at the J-optimal cut, stored as the
     holdout's calibrated purchase rate there; then a P(alive) floor and a gap-ratio cap, each kept only where
     it raises J by more than MIN_J_GAIN (0 and inf: off). None when the holdout cannot tell (fewer than
-    MIN_HOLDOUT_BUYERS buyers or one outcome only).
+    MIN_HOLDOUT_BUYERS buyers, one outcome only, or no test with J above MIN_J_GAIN: CDNOW scored one day into
+    its data, where every buyer looks alike, learned no floor at all and called 93% of the base value six months on).
     Keys: value_min_p_purchase, value_min_p_alive, value_max_gap_ratio, j, buyers, purchase_rate.
     """
     b = holdout[holdout["has_purchased"].to_numpy() > 0]
@@ -132,6 +134,8 @@ def learn_value_floors(
             grid = np.quantile(r0[np.isfinite(ratio)], np.linspace(0.4, 0.995, 60))
             gap_ratio_cap = _greedy_cut(J, rule, r0, grid, False, float("inf"))
     rule &= ~(r0 > gap_ratio_cap)
+    if J(rule) <= MIN_J_GAIN:  # no better than calling every buyer active (CDNOW one day in: BTYD ranks no one)
+        return None
     return {
         "value_min_p_purchase": float(p_purchase),
         "value_min_p_alive": float(p_alive),
@@ -143,37 +147,34 @@ def learn_value_floors(
 
 
 def learn_at_risk_cut(purchased: np.ndarray, active: np.ndarray, churn_risk: np.ndarray) -> dict[str, float] | None:
-    """Where the at-risk cut sits between active and lapsed buyers, learned from a holdout's buyers: ``purchased``
-    (bought in the horizon), ``active`` (kept by the value test, the rest lapsed) and their predicted ``churn_risk``.
+    """The at-risk rule tried on a holdout's buyers: ``purchased`` (bought in the horizon), ``active`` (kept by the
+    value test, the rest lapsed) and their predicted ``churn_risk``; what the policy logs to show the flag out of time.
 
-    The realised churn halfway between that of the active buyers and that of the lapsed ones marks a buyer who,
-    though the ladder still calls them active, is expected to behave more like the lapsed buyers than like the
-    active ones: worth a retention action before they lapse. It is stored as a position between the groups'
-    mean predicted churn (0: the active buyers' mean, 1: the lapsed buyers'), so that :func:`at_risk_cut` places
-    it on the scoring base's own predictions (the policy keeps it at 0.5 or above: see
-    ``TierPolicy._fit_at_risk``). On Online Retail II fitted at 2011-06-01 (90 days) the position was 0.72:
-    the flagged 9% of value then churned at 0.88, as the lapsed buyers did. A fixed 0.5 flagged
-    42-58% of value on Online Retail II at 90 days, where half of the active buyers do not buy within 90 days
-    whatever their rank: at risk said nothing there. None where either group has fewer than MIN_HOLDOUT_BUYERS
-    buyers, or the lapsed ones churned (or were predicted to churn) no more than the active ones.
-    Keys: at_risk_position, active_churn, lapsed_churn (realised), active_churn_predicted, lapsed_churn_predicted.
+    The rule (:func:`at_risk_cut` at ``AT_RISK_POSITION``): an active buyer whose predicted churn is nearer the
+    lapsed buyers' mean than the active buyers' is expected to behave more like a lapsed buyer than like an active
+    one: worth a retention action before they lapse. It is placed on each base's own predictions and not moved by
+    outcomes: the realised midpoint between the groups, read on a holdout's predicted churn, is the predicted
+    midpoint plus the holdout's calibration error there, which belongs to the holdout's season and model. On Online
+    Retail II at 180 days (the holdout six months before the origin) positions learned that way ran opposite to
+    each origin's own: 0.47 to 1.10 from 2010-12-01 to 2011-06-01 while the origins' own fell from 1.23 to 0.50,
+    and 2011-06-01 flagged 0.2% of value. None where either group has fewer than MIN_HOLDOUT_BUYERS buyers.
+    Keys: at_risk_cut and at_risk_share (of the active buyers) on the holdout, and the realised churn of the active
+    buyers it flags (at_risk_churn), of the active ones it does not (active_churn) and of the lapsed (lapsed_churn).
     """
     y = np.asarray(purchased, dtype=float) > 0
     a = np.asarray(active, dtype=bool)
     risk = np.asarray(churn_risk, dtype=float)
     if a.sum() < MIN_HOLDOUT_BUYERS or (~a).sum() < MIN_HOLDOUT_BUYERS:
         return None
-    active_churn, lapsed_churn = float(1 - y[a].mean()), float(1 - y[~a].mean())
-    active_pred, lapsed_pred = float(np.nanmean(risk[a])), float(np.nanmean(risk[~a]))
-    if not (lapsed_churn > active_churn and lapsed_pred > active_pred):
-        return None
-    position = ((active_churn + lapsed_churn) / 2 - active_pred) / (lapsed_pred - active_pred)
+    cut = at_risk_cut(AT_RISK_POSITION, risk, a, np.ones(len(a), dtype=bool))
+    assert cut is not None  # both groups have buyers
+    flagged = a & (np.nan_to_num(risk) >= cut)
     return {
-        "at_risk_position": float(position),
-        "active_churn": active_churn,
-        "lapsed_churn": lapsed_churn,
-        "active_churn_predicted": active_pred,
-        "lapsed_churn_predicted": lapsed_pred,
+        "at_risk_cut": cut,
+        "at_risk_share": float(flagged[a].mean()),
+        "at_risk_churn": float(1 - y[flagged].mean()) if flagged.any() else float("nan"),
+        "active_churn": float(1 - y[a & ~flagged].mean()) if (a & ~flagged).any() else float("nan"),
+        "lapsed_churn": float(1 - y[~a].mean()),
     }
 
 

@@ -39,15 +39,14 @@ Value floors, learned at fit time from out-of-time outcomes
     defaults apply: no p_purchase or P(alive) floor (nothing says how the propensity model is calibrated),
     gap ratio ``DEFAULT_GAP_RATIO``; ``threshold_source_`` says which applied.
 
-At risk, learned at fit time from the same holdout
-    ``at_risk`` flags a core or value customer whose churn risk is at or above ``at_risk_min_churn_risk``
-    (None learns it). On the holdout, the realised churn halfway between that of the buyers the fitted value
-    test keeps active and that of those it calls lapsed marks a customer expected to behave more like a lapsed
-    buyer than like an active one; it is stored as a position between the two groups' mean predicted churn
-    and placed on the scored base's own predictions, never below their midpoint (:func:`learn_at_risk_cut`,
-    ``TierPolicy._fit_at_risk``). A fixed 0.5 flagged 42-58% of value on Online Retail II at 90 days (half of
-    the active buyers there do not buy within 90 days, whatever their rank); the learned cut flags 9-33%.
-    Without a holdout: the midpoint; without both groups, ``DEFAULT_AT_RISK`` (0.5).
+At risk, placed at fit time between the base's active and lapsed buyers
+    ``at_risk`` flags a core or value customer whose churn risk is at or above ``at_risk_min_churn_risk`` (None
+    learns it): halfway between the mean predicted churn of the buyers the fitted value test keeps active and of
+    those it calls lapsed, on the fitted base's own predictions (``AT_RISK_POSITION``, ``TierPolicy._fit_at_risk``):
+    a buyer predicted nearer the lapsed than the active. The holdout's outcomes set the two groups (the value floors)
+    and check the flag out of time (:func:`learn_at_risk_cut`), but do not move it: read on the holdout's
+    predictions, the realised midpoint carries the holdout's calibration error, which at 180 days ran opposite to
+    each origin's own. Without both groups, ``DEFAULT_AT_RISK`` (0.5).
 
 KOC score
     A two-component mixture over each customer's interactions in the largest feature window, split into
