@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -119,6 +120,22 @@ class CustomerSample:
             f"the base's); the metrics are out of time on the sampled customers and the data fingerprint is the "
             f"sample's. Strata (sampled of base): {strata}"
         )
+
+
+def on_driver(sample: CustomerSample, memory_limit: str | None, step) -> tuple[ValidatedTables, float | None]:
+    """The sample's tables to fit from: drawn on Spark, its rows collected into DuckDB on the driver (under
+    ``memory_limit`` when set; :func:`tiering._spark.collect_to_duckdb`) with the seconds that took, said through
+    ``step``; else as drawn."""
+    from tiering.io import connect, is_spark
+
+    if not is_spark(sample.tables.transactions):
+        return sample.tables, None
+    from tiering._spark import collect_to_duckdb
+
+    step(f"collecting the {sample.sampled_customers:,} sampled customers' rows from Spark into DuckDB")
+    t0 = time.perf_counter()
+    local = collect_to_duckdb(sample.tables, connect("duckdb", **({"memory_limit": memory_limit} if memory_limit else {})))
+    return local, round(time.perf_counter() - t0, 3)
 
 
 def _label(buyer: bool, recency_band: int, spend_band: int) -> str:

@@ -309,8 +309,7 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     spec = feature_spec(cfg)
     s.step(f"BTYD fit at {as_of}")
     feats_now = s.timed("features_as_of", features_at, tables, as_of, spec)
-    # the engine returns rows in any order (DuckDB's parallel aggregates, Spark's partitions): sorted, as fit_origin
-    # sorts its frames, the tier policy and the next-tier model fitted on it do not depend on that order
+    # engines return rows in any order: sorted (as fit_origin's frames), the tier policy fitted on it does not depend on it
     feats_now = feats_now.sort_values("customer_id", kind="stable", ignore_index=True)
     now = s.timed("btyd_fit", fit_origin, tables, as_of, cfg, spec, labels=False, features=feats_now)
     s.fallbacks.extend(now.fallbacks)
@@ -332,16 +331,11 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
 def train_and_register(cfg: Config, *, as_of: dt.date, progress=None, con=None) -> TrainResult:
     """Validate the sources, fit at ``as_of``, log the run and register a version with alias challenger.
 
-    With ``model.train_sample_customers`` set, the fit runs on a seeded (``model.seed``), stratified sample of that
-    many customers drawn after validation (tiering.sampling); the run records its size, seed and strata (the
-    metrics ``train_sample_*`` and a first note) and the bundle scores the whole base as any other.
-
-    ``features.engine: spark`` (or ``con``, an Ibis backend such as ``ibis.pyspark.connect(session)``) validates
-    and samples on Spark; the sample's rows (at most that many customers' rows) are then collected to the driver
-    into DuckDB (:func:`tiering._spark.collect_to_duckdb`, under ``features.duckdb_memory_limit`` when set; the
-    metric ``fit_seconds_collect_sample``) and the fit is the one DuckDB makes of the same rows. Without a sample
-    each origin's feature frame is built on Spark and only the frame comes to pandas."""
-    from tiering.io import connect, is_spark
+    With ``model.train_sample_customers`` the fit runs on a seeded (``model.seed``), stratified sample drawn after
+    validation (tiering.sampling; metrics ``train_sample_*`` and a first note); the bundle scores the whole base.
+    On Spark (``features.engine: spark`` or ``con``) validation and the draw run there and only the sample's rows
+    come to the driver (:func:`tiering.sampling.on_driver`; metric ``fit_seconds_collect_sample``): the fit DuckDB
+    makes of the same rows. Without a sample each origin's feature frame is built on Spark, the frame pulled whole."""
     from tiering.validation import load_tables
 
     step = progress or (lambda msg: None)
@@ -351,20 +345,12 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None, con=None) 
     if n is None:
         result = fit(tables, as_of=as_of, cfg=cfg, progress=progress)
     else:
-        from tiering.sampling import sample_customers
+        from tiering.sampling import on_driver, sample_customers
 
         step(f"drawing a stratified sample of {n:,} customers (seed {cfg.model.seed})")
         sample = sample_customers(tables, n, seed=cfg.model.seed, as_of=as_of)
         step(sample.summary())
-        fitted, collect_seconds = sample.tables, None
-        if is_spark(tables.transactions):
-            from tiering._spark import collect_to_duckdb
-
-            step(f"collecting the {sample.sampled_customers:,} sampled customers' rows from Spark into DuckDB")
-            t0 = time.perf_counter()
-            limit = cfg.features.duckdb_memory_limit
-            fitted = collect_to_duckdb(sample.tables, connect("duckdb", **({"memory_limit": limit} if limit else {})))
-            collect_seconds = round(time.perf_counter() - t0, 3)
+        fitted, collect_seconds = on_driver(sample, cfg.features.duckdb_memory_limit, step)
         result = fit(fitted, as_of=as_of, cfg=cfg, progress=progress)
         if collect_seconds is not None:
             result.fit_seconds = {"collect_sample": collect_seconds} | result.fit_seconds
