@@ -134,7 +134,7 @@ def on_driver(sample: CustomerSample, memory_limit: str | None, step) -> tuple[V
 
     step(f"collecting the {sample.sampled_customers:,} sampled customers' rows from Spark into DuckDB")
     t0 = time.perf_counter()
-    local = collect_to_duckdb(sample.tables, connect("duckdb", **({"memory_limit": memory_limit} if memory_limit else {})))
+    local = collect_to_duckdb(sample.tables, connect("duckdb", memory_limit=memory_limit))
     return local, round(time.perf_counter() - t0, 3)
 
 

@@ -101,8 +101,7 @@ def connection(cfg: Config, values: dict[str, Any]):
         )
     if backends:
         return backends[0]
-    limit = cfg.features.duckdb_memory_limit
-    return connect(cfg.features.engine, **({"memory_limit": limit} if limit else {}))
+    return connect(cfg.features.engine, memory_limit=cfg.features.duckdb_memory_limit)
 
 
 def read_input(con, name: str, value: Any, cfg: Config) -> tuple[ir.Table, SourceConfig, str] | None:

@@ -77,7 +77,7 @@ def connect(engine: str = "duckdb", **settings):
 
     ``settings`` are DuckDB settings, e.g. ``memory_limit="1GB"`` (DuckDB then spills to disk
     instead of growing) or ``threads=2``; ignored for spark. Without a memory_limit, DuckDB gets
-    ``auto_memory_limit()`` (1 GiB, or a quarter of RAM when that is less; load_tables raises it
+    ``auto_memory_limit()`` (memory_limit=None counts as not given; 1 GiB, or a quarter of RAM when that is less; load_tables raises it
     with the base size) instead of DuckDB's own default of 80% of RAM. Without a temp_directory, DuckDB spills
     into a folder of its own in the working directory (./.tmp-duckdb-PID-N), not into DuckDB's default ./.tmp:
     two processes spilling into one folder overwrite each other's temporary files ("Corrupt temporary file").

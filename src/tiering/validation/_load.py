@@ -74,8 +74,7 @@ def load_tables(
     (DataQualityError) before anything is written.
     """
     if con is None:
-        limit = config.features.duckdb_memory_limit
-        con = connect(config.features.engine, **({"memory_limit": limit} if limit else {}))
+        con = connect(config.features.engine, memory_limit=config.features.duckdb_memory_limit)
     raws: dict[str, tuple[ir.Table, SourceConfig, str]] = {}
     for name in CONTRACTS:
         src: SourceConfig | None = getattr(config.data, name)
