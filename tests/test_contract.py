@@ -177,3 +177,7 @@ def test_redaction_rules():
     assert redact_text(f"failed to connect with {TOKEN}", cfg.secret_values()) == "failed to connect with ***"
     assert redact({"db_password": "x1", "api_key": "k", "n": 3, "nested": [{"token": "t"}]}) == \
         {"db_password": "***", "api_key": "***", "n": 3, "nested": [{"token": "***"}]}
+    # the signature of a SAS token or a presigned URL, wherever a URL is printed
+    assert redact_text("read https://a.blob.core.windows.net/c/tx.parquet?sv=2024-01&sig=AbC%2F1 failed") == \
+        "read https://a.blob.core.windows.net/c/tx.parquet?sv=2024-01&sig=*** failed"
+    assert redact_text("s3://b/k?X-Amz-Credential=AKIA1&X-Amz-Signature=f00d") == "s3://b/k?X-Amz-Credential=***&X-Amz-Signature=***"

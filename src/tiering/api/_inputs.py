@@ -107,13 +107,16 @@ def connection(cfg: Config, values: dict[str, Any]):
 def read_input(con, name: str, value: Any, cfg: Config) -> tuple[ir.Table, SourceConfig, str] | None:
     """One input as an Ibis table on ``con``, with the SourceConfig (mapping, CSV dialect) and a label for the report."""
     from tiering.config import SourceConfig
-    from tiering.io import read_source
+    from tiering.io import display_path, is_url, read_source
 
     src = getattr(cfg.data, name) or SourceConfig()
     if value is None:
-        return (read_source(con, src, name), src, src.path) if src.path else None
+        return (read_source(con, src, name), src, display_path(src.path)) if src.path else None
     kind = input_kind(value)
     assert kind is not None  # connection refused the values of no known kind
+    if kind == "path" and is_url(value):  # read_source looks it up (on Spark: Hadoop's FileSystem) and names it if missing
+        src = src.model_copy(update={"path": str(value)})
+        return read_source(con, src, name), src, display_path(value)
     if kind == "path":
         path = Path(value)
         if not path.exists():

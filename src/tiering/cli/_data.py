@@ -67,7 +67,9 @@ def validate(
 
 def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Features use data at or before this date.")],
-    out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")] = Path("outputs/features.parquet"),
+    out: Annotated[str, typer.Option(help="Output file (.parquet or .csv); on --engine spark also a URL (s3a://, hdfs://, abfss://).")] = (
+        "outputs/features.parquet"
+    ),
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default from config).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,

@@ -25,9 +25,10 @@ SetOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print strict JSON instead of tables (errors too: {error, kind, hint}).")]
-TxOpt = Annotated[Path | None, typer.Option("--transactions", help="Transactions file in contract column names (overrides config).")]
-IxOpt = Annotated[Path | None, typer.Option("--interactions", help="Interactions file in contract column names (overrides config).")]
-CuOpt = Annotated[Path | None, typer.Option("--customers", help="Customers file in contract column names (overrides config).")]
+# text, not Path: pathlib would make s3a:/bucket/key of s3a://bucket/key (on --engine spark a source may be a URL)
+TxOpt = Annotated[str | None, typer.Option("--transactions", help="Transactions file or URL in contract column names (overrides config).")]
+IxOpt = Annotated[str | None, typer.Option("--interactions", help="Interactions file or URL in contract column names (overrides config).")]
+CuOpt = Annotated[str | None, typer.Option("--customers", help="Customers file or URL in contract column names (overrides config).")]
 HorizonOpt = Annotated[
     int | None, typer.Option("--horizon-days", min=1, max=3650, help="Prediction horizon H in days (default from config).")
 ]

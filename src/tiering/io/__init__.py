@@ -21,9 +21,13 @@ temporary UTF-8 copy). An empty file, a header without rows, a ragged line and b
 not in the encoding are each named in the message (file, line, key to set): see
 ``explain_read_error``.
 
-Modules: ``_engine`` (connections, memory limits, private folders), ``_read`` (source files) with
-``_read_errors`` (what went wrong reading them), ``_mapping`` (source columns to contract columns) and
-``_write`` (result files).
+Sources and outputs may be URLs (``s3a://``, ``hdfs://``, ``abfss://``, ``file://``): on Spark they are
+looked up, peeked at, written, moved and removed through the session's Hadoop FileSystem; on DuckDB a
+``file:`` URL is its local file (``_fs``).
+
+Modules: ``_engine`` (connections, memory limits, private folders), ``_fs`` (local paths and URLs), ``_read``
+(source files) with ``_read_errors`` (what went wrong reading them), ``_mapping`` (source columns to contract
+columns) and ``_write`` (result files).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from tiering.io._engine import (
     set_auto_memory_limit,
     unordered_writes,
 )
+from tiering.io._fs import display_path, is_url, join_path
 from tiering.io._mapping import compile_expression, map_columns, trim_text
 from tiering.io._read import read_source
 from tiering.io._read_errors import explain_read_error
-from tiering.io._write import atomic_path, concat_parts, parquet_batches, write_sorted_parts, write_table
+from tiering.io._write import atomic_path, concat_parts, parquet_batches, remove_output, write_sorted_parts, write_table
 
 __all__ = [
     "auto_memory_limit",
@@ -58,6 +63,10 @@ __all__ = [
     "compile_expression",
     "trim_text",
     "write_table",
+    "remove_output",
+    "display_path",
+    "is_url",
+    "join_path",
     "atomic_path",
     "parquet_batches",
     "write_sorted_parts",

@@ -1,5 +1,5 @@
-"""Writing results: one table to one file on any engine, row counts of written files, atomic file names, and
-Parquet part files read and written in batches."""
+"""Writing results: one table to one file (a local path, or a URL on Spark) on any engine, earlier outputs removed,
+row counts of written files, atomic file names, and Parquet part files read and written in batches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tiering.exceptions import ConfigError
 from tiering.io._engine import NAME_SERIAL, is_spark, unordered_writes
+from tiering.io._fs import HadoopPath, check_url, display_path, is_url, local_path, url_scheme
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -26,7 +27,14 @@ def write_table(expr: ir.Table, path: str | Path) -> int:
     stays parallel, only the final write is a single task), which is then moved to ``path``.
     An existing file is replaced; a folder at ``path`` is replaced only when it is an earlier
     Spark output (it holds _SUCCESS).
+
+    ``path`` may be a URL (tiering.io._fs): on Spark every step above (the folder check, the temporary
+    folder, the move, the row count) goes through the session's Hadoop FileSystem, so ``s3a://``,
+    ``hdfs://`` or ``abfss://`` work as the cluster is configured; on DuckDB a ``file:`` URL is the local
+    file and any other URL is refused (ConfigError).
     """
+    if is_url(path):
+        return _write_url(expr, str(path))
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
     if path.is_dir():
@@ -47,22 +55,81 @@ def write_table(expr: ir.Table, path: str | Path) -> int:
     return _count_rows(path, expr.columns[0] if csv else None)
 
 
+def _spark_part_file(expr: ir.Table, folder: str, csv: bool) -> None:
+    """``expr`` written by Spark as one part file (plus _SUCCESS) into ``folder``, a path or URL the JVM reads."""
+    backend = expr._find_backend(use_default=True)
+    writer = backend.raw_sql(backend.compile(expr)).repartition(1).write.mode("overwrite")
+    if csv:
+        writer.option("header", True).csv(folder)
+    else:
+        writer.parquet(folder)
+
+
 def _write_spark(expr: ir.Table, path: Path, csv: bool) -> None:
     """One Spark part file written into a temporary folder beside ``path``, then moved to ``path``."""
-    backend = expr._find_backend(use_default=True)
     tmp = path.resolve().parent / f".{path.name}.{os.getpid()}-{next(NAME_SERIAL)}.tmp"  # absolute, as for reads
     try:
-        writer = backend.raw_sql(backend.compile(expr)).repartition(1).write.mode("overwrite")
-        if csv:
-            writer.option("header", True).csv(str(tmp))
-        else:
-            writer.parquet(str(tmp))
+        _spark_part_file(expr, str(tmp), csv)
         parts = sorted(tmp.glob("part-*"))
         if len(parts) != 1:  # cannot happen after repartition(1); never pick one of several silently
             raise RuntimeError(f"Spark wrote {len(parts)} part files to {tmp}; expected 1.")
         parts[0].replace(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_url(expr: ir.Table, url: str) -> int:
+    """:func:`write_table` to a URL: on Spark through its Hadoop FileSystem, the rows counted from the written file
+    (a Parquet footer; CSV by Spark); on DuckDB a ``file:`` URL as its local path."""
+    check_url(url, "output path")
+    if not is_spark(expr):
+        if url_scheme(url) == "file":
+            return write_table(expr, local_path(url))
+        raise ConfigError(
+            f"Cannot write '{display_path(url)}': the duckdb engine writes local files only. Give a local path, or run with "
+            f"--engine spark (features.engine: spark), whose Hadoop FileSystem writes {url_scheme(url)}:// as the cluster is configured."
+        )
+    spark = expr._find_backend(use_default=True)._session
+    target = HadoopPath(spark, url)
+    csv = target.suffixes().endswith(".csv")
+    if target.is_dir():
+        if not target.child("_SUCCESS").exists():
+            raise ConfigError(f"The output path '{target}' is a folder; give a file name ending in .parquet or .csv.")
+        target.delete()
+    tmp = target.sibling(f".{target.name}.{os.getpid()}-{next(NAME_SERIAL)}.tmp")
+    try:
+        _spark_part_file(expr, tmp.engine_path, csv)
+        parts = [p for p in tmp.children() if p.name.startswith("part-")]
+        if len(parts) != 1:  # as in _write_spark
+            raise RuntimeError(f"Spark wrote {len(parts)} part files to {tmp}; expected 1.")
+        parts[0].move_to(target)
+    finally:
+        tmp.delete()
+    if not csv:
+        return target.parquet_rows()
+    # CSV: counted by Spark as written (the header line; quoted fields may hold newlines)
+    return int(spark.read.option("header", True).option("multiLine", True).csv(url).count())
+
+
+def remove_output(path: str | Path, con=None) -> None:
+    """Remove an earlier output at ``path`` if there is one: a file, or a folder Spark wrote (it holds _SUCCESS);
+    any other folder stays. A URL is looked up through the Hadoop FileSystem of ``con`` (an Ibis pyspark
+    backend); on another engine only a ``file:`` URL can hold an output, as its local path."""
+    if is_url(path):
+        url = str(path)
+        if getattr(con, "name", None) == "pyspark":
+            target = HadoopPath(con._session, url)
+            if target.is_file() or (target.is_dir() and target.child("_SUCCESS").exists()):
+                target.delete()
+            return
+        if url_scheme(url) != "file":
+            return
+        path = local_path(url)
+    path = Path(path)
+    if path.is_dir() and (path / "_SUCCESS").exists():  # a stale Spark output folder
+        shutil.rmtree(path)
+    elif path.is_file():
+        path.unlink()
 
 
 def _count_rows(path: Path, csv_first_column: str | None) -> int:

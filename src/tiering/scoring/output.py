@@ -25,7 +25,7 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.exceptions import ConfigError
-from tiering.io import concat_parts
+from tiering.io import concat_parts, display_path, is_url
 from tiering.scoring.frames import scores_schema
 from tiering.scoring.run_folder import OUT_PREFIX, temp_folder
 from tiering.store import Batch, ScoresStore
@@ -39,6 +39,11 @@ def check_out(out: str | Path | None) -> Path | None:
     is a folder, or its nearest existing folder is not a writable folder."""
     if out is None:
         return None
+    if is_url(out):  # also s3a:/bucket/key, what pathlib makes of s3a://bucket/key
+        raise ConfigError(
+            f"--out {display_path(out)!r} is a URL; predict builds --out on the driver's local disk. Give a local path, or "
+            "export the batch from the scores store (`tiering tiers list --format csv`). Nothing was written."
+        )
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigError(f"--out must end in .parquet or .csv; got {str(out)!r}.")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from tiering.config import Config
+from tiering.exceptions import ConfigError
 from tiering.features import FeatureSpec, build_features
 from tiering.models.bundle import ScoringBundle
 from tiering.schemas import SCORES_COLUMNS
@@ -44,6 +45,7 @@ def run_on_spark(
         job.accept(tables, gap, bundle, list(features.columns))
         writable = store.get()
         spark_scores(features, bundle, model, job.cfg, as_of=job.as_of, scores_dir=run.scores, **finish)
+        check_scores_visible(run.scores, rows)
     finally:
         features.unpersist()
     job.timed("features_and_score", t0)
@@ -58,6 +60,20 @@ def run_on_spark(
     )
     job.timings["write"] = round(time.perf_counter() - t0 - job.timings.get("out", 0.0), 3)
     return batch, tables.reports
+
+
+def check_scores_visible(scores_dir: Path, rows: int) -> None:
+    """Refuse (before the store is written) when the driver does not see every score Spark wrote: on a cluster whose
+    default file system is not the driver's disk (HDFS, DBFS), a plain run-folder path is written there."""
+    import pyarrow.parquet as pq
+
+    seen = sum(pq.ParquetFile(str(f)).metadata.num_rows for f in scores_dir.glob("*.parquet"))
+    if seen != rows:
+        raise ConfigError(
+            f"Spark wrote {rows:,} scores, but the driver sees {seen:,} of them in {scores_dir}. Set predict.work_dir to a "
+            "folder that the driver and every executor see at the same path (a Unity Catalog volume on Databricks, a shared "
+            "mount elsewhere). Nothing was written to the store."
+        )
 
 
 def spark_features(tables: ValidatedTables, spec: FeatureSpec, bundle: ScoringBundle, as_of: dt.date):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tiering.config import Config, SourceConfig
 from tiering.exceptions import DataQualityError, TieringError
-from tiering.io import connect, explain_read_error, read_source, set_auto_memory_limit
+from tiering.io import connect, display_path, explain_read_error, read_source, set_auto_memory_limit
 from tiering.schemas import CONTRACTS
 from tiering.validation._check import check_table
 from tiering.validation._reports import TableReport, ValidatedTables, check_usable
@@ -83,7 +83,7 @@ def load_tables(
                 read_source(con, src or SourceConfig(), name)  # raises the "no path" message
             continue
         with _read_errors(src, name):
-            raws[name] = read_source(con, src, name), src, src.path
+            raws[name] = read_source(con, src, name), src, display_path(src.path)  # a URL's secrets masked
     _size_memory_limit(con, raws, config.features.bucket_rows)
     tables = check_tables(raws, config, as_of=as_of, con=con)
     if write_quarantine:

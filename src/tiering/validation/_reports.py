@@ -5,13 +5,12 @@ usable rows."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tiering.exceptions import DataQualityError
-from tiering.io import is_spark, write_table
+from tiering.io import display_path, is_spark, join_path, remove_output, write_table
 from tiering.validation._rules import REASON
 
 if TYPE_CHECKING:
@@ -69,17 +68,15 @@ def bucket_count(tables: ValidatedTables, bucket_rows: int) -> int:
 
 def write_quarantine_file(annotated: ir.Table, report: TableReport, quarantine_dir: str | Path) -> None:
     """The bad rows (reason and raw values) to ``quarantine_dir/<table>.parquet`` when there is any, else a
-    stale file of the table is removed; sets report.quarantine_path."""
-    path = Path(quarantine_dir) / f"{report.table}.parquet"
+    stale file of the table is removed; sets report.quarantine_path. On Spark ``quarantine_dir`` may be a URL
+    (s3a://, hdfs://, abfss://: tiering.io.write_table)."""
+    path = join_path(quarantine_dir, f"{report.table}.parquet")
     if report.quarantined:
-        path.parent.mkdir(parents=True, exist_ok=True)
         bad = annotated.filter(annotated[REASON].notnull())
         write_table(bad.select(REASON, *[c for c in bad.columns if c.startswith("raw_")]), path)
-        report.quarantine_path = str(path)
-    elif path.is_dir() and (path / "_SUCCESS").exists():  # a stale Spark output folder
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+        report.quarantine_path = display_path(path)
+    else:
+        remove_output(path, annotated._find_backend(use_default=True))
 
 
 def check_usable(report: TableReport, max_quarantine_share: float) -> None:
