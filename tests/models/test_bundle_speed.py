@@ -112,7 +112,9 @@ def _reference_reasons(pol, f: pd.DataFrame, tier: np.ndarray, buyer, lapsed, is
         return "joined " + T(g) + f" days ago (new means under {pol.new_max_tenure_days} days)"
 
     def ordinary(g):
-        return ("KOC score " + K(g) + f" below the seed cut {koc_cut:.2f} (" + social(g) + "), member for " + T(g) + " days")
+        last = ("; last interaction " + _ref_fmt(g["days_since_last_interaction"], "{:.0f}") + " days ago"
+                if "days_since_last_interaction" in g else "")
+        return ("KOC score " + K(g) + f" below the seed cut {koc_cut:.2f} (" + social(g) + "), member for " + T(g) + " days" + last)
 
     f = f.reset_index(drop=True)
     koc_r = np.asarray(koc, dtype=float)

@@ -217,6 +217,8 @@ def test_every_reason_names_the_values_that_triggered_it():
             assert r.endswith(f"joined {x['tenure_days']:.0f} days ago (new means under 30 days)")
         elif tier == "ordinary":
             assert f"member for {x['tenure_days']:.0f} days" in r and "below the seed cut 0.50" in r
+            if "days_since_last_interaction" in f.columns:
+                assert r.endswith(f"; last interaction {x['days_since_last_interaction']:.0f} days ago")
 
 
 # ---------------------------------------------------------------------------------------------- RFM

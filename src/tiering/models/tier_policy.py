@@ -11,7 +11,16 @@ from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ConfigError, ModelError
 from tiering.ladder import TIER_NAMES
-from tiering.models.koc import expected_f1_cut, fit_koc_volume_mixture, koc_counts, koc_posterior, koc_window
+from tiering.models.koc import (
+    RECENT_DAYS,
+    SILENT_GAPS,
+    expected_f1_cut,
+    fit_koc_volume_mixture,
+    koc_counts,
+    koc_posterior,
+    koc_window,
+    sharing_now,
+)
 from tiering.models.rfm import NO_PURCHASE_SEGMENT, SEGMENT_TABLE, quintile_edges, quintile_score
 from tiering.models.tier_reasons import ReasonWriter
 from tiering.models.tier_thresholds import (
@@ -23,6 +32,7 @@ from tiering.models.tier_thresholds import (
     learn_at_risk_cut,
     learn_value_floors,
     population_gap,
+    unlabelled_p_floor,
 )
 
 REQUIRED_COLUMNS = (
@@ -64,10 +74,11 @@ class TierPolicy(BaseEstimator):
     """Assigns tiers, tier probabilities, RFM segments and flags; cut points are learned by ``fit``.
 
     ``value_min_p_purchase``, ``value_min_p_alive`` and ``value_max_gap_ratio``: None (default) learns them from
-    ``fit``'s holdout; a number wins. ``at_risk_min_churn_risk``: None places the at-risk cut at the midpoint
-    between the base's active and lapsed buyers' mean predicted churn (``DEFAULT_AT_RISK`` without both groups);
-    a number wins. ``seed_engagement_quantile`` is accepted for configs written
-    before the KOC score and no longer used (browsing alone does not make a seed).
+    ``fit``'s holdout (without one, the p_purchase floor is the buyers' mean p_purchase); a number wins.
+    ``at_risk_min_churn_risk``: None places the at-risk cut two thirds of the way from the base's active buyers' mean
+    predicted churn to the lapsed ones' (``DEFAULT_AT_RISK`` without both groups); a number wins.
+    ``seed_engagement_quantile`` is accepted for configs written before the KOC score and no longer used (browsing
+    alone does not make a seed).
     """
 
     def __init__(
@@ -145,8 +156,8 @@ class TierPolicy(BaseEstimator):
                 gap_ratio_cap=self.value_max_gap_ratio,
                 grace_gap_ratio=self.value_grace_gap_ratio,
             )
-        # nothing out of time says how the propensity model is calibrated: no probability floor, only the gap test
-        defaults = {"value_min_p_purchase": 0.0, "value_min_p_alive": 0.0, "value_max_gap_ratio": DEFAULT_GAP_RATIO}
+        # no outcome to learn from: the p_purchase floor where J peaks if the predictions are calibrated
+        defaults = {"value_min_p_purchase": unlabelled_p_floor(frame), "value_min_p_alive": 0.0, "value_max_gap_ratio": DEFAULT_GAP_RATIO}
         for k, v in explicit.items():
             if v is not None:
                 value, source = float(v), "config"
@@ -162,11 +173,11 @@ class TierPolicy(BaseEstimator):
         self.population_gap_days_ = population_gap(frame)
 
     def _fit_at_risk(self, frame: pd.DataFrame, holdout: pd.DataFrame | None) -> None:
-        """The at-risk cut on churn risk: explicit; else learned on ``frame``, halfway between the mean predicted churn
-        of its active and lapsed buyers (:func:`at_risk_cut` at ``AT_RISK_POSITION``; the groups the value test as
-        fitted makes); else DEFAULT_AT_RISK without both groups. On ``holdout`` the same rule is tried and how its
-        flagged buyers churned kept (``at_risk_holdout_``, :func:`learn_at_risk_cut`; None without outcomes): the
-        out-of-time check the training run logs."""
+        """The at-risk cut on churn risk: explicit; else learned on ``frame``, two thirds of the way from the mean
+        predicted churn of its active buyers to that of its lapsed ones (:func:`at_risk_cut` at ``AT_RISK_POSITION``;
+        the groups the value test as fitted makes); else DEFAULT_AT_RISK without both groups. On ``holdout`` the same
+        rule is tried and how its flagged buyers churned kept (``at_risk_holdout_``, :func:`learn_at_risk_cut`; None
+        without outcomes): the out-of-time check the training run logs."""
         self.at_risk_holdout_: dict[str, float] | None = None
         if holdout is not None and "purchased_in_horizon" in holdout.columns:
             b = holdout["has_purchased"].to_numpy() > 0
@@ -194,11 +205,11 @@ class TierPolicy(BaseEstimator):
         self.koc_theta_: np.ndarray | None = mix[0] if mix is not None else None
         self.koc_pi_: np.ndarray | None = mix[1] if mix is not None else None
         self.koc_volume_: np.ndarray | None = mix[2] if mix is not None else None
+        self.koc_silent_gaps_, self.koc_recent_days_ = SILENT_GAPS, RECENT_DAYS
         if self.seed_min_koc_score is not None:
             self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = float(self.seed_min_koc_score), "config"
         elif mix is not None:
-            assert self.koc_window_days_ is not None  # mix is fitted only with a KOC window
-            self.seed_min_koc_score_ = expected_f1_cut(koc_posterior(koc_counts(frame, self.koc_window_days_), *mix))
+            self.seed_min_koc_score_ = expected_f1_cut(self.koc_score(frame))
             self.threshold_source_["seed_min_koc_score"] = "learned"
         else:
             self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = 0.5, "default"
@@ -240,7 +251,11 @@ class TierPolicy(BaseEstimator):
                 return np.zeros(len(f))
             assert self.koc_pi_ is not None  # fitted with koc_theta_
             volume = self._learned("koc_volume_", None)  # None: fitted before the number of events counted
-            return koc_posterior(koc_counts(f, w), theta, self.koc_pi_, volume)
+            score = koc_posterior(koc_counts(f, w), theta, self.koc_pi_, volume)
+            silent_gaps = self._learned("koc_silent_gaps_", None)  # None: fitted before dormant sharers were told apart
+            if silent_gaps is None:
+                return score
+            return np.where(sharing_now(f, w, silent_gaps, self.koc_recent_days_), score, 0.0)
         return (f["social_actions_90d"].to_numpy(float) >= self.seed_min_social_actions_90d).astype(float)
 
     def _koc_cut(self) -> float:

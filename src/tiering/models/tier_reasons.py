@@ -213,8 +213,15 @@ class ReasonWriter:
         )
 
     def ordinary(self, m):
+        k = int(m.sum())
+        # a sharer who went silent scores 0 (models.koc.sharing_now): the days since the last interaction say why
+        last = (
+            join(k, "; last interaction ", fmt_values(self.col("days_since_last_interaction")[m], "{:.0f}"), " days ago")
+            if "days_since_last_interaction" in self.f.columns
+            else ""
+        )
         return join(
-            int(m.sum()),
+            k,
             "KOC score ",
             fmt_values(self.koc[m], "{:.2f}"),
             f" below the seed cut {self.t['koc_cut']:.2f} (",
@@ -222,6 +229,7 @@ class ReasonWriter:
             "), member for ",
             fmt_values(self.col("tenure_days")[m], "{:.0f}"),
             " days",
+            last,
         )
 
     def write(self, tier: np.ndarray, buyer, lapsed, is_core) -> np.ndarray:

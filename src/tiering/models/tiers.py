@@ -36,17 +36,19 @@ Value floors, learned at fit time from out-of-time outcomes
     favours calling nearly everyone active; J weighs both errors alike whatever that share.
     A threshold given explicitly (not None) wins over the learned one, and the others are learned given it.
     Without usable outcomes (no holdout, fewer than ``MIN_HOLDOUT_BUYERS`` buyers, or one outcome only) the
-    defaults apply: no p_purchase or P(alive) floor (nothing says how the propensity model is calibrated),
-    gap ratio ``DEFAULT_GAP_RATIO``; ``threshold_source_`` says which applied.
+    defaults apply: the p_purchase floor at the base's buyers' mean p_purchase (where J peaks if the predictions
+    are calibrated: :func:`unlabelled_p_floor`), no P(alive) floor, gap ratio ``DEFAULT_GAP_RATIO``;
+    ``threshold_source_`` says which applied.
 
 At risk, placed at fit time between the base's active and lapsed buyers
     ``at_risk`` flags a core or value customer whose churn risk is at or above ``at_risk_min_churn_risk`` (None
-    learns it): halfway between the mean predicted churn of the buyers the fitted value test keeps active and of
-    those it calls lapsed, on the fitted base's own predictions (``AT_RISK_POSITION``, ``TierPolicy._fit_at_risk``):
-    a buyer predicted nearer the lapsed than the active. The holdout's outcomes set the two groups (the value floors)
-    and check the flag out of time (:func:`learn_at_risk_cut`), but do not move it: read on the holdout's
-    predictions, the realised midpoint carries the holdout's calibration error, which at 180 days ran opposite to
-    each origin's own. Without both groups, ``DEFAULT_AT_RISK`` (0.5).
+    learns it): two thirds of the way from the mean predicted churn of the buyers the fitted value test keeps
+    active to that of those it calls lapsed, on the fitted base's own predictions (``AT_RISK_POSITION``,
+    ``TierPolicy._fit_at_risk``): a buyer predicted at least twice as near the lapsed as the active. The
+    holdout's outcomes set the two groups (the value floors) and check the flag out of time
+    (:func:`learn_at_risk_cut`), but do not move it: read on the holdout's predictions, the realised midpoint
+    carries the holdout's calibration error, which at 180 days ran opposite to each origin's own. Without both
+    groups, ``DEFAULT_AT_RISK`` (0.5).
 
 KOC score
     A two-component mixture over each customer's interactions in the largest feature window, split into
@@ -56,9 +58,11 @@ KOC score
     (:mod:`tiering.models.koc`). ``koc_score`` is a customer's posterior
     probability of that component: many shares and referrals among few other events score high, and views,
     likes or messages lower it; a customer with no share or referral scores 0 (browsing alone never makes
-    a seed). The seed cut (``seed_min_koc_score``; None learns it) maximises the expected F1 of the KOC class
-    computed from the posteriors themselves (no labels; for calibrated posteriors the best cut sits near
-    half the best attainable F1). Without any share or referral in the base no mixture is fitted and nobody is a seed. A frame
+    a seed), and so does one no longer interacting at the origin (:func:`sharing_now`: last interaction more than
+    30 days or five of their own mean gaps between interactions ago; a dormant former sharer is no seed to invite).
+    The seed cut (``seed_min_koc_score``; None learns it) maximises the expected F1 of the KOC class computed
+    from the scores themselves (no labels; for calibrated posteriors the best cut sits near half the best
+    attainable F1). Without any share or referral in the base no mixture is fitted and nobody is a seed. A frame
     without the per-type counts (``n_share_{W}d``, ``n_referral_{W}d``, ``events_{W}d``) falls back to the
     rule "shares + referrals in 90 days >= seed_min_social_actions_90d" (koc_score 1 or 0).
     The input contract links no referral to the customer it brought in, so no referral-outcome
@@ -79,7 +83,7 @@ come from the ``tiers`` section of the config (:func:`ladder` merges them over t
 from __future__ import annotations
 
 from tiering.ladder import TIER_BY_NAME, TIER_LADDER, TIER_NAMES, WIN_BACK_ACTION, Tier, ladder
-from tiering.models.koc import expected_f1_cut, fit_koc_mixture, fit_koc_volume_mixture, koc_posterior
+from tiering.models.koc import expected_f1_cut, fit_koc_mixture, fit_koc_volume_mixture, koc_posterior, sharing_now
 from tiering.models.next_tier import NextTierModel  # moved; pickled bundles unpickle it by this path
 from tiering.models.rfm import NO_PURCHASE_SEGMENT, SEGMENT_TABLE
 from tiering.models.tier_policy import (  # TierPolicy moved too: pickled bundles unpickle it by this path
@@ -97,6 +101,7 @@ from tiering.models.tier_thresholds import (
     learn_at_risk_cut,
     learn_value_floors,
     population_gap,
+    unlabelled_p_floor,
     youden_j,
 )
 
@@ -126,5 +131,7 @@ __all__ = [
     "learn_at_risk_cut",
     "learn_value_floors",
     "population_gap",
+    "sharing_now",
+    "unlabelled_p_floor",
     "youden_j",
 ]
