@@ -78,7 +78,7 @@ def test_auto_ships_what_the_last_finished_origin_says(result):
 
 
 def test_pick_clv_keeps_the_preferred_model_unless_beaten_by_more_than_the_margin():
-    from tiering.fitting import pick_clv
+    from tiering.choice import pick_clv
 
     assert pick_clv({"naive": 0.80, "btyd": 0.79, "hybrid": 0.795}, "hybrid", 0.01) == "hybrid"
     assert pick_clv({"naive": 0.81, "btyd": 0.79, "hybrid": 0.795}, "hybrid", 0.01) == "naive"  # behind by 0.015

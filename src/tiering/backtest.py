@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tiering.choice import pick_clv
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.fitting import (
@@ -41,7 +42,6 @@ from tiering.fitting import (
     feature_spec,
     fit_origin,
     fit_training_origins,
-    pick_clv,
     training_origins,
 )
 from tiering.holdout import evaluate_origin, tidy_rows
@@ -160,7 +160,7 @@ def ladder_clv_kind(cfg: Config, table: pd.DataFrame, horizon_days: int, origin:
 
 
 def auto_choices(table: pd.DataFrame, horizon_days: int, cfg: Config) -> dict[dt.date, str]:
-    """The CLV model ``clv_model: auto`` would have shipped at each origin o: :func:`tiering.fitting.pick_clv` on the
+    """The CLV model ``clv_model: auto`` would have shipped at each origin o: :func:`tiering.choice.pick_clv` on the
     normalized Gini of every candidate at the latest origin whose horizon had ended by o (as tiering.train picks at
     its test origin, from outcomes known by then). Origins with no such earlier origin are left out."""
     clv = table[(table["task"] == "clv") & (table["metric"] == "normalized_gini")]

@@ -240,56 +240,6 @@ LEARNED_CLV = ("supervised", "hybrid", "hurdle")  # CLV models trained on labell
 CLV_CANDIDATES = ("naive", "btyd", *LEARNED_CLV)  # simplest first: a tie keeps the simpler model
 
 
-def pick_clv(ginis: dict[str, float], prefer: str, margin: float) -> str | None:
-    """The CLV model ``model.clv_model: auto`` ships, from each candidate's normalized Gini at one out-of-time origin
-    (NaN or missing: not evaluated there): ``prefer`` unless another candidate beats it by more than ``margin``,
-    then the best (ties keep the simpler). None when nothing was evaluated. One origin's Gini is noisy: on the
-    selection and gap origins of the Online Retail II, Complete Journey and simulator experiments, taking the best
-    outright switched models on noise and lost to keeping the hybrid (experiments/README.md); the margin keeps the
-    switch for a real gap, as when a learned model had too little history to learn from."""
-    got = {k: float(v) for k, v in ginis.items() if v is not None and np.isfinite(v)}
-    if not got:
-        return None
-    best = max((k for k in CLV_CANDIDATES if k in got), key=got.__getitem__)
-    return prefer if prefer in got and got[prefer] >= got[best] - margin else best
-
-
-def choose_clv(metrics: dict[str, float], cfg: Config) -> tuple[str, str]:
-    """The CLV model to ship and why: ``cfg.model.clv_model``, or with "auto" :func:`tiering.fitting.pick_clv` on the
-    normalized Gini of every candidate at the test origin."""
-    m = cfg.model
-    if m.clv_model != "auto":
-        return m.clv_model, f"CLV model {m.clv_model} (set in the config)"
-    ginis = {k: metrics.get(f"clv_{k}_normalized_gini", float("nan")) for k in CLV_CANDIDATES}
-    chosen = pick_clv(ginis, m.clv_auto_prefer, m.clv_auto_margin)
-    if chosen is None:
-        return "btyd", "CLV model btyd (auto: nothing could be evaluated out of time)"
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ginis.items(), key=lambda kv: -kv[1]) if np.isfinite(v))
-    rule = (
-        f"kept {m.clv_auto_prefer} within {m.clv_auto_margin:g} of the best"
-        if chosen == m.clv_auto_prefer
-        else f"{m.clv_auto_prefer} "
-        + ("not evaluated" if not np.isfinite(ginis.get(m.clv_auto_prefer, np.nan)) else f"behind by more than {m.clv_auto_margin:g}")
-    )
-    return chosen, f"CLV model {chosen} (auto: {rule}; normalized Gini at the test origin: {scores})"
-
-
-def guard_propensity(model: PropensityModel, metrics: dict[str, float], cfg: Config) -> str | None:
-    """Buyers' p_purchase falls back to BTYD's alone when the propensity model ranked buyers worse than BTYD at the
-    test origin by more than ``model.propensity_auto_margin``: sets ``metrics["propensity_btyd_only"]`` and returns
-    the note saying so (None when the model is kept)."""
-    ours, btyd = metrics.get("churn_model_roc_auc", np.nan), metrics.get("churn_btyd_roc_auc", np.nan)
-    lost = bool(np.isfinite(ours) and np.isfinite(btyd) and ours < btyd - cfg.model.propensity_auto_margin)
-    metrics["propensity_btyd_only"] = float(lost)
-    if not lost:
-        return None
-    model.btyd_weight, model.platt_ = 1.0, {}  # the Platt maps were learned for the blend: dropped with it
-    return (
-        f"p_purchase of buyers: BTYD's alone (the propensity model's ROC-AUC at the test origin, {ours:.4f}, was below "
-        f"BTYD's {btyd:.4f} by more than {cfg.model.propensity_auto_margin:g}); prospects keep the model"
-    )
-
-
 def clv_columns(fit: OriginFit, kind: str) -> pd.DataFrame:
     """Inputs of a CLV model of ``kind``: the features, and the BTYD outputs for "hybrid", "hurdle" (and intervals)."""
     X = fit.bundle.clv_input(fit.frame[fit.bundle.feature_columns], fit.btyd)

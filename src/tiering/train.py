@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from tiering.choice import choose_clv, guard_propensity, heldout_if_thin
 from tiering.config import Config
 from tiering.evaluation import clv_metrics
 from tiering.exceptions import ModelError
@@ -42,7 +43,6 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     LEARNED_CLV,
     MIN_BTYD_BUYERS,
     OriginFit,
-    choose_clv,
     clv_columns,
     feature_spec,
     features_at,
@@ -51,7 +51,6 @@ from tiering.fitting import (  # re-exported: tiering.train was their home, call
     fit_origin,
     fit_propensity,
     fit_training_origins,
-    guard_propensity,
     training_origins,
     try_fit_origin,
     usable,
@@ -233,9 +232,7 @@ def _fit_final_models(
     """The bundle's propensity, CLV and interval models, trained at the test origin and before, scored from as_of."""
     test, bundle = ev.test, now.bundle
     s.step(f"propensity and CLV models fitted at {as_of - dt.timedelta(days=cfg.model.horizon_days)} and before")
-    if test is not None:
-        cache[test.origin] = test
-    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
+    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)  # computed for the CLV choice: cached
     if not train_fits:
         train_fits = [test] if test is not None else []
         s.fallbacks.append(
@@ -315,7 +312,10 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     s.fallbacks.extend(now.fallbacks)
     cache: dict = {}
     ev = _evaluate(tables, as_of, cfg, spec, cache, s)
-    chosen, why = choose_clv(ev.metrics, cfg)
+    if ev.test is not None:
+        cache[ev.test.origin] = ev.test  # the final models' latest training origin is the test origin
+    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
+    chosen, why = choose_clv(ev.metrics, cfg, s.timed("clv_heldout", heldout_if_thin, ev.eval_fits, train_fits, cfg))
     s.notes.append(why)
     if ev.has_models:
         _ship_test_bundle(ev, chosen, cfg)

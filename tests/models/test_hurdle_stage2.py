@@ -49,7 +49,7 @@ def test_spend_parameters_reach_the_second_stage_only():
     X, y, _ = zero_inflated(2000, 13)
     model = HurdleSpend(spend_loss="poisson", spend_max_iter=7, spend_learning_rate=0.2, spend_min_samples_leaf=30, threads=1).fit(X, y)
     assert (model.spend_.loss, model.spend_.max_iter, model.spend_.learning_rate, model.spend_.min_samples_leaf) == ("poisson", 7, 0.2, 30)
-    assert (model.buy_.max_iter, model.buy_.learning_rate, model.buy_.min_samples_leaf) == (300, 0.05, 50)
+    assert (model.buy_.max_iter, model.buy_.learning_rate, model.buy_.min_samples_leaf) == (200, 0.03, 200)  # the defaults
     assert model.spend_.n_iter_ <= 7 and model.spend_smearing_ == 1.0
     with pytest.raises(ModelError, match=r"spend_loss must be one of \['gamma', 'poisson', 'log_squared_error'\]; got 'huber'"):
         HurdleSpend(spend_loss="huber").fit(X, y)

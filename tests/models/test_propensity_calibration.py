@@ -63,7 +63,7 @@ def test_recalibration_is_applied_on_the_bundle_path_too() -> None:
 @pytest.mark.parametrize(("ours", "btyd", "lost"), [(0.70, 0.75, True), (0.745, 0.75, False), (0.80, 0.75, False)])
 def test_a_propensity_model_that_loses_to_btyd_out_of_time_is_not_shipped_for_buyers(ours, btyd, lost) -> None:
     from tiering.config import Config
-    from tiering.fitting import guard_propensity
+    from tiering.choice import guard_propensity
 
     rng = np.random.default_rng(5)
     X, y, _ = _period(rng, 2000, -0.5, True)

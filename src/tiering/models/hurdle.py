@@ -53,10 +53,10 @@ class HurdleSpend(LevelAligned):
 
     def __init__(
         self,
-        max_iter: int = 300,
-        learning_rate: float = 0.05,
-        min_samples_leaf: int = 50,
-        l2_regularization: float = 1.0,
+        max_iter: int = 200,
+        learning_rate: float = 0.03,
+        min_samples_leaf: int = 200,
+        l2_regularization: float = 10.0,
         random_state: int = 0,
         threads: int | None = None,
         spend_loss: Literal["gamma", "poisson", "log_squared_error"] = "gamma",

@@ -1,0 +1,84 @@
+"""What ``clv_model: auto`` ships: the thin-evidence rule and the held-out Gini it falls back on."""
+
+import datetime as dt
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, RegressorMixin
+from threadpoolctl import threadpool_limits
+
+from tiering.config import Config
+from tiering.datasets import simulate
+from tiering.choice import THIN_EVIDENCE_SHARE, choose_clv, heldout_clv_ginis, heldout_predictions, thin_evidence
+from tiering.fitting import feature_spec, fit_training_origins
+from tiering.validation import load_tables
+
+
+class _Recorder(RegressorMixin, BaseEstimator):
+    """Predicts -1 for a row whose customer (column "cid") it was trained on, else how many customers it saw."""
+
+    def fit(self, X, y):
+        self.seen_ = set(X["cid"])
+        return self
+
+    def predict(self, X):
+        return np.where(X["cid"].isin(self.seen_), -1.0, len(self.seen_))
+
+
+def _fits(*buyers: int):
+    return [SimpleNamespace(frame=pd.DataFrame({"has_purchased": [1] * b + [0] * 5})) for b in buyers]
+
+
+def test_heldout_predictions_never_learn_from_a_scored_customer_at_any_origin():
+    ids = np.array([f"c{i}" for i in range(60)] * 3)  # every customer at three stacked origins
+    X = pd.DataFrame({"cid": ids})
+    score = np.r_[np.ones(60, bool), np.zeros(120, bool)]  # the latest origin's rows
+    pred = heldout_predictions(_Recorder(), X, np.ones(len(X)), ids, score, folds=3)
+    # no scored customer was in its model's training rows at any origin, and each model saw the other two thirds
+    assert pred.shape == (60,) and (pred == 40).all()
+
+
+def test_thin_evidence_compares_the_buyers_learned_from():
+    assert thin_evidence([], _fits(100))  # nothing fitted out of time
+    assert thin_evidence(_fits(20), _fits(100, 100, 100))  # a cohort's first days against the whole cohort
+    assert not thin_evidence(_fits(100, 100), _fits(100, 100, 100))
+    assert thin_evidence(_fits(149), _fits(300)) and not thin_evidence(_fits(150), _fits(300))  # the share is 0.5
+    assert THIN_EVIDENCE_SHARE == 0.5
+    assert not thin_evidence([], [])  # nothing learned ships either: the evaluation's word stands
+
+
+def test_choose_clv_decides_on_held_out_ginis_where_the_evidence_is_thin():
+    cfg = Config()  # auto, prefer hybrid, margin 0.01
+    thin_oot = {"clv_naive_normalized_gini": 0.65, "clv_btyd_normalized_gini": 0.59, "clv_hybrid_normalized_gini": 0.43}
+    assert choose_clv(thin_oot, cfg)[0] == "naive"  # out of time, the hybrid trained on a cohort's first days lost
+    chosen, why = choose_clv(thin_oot, cfg, heldout={"naive": 0.61, "btyd": 0.56, "hybrid": 0.64})
+    assert chosen == "hybrid" and "customers held out" in why and "too few buyers" in why
+    # the fallback is the same rule: a baseline ahead by more than the margin still ships
+    assert choose_clv(thin_oot, cfg, heldout={"naive": 0.66, "btyd": 0.56, "hybrid": 0.64})[0] == "naive"
+    assert choose_clv({}, cfg, heldout={"naive": 0.6, "hybrid": float("nan")})[0] == "naive"
+
+
+@pytest.fixture(scope="module")
+def training_fits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("choice")
+    simulate(1500, dt.date(2024, 1, 1), dt.date(2025, 12, 31), seed=11).write(root / "data")
+    cfg = Config().with_source_dir(root / "data")
+    cfg.validation.quarantine_dir = str(root / "quarantine")
+    cfg.model.horizon_days, cfg.model.threads = 90, 1
+    with threadpool_limits(1):
+        return cfg, fit_training_origins(load_tables(cfg), dt.date(2025, 7, 1), cfg, feature_spec(cfg))
+
+
+def test_heldout_clv_ginis_score_the_latest_training_origins_buyers(training_fits):
+    from tiering.evaluation import normalized_gini
+
+    cfg, fits = training_fits
+    assert len(fits) == cfg.model.training_origins
+    with threadpool_limits(1):
+        got = heldout_clv_ginis(fits, cfg, ("hybrid",))
+    latest = fits[0].frame[fits[0].frame["has_purchased"] > 0]
+    assert got["naive"] == pytest.approx(normalized_gini(latest["holdout_spend"], latest[f"spend_{max(cfg.features.windows_days)}d"]))
+    assert set(got) == {"naive", "btyd", "hybrid"} and -1 <= got["hybrid"] <= 1
+    assert heldout_clv_ginis([], cfg, ("hybrid",)) == {}
