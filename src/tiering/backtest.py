@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tiering.choice import pick_clv
+from tiering.choice import THIN_EVIDENCE_SHARE, buyers_in, heldout_clv_ginis, pick_clv
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.fitting import (
@@ -162,17 +162,40 @@ def ladder_clv_kind(cfg: Config, table: pd.DataFrame, horizon_days: int, origin:
 def auto_choices(table: pd.DataFrame, horizon_days: int, cfg: Config) -> dict[dt.date, str]:
     """The CLV model ``clv_model: auto`` would have shipped at each origin o: :func:`tiering.choice.pick_clv` on the
     normalized Gini of every candidate at the latest origin whose horizon had ended by o (as tiering.train picks at
-    its test origin, from outcomes known by then). Origins with no such earlier origin are left out."""
+    its test origin, from outcomes known by then), or on o's held-out Ginis where that evidence is thin
+    (:func:`_clv_evidence_rows`, as train does). Origins with neither are left out."""
     clv = table[(table["task"] == "clv") & (table["metric"] == "normalized_gini")]
     gini = clv.pivot_table(index="origin", columns="model", values="value")
+    held = table[table["task"] == "clv_heldout"].pivot_table(index="origin", columns="model", values="value")
     out = {}
     for o in sorted(clv["origin"].unique()):
         known = gini[[d + dt.timedelta(days=horizon_days) <= o for d in gini.index]]
-        if not known.empty:
-            last = known.iloc[-1]
-            chosen = pick_clv({m: last[m] for m in CLV_CANDIDATES if m in last.index}, cfg.model.clv_auto_prefer, cfg.model.clv_auto_margin)
+        evidence = held.loc[o] if o in held.index else (known.iloc[-1] if not known.empty else None)
+        if evidence is not None:
+            got = {m: evidence[m] for m in CLV_CANDIDATES if m in evidence.index}
+            chosen = pick_clv(got, cfg.model.clv_auto_prefer, cfg.model.clv_auto_margin)
             if chosen is not None:
                 out[o] = chosen
+    return out
+
+
+def _clv_evidence_rows(o: dt.date, train_fits: list[OriginFit], rows: list[dict], cfg: Config, selected: dict) -> list[dict]:
+    """With ``clv_model: auto`` and learned CLV models selected: the buyers o's learned models learn from (task
+    ``clv_evidence``) and, where the evidence auto would choose on is thin (as :func:`tiering.choice.thin_evidence`:
+    the models judged at the latest origin d with d + H <= o learned from under half as many buyers, or there is no
+    such d or no learned model at it), the held-out Ginis at o's latest training origin (task ``clv_heldout``,
+    :func:`tiering.choice.heldout_clv_ginis`), which :func:`auto_choices` then uses."""
+    learned = tuple(m for m in selected.get("clv", ()) if m in LEARNED_CLV)
+    if cfg.model.clv_model != "auto" or not learned or not train_fits:
+        return []
+    n = buyers_in(train_fits)
+    out = [{"origin": o, "task": "clv_evidence", "model": "learned", "metric": "buyers", "value": float(n)}]
+    ended = [r["origin"] for r in rows if r["task"] == "clv" and r["origin"] + dt.timedelta(days=cfg.model.horizon_days) <= o]
+    d = max(ended, default=None)
+    at_d = [r["value"] for r in rows if r["task"] == "clv_evidence" and r["origin"] == d]
+    if (at_d[0] if at_d else 0.0) < THIN_EVIDENCE_SHARE * n:
+        ginis = heldout_clv_ginis(train_fits, cfg, learned)
+        out += [{"origin": o, "task": "clv_heldout", "model": k, "metric": "normalized_gini", "value": v} for k, v in ginis.items()]
     return out
 
 
@@ -249,6 +272,7 @@ def _origin_rows(
     res.notes.extend(f"{o}: {s}" for s in test.fallbacks)
     fitted: dict = {}
     new, plots, notes, preds = evaluate_origin(test, train_fits, cfg, selected, out, fitted=fitted)
+    new += _clv_evidence_rows(o, train_fits, rows + new, cfg, selected)
     res.plots.extend(plots)
     res.notes.extend(notes)
     if "ladder" in selected.get("tiers", ()):
