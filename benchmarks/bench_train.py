@@ -20,7 +20,7 @@ Prints one table per base size: stage times, peak RSS, quality on the whole base
 whole-base fit, and the largest difference in a tier's share of the whole base.
 
     .venv/bin/python benchmarks/bench_train.py [--customers 200000,1000000] [--sample 200000] [--threads 1]
-        [--horizon-days 180] [--training-origins 3] [--clv-model auto] [--skip-whole-above N]
+        [--horizon-days 180] [--training-origins 3] [--clv-model auto] [--skip-whole-above N] [--judge-max N]
 """
 
 from __future__ import annotations
@@ -51,7 +51,13 @@ def _config(data: Path, quarantine: Path, args: argparse.Namespace):
 
 
 def ensure_data(cache: Path, customers: int, seed: int) -> Path:
-    """Simulate once in a child process (this one stays small) and write Parquet; later runs reuse the files."""
+    """Simulate once in a child process (this one stays small) and write Parquet; later runs reuse the files. Above
+    1M customers one simulation does not fit in memory: bench_predict's base of 1M-customer parts (seeds 0, 1, ...,
+    ids made distinct per part), cached beside it as sim-<customers>/."""
+    if customers > 1_000_000:
+        from bench_predict import base  # benchmarks/bench_predict.py
+
+        return base(customers, cache.parent)
     if all((cache / f"{n}.parquet").exists() for n in ("customers", "transactions", "interactions")):
         return cache
     subprocess.run([sys.executable, __file__, "--simulate", str(cache), "--customers", str(customers), "--seed", str(seed)],
@@ -132,8 +138,15 @@ def bench(customers: int, args: argparse.Namespace, model_args: list[str]) -> No
             out = Path(tmp) / job
             out.mkdir()
             jobs[job] = _run(["--child", "train", "--data", str(data), "--out", str(out), "--sample", str(n), *model_args])
-            print(f"  {customers:,} {job}: {jobs[job]['total_s']:.1f} s, peak RSS {jobs[job]['peak_gib']:.2f} GiB", flush=True)
+            r = jobs[job]
+            split = ", ".join(f"{k[:-2]} {r[k]:.1f} s" for k in ("validate_s", "sample_s", "fit_s") if k in r)
+            print(f"  {customers:,} {job}: {r['total_s']:.1f} s ({split}), peak RSS {r['peak_gib']:.2f} GiB "
+                  f"({r['validate_peak_gib']:.2f} when validation ended)", flush=True)
         bundles = [str(Path(tmp) / job / "bundle.joblib") for job in jobs]
+        if customers > args.judge_max:  # judging scores the whole base in one pandas frame
+            print(f"{customers:,} customers: not judged on the whole base (--judge-max {args.judge_max:,}); out-of-time metrics "
+                  f"on the sample's own customers: {jobs['sample']['oot_sample']}", flush=True)
+            return
         judged = _run(["--child", "judge", "--data", str(data), "--out", tmp, "--bundles", ",".join(bundles), *model_args])
     print(f"\n{customers:,} customers ({judged['customers']:,} known at {AS_OF}), horizon {args.horizon_days} days, "
           f"training_origins {args.training_origins}, clv_model {args.clv_model}, model threads {args.threads}")
@@ -165,6 +178,7 @@ def main() -> None:
     ap.add_argument("--clv-model", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="model.threads (None: every core)")
     ap.add_argument("--skip-whole-above", type=int, default=10**12, help="fit the whole base only up to this many customers")
+    ap.add_argument("--judge-max", type=int, default=2_000_000, help="judge the bundles on the whole base only up to this many customers")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)

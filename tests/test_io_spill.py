@@ -33,3 +33,31 @@ def test_each_connection_spills_into_its_own_folder_removed_on_close(tmp_path, m
 def test_an_explicit_temp_directory_is_kept(tmp_path) -> None:
     con = connect(temp_directory=str(tmp_path / "spill"))
     assert _spill_dir(con) == str(tmp_path / "spill")
+
+
+def test_validation_sizes_the_automatic_limit_to_every_row_then_the_features_to_one_bucket(tmp_path, monkeypatch) -> None:
+    """Validation reads the whole base at once (at 10M customers the one-bucket limit, 1 GiB, ran out of memory in
+    it); the feature build after it reads one customer bucket at a time and gets the one-bucket limit back. A limit
+    set in the config is never touched."""
+    import datetime as dt
+
+    import tiering.validation._load as load
+    from tiering.config import Config
+    from tiering.datasets import simulate
+
+    data = simulate(300, dt.date(2024, 1, 1), dt.date(2024, 12, 31), seed=4)
+    data.write(tmp_path / "data")
+    cfg = Config().with_source_dir(tmp_path / "data")
+    cfg.validation.quarantine_dir = str(tmp_path / "q")
+    cfg.features.bucket_rows = 500
+    rows = len(data.transactions) + len(data.interactions)
+    seen: list[tuple[str, int]] = []
+    real_check = load.check_tables
+    monkeypatch.setattr(load, "set_auto_memory_limit", lambda con, n: seen.append(("limit", n)))
+    monkeypatch.setattr(load, "check_tables", lambda *a, **k: seen.append(("validate", 0)) or real_check(*a, **k))
+    load.load_tables(cfg)
+    assert seen == [("limit", rows), ("validate", 0), ("limit", 500)] and rows > 500
+    seen.clear()
+    cfg.features.duckdb_memory_limit = "2GB"
+    load.load_tables(cfg)
+    assert seen == [("validate", 0)]

@@ -84,8 +84,12 @@ def load_tables(
             continue
         with _read_errors(src, name):
             raws[name] = read_source(con, src, name), src, display_path(src.path)  # a URL's secrets masked
-    _size_memory_limit(con, raws, config.features.bucket_rows)
+    rows = _auto_limited_rows(con, raws)
+    if rows is not None:  # validation reads every row at once: the automatic limit sized to them all
+        set_auto_memory_limit(con, rows)
     tables = check_tables(raws, config, as_of=as_of, con=con)
+    if rows is not None:  # the feature build reads one customer bucket at a time
+        set_auto_memory_limit(con, min(rows, config.features.bucket_rows))
     if write_quarantine:
         tables.write_quarantine(config.validation.quarantine_dir)
     for report in tables.reports:
@@ -93,13 +97,16 @@ def load_tables(
     return tables
 
 
-def _size_memory_limit(con, raws: dict, bucket_rows: int) -> None:
-    """With no DuckDB memory limit configured, size the automatic one (tiering.io.auto_memory_limit) to the
-    base: the transaction + interaction rows read (a Parquet footer count), at most one bucket's worth."""
+def _auto_limited_rows(con, raws: dict) -> int | None:
+    """The transaction + interaction rows read (a Parquet footer count) when DuckDB's memory limit is the automatic one
+    (tiering.io.auto_memory_limit, sized to them), else None.
+
+    Validation is sized to every row: at 10M customers (200M rows) it failed under the one-bucket limit (1 GiB) with
+    DuckDB's "could not allocate block" in the materialisation of the annotated rows; the feature build after it
+    reads one bucket (``features.bucket_rows``) at a time and gets the one-bucket limit back."""
     if getattr(con, "name", None) != "duckdb" or not getattr(con, "_tiering_auto_memory_limit", False):
-        return
-    rows = sum(int(raws[n][0].count().execute()) for n in ("transactions", "interactions") if n in raws)
-    set_auto_memory_limit(con, min(rows, bucket_rows))
+        return None
+    return sum(int(raws[n][0].count().execute()) for n in ("transactions", "interactions") if n in raws)
 
 
 def _refuse_as_of_before_data(annotated: ir.Table, report: TableReport, as_of: dt.date) -> None:
