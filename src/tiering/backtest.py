@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tiering.choice import THIN_EVIDENCE_SHARE, buyers_in, heldout_clv_ginis, pick_clv
+from tiering.choice import buyers_in, heldout_clv_ginis, is_thin, pick_clv
 from tiering.config import Config
 from tiering.exceptions import ConfigError, DataQualityError, ModelError
 from tiering.fitting import (
@@ -193,7 +193,7 @@ def _clv_evidence_rows(o: dt.date, train_fits: list[OriginFit], rows: list[dict]
     ended = [r["origin"] for r in rows if r["task"] == "clv" and r["origin"] + dt.timedelta(days=cfg.model.horizon_days) <= o]
     d = max(ended, default=None)
     at_d = [r["value"] for r in rows if r["task"] == "clv_evidence" and r["origin"] == d]
-    if (at_d[0] if at_d else 0.0) < THIN_EVIDENCE_SHARE * n:
+    if is_thin(at_d[0] if at_d else 0.0, n):
         ginis = heldout_clv_ginis(train_fits, cfg, learned)
         out += [{"origin": o, "task": "clv_heldout", "model": k, "metric": "normalized_gini", "value": v} for k, v in ginis.items()]
     return out

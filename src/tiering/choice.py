@@ -15,7 +15,7 @@ import pandas as pd
 
 from tiering.config import Config
 from tiering.exceptions import ModelError
-from tiering.fitting import CLV_CANDIDATES, LEARNED_CLV, OriginFit, _clv_estimator, _stacked, clv_columns
+from tiering.fitting import CLV_CANDIDATES, LEARNED_CLV, OriginFit, clv_columns, clv_estimator, stacked
 from tiering.models.clv import LevelAligned
 from tiering.models.propensity import PropensityModel
 
@@ -52,7 +52,12 @@ def thin_evidence(eval_fits: list[OriginFit], train_fits: list[OriginFit]) -> bo
     0.028 at every report origin (experiments/sweep_cdnow)."""
     if not train_fits:
         return False  # nothing to ship but the baselines: the evaluation's word stands
-    return buyers_in(eval_fits) < THIN_EVIDENCE_SHARE * buyers_in(train_fits)
+    return is_thin(buyers_in(eval_fits), buyers_in(train_fits))
+
+
+def is_thin(eval_buyers: float, train_buyers: float) -> bool:
+    """The rule of :func:`thin_evidence` on buyer counts (the backtest keeps counts, not fits, of earlier origins)."""
+    return eval_buyers < THIN_EVIDENCE_SHARE * train_buyers
 
 
 def heldout_predictions(estimator: LevelAligned, X: pd.DataFrame, y, groups, score, folds: int = 3, seed: int = 0) -> np.ndarray:
@@ -97,9 +102,9 @@ def heldout_clv_ginis(fits: list[OriginFit], cfg: Config, kinds: tuple[str, ...]
     score = np.concatenate([np.full(len(f.frame), i == 0) for i, f in enumerate(fits)])
     score[: len(latest)] &= buyer  # fits[0]'s rows come first in the stack
     for kind in kinds:
-        X, labels = _stacked(fits, lambda f, kind=kind: clv_columns(f, kind))
+        X, labels = stacked(fits, lambda f, kind=kind: clv_columns(f, kind))
         try:
-            pred = heldout_predictions(_clv_estimator(kind, cfg), X, labels["holdout_spend"], groups, score, seed=cfg.model.seed)
+            pred = heldout_predictions(clv_estimator(kind, cfg), X, labels["holdout_spend"], groups, score, seed=cfg.model.seed)
         except ModelError:  # too few spenders in a fold: not evaluated
             continue
         out[kind] = normalized_gini(y, pred)

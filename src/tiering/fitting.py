@@ -193,7 +193,8 @@ def fit_training_origins(
     return [f for f in fits if usable(f)]
 
 
-def _stacked(fits: list[OriginFit], columns) -> tuple[pd.DataFrame, pd.DataFrame]:
+def stacked(fits: list[OriginFit], columns) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every fit's rows stacked: the inputs ``columns(fit)`` and the labels (LABELS)."""
     X = pd.concat([columns(f) for f in fits], ignore_index=True)
     y = pd.concat([f.frame[list(LABELS)] for f in fits], ignore_index=True)
     return X, y
@@ -205,7 +206,7 @@ def _propensity_inputs(f: OriginFit) -> pd.DataFrame:
 
 def _fit_aligned_propensity(fits: list[OriginFit], cfg: Config, score_at: OriginFit | None) -> PropensityModel:
     if fits:
-        X, y = _stacked(fits, _propensity_inputs)
+        X, y = stacked(fits, _propensity_inputs)
     else:
         assert score_at is not None, "without training frames the columns come from score_at"
         X, y = _propensity_inputs(score_at).iloc[:0], pd.DataFrame({"purchased_in_horizon": np.zeros(0, dtype=int)})
@@ -246,7 +247,8 @@ def clv_columns(fit: OriginFit, kind: str) -> pd.DataFrame:
     return X if kind in ("hybrid", "hurdle", "interval") else X.drop(columns=list(BTYD_FEATURES))
 
 
-def _clv_estimator(kind: str, cfg: Config) -> LevelAligned:
+def clv_estimator(kind: str, cfg: Config) -> LevelAligned:
+    """The unfitted CLV model ``kind`` (naive, supervised, hybrid or hurdle) as the config sets it."""
     if kind == "naive":
         return PastSpend(f"spend_{max(cfg.features.windows_days)}d")
     if kind == "hurdle":
@@ -259,8 +261,8 @@ def _clv_estimator(kind: str, cfg: Config) -> LevelAligned:
 def fit_clv(kind: str, fits: list[OriginFit], cfg: Config, score_at: OriginFit | None = None) -> LevelAligned:
     """The CLV model of ``kind`` (naive past spend; supervised on the features; hybrid and hurdle on the features and
     BTYD outputs) trained on ``fits``; its level aligned (no labels) to BTYD's total CLV over ``score_at``'s buyers."""
-    X, y = _stacked(fits, lambda f: clv_columns(f, kind))
-    model = _clv_estimator(kind, cfg).fit(X, y["holdout_spend"])
+    X, y = stacked(fits, lambda f: clv_columns(f, kind))
+    model = clv_estimator(kind, cfg).fit(X, y["holdout_spend"])
     if score_at is not None:
         buyer = score_at.frame["has_purchased"].to_numpy() > 0
         model.align_level(clv_columns(score_at, kind)[buyer], float(np.nansum(score_at.btyd["btyd_clv"].to_numpy()[buyer])))
@@ -272,7 +274,7 @@ def fit_interval(fits: list[OriginFit], cfg: Config) -> SpendInterval:
     latest (its labels are later than any the quantile models saw: an out-of-time calibration split)."""
     if len(fits) < 2:
         raise ModelError(f"the interval needs two labelled training origins (one to fit, a later one to calibrate); got {len(fits)}")
-    X, y = _stacked(fits[1:], lambda f: clv_columns(f, "interval"))
+    X, y = stacked(fits[1:], lambda f: clv_columns(f, "interval"))
     model = SpendInterval(coverage=cfg.model.clv_interval_coverage, random_state=cfg.model.seed, threads=cfg.model.threads).fit(
         X, y["holdout_spend"]
     )

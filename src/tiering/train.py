@@ -219,20 +219,12 @@ def _ship_test_bundle(ev: _Evaluation, chosen: str, cfg: Config) -> None:
 
 
 def _fit_final_models(
-    tables: ValidatedTables,
-    as_of: dt.date,
-    cfg: Config,
-    spec: FeatureSpec,
-    cache: dict,
-    now: OriginFit,
-    ev: _Evaluation,
-    chosen: str,
-    s: _Steps,
+    train_fits: list[OriginFit], as_of: dt.date, cfg: Config, now: OriginFit, ev: _Evaluation, chosen: str, s: _Steps
 ) -> None:
-    """The bundle's propensity, CLV and interval models, trained at the test origin and before, scored from as_of."""
+    """The bundle's propensity, CLV and interval models, trained on ``train_fits`` (the test origin and before), scored
+    from as_of."""
     test, bundle = ev.test, now.bundle
     s.step(f"propensity and CLV models fitted at {as_of - dt.timedelta(days=cfg.model.horizon_days)} and before")
-    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)  # computed for the CLV choice: cached
     if not train_fits:
         train_fits = [test] if test is not None else []
         s.fallbacks.append(
@@ -314,12 +306,13 @@ def fit(tables: ValidatedTables, *, as_of: dt.date, cfg: Config, progress=None) 
     ev = _evaluate(tables, as_of, cfg, spec, cache, s)
     if ev.test is not None:
         cache[ev.test.origin] = ev.test  # the final models' latest training origin is the test origin
-    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)
+    s.step(f"features and BTYD at {as_of - dt.timedelta(days=cfg.model.horizon_days)} and the training origins before it (final models)")
+    train_fits = fit_training_origins(tables, as_of, cfg, spec, cache)  # the CLV choice and the final models
     chosen, why = choose_clv(ev.metrics, cfg, s.timed("clv_heldout", heldout_if_thin, ev.eval_fits, train_fits, cfg))
     s.notes.append(why)
     if ev.has_models:
         _ship_test_bundle(ev, chosen, cfg)
-    _fit_final_models(tables, as_of, cfg, spec, cache, now, ev, chosen, s)
+    _fit_final_models(train_fits, as_of, cfg, now, ev, chosen, s)
     metrics = ev.metrics | _fit_tiers(tables, feats_now, now, ev, cfg, s)
     metrics["fallback_count"] = float(len(s.fallbacks))
     now.bundle.metrics = metrics

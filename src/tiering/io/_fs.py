@@ -77,6 +77,11 @@ def local_path(url: str) -> Path:
     return Path(unquote(parts.path))
 
 
+def name_suffixes(name: str) -> str:
+    """A file name's (or a path's last part's) suffixes, lower case (``.csv.gz``)."""
+    return "".join(PurePosixPath(name).suffixes).lower()
+
+
 def check_url(path: str, what: str) -> None:
     """Refuse a URL whose '//' was collapsed (``s3:/bucket/key``, as pathlib makes of ``s3://bucket/key``)."""
     m = _URL.match(path)
@@ -165,8 +170,7 @@ class HadoopPath:
             return int(self._fs.getFileStatus(self._path).getLen())
 
     def suffixes(self) -> str:
-        """The name's suffixes, lower case (``.csv.gz``)."""
-        return "".join(PurePosixPath(self.name).suffixes).lower()
+        return name_suffixes(self.name)
 
     def head(self, n: int) -> bytes:
         """The file's first ``n`` bytes (fewer when it is shorter)."""
@@ -237,7 +241,7 @@ class LocalPath:
         return self.path.stat().st_size
 
     def suffixes(self) -> str:
-        return "".join(self.path.suffixes).lower()
+        return name_suffixes(self.path.name)
 
     def head(self, n: int) -> bytes:
         with self.path.open("rb") as f:

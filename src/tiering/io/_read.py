@@ -6,14 +6,14 @@ from __future__ import annotations
 import codecs
 import csv
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tiering.config import SourceConfig
 from tiering.exceptions import ConfigError, DataQualityError, SchemaError, TieringError
 from tiering.io._engine import NAME_SERIAL, private_folder
-from tiering.io._fs import HadoopPath, LocalPath, check_url, display_path, is_url, local_path, redact_url_text, url_scheme
+from tiering.io._fs import HadoopPath, LocalPath, check_url, display_path, is_url, local_path, name_suffixes, redact_url_text, url_scheme
 from tiering.io._read_errors import PEEK_BYTES, encoding_error, explain_read_error
 
 if TYPE_CHECKING:
@@ -44,9 +44,7 @@ def read_source(con, source: SourceConfig, table: str) -> ir.Table:
     else:
         file, where = LocalPath(Path(location)), f"resolved against {Path.cwd()}"
     if not file.exists():
-        raise ConfigError(
-            f"The {table} source '{file}' does not exist ({where}). Fix data.{table}.path in the config or pass --{table} PATH."
-        )
+        raise _missing(table, str(file), f" ({where})")
     fmt: str = source.format
     if fmt == "auto":
         fmt = _format_of(file.suffixes() if file.is_file() else ".parquet")
@@ -63,6 +61,10 @@ def read_source(con, source: SourceConfig, table: str) -> ir.Table:
         raise explain_read_error(exc, table, source) from None
 
 
+def _missing(table: str, shown: str, where: str = "") -> ConfigError:
+    return ConfigError(f"The {table} source '{shown}' does not exist{where}. Fix data.{table}.path in the config or pass --{table} PATH.")
+
+
 def _format_of(suffixes: str) -> str:
     return "csv" if ".csv" in suffixes or suffixes.endswith(".tsv") else "parquet"
 
@@ -72,7 +74,7 @@ def _read_url_on_duckdb(con, source: SourceConfig, table: str) -> ir.Table:
     or azure extension, installed and given credentials by the user); else a ConfigError saying what to do."""
     url, scheme = source.path or "", url_scheme(source.path or "")
     shown = display_path(url)
-    fmt = source.format if source.format != "auto" else _format_of("".join(PurePosixPath(urlsplit(url).path).suffixes).lower())
+    fmt = source.format if source.format != "auto" else _format_of(name_suffixes(urlsplit(url).path))
     todo = (
         f"Run with --engine spark (features.engine: spark), whose Hadoop FileSystem reads {scheme}:// with the cluster's "
         f"connectors and credentials, or copy the file to a local path and point data.{table}.path (or --{table}) at it"
@@ -85,9 +87,7 @@ def _read_url_on_duckdb(con, source: SourceConfig, table: str) -> ir.Table:
     except Exception as exc:
         text = redact_url_text(str(exc), url).strip().splitlines()[0]
         if "No files found" in text:
-            raise ConfigError(
-                f"The {table} source '{shown}' does not exist. Fix data.{table}.path in the config or pass --{table} PATH."
-            ) from None
+            raise _missing(table, shown) from None
         raise ConfigError(
             f"The duckdb engine could not read the {table} source '{shown}': {text}. {todo}; or give DuckDB its "
             f"{'azure' if scheme in ('az', 'azure', 'abfss') else 'httpfs'} extension and a secret for that storage."
