@@ -24,14 +24,14 @@ import pandas as pd
 from tiering import __version__
 from tiering.config import Config
 from tiering.exceptions import DataQualityError, ModelError
-from tiering.features import FeatureSpec, build_features, build_labels
+from tiering.features import REFERRER_COLUMN, FeatureSpec, build_features, build_labels, referral_labels
 from tiering.models import BetaGeoModel, GammaGammaModel, MeanSpendModel, ParetoNBDModel, PooledNBDModel
 from tiering.models.bundle import ScoringBundle
 from tiering.models.clv import BTYD_FEATURES, LevelAligned, PastSpend, SpendRegressor
 from tiering.models.hurdle import HurdleSpend
 from tiering.models.intervals import SpendInterval
 from tiering.models.propensity import PropensityModel
-from tiering.schemas import LABEL_COLUMNS
+from tiering.schemas import LABEL_COLUMNS, REFERRAL_LABEL
 from tiering.validation import ValidatedTables
 
 LABELS = LABEL_COLUMNS  # the labels of a horizon, named in tiering.schemas
@@ -49,6 +49,11 @@ def with_labels(tables: ValidatedTables, features: pd.DataFrame, origin: dt.date
     labels = build_labels(tables.transactions, as_of=origin, horizon_days=horizon_days).to_pandas()
     out = features.merge(labels[["customer_id", *LABELS]], on="customer_id", how="left")
     out[list(LABELS)] = out[list(LABELS)].fillna(0)
+    cu = tables.customers
+    if cu is not None and REFERRER_COLUMN in cu.columns:  # referral outcomes: the customers each brought in over the horizon
+        ref = referral_labels(cu, as_of=origin, horizon_days=horizon_days).to_pandas()
+        out = out.merge(ref, on="customer_id", how="left")
+        out[REFERRAL_LABEL] = out[REFERRAL_LABEL].fillna(0).astype("int64")
     return out
 
 

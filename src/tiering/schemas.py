@@ -34,6 +34,9 @@ class TableContract:
     order_column: str | None = None
     # a text column whose values should come from validation.known_event_types
     event_type_column: str | None = None
+    # an id column naming another row of this table (customers.referred_by: the member who brought this one in); a value
+    # naming no id of the table, or the row's own, sets the row aside (validation: unknown_referrer, self_referral)
+    referrer_column: str | None = None
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -90,8 +93,11 @@ CUSTOMERS = TableContract(
         Column("customer_id", "id"),
         Column("joined_at", "timestamp"),
         Column("acquisition_channel", "text", required=False),
+        # the customer_id of the member who brought this customer in (a referral that led to a join); null for the rest
+        Column("referred_by", "id", required=False),
     ),
     unique_key=("customer_id",),
+    referrer_column="referred_by",
 )
 
 CONTRACTS: dict[str, TableContract] = {c.name: c for c in (TRANSACTIONS, INTERACTIONS, CUSTOMERS)}
@@ -148,6 +154,9 @@ assert tuple(TIER_COLORS) == TIERS  # one colour per tier, in ladder order
 # trained on and judged by, and the report's realised outcomes.
 LABEL_COLUMNS = ("holdout_spend", "holdout_orders", "purchased_in_horizon")
 LABEL_COLUMN_KINDS: dict[str, str] = {"holdout_spend": "float", "holdout_orders": "int", "purchased_in_horizon": "int"}
+# where the customers table names referrers (customers.referred_by): the customers a customer brought in who joined in
+# the horizon (tiering.features.referral_labels), what the referral propensity learns from and the seeds are judged by
+REFERRAL_LABEL = "referred_in_horizon"
 
 # ------------------------------------------------------------------------------------------------ scores
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from tiering.fitting import LABELS, OriginFit, fit_clv, fit_propensity
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.propensity import PropensityModel
 from tiering.models.tiers import REQUIRED_COLUMNS, NextTierModel, TierPolicy
+from tiering.schemas import REFERRAL_LABEL
 from tiering.validation import ValidatedTables
 
 __all__ = [
@@ -26,9 +28,11 @@ __all__ = [
     "HOLDOUT_COLUMNS",
     "evaluate_ladder",
     "fit_next_tier",
+    "holdout_frame",
     "ladder_bundle",
     "ladder_holdout",
     "scored_inputs",
+    "seed_referral_metrics",
     "tier_policy",
     "tier_outcome_metrics",
     "tier_policy_metrics",
@@ -51,6 +55,7 @@ def tier_policy(cfg: Config, floors: TierPolicy | None = None) -> TierPolicy:
         new_max_tenure_days=m.new_max_tenure_days,
         value_grace_gap_ratio=m.value_grace_gap_ratio,
         seed_min_koc_score=m.seed_min_koc_score,
+        koc_ranking=m.koc_ranking,
         proba_sd=m.tier_proba_sd,
         **fixed,
     )
@@ -71,6 +76,10 @@ def tier_policy_metrics(policy: TierPolicy) -> dict[str, float]:
     out["tier_value_floor_youden_j"] = policy.value_floor_j_
     out["tier_core_clv_cut"] = policy.core_clv_cut_
     out["tier_koc_mixture_fitted"] = float(policy.koc_theta_ is not None)
+    # which ranked the seeds (1: the referral propensity, 0: the KOC mixture; policy.koc_ranking_note_ says why) and the
+    # customers who brought someone in over the holdout's horizon (NaN: no referral outcomes in the data)
+    out["tier_koc_ranking_referral"] = float(policy.koc_ranking_ == "referral_propensity")
+    out["tier_referral_positives"] = float("nan") if policy.referral_positives_ is None else float(policy.referral_positives_)
     out["tier_at_risk_min_churn_risk"] = policy.at_risk_min_churn_risk_
     out["tier_at_risk_min_churn_risk_learned"] = float(policy.threshold_source_["at_risk_min_churn_risk"] == "learned")
     check = policy.at_risk_holdout_ or {}
@@ -140,8 +149,16 @@ def tier_outcome_metrics(tables: ValidatedTables, test: OriginFit, cfg: Config) 
     return tier_outcomes(tiers, outcomes)[1]
 
 
-# what a later origin's tier policy learns its value floors from (TierPolicy's inputs and the outcome)
-HOLDOUT_COLUMNS = (*REQUIRED_COLUMNS, "p_alive", "ipi_mean_days", "purchased_in_horizon")
+# what a later origin's tier policy learns its value floors and referral propensity from (TierPolicy's inputs and the
+# outcomes), with the KOC and referral columns of the frame (_KOC_COLUMN)
+HOLDOUT_COLUMNS = (*REQUIRED_COLUMNS, "p_alive", "ipi_mean_days", "purchased_in_horizon", REFERRAL_LABEL, "days_since_last_interaction")
+_KOC_COLUMN = re.compile(r"^(n_share|n_referral|events|referred)_\d+d$")  # the KOC counts and referral outcomes per window
+
+
+def holdout_frame(scored: pd.DataFrame) -> pd.DataFrame:
+    """The columns of a scored base a later origin's tier policy learns from (HOLDOUT_COLUMNS and the KOC counts)."""
+    koc = [c for c in scored.columns if _KOC_COLUMN.match(c)]
+    return scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns] + koc]
 
 
 def ladder_bundle(
@@ -202,7 +219,7 @@ def ladder_holdout(
     scored = scored_inputs(b, h.frame)
     by = f"a propensity model trained by {fits[0].origin}" if fits else f"BTYD alone (no usable training origin before {h.origin})"
     where = f"the base at {h.origin} scored by {by}, its outcomes by {h.origin + H}"
-    return scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]], where
+    return holdout_frame(scored), where
 
 
 def evaluate_ladder(
@@ -212,8 +229,9 @@ def evaluate_ladder(
     and judge the ladder by what its customers did in the horizon after the origin (tiering.tier_eval).
 
     Returns the metrics (tier_eval.ladder_metrics, plus ``value_min_p_purchase``, ``value_floors_learned``,
-    ``core_clv_cut`` and ``at_risk_cut`` of the policy), the tiers (customer_id, tier, lapsed_buyer, at_risk, aligned to
-    ``test.frame``) and the scored frame (HOLDOUT_COLUMNS: a later origin's holdout)."""
+    ``core_clv_cut`` and ``at_risk_cut`` of the policy; where the frames carry referral outcomes, ``koc_ranking_referral``
+    and :func:`seed_referral_metrics`), the tiers (customer_id, tier, lapsed_buyer, at_risk, aligned to ``test.frame``)
+    and the scored frame (:func:`holdout_frame`: a later origin's holdout)."""
     from tiering.tier_eval import horizon_outcomes, ladder_metrics
 
     f = test.frame
@@ -228,4 +246,21 @@ def evaluate_ladder(
     metrics["value_floors_learned"] = pm["tier_value_min_p_purchase_learned"]
     metrics["core_clv_cut"] = pm["tier_core_clv_cut"]
     metrics["at_risk_cut"] = pm["tier_at_risk_min_churn_risk"]
-    return ({k: v for k, v in metrics.items() if np.isfinite(v)}, tiers, scored[[c for c in HOLDOUT_COLUMNS if c in scored.columns]])
+    if policy.referral_positives_ is not None:  # the data link referrals to customers: which ranked the seeds, and how they did
+        metrics["koc_ranking_referral"] = pm["tier_koc_ranking_referral"]
+        metrics |= seed_referral_metrics(tiers["tier"].to_numpy(), f)
+    return ({k: v for k, v in metrics.items() if np.isfinite(v)}, tiers, holdout_frame(scored))
+
+
+def seed_referral_metrics(tier: np.ndarray, frame: pd.DataFrame) -> dict[str, float]:
+    """What the seeds did for the referral programme over the horizon, where the data link referrals to customers:
+    the share of seeds and of the other customers who had not bought (new and ordinary) who brought in at least one
+    new customer (seed_referral_rate, rest_referral_rate); empty without referral outcomes."""
+    if REFERRAL_LABEL not in frame.columns:
+        return {}
+    referred = frame[REFERRAL_LABEL].fillna(0).to_numpy(float) > 0
+    seed, rest = tier == "seed", np.isin(tier, ("new", "ordinary"))
+    return {
+        "seed_referral_rate": float(referred[seed].mean()) if seed.any() else float("nan"),
+        "rest_referral_rate": float(referred[rest].mean()) if rest.any() else float("nan"),
+    }

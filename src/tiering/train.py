@@ -256,6 +256,7 @@ def _fit_tiers(
     bundle = now.bundle
     holdout = scored_inputs(ev.test.bundle, ev.test.frame) if ev.has_models and ev.test is not None else None
     bundle.tier_policy = s.timed("tier_policy_fit", tier_policy(cfg).fit, scored_inputs(bundle, feats_now), holdout=holdout)
+    s.notes.append(bundle.tier_policy.koc_ranking_note_)
     defaults = [k for k, v in bundle.tier_policy.threshold_source_.items() if v == "default" and k in FLOORS]
     if defaults:
         test_origin = now.origin - dt.timedelta(days=cfg.model.horizon_days)

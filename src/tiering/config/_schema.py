@@ -185,6 +185,9 @@ class ModelConfig(_Strict):
     # seed: KOC score (posterior probability of the sharer/referrer group) at least this; None: learned at fit
     # time (the cut of largest expected F1 from the posteriors, tiering.models.tiers)
     seed_min_koc_score: float | None = Field(None, ge=0, le=1)
+    # how seeds are ranked: auto = by a referral propensity fitted out of time where customers.referred_by gives
+    # enough referral outcomes (tiering.models.koc_ranking), else by the KOC score; mixture = always the KOC score
+    koc_ranking: Literal["auto", "mixture"] = "auto"
     # spread (logit / log scale) of the soft thresholds behind p_core .. p_ordinary
     tier_proba_sd: float = Field(0.5, gt=0, le=10)
     # hysteresis: a customer keeps the previous batch's tier unless the new tier's probability beats it by this

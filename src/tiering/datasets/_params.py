@@ -64,5 +64,9 @@ BGNBD_R, BGNBD_ALPHA, LAMBDA_CAP, BGNBD_A, BGNBD_B = 0.4, 1.0, 2.0, 0.18, 0.35
 GG_P, GG_Q, GG_GAMMA = 6.0, 4.0, 100.0
 SEED_SHARE, RHO, FIRST_DELAY_DAYS, REFUND_SHARE = 0.04, 0.55, 20.0, 0.03
 
+# a customer who joins through the referral channel was brought in by the latest referral interaction (share of an
+# invite link or poster) made within this many days before the join, by a member who joined earlier
+REFERRAL_WINDOW_DAYS = 14
+
 NEW_DAYS = 30  # the truth's "new" tier: joined less than this many days before the end
 N_PRODUCTS = 400  # the catalogue orders draw from (Zipf-like popularity)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from tiering.datasets._arrays import DAY_S, ids
 from tiering.datasets._latent import latent, purchases
-from tiering.datasets._tables import customers_table, interactions_table, transactions_table
+from tiering.datasets._tables import customers_table, interactions_table, referrers, transactions_table
 from tiering.datasets._truth import truth_table
 from tiering.exceptions import ConfigError
 
@@ -107,6 +107,9 @@ def simulate(
       for buyers, 120 for others) or ``end``, at uniform times. Views dominate; shares and referrals
       are rare except for seeds. About half the customers (more of the engaged) join a WeChat
       group once, within days of joining. ``value`` is watch minutes for live_watch, else 1.0.
+    - Referrals that bring someone in: a customer acquired through the referral channel has ``referred_by``, the
+      member whose referral interaction was the latest in the 14 days before the join (none in the first days);
+      the other customers have none. Drawn without random numbers from the interactions above.
 
     Volume over two years at defaults: ~27% buyers, ~10 transaction rows (orders plus ~0.3
     refunds) and ~10 interactions per customer, so 1M customers give ~10M of each. Transactions
@@ -124,4 +127,5 @@ def simulate(
     del owner, t_ord
     interactions, eng_end = interactions_table(rng, lat, span_s / DAY_S, start, cust_ids)
     truth = truth_table(lat, dropped, stats, eng_end, start, span_s, cust_ids)
-    return SimulatedData(customers_table(lat, start, cust_ids), transactions, interactions, truth)
+    customers = customers_table(lat, start, cust_ids, referrers(lat, interactions, start, cust_ids))
+    return SimulatedData(customers, transactions, interactions, truth)

@@ -20,20 +20,44 @@ from tiering.datasets._params import (
     N_PRODUCTS,
     ORDER_CHANNEL_P,
     ORDER_CHANNELS,
+    REFERRAL_WINDOW_DAYS,
     REFUND_SHARE,
 )
 from tiering.schemas import EVENT_TYPES
 
 
-def customers_table(lat: Latent, start: dt.date, cust_ids: pd.api.extensions.ExtensionArray) -> pd.DataFrame:
-    """The customers table: id, join time and acquisition channel."""
+def customers_table(lat: Latent, start: dt.date, cust_ids: pd.api.extensions.ExtensionArray, referrer: np.ndarray) -> pd.DataFrame:
+    """The customers table: id, join time, acquisition channel and the referrer's id (``referrer``: its customer index,
+    -1 for none; :func:`referrers`)."""
     return pd.DataFrame(
         {
             "customer_id": pd.Series(cust_ids, copy=False),
             "joined_at": timestamps(start, lat.join_s),
             "acquisition_channel": str_take(pd.array(list(ACQUISITION_CHANNELS), dtype="str"), lat.acq),
+            "referred_by": pd.Series(cust_ids.take(referrer, allow_fill=True), copy=False),
         }
     )
+
+
+def referrers(lat: Latent, interactions: pd.DataFrame, start: dt.date, cust_ids: pd.api.extensions.ExtensionArray) -> np.ndarray:
+    """Per customer, the index of the member who brought them in, -1 for none: a customer acquired through the
+    ``referral`` channel followed the latest referral interaction made in the REFERRAL_WINDOW_DAYS before their join
+    (by someone who joined before them: a member's interactions start at their own join); none when there was no
+    such referral (the first days). Drawn from the tables already simulated, without random numbers, so every other
+    table stays as it was for a seed. Referrals are mostly the latent KOCs' (their mix holds 23 times the share of
+    referrals), so the referral outcomes follow the KOCs still interacting."""
+    ref = interactions["event_type"].to_numpy() == "referral"
+    owner = pd.Index(cust_ids).get_indexer(interactions.loc[ref, "customer_id"])
+    ev_s = (interactions.loc[ref, "occurred_at"].to_numpy() - np.datetime64(start, "us")) // np.timedelta64(1, "s")
+    order = np.argsort(ev_s, kind="stable")
+    ev_s, owner = ev_s[order], owner[order]
+    out = np.full(len(lat.buyer), -1, dtype=np.int64)
+    joiner = np.flatnonzero(lat.acq == ACQUISITION_CHANNELS.index("referral"))
+    last = np.searchsorted(ev_s, lat.join_s[joiner], side="left") - 1  # the latest referral strictly before the join
+    ok = last >= 0
+    ok[ok] = ev_s[last[ok]] > lat.join_s[joiner[ok]] - REFERRAL_WINDOW_DAYS * DAY_S
+    out[joiner[ok]] = owner[last[ok]]
+    return out
 
 
 @dataclass

@@ -18,7 +18,10 @@ Per customer:
   its level aligned at fit time to BTYD's total CLV over the buyers of the training base.
 - tiers (tiering.models.tiers): tier, tier_reason, RFM segment and scores, koc_candidate, at_risk, and after
   them the columns of ``schemas.TIER_SCORE_COLUMNS``: lapsed_buyer, koc_score and p_core .. p_ordinary (a bundle
-  fitted before those existed scores them too: every buyer active, seeds by the 90-day social rule).
+  fitted before those existed scores them too: every buyer active, seeds by the 90-day social rule). The tier policy
+  carries the referral propensity that ranks the seeds where referral outcomes existed at fit time
+  (``tier_policy.referral_model_``, :mod:`tiering.models.koc_ranking`); a bundle fitted before it, or without such
+  outcomes, ranks them by the KOC mixture.
 """
 
 from __future__ import annotations

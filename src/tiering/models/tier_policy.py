@@ -11,16 +11,7 @@ from sklearn.base import BaseEstimator
 
 from tiering.exceptions import ConfigError, ModelError
 from tiering.ladder import TIER_NAMES
-from tiering.models.koc import (
-    RECENT_DAYS,
-    SILENT_GAPS,
-    expected_f1_cut,
-    fit_koc_volume_mixture,
-    koc_counts,
-    koc_posterior,
-    koc_window,
-    sharing_now,
-)
+from tiering.models.koc_ranking import KocRanking
 from tiering.models.rfm import NO_PURCHASE_SEGMENT, SEGMENT_TABLE, quintile_edges, quintile_score
 from tiering.models.tier_reasons import ReasonWriter
 from tiering.models.tier_thresholds import (
@@ -70,7 +61,7 @@ def _above(x: np.ndarray, cut: float, sd: float, scale: str) -> np.ndarray:
     return np.where(np.isnan(x), 0.0, ndtr(z))
 
 
-class TierPolicy(BaseEstimator):
+class TierPolicy(KocRanking, BaseEstimator):
     """Assigns tiers, tier probabilities, RFM segments and flags; cut points are learned by ``fit``.
 
     ``value_min_p_purchase``, ``value_min_p_alive`` and ``value_max_gap_ratio``: None (default) learns them from
@@ -78,7 +69,9 @@ class TierPolicy(BaseEstimator):
     ``at_risk_min_churn_risk``: None places the at-risk cut two thirds of the way from the base's active buyers' mean
     predicted churn to the lapsed ones' (``DEFAULT_AT_RISK`` without both groups); a number wins.
     ``seed_engagement_quantile`` is accepted for configs written before the KOC score and no longer used (browsing
-    alone does not make a seed).
+    alone does not make a seed). ``koc_ranking``: "auto" ranks the seeds by a referral propensity fitted on ``fit``'s
+    holdout where it has referral outcomes enough, else by the KOC mixture; "mixture" always by the mixture
+    (:mod:`tiering.models.koc_ranking`).
     """
 
     def __init__(
@@ -95,6 +88,7 @@ class TierPolicy(BaseEstimator):
         value_grace_gap_ratio: float = 1.0,
         seed_min_koc_score: float | None = None,
         proba_sd: float = 0.5,
+        koc_ranking: str = "auto",
     ):
         self.core_min_p_purchase = core_min_p_purchase
         self.core_clv_quantile = core_clv_quantile
@@ -108,6 +102,7 @@ class TierPolicy(BaseEstimator):
         self.value_grace_gap_ratio = value_grace_gap_ratio
         self.seed_min_koc_score = seed_min_koc_score
         self.proba_sd = proba_sd
+        self.koc_ranking = koc_ranking
 
     @staticmethod
     def _check(frame: pd.DataFrame) -> None:
@@ -135,7 +130,7 @@ class TierPolicy(BaseEstimator):
         self.recency_edges_ = quintile_edges(buyers["days_since_last_purchase"].to_numpy(float))
         self.frequency_edges_ = quintile_edges(buyers["n_orders"].to_numpy(float))
         self.monetary_edges_ = quintile_edges(buyers["net_spend"].to_numpy(float))
-        self._fit_koc(frame)
+        self._fit_koc(frame, holdout)
         self.n_fit_ = int(len(frame))
         return self
 
@@ -198,26 +193,6 @@ class TierPolicy(BaseEstimator):
         fixed = self.at_risk_min_churn_risk
         return self._learned("at_risk_min_churn_risk_", DEFAULT_AT_RISK if fixed is None else fixed)
 
-    def _fit_koc(self, frame: pd.DataFrame) -> None:
-        """The KOC mixture on the base's share, referral and other counts, and the seed cut."""
-        self.koc_window_days_ = koc_window(frame)
-        mix = fit_koc_volume_mixture(koc_counts(frame, self.koc_window_days_)) if self.koc_window_days_ else None
-        self.koc_theta_: np.ndarray | None = mix[0] if mix is not None else None
-        self.koc_pi_: np.ndarray | None = mix[1] if mix is not None else None
-        self.koc_volume_: np.ndarray | None = mix[2] if mix is not None else None
-        self.koc_silent_gaps_, self.koc_recent_days_ = SILENT_GAPS, RECENT_DAYS
-        if self.seed_min_koc_score is not None:
-            self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = float(self.seed_min_koc_score), "config"
-        elif mix is not None:
-            self.seed_min_koc_score_ = expected_f1_cut(self.koc_score(frame))
-            self.threshold_source_["seed_min_koc_score"] = "learned"
-        else:
-            self.seed_min_koc_score_, self.threshold_source_["seed_min_koc_score"] = 0.5, "default"
-
-    # fitted before the value floors and the KOC score existed: every buyer active, the social rule for seeds
-    def _learned(self, name: str, default):
-        return getattr(self, name, default)
-
     def _ratio(self, f: pd.DataFrame) -> np.ndarray:
         return gap_ratio(
             column(f, "days_since_last_purchase"), column(f, "ipi_mean_days"), self._learned("population_gap_days_", float("nan"))
@@ -242,26 +217,6 @@ class TierPolicy(BaseEstimator):
         low_p, low_alive, overdue = self._lapse_tests(f, ratio) if lapse_tests is None else lapse_tests
         return (f["has_purchased"].to_numpy() > 0) & (self._grace(f, ratio) | (~low_p & ~low_alive & ~overdue))
 
-    def koc_score(self, f: pd.DataFrame) -> np.ndarray:
-        """The KOC score per row (see the module doc)."""
-        w = self._learned("koc_window_days_", None)
-        theta = self._learned("koc_theta_", None)
-        if w is not None and all(c in f.columns for c in (f"n_share_{w}d", f"n_referral_{w}d", f"events_{w}d")):
-            if theta is None:
-                return np.zeros(len(f))
-            assert self.koc_pi_ is not None  # fitted with koc_theta_
-            volume = self._learned("koc_volume_", None)  # None: fitted before the number of events counted
-            score = koc_posterior(koc_counts(f, w), theta, self.koc_pi_, volume)
-            silent_gaps = self._learned("koc_silent_gaps_", None)  # None: fitted before dormant sharers were told apart
-            if silent_gaps is None:
-                return score
-            return np.where(sharing_now(f, w, silent_gaps, self.koc_recent_days_), score, 0.0)
-        return (f["social_actions_90d"].to_numpy(float) >= self.seed_min_social_actions_90d).astype(float)
-
-    def _koc_cut(self) -> float:
-        default = 0.5 if self.seed_min_koc_score is None else self.seed_min_koc_score
-        return self._learned("seed_min_koc_score_", default)
-
     def _core_floor(self) -> float:
         return max(self.core_min_p_purchase, self._learned("value_min_p_purchase_", 0.0))
 
@@ -275,6 +230,8 @@ class TierPolicy(BaseEstimator):
             "alive_floor": self._learned("value_min_p_alive_", 0.0),
             "gap_cap": self._learned("value_max_gap_ratio_", float("inf")),
             "koc_cut": self._koc_cut(),
+            # the seeds' score in words: a referral propensity is a small probability, not the mixture's posterior
+            "koc_label": "referral propensity " if self._learned("referral_model_", None) is not None else "KOC score ",
             "koc_window": self._learned("koc_window_days_", None),
             "new_days": self.new_max_tenure_days,
         }

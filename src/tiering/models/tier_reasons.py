@@ -112,7 +112,7 @@ def _semicolons(row: tuple[str, ...]) -> str:
 
 class ReasonWriter:
     """Writes ``tier_reason`` for one batch: ``thresholds`` (the policy's, by name: core_floor, core_clv_cut,
-    core_top, value_floor, alive_floor, gap_cap, koc_cut, koc_window, new_days) and the batch's columns ``f``;
+    core_top, value_floor, alive_floor, gap_cap, koc_cut, koc_label, koc_window, new_days) and the batch's columns ``f``;
     ``koc`` the KOC scores, ``lapse_tests`` (low p_purchase, low P(alive), overdue) and ``ratio`` the gap ratio."""
 
     def __init__(self, thresholds: dict, f, koc, lapse_tests, ratio):
@@ -200,9 +200,8 @@ class ReasonWriter:
         return join(k, "lapsed buyer (win-back): bought ", self.orders(m), ", net spend ", self.spend(m), "; ", parts, "; now ")
 
     def seed(self, m):
-        return join(
-            int(m.sum()), "KOC score ", fmt_values(self.koc[m], "{:.2f}"), f" (seed needs {self.t['koc_cut']:.2f}): ", *self.social(m)
-        )
+        cut = f" (seed needs {self.t['koc_cut']:.2f}): "
+        return join(int(m.sum()), self.t["koc_label"], fmt_values(self.koc[m], "{:.2f}"), cut, *self.social(m))
 
     def new(self, m):
         return join(
@@ -222,7 +221,7 @@ class ReasonWriter:
         )
         return join(
             k,
-            "KOC score ",
+            self.t["koc_label"],
             fmt_values(self.koc[m], "{:.2f}"),
             f" below the seed cut {self.t['koc_cut']:.2f} (",
             *self.social(m),

@@ -9,7 +9,8 @@ Two kinds of problem, two behaviours:
   unparseable_time, missing_<number>, unparseable_<number>, non_finite_<number>,
   implausible_<number> (|amount| > validation.max_abs_amount), missing_event_type,
   unknown_event_type (only with validation.unknown_event_types: quarantine), after_as_of (only
-  when an as_of is given), conflicting_order_customer, duplicate_line (an exact repeat of an
+  when an as_of is given), conflicting_order_customer, unknown_referrer (customers: referred_by names no
+  customer_id of the table), self_referral (referred_by is the row's own id), duplicate_line (an exact repeat of an
   earlier row over the contract columns), duplicate_customer (customers: a second row for an id;
   the earliest joined_at is kept).
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tiering.io import is_spark, map_columns, private_folder, unordered_writes
 from tiering.schemas import TableContract
-from tiering.validation._annotate import annotate
+from tiering.validation._annotate import annotate, annotated_parts
 from tiering.validation._reports import TableReport, check_usable, write_quarantine_file
 from tiering.validation._rules import REASON, Rules
 from tiering.validation._typing import one_of
@@ -25,36 +26,53 @@ def _is_duckdb(expr: ir.Table) -> bool:
     return getattr(expr._find_backend(use_default=True), "name", None) == "duckdb"
 
 
-def _materialize_duckdb(annotated: ir.Table) -> ir.Table:
-    """The annotated table computed once into a Parquet file, returned as a scan of that file.
-
-    The raw_* text is kept for bad rows only (null for good ones, so it costs next to nothing).
-    The file lives in a private folder beside DuckDB's temp_directory when one is set (batch
-    scoring points it into its work dir), else in the system temp folder; the folder is removed
-    when the connection is garbage collected, or at exit. Measured at 1M customers (9.9M
-    transactions, 10M interactions, 1GB DuckDB limit): validate + build features 63 s -> 31 s,
-    peak RSS 1.3 -> 1.5 GiB (benchmarks/README.md, "Feature build").
-    """
+def _parquet(backend, path: Path, t: ir.Table, slim: bool = False) -> ir.Table:
+    """``t`` written once to the Parquet file ``path`` and read back (a scan of that file). ``slim``: the raw_* text
+    kept for bad rows only (null for good ones, so it costs next to nothing)."""
     import ibis
 
-    backend = annotated._find_backend(use_default=True)
-    bad = annotated[REASON].notnull()
-    slim = annotated.mutate(**{c: ibis.ifelse(bad, annotated[c], ibis.null("string")) for c in annotated.columns if c.startswith("raw_")})
-    path = str(private_folder(backend, "tiering-validated-") / "annotated.parquet")
+    if slim:
+        bad = t[REASON].notnull()
+        t = t.mutate(**{c: ibis.ifelse(bad, t[c], ibis.null("string")) for c in t.columns if c.startswith("raw_")})
     with unordered_writes(backend):  # row order carries no meaning here
-        slim.to_parquet(path)
-    return backend.read_parquet(path, table_name=f"validated_{next(_MATERIALIZED)}")
+        t.to_parquet(str(path))
+    return backend.read_parquet(str(path), table_name=f"validated_{next(_MATERIALIZED)}")
 
 
-def _computed_once(annotated: ir.Table) -> ir.Table:
+def _annotated_duckdb(mapped: ir.Table, contract: TableContract, **kwargs) -> ir.Table:
+    """The annotated rows computed once into Parquet files, returned as a scan of those files.
+
+    Each stage of the annotation (the typed rows, the conflicting orders, the repeated key hashes) is written once
+    and read back by the next (tiering.validation._annotate); the stage files are removed once the two parts of
+    the annotated rows are written. The files live in a private folder beside DuckDB's temp_directory when one is
+    set (batch scoring points it into its work dir), else in the system temp folder; the folder is removed when
+    the connection is garbage collected, or at exit. Measured at 1M customers (9.9M transactions, 10M
+    interactions, 1GB DuckDB limit): validate + build features 63 s -> 31 s against re-running the annotation
+    for every pass, peak RSS 1.3 -> 1.5 GiB (benchmarks/README.md, "Feature build").
+    """
+    backend = mapped._find_backend(use_default=True)
+    folder = private_folder(backend, "tiering-validated-")
+    stages = folder / "stages"
+    stages.mkdir()
+    serial = itertools.count()
+    parts = annotated_parts(mapped, contract, stage=lambda t: _parquet(backend, stages / f"{next(serial)}.parquet", t), **kwargs)
+    paths = [folder / f"annotated-{i}.parquet" for i in range(len(parts))]
+    for path, part in zip(paths, parts):
+        _parquet(backend, path, part, slim=True)
+    shutil.rmtree(stages)
+    return backend.read_parquet([str(p) for p in paths], table_name=f"validated_{next(_MATERIALIZED)}")
+
+
+def _annotated_once(mapped: ir.Table, contract: TableContract, **kwargs) -> ir.Table:
     """The annotated rows computed once for the counts, the quarantine and every feature pass."""
+    if _is_duckdb(mapped):
+        # DuckDB would otherwise re-run the typing, the groupings and the ranking for each of them
+        return _annotated_duckdb(mapped, contract, **kwargs)
+    annotated = annotate(mapped, contract, **kwargs)
     if is_spark(annotated):
         # Spark would recompute the typing and duplicate ranking (a shuffle) each time: cache it once (memory
         # and disk; released by Ibis when the returned tables are garbage collected).
         return annotated.cache()
-    if _is_duckdb(annotated):
-        # DuckDB would likewise re-run it (~9 window rankings of the whole table for one feature build)
-        return _materialize_duckdb(annotated)
     return annotated
 
 
@@ -84,7 +102,7 @@ def check_table(
     row with its reason), the good rows (lazy) and the report."""
     rules = rules or Rules()
     mapped = map_columns(raw, contract, mapping or {})
-    annotated = _computed_once(annotate(mapped, contract, as_of=as_of, source=source, rules=rules))
+    annotated = _annotated_once(mapped, contract, as_of=as_of, source=source, rules=rules)
     event_column = contract.event_type_column if contract.event_type_column in mapped.columns else None
     report = _count(annotated, contract.name, source, rules, event_column)
     good = annotated.filter(annotated[REASON].isnull()).select(*[c.name for c in contract.columns if c.name in mapped.columns])
