@@ -4,7 +4,8 @@
   it by more than a margin on normalized Gini at the out-of-time test origin (:func:`choose_clv`); where that
   evaluation is thin (:func:`thin_evidence`: its learned models learned from under half the buyers of those shipped,
   as on a base that starts as one cohort), the same rule on Gini at the latest training origin with its customers
-  held out (:func:`heldout_clv_ginis`, :func:`heldout_if_thin`).
+  held out (:func:`heldout_clv_ginis`, :func:`heldout_if_thin`); where that origin has less history than two of the
+  shortest feature window (:func:`short_history`), the learned models are not judged there and a baseline ships.
 - Propensity: :func:`guard_propensity` falls back to BTYD's p_purchase for buyers where the model ranked them worse.
 """
 
@@ -60,6 +61,31 @@ def is_thin(eval_buyers: float, train_buyers: float) -> bool:
     return eval_buyers < THIN_EVIDENCE_SHARE * train_buyers
 
 
+SHORT_HISTORY_WINDOWS = 2  # the learned models are judged only with this many shortest feature windows of history
+
+
+def short_history(fits: list[OriginFit], cfg: Config) -> bool:
+    """Whether the learned models' latest training origin ``fits[0]`` has fewer days of purchases before it than
+    ``SHORT_HISTORY_WINDOWS`` shortest feature windows (its earliest buyer's ``days_since_first_purchase`` below
+    2 x ``min(features.windows_days)``, 60 days by default).
+
+    Under one window every windowed feature is the customer's whole history (spend_30d = spend_90d = ... = total),
+    under two only the shortest window differs from it: the rows say little about what the windows mean where the
+    models score, and a Gini measured on them does not speak for those models. Chosen on the selection and gap
+    origins of rolling_cdnow (days and weeks), rolling_complete_journey and rolling_online_retail: where the held-out
+    Gini kept the hybrid with 30-32 days of history, it then lost to the best baseline out of time at all 6 such
+    origins (by 0.007 to 0.050); with 61-94 days it was at most 0.005 behind (ahead by 0.012-0.022 on CDNOW); with
+    0-1 days it lost by 0.51 (Complete Journey, 90 days, 2017-04-01) and 0.16 (180 days, report origin 2017-07-01)."""
+    if not fits:
+        return True
+    latest = fits[0].frame
+    buyer = latest["has_purchased"].to_numpy() > 0
+    if not buyer.any():
+        return True
+    span = latest["days_since_first_purchase"].to_numpy(float)[buyer].max()
+    return bool(span < SHORT_HISTORY_WINDOWS * min(cfg.features.windows_days))
+
+
 def heldout_predictions(estimator: LevelAligned, X: pd.DataFrame, y, groups, score, folds: int = 3, seed: int = 0) -> np.ndarray:
     """Predictions for the rows ``score`` (a boolean mask), each from a clone of ``estimator`` trained on the rows of
     the other customers: ``groups`` (customer ids, one per row) are split into ``folds`` random folds, so a customer's
@@ -86,7 +112,8 @@ def heldout_clv_ginis(fits: list[OriginFit], cfg: Config, kinds: tuple[str, ...]
     training origin ``fits[0]``, over its buyers, each learned model trained on all of ``fits`` (the final models'
     training data) with the scored customers held out (:func:`heldout_predictions`). The evidence
     :func:`choose_clv` falls back on where the out-of-time evaluation is thin (:func:`thin_evidence`): labels that
-    end by as_of, about the models that ship, but not out of time. Empty without a training origin."""
+    end by as_of, about the models that ship, but not out of time. Only the baselines where that origin's history is
+    too short to judge learned models on (:func:`short_history`). Empty without a training origin."""
     from tiering.evaluation import normalized_gini
 
     if not fits:
@@ -98,6 +125,8 @@ def heldout_clv_ginis(fits: list[OriginFit], cfg: Config, kinds: tuple[str, ...]
         "naive": normalized_gini(y, latest[f"spend_{max(cfg.features.windows_days)}d"].to_numpy(float)[buyer]),
         "btyd": normalized_gini(y, fits[0].btyd["btyd_clv"].to_numpy(float)[buyer]),
     }
+    if short_history(fits, cfg):
+        return out  # rows that cannot tell the windows apart judge no learned model
     groups = np.concatenate([f.frame["customer_id"].astype(str).to_numpy() for f in fits])
     score = np.concatenate([np.full(len(f.frame), i == 0) for i, f in enumerate(fits)])
     score[: len(latest)] &= buyer  # fits[0]'s rows come first in the stack
@@ -132,7 +161,10 @@ def choose_clv(metrics: dict[str, float], cfg: Config, heldout: dict[str, float]
         else f"{m.clv_auto_prefer} "
         + ("not evaluated" if not np.isfinite(ginis.get(m.clv_auto_prefer, np.nan)) else f"behind by more than {m.clv_auto_margin:g}")
     )
-    thin = " (the out-of-time evaluation's models learned from too few buyers)" if heldout else ""
+    thin = ""
+    if heldout:
+        short = "" if any(k in heldout for k in LEARNED_CLV) else "; none judged there: too little history or too few spenders"
+        thin = f" (the out-of-time evaluation's models learned from too few buyers{short})"
     return chosen, f"CLV model {chosen} (auto: {rule}{thin}; normalized Gini {where}: {scores})"
 
 

@@ -1,6 +1,7 @@
 """What ``clv_model: auto`` ships: the thin-evidence rule and the held-out Gini it falls back on."""
 
 import datetime as dt
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,9 +10,17 @@ import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 from threadpoolctl import threadpool_limits
 
+from tiering.choice import (
+    SHORT_HISTORY_WINDOWS,
+    THIN_EVIDENCE_SHARE,
+    choose_clv,
+    heldout_clv_ginis,
+    heldout_predictions,
+    short_history,
+    thin_evidence,
+)
 from tiering.config import Config
 from tiering.datasets import simulate
-from tiering.choice import THIN_EVIDENCE_SHARE, choose_clv, heldout_clv_ginis, heldout_predictions, thin_evidence
 from tiering.fitting import feature_spec, fit_training_origins
 from tiering.validation import load_tables
 
@@ -60,6 +69,25 @@ def test_choose_clv_decides_on_held_out_ginis_where_the_evidence_is_thin():
     assert choose_clv({}, cfg, heldout={"naive": 0.6, "hybrid": float("nan")})[0] == "naive"
 
 
+def test_short_history_is_a_latest_training_origin_with_less_history_than_two_shortest_windows():
+    def fit(days: int):  # two buyers (the earliest first purchase ``days`` before the origin) and a prospect
+        return SimpleNamespace(frame=pd.DataFrame({"has_purchased": [1, 1, 0], "days_since_first_purchase": [days, 0, 400]}))
+
+    cfg = Config()  # windows 30, 90, 180, 365 days
+    assert SHORT_HISTORY_WINDOWS == 2
+    assert short_history([fit(1)], cfg)  # a panel's first day: every window is the whole history
+    assert short_history([fit(59), fit(400)], cfg)  # the latest training origin decides
+    assert not short_history([fit(60)], cfg) and not short_history([fit(400), fit(1)], cfg)
+    assert short_history([], cfg)
+    cfg.features.windows_days = [7, 30]
+    assert short_history([fit(13)], cfg) and not short_history([fit(14)], cfg)  # the shortest window, whatever it is
+
+
+def test_choose_clv_ships_a_baseline_where_only_the_baselines_were_judged():
+    chosen, why = choose_clv({}, Config(), heldout={"naive": 0.32, "btyd": 0.14})
+    assert chosen == "naive" and "hybrid not evaluated" in why and "too little history" in why
+
+
 @pytest.fixture(scope="module")
 def training_fits(tmp_path_factory):
     root = tmp_path_factory.mktemp("choice")
@@ -82,3 +110,17 @@ def test_heldout_clv_ginis_score_the_latest_training_origins_buyers(training_fit
     assert got["naive"] == pytest.approx(normalized_gini(latest["holdout_spend"], latest[f"spend_{max(cfg.features.windows_days)}d"]))
     assert set(got) == {"naive", "btyd", "hybrid"} and -1 <= got["hybrid"] <= 1
     assert heldout_clv_ginis([], cfg, ("hybrid",)) == {}
+
+
+def test_heldout_clv_ginis_judge_no_learned_model_where_the_history_is_shorter_than_a_window(training_fits):
+    """The same training origins, the latest one's purchase history cut to 10 days (as in a data set's first weeks):
+    the baselines are scored there as before, the learned models are not, and choose_clv ships a baseline."""
+    cfg, fits = training_fits
+    cut = fits[0].frame.assign(days_since_first_purchase=lambda f: f["days_since_first_purchase"].clip(upper=10))
+    first_days = [replace(fits[0], frame=cut), *fits[1:]]
+    assert short_history(first_days, cfg) and not short_history(fits, cfg)
+    with threadpool_limits(1):
+        got = heldout_clv_ginis(first_days, cfg, ("supervised", "hybrid"))
+        full = heldout_clv_ginis(fits, cfg, ())
+    assert got == full and set(got) == {"naive", "btyd"}
+    assert choose_clv({}, cfg, heldout=got)[0] in {"naive", "btyd"}
