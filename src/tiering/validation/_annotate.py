@@ -111,13 +111,19 @@ def _mark_conflicting_orders(t: ir.Table, contract: TableContract, stage: Stage)
 
     order, cid = contract.order_column, contract.id_column
     good = t[REASON].isnull()
-    # the distinct (order, customer) pairs of the good rows, then the orders with more than one, instead of a min/max
-    # window over every row (which sorted all rows with all their columns) or a min/max of the customer per order
-    # (DuckDB cannot spill text min/max states: out of memory at 10M customers under 1 GiB, and at 1M under 100 MB,
-    # where these two groupings pass): the few conflicting orders, computed once, are then marked by a join
-    pairs = t.filter(good).select(order, cid).distinct()
-    per = pairs.group_by(order).agg(_n=ibis._.count())
-    bad = stage(per.filter(per._n > 1).select(order, _conflict=ibis.literal(True)))
+    # the candidates are the 64-bit hashes of orders whose good rows' customer hashes differ (one aggregation of
+    # integers), then the conflicting orders among their rows alone (text min/max of a few rows), computed once and
+    # marked by a join. Grouping text did not fit: a min/max of the customer per order (DuckDB cannot spill text
+    # min/max states) and the distinct (order, customer) pairs both ran out of memory at 10M customers under 1 GiB;
+    # a min/max window over every row sorted all rows with all their columns. Two orders sharing a hash only add a
+    # candidate; a conflict hides only if two customer ids of one order share a 64-bit hash.
+    g = t.filter(good)
+    per = g.group_by(_h=g[order].hash()).agg(_lo=g[cid].hash().min(), _hi=g[cid].hash().max())
+    candidates = per.filter(per._lo != per._hi).select("_h")
+    keyed = g.select(order, cid, _h=g[order].hash())
+    rows = keyed.semi_join(candidates, "_h")
+    exact = rows.group_by(rows[order]).agg(_lo=rows[cid].min(), _hi=rows[cid].max())
+    bad = stage(exact.filter(exact._lo != exact._hi).select(order, _conflict=ibis.literal(True)))
     j = t.left_join(bad, [t[order] == bad[order]])  # 'good' outside the join condition: see _mark_duplicates
     conflict = j._conflict.notnull() & good
     return j.select(
