@@ -35,10 +35,9 @@ def test_an_explicit_temp_directory_is_kept(tmp_path) -> None:
     assert _spill_dir(con) == str(tmp_path / "spill")
 
 
-def test_validation_sizes_the_automatic_limit_to_every_row_then_the_features_to_one_bucket(tmp_path, monkeypatch) -> None:
-    """Validation reads the whole base at once (at 10M customers the one-bucket limit, 1 GiB, ran out of memory in
-    it); the feature build after it reads one customer bucket at a time and gets the one-bucket limit back. A limit
-    set in the config is never touched."""
+def test_validation_and_the_features_run_under_the_automatic_limit_of_one_bucket(tmp_path, monkeypatch) -> None:
+    """The automatic limit is sized to one customer bucket of the rows before validation (whose stages all spill),
+    and the feature build after it reads one bucket at a time. A limit set in the config is never touched."""
     import datetime as dt
 
     import tiering.validation._load as load
@@ -56,7 +55,7 @@ def test_validation_sizes_the_automatic_limit_to_every_row_then_the_features_to_
     monkeypatch.setattr(load, "set_auto_memory_limit", lambda con, n: seen.append(("limit", n)))
     monkeypatch.setattr(load, "check_tables", lambda *a, **k: seen.append(("validate", 0)) or real_check(*a, **k))
     load.load_tables(cfg)
-    assert seen == [("limit", rows), ("validate", 0), ("limit", 500)] and rows > 500
+    assert seen == [("limit", 500), ("validate", 0)] and rows > 500
     seen.clear()
     cfg.features.duckdb_memory_limit = "2GB"
     load.load_tables(cfg)

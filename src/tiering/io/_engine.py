@@ -39,9 +39,9 @@ def machine_memory() -> int:
 
 def auto_memory_limit(rows: int | None = None, memory: int | None = None, threads: int | None = None) -> str:
     """DuckDB's memory_limit when the user sets none (``features.duckdb_memory_limit`` /
-    ``predict.duckdb_memory_limit`` unset): 48 bytes per input row (transaction + interaction rows: all of them
-    for validation, which reads them at once; at most one customer bucket's ``features.bucket_rows`` for the
-    feature build; unknown: 1 GiB's worth),
+    ``predict.duckdb_memory_limit`` unset): 48 bytes per input row (transaction + interaction rows, at most one
+    customer bucket's ``features.bucket_rows``: the feature build reads a bucket at a time and validation's stages
+    spill; unknown: 1 GiB's worth),
     at least 1 GiB and 512 MiB per DuckDB thread (``threads``; None: the cores this process may use), at
     most a quarter of the machine's memory (never below 256 MiB).
 

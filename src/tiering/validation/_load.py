@@ -85,11 +85,9 @@ def load_tables(
         with _read_errors(src, name):
             raws[name] = read_source(con, src, name), src, display_path(src.path)  # a URL's secrets masked
     rows = _auto_limited_rows(con, raws)
-    if rows is not None:  # validation reads every row at once: the automatic limit sized to them all
-        set_auto_memory_limit(con, rows)
-    tables = check_tables(raws, config, as_of=as_of, con=con)
-    if rows is not None:  # the feature build reads one customer bucket at a time
+    if rows is not None:  # the feature build reads one customer bucket at a time; validation's stages all spill
         set_auto_memory_limit(con, min(rows, config.features.bucket_rows))
+    tables = check_tables(raws, config, as_of=as_of, con=con)
     if write_quarantine:
         tables.write_quarantine(config.validation.quarantine_dir)
     for report in tables.reports:
@@ -99,11 +97,12 @@ def load_tables(
 
 def _auto_limited_rows(con, raws: dict) -> int | None:
     """The transaction + interaction rows read (a Parquet footer count) when DuckDB's memory limit is the automatic one
-    (tiering.io.auto_memory_limit, sized to them), else None.
+    (tiering.io.auto_memory_limit, sized to one feature bucket of them), else None.
 
-    Validation is sized to every row: at 10M customers (200M rows) it failed under the one-bucket limit (1 GiB) with
-    DuckDB's "could not allocate block" in the materialisation of the annotated rows; the feature build after it
-    reads one bucket (``features.bucket_rows``) at a time and gets the one-bucket limit back."""
+    Validation runs under that limit too: its stages are aggregations of integers, joins with small tables and
+    Parquet writes, which all spill (tiering.validation._annotate). Before they were, it failed at 10M customers (200M
+    rows) under 1 GiB with DuckDB's "could not allocate block" (materialised CTEs, then text min/max and DISTINCT
+    states), and was sized to every row (6 GiB here, a 6.9 GiB peak)."""
     if getattr(con, "name", None) != "duckdb" or not getattr(con, "_tiering_auto_memory_limit", False):
         return None
     return sum(int(raws[n][0].count().execute()) for n in ("transactions", "interactions") if n in raws)
