@@ -1,5 +1,5 @@
 """Referral links (customers.referred_by): the contract and its quarantine, the simulator's referrers, and the referral
-outcomes per customer (customers brought in, observed by an origin and over the horizon after it)."""
+label per customer (customers brought in over the horizon after an origin)."""
 
 import datetime as dt
 
@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 
 from tiering.datasets import simulate
-from tiering.exceptions import DataQualityError, LeakageError
-from tiering.features import FeatureSpec, bound_to_as_of
-from tiering.features._engagement import referral_features, referral_labels
+from tiering.exceptions import DataQualityError
+from tiering.features import referral_labels
 from tiering.io import connect
 from tiering.schemas import CUSTOMERS, REFERRAL_LABEL
 from tiering.validation import validate_table
@@ -112,18 +111,6 @@ def linked():
         }
     )
     return ibis.duckdb.connect().create_table("customers", cu)
-
-
-def test_referral_outcomes_count_the_customers_brought_in_per_window(linked):
-    as_of, spec = dt.date(2024, 6, 1), FeatureSpec(windows_days=(30, 180))
-    f = referral_features(bound_to_as_of(linked, "customers", "joined_at", as_of), as_of=as_of, spec=spec).to_pandas()
-    assert spec.referral_columns == ("referred_30d", "referred_180d")
-    assert f.set_index("customer_id").sort_index().to_dict("index") == {
-        "a": {"referred_30d": 1, "referred_180d": 2},
-        "b": {"referred_30d": 1, "referred_180d": 1},  # joined late on the as_of day: still in
-    }
-    with pytest.raises(LeakageError, match="customers table read for features as of 2024-06-01 holds data after"):
-        referral_features(linked, as_of=as_of, spec=spec)
 
 
 def test_the_referral_label_counts_joins_in_the_horizon_only(linked):

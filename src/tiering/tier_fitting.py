@@ -150,9 +150,9 @@ def tier_outcome_metrics(tables: ValidatedTables, test: OriginFit, cfg: Config) 
 
 
 # what a later origin's tier policy learns its value floors and referral propensity from (TierPolicy's inputs and the
-# outcomes), with the KOC and referral columns of the frame (_KOC_COLUMN)
+# outcomes), with the KOC counts of the frame (_KOC_COLUMN)
 HOLDOUT_COLUMNS = (*REQUIRED_COLUMNS, "p_alive", "ipi_mean_days", "purchased_in_horizon", REFERRAL_LABEL, "days_since_last_interaction")
-_KOC_COLUMN = re.compile(r"^(n_share|n_referral|events|referred)_\d+d$")  # the KOC counts and referral outcomes per window
+_KOC_COLUMN = re.compile(r"^(n_share|n_referral|events)_\d+d$")  # the KOC counts per window
 
 
 def holdout_frame(scored: pd.DataFrame) -> pd.DataFrame:

@@ -85,15 +85,15 @@ purchased_in_horizon (1 when holdout_orders > 0); only customers active in the w
 
 ``referral_labels(customers, as_of=..., horizon_days=H)``: customer_id, referred_in_horizon (the customers
 whose customers.referred_by names them and who joined on days as_of+1 .. as_of+H); what the referral
-propensity learns from (tiering.models.referral). ``referral_features(customers, as_of=..., spec=...)``:
-referred_{w}d, the customers brought in per window (not in the feature frame: it added nothing to the seed
-ranking on the simulator, F1 0.865 against 0.872 without it).
+propensity learns from (tiering.models.referral). The customers brought in per window before an origin are
+not a feature: as an input of the referral propensity they added nothing on the simulator (seed F1 0.865
+against 0.872 without them).
 
 ``build_features(..., bucket=(k, n))``: only the customers of bucket k of n (a hash of the id),
 exactly their rows of the whole frame, so large bases are built bucket by bucket in bounded memory.
 """
 
-from tiering.features._engagement import REFERRER_COLUMN, engagement_score, interaction_features, referral_features, referral_labels
+from tiering.features._engagement import REFERRER_COLUMN, engagement_score, interaction_features, referral_labels
 from tiering.features._rfm import period_of_day, rfm_summary, transaction_features
 from tiering.features._spec import AsOfTable, FeatureSpec, bound_to_as_of, guard_as_of
 from tiering.features._windows import build_features, build_labels, calibration_holdout
@@ -112,7 +112,6 @@ __all__ = [
     "guard_as_of",
     "interaction_features",
     "period_of_day",
-    "referral_features",
     "referral_labels",
     "rfm_summary",
     "transaction_features",

@@ -1,6 +1,6 @@
 """Interaction (engagement) features per customer: first/last day over all rows, the rest from the
-look-back horizon grouped once by (customer, day); and the referral outcomes (customers brought in) where the
-customers table names referrers."""
+look-back horizon grouped once by (customer, day); and the referral label (customers brought in over a horizon)
+where the customers table names referrers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from tiering.features._spec import (
     SCORE_RECENT_DAYS,
     SCORE_SCALE,
     SOCIAL_WINDOW_DAYS,
-    AsOfTable,
     FeatureSpec,
     cutoff,
     day_number,
@@ -25,9 +24,10 @@ from tiering.features._spec import (
     left_join_on_id,
     trend,
 )
-from tiering.schemas import EVENT_TYPES, REFERRAL_LABEL
+from tiering.schemas import CUSTOMERS, EVENT_TYPES, REFERRAL_LABEL
 
-REFERRER_COLUMN = "referred_by"  # customers: the customer_id of the member who brought this customer in
+assert CUSTOMERS.referrer_column is not None
+REFERRER_COLUMN: str = CUSTOMERS.referrer_column  # customers: the customer_id of the member who brought this customer in
 
 
 def engagement_score(counts_90d: dict[str, Any], active_days_30d: Any) -> Any:
@@ -134,33 +134,11 @@ def _interaction_columns(cf: ir.Table, spec: FeatureSpec) -> dict[str, Any]:
     return cols
 
 
-def _referrals(customers: Any) -> ir.Table:
-    """The customers rows that name a referrer (``customers`` an Ibis table or an AsOfTable over one)."""
-    cu = customers.table if isinstance(customers, AsOfTable) else customers
-    return cu.filter(cu[REFERRER_COLUMN].notnull())
-
-
-def referral_features(customers: Any, *, as_of: dt.date, spec: FeatureSpec) -> ir.Table:
-    """Per referrer (customer_id): referred_{w}d (spec.referral_columns), the customers who name them in
-    customers.referred_by and joined in the last w days: the referral outcomes observed by as_of (a referral
-    followed by a new customer). Only referrers appear; the caller left-joins and fills 0. ``customers`` must hold the
-    referred_by column (validated: every referrer is a customer of the table, never the customer themself)."""
-    cu = guard_as_of(customers, "customers", "joined_at", as_of)
-    ref = _referrals(cu)
-    A = epoch_day(as_of)
-    daily = ref.group_by(ref[REFERRER_COLUMN].cast("string").name("customer_id"), ref.joined_at.date().name("day")).agg(n=ref.count())
-    daily = daily.select("customer_id", dn=day_number(daily.day), n=daily.n.cast("float64"))
-    W = spec.max_window_days
-    recent = daily.filter(daily.dn > A - W)
-    aggs = {c: recent.n.sum(where=recent.dn > A - w).fill_null(0).cast("int64") for w, c in zip(spec.windows_days, spec.referral_columns)}
-    return recent.group_by("customer_id").agg(**aggs)
-
-
 def referral_labels(customers: Any, *, as_of: dt.date, horizon_days: int) -> ir.Table:
     """Per referrer (customer_id): referred_in_horizon (schemas.REFERRAL_LABEL), the customers who name them in
     customers.referred_by and joined on days as_of+1 .. as_of+horizon_days: whether a customer brought anyone in
     after the origin. Only referrers with such a join appear; the caller left-joins and fills 0."""
-    ref = _referrals(customers)
+    ref = customers.filter(customers[REFERRER_COLUMN].notnull())
     start = ibis.literal(cutoff(as_of), type="timestamp")
     end = ibis.literal(cutoff(as_of + dt.timedelta(days=int(horizon_days))), type="timestamp")
     w = ref.filter((ref.joined_at >= start) & (ref.joined_at < end))

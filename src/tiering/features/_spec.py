@@ -78,13 +78,6 @@ class FeatureSpec:
         return short, (longest if longest > short else 2 * short)
 
     @property
-    def referral_columns(self) -> tuple[str, ...]:
-        """The referral outcomes per window (tiering.features.referral_features): referred_{w}d, the customers a
-        customer brought in who joined in the last w days. Not in ``feature_columns``: read where the customers
-        table names referrers (customers.referred_by)."""
-        return tuple(f"referred_{w}d" for w in self.windows_days)
-
-    @property
     def feature_columns(self) -> tuple[str, ...]:
         """The output columns of build_features, in order."""
         ws = self.windows_days

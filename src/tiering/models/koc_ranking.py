@@ -3,7 +3,7 @@
 ``koc_score`` is the fitted referral propensity (:mod:`tiering.models.referral`, P(brings in at least one new
 customer in the horizon)) where the policy's holdout had referral outcomes with at least ``MIN_REFERRAL_POSITIVES``
 customers who brought someone in, and the KOC mixture's posterior (:mod:`tiering.models.koc`) otherwise; either is 0
-for a customer without a share, a referral or a referred customer in the KOC window, or no longer interacting at the
+for a customer without a share or a referral in the KOC window, or no longer interacting at the
 origin (:func:`tiering.models.koc.sharing_now`). ``koc_ranking_`` says which ranked the seeds and
 ``koc_ranking_note_`` why, in one sentence (logged at fit time). Unless the config fixes it, the seed cut keeps as many
 seeds as the mixture's expected-F1 cut (:func:`tiering.models.koc.expected_f1_cut`) selects on the fitted base: the
@@ -154,7 +154,7 @@ class KocRanking:
         return (f["social_actions_90d"].to_numpy(float) >= self.seed_min_social_actions_90d).astype(float)
 
     def _referral_score(self, f, w: int, posterior: np.ndarray) -> np.ndarray | None:
-        """The referral propensity, 0 without a share, referral or referred customer in the window; None without the
+        """The referral propensity, 0 without a share or referral in the window; None without the
         model (a policy fitted before it, or without referral outcomes) or where ``f`` lacks one of its inputs."""
         model = self._learned("referral_model_", None)
         if model is None:
@@ -163,8 +163,7 @@ class KocRanking:
         if any(c not in X.columns for c in model.feature_names_in_):
             return None
         counts = koc_counts(f, w)
-        referred = X[f"referred_{w}d"].to_numpy(float) if f"referred_{w}d" in X.columns else np.zeros(len(X))
-        return np.where(counts[:, 0] + counts[:, 1] + referred > 0, referral_propensity(model, X), 0.0)
+        return np.where(counts[:, 0] + counts[:, 1] > 0, referral_propensity(model, X), 0.0)
 
     def _koc_cut(self) -> float:
         default = 0.5 if self.seed_min_koc_score is None else self.seed_min_koc_score

@@ -10,9 +10,9 @@ seeds at the scoring origin.
 The classifier is the package's propensity model (:class:`tiering.models.propensity.PropensityModel`, logistic
 regression on signed-log inputs, its fallbacks on degenerate labels), on :func:`referral_inputs`: the share, referral
 and other interaction counts of the KOC window, the interactions of the shortest window, the days since the last
-interaction, tenure, whether the customer has bought, the KOC mixture's posterior (as a logit) and, where the frame has them, the
-referral outcomes observed so far (referred_{w}d, tiering.features.referral_features). It is fitted only with at
-least ``MIN_REFERRAL_POSITIVES`` customers who brought someone in; with fewer the mixture ranks the seeds.
+interaction, tenure, whether the customer has bought and the KOC mixture's posterior (as a logit). The customers
+brought in before the origin are no input: they added nothing on the simulator. It is fitted only with at least
+``MIN_REFERRAL_POSITIVES`` customers who brought someone in; with fewer the mixture ranks the seeds.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from tiering.schemas import REFERRAL_LABEL
 MIN_REFERRAL_POSITIVES = 20
 KOC_LOGIT_INPUT = "koc_logit"  # the KOC mixture's posterior as a logit (clipped to 1e-4 .. 1 - 1e-4)
 _EVENTS_RE = re.compile(r"^events_(\d+)d$")
-_REFERRED_RE = re.compile(r"^referred_(\d+)d$")
 
 
 def referral_inputs(frame, w: int, posterior: np.ndarray) -> pd.DataFrame:
@@ -47,8 +46,6 @@ def referral_inputs(frame, w: int, posterior: np.ndarray) -> pd.DataFrame:
     for c in ("days_since_last_interaction", "tenure_days", "has_purchased"):
         if c in frame.columns:
             out[c] = np.nan_to_num(frame[c].to_numpy(float))
-    for c in sorted((c for c in frame.columns if _REFERRED_RE.match(c)), key=lambda c: int(c.split("_")[1][:-1])):
-        out[c] = np.nan_to_num(frame[c].to_numpy(float))
     p = np.clip(np.asarray(posterior, dtype=float), 1e-4, 1 - 1e-4)
     out[KOC_LOGIT_INPUT] = np.log(p) - np.log1p(-p)
     return pd.DataFrame(out)
