@@ -9,6 +9,8 @@ plus anyone with a transaction or interaction at or before as_of. No column is e
 Days are calendar days of the (naive) timestamps; a window of w days is as_of-w+1 .. as_of.
 "Transaction day" is any day with a transaction row (refund rows included, as lifetimes does).
 Counts and origin_month are int64, everything else float64 (customer_id string, as_of date).
+Amounts are summed as exact decimals (``_spec.money``) and cast to float64 once final, so a frame is the
+same bit for bit on every build, thread count and engine (float sums in thread order were not).
 ``FeatureSpec`` (time_unit, windows_days, version) fixes the column set; it is stored in the model
 bundle so batch scoring rebuilds the same frame. The version changes only when a column changes
 meaning or goes: added columns keep it (a bundle selects its own feature_columns, and scoring checks

@@ -24,6 +24,8 @@ from tiering.features._spec import (
     epoch_day,
     guard_as_of,
     left_join_on_id,
+    money,
+    money_zero,
     trend,
 )
 
@@ -47,7 +49,7 @@ def _daily(lines: ir.Table, time_unit: str) -> ir.Table:
     customer's previous transaction day, null on the first) and first_dn, from one window sorted by
     (customer, day). Days need no window (see _rfm_aggs and _sorted_days)."""
     by_date = lines.group_by(["customer_id", "day"]).agg(
-        net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, 0.0).sum()
+        net=lines.amount.sum(), gross=ibis.ifelse(lines.amount > 0, lines.amount, money_zero()).sum()
     )
     daily = by_date.select("customer_id", "net", "gross", dn=day_number(by_date.day))
     if time_unit == "D":
@@ -131,7 +133,7 @@ def rfm_summary(transactions: Any, *, as_of: dt.date, time_unit: str = "D") -> i
     # window (repeat-period total = all periods' total - the first period's, an arg-min); days are
     # grouped by calendar date and numbered per customer (first and last), weeks by week number
     cid = tx.customer_id.cast("string").name("customer_id")
-    amount = tx.amount.cast("float64")
+    amount = money(tx.amount)
     if time_unit == "D":
         lines = tx.select(cid, p=tx.ordered_at.date(), amount=amount)
     else:
@@ -180,7 +182,7 @@ def _line_passes(tx: ir.Table, has_channel: bool, has_product: bool) -> tuple[ir
     Each pass reads only the columns it needs straight from the (bounded) input: no shared
     intermediate to materialise, so the engine streams every pass."""
     cid = tx.customer_id.cast("string").name("customer_id")
-    amount = tx.amount.cast("float64")
+    amount = money(tx.amount)
     day_lines = tx.select(cid, day=tx.ordered_at.date(), amount=amount)
     order_cols = {"order_id": tx.order_id.cast("string"), "ordered_at": tx.ordered_at, "amount": amount}
     if has_channel:
@@ -220,6 +222,7 @@ def _day_features(day_lines: ir.Table, as_of: dt.date, spec: FeatureSpec) -> ir.
     for w, (lo, hi) in _last_year_days(as_of).items():
         day_aggs[f"spend_ly_{w}d"] = d.net.sum(where=(d.dn > lo) & (d.dn <= hi))
     dayf = d.group_by("customer_id").agg(**day_aggs)
+    dayf = dayf.mutate(**{c: dayf[c].cast("float64") for c in day_aggs if dayf[c].type().is_decimal()})  # the totals are final
     refunds = dayf.total_spend - dayf.net_spend  # gross positive minus net = refunded amount (>= 0)
     return dayf.mutate(
         **_rfm_columns(dayf, as_of, spec.time_unit),
@@ -238,7 +241,7 @@ def _order_features(ol: ir.Table, as_of: dt.date, spec: FeatureSpec, has_channel
     o_aggs: dict[str, Any] = {
         "net": ol.amount.sum(),
         "_first": ol.ordered_at.min(),  # the order's day: its first line's (numbered once per order)
-        "gross": ibis.ifelse(ol.amount > 0, ol.amount, 0.0).sum(),
+        "gross": ibis.ifelse(ol.amount > 0, ol.amount, money_zero()).sum(),
     }
     if has_channel:
         o_aggs["channel"] = ol.channel.max()
@@ -259,7 +262,8 @@ def _order_features(ol: ir.Table, as_of: dt.date, spec: FeatureSpec, has_channel
     for w, (lo, hi) in _last_year_days(as_of).items():
         ord_aggs[f"orders_ly_{w}d"] = orders.count(where=is_purchase & (orders.dn > lo) & (orders.dn <= hi))
     ordf = _channel_mix(orders, ord_aggs) if has_channel else orders.group_by("customer_id").agg(**ord_aggs)
-    return ordf.mutate(avg_order_value=ibis.ifelse(ordf.n_orders > 0, ordf._purchase_value.fill_null(0.0) / ordf.n_orders, 0.0))
+    value = ordf._purchase_value.cast("float64").fill_null(0.0)
+    return ordf.mutate(avg_order_value=ibis.ifelse(ordf.n_orders > 0, value / ordf.n_orders, 0.0))
 
 
 def _channel_mix(orders: ir.Table, ord_aggs: dict[str, Any]) -> ir.Table:
@@ -267,13 +271,13 @@ def _channel_mix(orders: ir.Table, ord_aggs: dict[str, Any]) -> ir.Table:
     top_channel_share over the channels with gross spend."""
     oc = orders.group_by(["customer_id", "channel"]).agg(**ord_aggs, _gross=orders.gross.sum())
     known = oc.channel.notnull() & (oc._gross > 0)
-    ch_total = oc._gross.sum(where=known)
+    ch_total = oc._gross.sum(where=known).cast("float64")
     # counts are summed as double and cast back: DuckDB sums BIGINT to HUGEINT, which Ibis
     # still types int64 (so a later cast is dropped) and Parquet then stores as double
     c_aggs: dict[str, Any] = {c: oc[c].cast("float64").sum().cast("int64") for c in ord_aggs if c != "_purchase_value"}
     c_aggs["_purchase_value"] = oc._purchase_value.sum()
     c_aggs["n_channels"] = oc.count(where=known)
-    c_aggs["top_channel_share"] = ibis.ifelse(ch_total.fill_null(0.0) > 0, oc._gross.max(where=known) / ch_total, 0.0)
+    c_aggs["top_channel_share"] = ibis.ifelse(ch_total.fill_null(0.0) > 0, oc._gross.max(where=known).cast("float64") / ch_total, 0.0)
     return oc.group_by("customer_id").agg(**c_aggs)
 
 

@@ -134,6 +134,27 @@ def const(value: int, dtype: str) -> Any:
     return ibis.literal(int(value)).cast(dtype)  # typed as the narrowest integer, so the cast stays
 
 
+MONEY = "decimal(38, 10)"
+
+
+def money(amount: Any) -> Any:
+    """An amount column as an exact decimal (38 digits, 10 after the point), for summing.
+
+    A parallel engine adds a group's floats in whatever order its threads meet them, and float addition
+    is not associative: the same data gave totals differing in the last bits from run to run (2e-10 on a
+    total spend), enough to move a rounded tree input across a split. Decimal sums are exact, so every
+    run, engine and thread count gives the same totals; cast each total to float64 once it is final.
+    """
+    return amount.cast(MONEY)
+
+
+def money_zero() -> Any:
+    """0 as a MONEY decimal, for ``ifelse`` branches beside a money column (a float 0.0 would make the sum float)."""
+    import ibis
+
+    return ibis.literal(0).cast(MONEY)
+
+
 def trend(recent: Any, prior: Any, days: tuple[int, int]) -> Any:
     """(r - p) / (r + p) in [-1, 1] of the per-day rates r = recent / s and p = prior / (L - s), (s, L) =
     FeatureSpec.trend_days; 0 when both are 0. recent and prior are float64 totals, null read as 0."""

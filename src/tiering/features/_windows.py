@@ -22,6 +22,7 @@ from tiering.features._spec import (
     cutoff,
     epoch_day,
     left_join_on_id,
+    money,
 )
 from tiering.schemas import EVENT_TYPES
 
@@ -181,7 +182,7 @@ def build_labels(transactions: ir.Table, *, as_of: dt.date, horizon_days: int) -
     end = ibis.literal(cutoff(as_of + dt.timedelta(days=int(horizon_days))), type="timestamp")
     w = transactions.filter((transactions.ordered_at >= start) & (transactions.ordered_at < end))
     orders = w.group_by([w.customer_id.cast("string").name("customer_id"), w.order_id.cast("string").name("order_id")]).agg(
-        net=w.amount.sum()
+        net=money(w.amount).sum()
     )
     lab = orders.group_by("customer_id").agg(holdout_spend=orders.net.sum(), holdout_orders=orders.count(where=orders.net > 0))
     return lab.select(
