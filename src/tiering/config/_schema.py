@@ -185,7 +185,7 @@ class ModelConfig(_Strict):
     # seed: KOC score (posterior probability of the sharer/referrer group) at least this; None: learned at fit
     # time (the cut of largest expected F1 from the posteriors, tiering.models.tiers)
     seed_min_koc_score: float | None = Field(None, ge=0, le=1)
-    # how seeds are ranked: auto = by a referral propensity fitted out of time where customers.referred_by gives
+    # how seeds are ranked: auto = by the KOC score blended with a referral propensity fitted out of time where customers.referred_by gives
     # enough referral outcomes (tiering.models.koc_ranking), else by the KOC score; mixture = always the KOC score
     koc_ranking: Literal["auto", "mixture"] = "auto"
     # spread (logit / log scale) of the soft thresholds behind p_core .. p_ordinary

@@ -19,7 +19,10 @@ it). So the lower end is only ever widened, by at most (1 - coverage) / 2 of mis
 at 0 for most customers, and the upper end takes the rest of the miss budget: above it fall about
 (1 - coverage) less the share below. The guarantee is for customers like those of the calibration
 origin; a season unlike it moves the miss (tiering backtest reports the coverage measured on every
-held-out origin).
+held-out origin): a horizon in which more of a group buy than in the calibration origin's puts more
+of them above the upper end, one in which fewer buy puts fewer there. And where fewer than
+(1 - coverage) of a group spend anything over the horizon, even [0, 0] misses only those who spend,
+so the coverage is at least the share who spend nothing, above ``coverage``.
 """
 
 from __future__ import annotations

@@ -69,9 +69,9 @@ class TierPolicy(KocRanking, BaseEstimator):
     ``at_risk_min_churn_risk``: None places the at-risk cut two thirds of the way from the base's active buyers' mean
     predicted churn to the lapsed ones' (``DEFAULT_AT_RISK`` without both groups); a number wins.
     ``seed_engagement_quantile`` is accepted for configs written before the KOC score and no longer used (browsing
-    alone does not make a seed). ``koc_ranking``: "auto" ranks the seeds by a referral propensity fitted on ``fit``'s
-    holdout where it has referral outcomes enough, else by the KOC mixture; "mixture" always by the mixture
-    (:mod:`tiering.models.koc_ranking`).
+    alone does not make a seed). ``koc_ranking``: "auto" ranks the seeds by the KOC mixture's posterior blended with a
+    referral propensity fitted on ``fit``'s holdout where it has referral outcomes enough, else by the KOC mixture;
+    "mixture" always by the mixture (:mod:`tiering.models.koc_ranking`).
     """
 
     def __init__(
@@ -230,8 +230,8 @@ class TierPolicy(KocRanking, BaseEstimator):
             "alive_floor": self._learned("value_min_p_alive_", 0.0),
             "gap_cap": self._learned("value_max_gap_ratio_", float("inf")),
             "koc_cut": self._koc_cut(),
-            # the seeds' score in words: a referral propensity is a small probability, not the mixture's posterior
-            "koc_label": "referral propensity " if self._learned("referral_model_", None) is not None else "KOC score ",
+            # the seeds' score in words: with a referral propensity, the mixture's posterior blended with it (koc_ranking.blend_koc_score)
+            "koc_label": "KOC score (with referral propensity) " if self._learned("referral_model_", None) is not None else "KOC score ",
             "koc_window": self._learned("koc_window_days_", None),
             "new_days": self.new_max_tenure_days,
         }

@@ -65,8 +65,8 @@ KOC score
     attainable F1). Without any share or referral in the base no mixture is fitted and nobody is a seed. A frame
     without the per-type counts (``n_share_{W}d``, ``n_referral_{W}d``, ``events_{W}d``) falls back to the
     rule "shares + referrals in 90 days >= seed_min_social_actions_90d" (koc_score 1 or 0).
-    Where customers.referred_by links referrals to the customers they brought in, a referral propensity fitted
-    out of time ranks the seeds and the mixture sizes them (:mod:`tiering.models.koc_ranking`).
+    Where customers.referred_by links referrals to the customers they brought in, the mixture's posterior blended with
+    a referral propensity fitted out of time ranks the seeds and the mixture sizes them (:mod:`tiering.models.koc_ranking`).
 
 Tier probabilities
     ``p_core`` .. ``p_ordinary`` replace each hard comparison of the ladder by a normal CDF on the
