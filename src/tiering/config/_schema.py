@@ -80,7 +80,7 @@ class ValidationConfig(_Strict):
     # above this share of set-aside rows the mapping is probably wrong: stop instead of going on
     max_quarantine_share: float = Field(0.5, gt=0, le=1)
     null_tokens: list[str] = Field(default_factory=lambda: ["", "NULL", "null", "None", "nan", "NaN", "N/A"])
-    max_abs_amount: float = Field(1e9, gt=0)
+    max_abs_amount: float = Field(1e9, gt=0, le=1e12)  # features sum amounts as DECIMAL(18, 6)
     known_event_types: list[str] = Field(default_factory=lambda: list(EVENT_TYPES), min_length=1)
     unknown_event_types: Literal["keep", "quarantine"] = "keep"
 
