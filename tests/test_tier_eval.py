@@ -57,3 +57,21 @@ def test_horizon_outcomes_count_shares_and_referrals_in_the_horizon_only():
     assert out.set_index("customer_id")["social_actions_next"].to_dict() == {"a": 1.0, "b": 1.0, "c": 0.0}
     assert list(horizon_outcomes(OUT.head(3), None, origin, 30).columns) == ["customer_id", "holdout_spend",
                                                                              "purchased_in_horizon"]
+
+
+def test_core_is_judged_against_the_top_fifth_of_those_who_spent():
+    # ten customers, six moved money, five of them spent (f only returned goods: net -5): the top 20% of the five
+    # spenders is one customer (a, 100). Core holds a and b: it catches a (recall 1), half of core is a top spender
+    # (precision 0.5). Wrong populations give F1 1.0 here: the whole base's top 20% (two: a, b), or the six with
+    # a nonzero net spend (ceil(1.2) = 2: a, b).
+    tiers = pd.DataFrame({"customer_id": list("abcdefghij"), "tier": ["core", "core", *["value"] * 4, *["ordinary"] * 4]})
+    out = pd.DataFrame({"customer_id": list("abcdefghij"), "holdout_spend": [100.0, 50, 40, 30, 20, -5, 0, 0, 0, 0],
+                        "purchased_in_horizon": [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]})
+    m = ladder_metrics(tiers, out)
+    assert m["core_precision_top20"] == 0.5 and m["core_recall_top20"] == 1.0
+    assert m["core_f1_top20"] == pytest.approx(2 / 3)
+    # ties at the cut are all in: a and b both at 100 are both top spenders, and core is exactly them
+    assert ladder_metrics(tiers, out.assign(holdout_spend=[100.0, 100, 40, 30, 20, -5, 0, 0, 0, 0]))["core_f1_top20"] == 1.0
+    # a core that catches none of them scores 0; nobody spending leaves the metric undefined (absent)
+    assert ladder_metrics(tiers.assign(tier=tiers["tier"][::-1].to_numpy()), out)["core_f1_top20"] == 0.0
+    assert "core_f1_top20" not in ladder_metrics(tiers, out.assign(holdout_spend=0.0))

@@ -264,9 +264,10 @@ def _next_tier_section(labels: dict[str, str], scores: pd.DataFrame) -> dict:
 
 def _quality_section(scores: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict, dict]:
     """Model quality on realised outcomes: CLV and propensity metrics, the CLV interval's coverage, gain and
-    calibration charts and the monotonic-ladder check."""
+    calibration charts, the monotonic-ladder check and how many of the horizon's top spenders core held."""
     from tiering.evaluation import calibration_table, clv_metrics, propensity_metrics
     from tiering.models.intervals import interval_metrics
+    from tiering.tier_eval import core_top_spenders
 
     m = scores.merge(labels[["customer_id", "holdout_spend", "purchased_in_horizon"]], on="customer_id", how="left")
     m[["holdout_spend", "purchased_in_horizon"]] = m[["holdout_spend", "purchased_in_horizon"]].fillna(0)
@@ -279,14 +280,16 @@ def _quality_section(scores: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict, 
         quality["clv_interval_coverage"] = interval_metrics(i["holdout_spend"], i["clv_p10"], i["clv_p90"])["coverage"]
     table = ladder_outcomes(scores, labels)
     check = ladder_check(table)
+    core_top = core_top_spenders(m["tier"], m["holdout_spend"])  # all NaN when nobody spent: the page leaves it out
     ctx = {
         "quality": quality,
         "chart_gain": chart_gain(m),
         "chart_calib": chart_calibration(calibration_table(m["purchased_in_horizon"], m["p_purchase"])),
         "ladder_outcomes": _records(table.reset_index()),
         "ladder_check": check,
+        "core_top": core_top if np.isfinite(core_top["f1"]) else None,
     }
-    return ctx, {"quality": quality, "ladder_check": dict(check)}
+    return ctx, {"quality": quality, "ladder_check": dict(check), "core_top_spenders": core_top}
 
 
 def _outcome_sections(cfg: Config, tables: ValidatedTables, batch, scores: pd.DataFrame, step) -> tuple[dict, dict, str]:
