@@ -233,7 +233,7 @@ def test_report_page_holds_every_section(world, page):
     # the 80% CLV interval, judged on the same realised outcomes (prospects' certain zeros count as covered)
     assert 0.75 <= res.sections["quality"]["clv_interval_coverage"] <= 1.0
     assert "spend inside the 80% CLV interval" in text and "typical CLV range (80%)" in text
-    # how many of the horizon's top spenders core held, in words (tier_eval.core_top_spenders)
+    # how many of the horizon's top spenders core held, in words (migration.core_top_spenders)
     top = res.sections["core_top_spenders"]
     assert 0 < top["recall"] <= 1 and 0 < top["precision"] <= 1
     assert top["f1"] == pytest.approx(2 / (1 / top["recall"] + 1 / top["precision"]))

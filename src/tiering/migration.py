@@ -9,7 +9,8 @@ store, the output of ``tiering.predict.score`` or of ``ScoringBundle.predict``).
   API, the page and the report read. :func:`summarize_counts` builds it from a count matrix, so the
   record of two stored batches (``tiering.ops.migration``, counted in SQL) is the same function's output.
 - :func:`ladder_outcomes` and :func:`ladder_check`: realised holdout spend and repurchase rate per
-  tier, and whether both rise from ordinary to core (the monotonic-ladder check of docs/design.md).
+  tier, and whether both rise from ordinary to core (the monotonic-ladder check of docs/design.md);
+  :func:`core_top_spenders`: how well core picks the horizon's top 20% spenders.
 - :func:`truth_agreement`: on simulated data, agreement of the tiers with the latent true tier.
 
 Tiers are ordered as in the ladder, highest first (core, value, seed, new, ordinary); rows and
@@ -158,6 +159,44 @@ def ladder_check(table: pd.DataFrame, *, min_customers: int = 1) -> dict:
         out["violations"] += [f"{lo} > {hi} on {measure}" for lo, hi in steps_down]
         out[key] = bool(len(v) >= 2 and not steps_down and v[-1] > v[0])
     return out
+
+
+TOP_SPENDER_SHARE = 0.2
+
+
+def top_spenders(spend, share: float = TOP_SPENDER_SHARE) -> np.ndarray:
+    """Whether each customer is among the top ``share`` of the horizon's spenders: of the customers whose realised
+    spend is positive, the ceil(share x their number) who spent most, ties at the cut all in.
+
+    The population is the customers who spent, not the whole base: with few buyers the whole base's top 20% is
+    mostly customers who spent nothing, ranked among themselves by chance, so "top spender" would mean "bought at
+    all". Net spend at or below zero (returns) spends nothing."""
+    s = np.asarray(spend, dtype=float)
+    positive = s > 0
+    if not positive.any():
+        return np.zeros(len(s), dtype=bool)
+    k = int(np.ceil(share * positive.sum()))
+    cut = np.sort(s[positive])[::-1][k - 1]
+    return positive & (s >= cut)
+
+
+def core_top_spenders(tier, spend) -> dict[str, float]:
+    """How well the core tier picks the customers who turn out to be the horizon's top 20% spenders
+    (:func:`top_spenders`): ``f1``, ``precision`` (the share of core's members who are among them), ``recall`` (the
+    share of them that core holds). A finance reader asks both "is core where next period's revenue is" (recall) and "is every core customer
+    worth the core treatment" (precision). Nobody spent: all NaN; an empty core: precision NaN, recall and F1 0.
+    Customers who first buy in the horizon count among the top spenders though core (buyers only) cannot hold them:
+    the recall is of the revenue question, not of what core could reach."""
+    top = top_spenders(spend)
+    core = np.asarray(tier, dtype=object) == "core"
+    if not top.any():
+        return {"f1": float("nan"), "precision": float("nan"), "recall": float("nan")}
+    hit = float((core & top).sum())
+    return {
+        "f1": 2 * hit / float(core.sum() + top.sum()),
+        "precision": hit / float(core.sum()) if core.any() else float("nan"),
+        "recall": hit / float(top.sum()),
+    }
 
 
 def truth_agreement(scores: pd.DataFrame, truth: pd.DataFrame, truth_column: str = "true_tier_active") -> dict:

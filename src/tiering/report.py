@@ -28,7 +28,7 @@ from tiering.evaluation import gain_curve
 from tiering.exceptions import DataQualityError
 from tiering.funnel import FUNNEL_COUNTS, FUNNEL_RATES, funnel_metrics, funnel_rollup, read_reach
 from tiering.ladder import Tier, ladder
-from tiering.migration import ladder_check, ladder_outcomes, migration_matrix
+from tiering.migration import core_top_spenders, ladder_check, ladder_outcomes, migration_matrix
 from tiering.ops import migration as stored_migration
 from tiering.plots import (
     chart_calibration,
@@ -267,7 +267,6 @@ def _quality_section(scores: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict, 
     calibration charts, the monotonic-ladder check and how many of the horizon's top spenders core held."""
     from tiering.evaluation import calibration_table, clv_metrics, propensity_metrics
     from tiering.models.intervals import interval_metrics
-    from tiering.tier_eval import core_top_spenders
 
     m = scores.merge(labels[["customer_id", "holdout_spend", "purchased_in_horizon"]], on="customer_id", how="left")
     m[["holdout_spend", "purchased_in_horizon"]] = m[["holdout_spend", "purchased_in_horizon"]].fillna(0)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tiering.exceptions import ConfigError
+from tiering.migration import core_top_spenders
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.tiers import TIER_NAMES, NextTierModel, TierPolicy
 
@@ -222,7 +223,7 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     ``tier_active_value_repurchase_rate`` (core and value together), ``tier_at_risk_repurchase_rate`` (the core and
     value members flagged at risk: a flag worth acting on sits well below the active rate, near the lapsed one),
     ``tier_max_share``; ``tier_core_{f1,precision,recall}_top20``: how well core picks the horizon's top spenders
-    (:func:`core_top_spenders`).
+    (:func:`tiering.migration.core_top_spenders`).
     """
     m = _joined_outcomes(tiers, outcomes)
     has_social = "social_actions_next" in m.columns
@@ -246,44 +247,6 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     metrics["tier_max_share"] = float(table["share"].max())
     metrics |= {f"tier_core_{k}_top20": v for k, v in core_top_spenders(m["tier"], m["holdout_spend"]).items()}
     return table, metrics
-
-
-TOP_SPENDER_SHARE = 0.2
-
-
-def top_spenders(spend, share: float = TOP_SPENDER_SHARE) -> np.ndarray:
-    """Whether each customer is among the top ``share`` of the horizon's spenders: of the customers whose realised
-    spend is positive, the ceil(share x their number) who spent most, ties at the cut all in.
-
-    The population is the customers who spent, not the whole base: with few buyers the whole base's top 20% is
-    mostly customers who spent nothing, ranked among themselves by chance, so "top spender" would mean "bought at
-    all". Net spend at or below zero (returns) spends nothing."""
-    s = np.asarray(spend, dtype=float)
-    positive = s > 0
-    if not positive.any():
-        return np.zeros(len(s), dtype=bool)
-    k = int(np.ceil(share * positive.sum()))
-    cut = np.sort(s[positive])[::-1][k - 1]
-    return positive & (s >= cut)
-
-
-def core_top_spenders(tier, spend) -> dict[str, float]:
-    """How well the core tier picks the customers who turn out to be the horizon's top 20% spenders
-    (:func:`top_spenders`): ``f1``, ``precision`` (the share of core's members who are among them), ``recall`` (the
-    share of them that core holds). A finance reader asks both "is core where next period's revenue is" (recall) and "is every core customer
-    worth the core treatment" (precision). Nobody spent: all NaN; an empty core: precision NaN, recall and F1 0.
-    Customers who first buy in the horizon count among the top spenders though core (buyers only) cannot hold them:
-    the recall is of the revenue question, not of what core could reach."""
-    top = top_spenders(spend)
-    core = np.asarray(tier, dtype=object) == "core"
-    if not top.any():
-        return {"f1": float("nan"), "precision": float("nan"), "recall": float("nan")}
-    hit = float((core & top).sum())
-    return {
-        "f1": 2 * hit / float(core.sum() + top.sum()),
-        "precision": hit / float(core.sum()) if core.any() else float("nan"),
-        "recall": hit / float(top.sum()),
-    }
 
 
 def _joined_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
