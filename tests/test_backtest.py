@@ -66,9 +66,12 @@ def test_auto_ships_what_the_last_finished_origin_says(result):
     the chosen model's metrics there."""
     t = result.table
 
-    def pick(ginis: pd.Series) -> str:
-        best = ginis.idxmax()
-        return "hybrid" if ginis["hybrid"] >= ginis[best] - 0.01 else best
+    def pick(ginis: pd.Series, in_time: bool) -> str:
+        pool = ginis[["supervised", "hybrid", "hurdle"]] if in_time else ginis
+        best = pool.idxmax()
+        kept = "hybrid" if ginis["hybrid"] >= ginis[best] - 0.01 else best
+        baseline = ginis[["naive", "btyd"]].idxmax()
+        return baseline if in_time and ginis[baseline] > ginis[kept] else kept
 
     first, second = ORIGINS
     held = t[t["task"] == "clv_heldout"]
@@ -77,7 +80,7 @@ def test_auto_ships_what_the_last_finished_origin_says(result):
     gini = t[(t["task"] == "clv") & (t["metric"] == "normalized_gini") & (t["model"] != "auto")]
     for o in ORIGINS:
         h = held[held["origin"] == o].set_index("model")["value"]
-        winner = pick(h if len(h) else gini[gini["origin"] == first].set_index("model")["value"])
+        winner = pick(h, True) if len(h) else pick(gini[gini["origin"] == first].set_index("model")["value"], False)
         auto = t[(t["model"] == "auto") & (t["origin"] == o)].set_index("metric")["value"]
         chosen = t[(t["task"] == "clv") & (t["origin"] == o) & (t["model"] == winner)].set_index("metric")["value"]
         assert auto.sort_index().equals(chosen.sort_index()), o
@@ -92,6 +95,21 @@ def test_pick_clv_keeps_the_preferred_model_unless_beaten_by_more_than_the_margi
     assert pick_clv({"naive": 0.80, "btyd": 0.80, "hybrid": float("nan")}, "hybrid", 0.01) == "naive"  # tie: simpler
     assert pick_clv({"naive": 0.80, "hybrid": 0.70}, "hybrid", 0.0) == "naive"
     assert pick_clv({"naive": float("nan")}, "hybrid", 0.01) is None
+
+
+def test_pick_clv_in_time_ships_a_learned_model_only_at_or_above_the_best_baseline():
+    """On held-out Ginis at a training origin the learned models learned that period's labels: the margin arbitrates
+    between them only, and the one kept must reach the best baseline."""
+    from tiering.choice import pick_clv
+
+    ginis = {"naive": 0.90, "btyd": 0.9650, "supervised": 0.960, "hybrid": 0.9640, "hurdle": 0.9635}
+    assert pick_clv(ginis, "hybrid", 0.01) == "hybrid"  # out of time: within the margin of btyd
+    assert pick_clv(ginis, "hybrid", 0.01, in_time=True) == "btyd"  # in time: below btyd
+    assert pick_clv(ginis | {"hybrid": 0.9650}, "hybrid", 0.01, in_time=True) == "hybrid"  # a tie keeps it
+    # between learned models the margin still holds: the hybrid is kept over a hurdle 0.005 ahead of it
+    assert pick_clv(ginis | {"hurdle": 0.970, "hybrid": 0.966}, "hybrid", 0.01, in_time=True) == "hybrid"
+    assert pick_clv(ginis | {"hurdle": 0.980}, "hybrid", 0.01, in_time=True) == "hurdle"  # ahead by 0.016
+    assert pick_clv({"naive": 0.6, "btyd": 0.5}, "hybrid", 0.01, in_time=True) == "naive"  # no learned model judged
 
 
 def test_models_beat_naive_and_churn_is_calibrated_on_simulated_data(result):

@@ -173,7 +173,7 @@ def auto_choices(table: pd.DataFrame, horizon_days: int, cfg: Config) -> dict[dt
         evidence = held.loc[o] if o in held.index else (known.iloc[-1] if not known.empty else None)
         if evidence is not None:
             got = {m: evidence[m] for m in CLV_CANDIDATES if m in evidence.index}
-            chosen = pick_clv(got, cfg.model.clv_auto_prefer, cfg.model.clv_auto_margin)
+            chosen = pick_clv(got, cfg.model.clv_auto_prefer, cfg.model.clv_auto_margin, in_time=o in held.index)
             if chosen is not None:
                 out[o] = chosen
     return out
