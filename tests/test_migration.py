@@ -102,8 +102,19 @@ def test_ladder_outcomes_and_check():
     assert t.loc["ordinary", "repurchase_rate"] == pytest.approx(0.25) and t.loc["value", "repurchase_rate"] == 0.5
     assert t.loc["core", "mean_holdout_spend"] == 200 and t.loc["core", "mean_clv"] == pytest.approx(8.5)
     check = ladder_check(t)
-    assert check["monotonic_spend"] and check["violations"] == ["seed > value on repurchase_rate"]
+    # core above value above each lower tier: every new and seed member bought, half of value did
+    assert check["monotonic_spend"] and check["violations"] == ["seed >= value on repurchase_rate", "new >= value on repurchase_rate"]
     assert not check["monotonic_repurchase"]
+    # the lower tiers are not ordered among themselves: a new member may outspend a seed (not yet paying)
+    assert t.loc["seed", "mean_holdout_spend"] > t.loc["new", "mean_holdout_spend"]
+    swapped = t.assign(mean_holdout_spend=t["mean_holdout_spend"].replace({20.0: 35.0}))
+    assert swapped.loc["new", "mean_holdout_spend"] == 35 and ladder_check(swapped)["monotonic_spend"]
+    assert ladder_check(t.assign(mean_holdout_spend=t["mean_holdout_spend"].replace({30.0: 45.0})))["violations"][0] == (
+        "seed >= value on mean_holdout_spend"
+    )
+    # nothing to judge without value members: not monotonic, and no step named
+    no_value = ladder_check(ladder_outcomes(scores[scores["tier"] != "value"], outcomes))
+    assert not no_value["monotonic_spend"] and no_value["violations"] == []
     # an empty tier is skipped, not counted as a step down
     no_seed = ladder_outcomes(scores[scores["tier"] != "seed"], outcomes)
     assert no_seed.loc["seed", "customers"] == 0 and "seed" not in ladder_check(no_seed)["tiers_compared"]

@@ -189,9 +189,10 @@ def test_ladder_and_truth_on_simulated_customers(world):
     for col in ("mean_holdout_spend", "repurchase_rate"):
         assert table.loc["ordinary", col] < table.loc["value", col] < table.loc["core", col], col
     check = ladder_check(table)
-    # on this simulator recent joiners (new) buy more than engaged non-buyers (seed, who convert at half the rate):
-    # the check must say so rather than pass
-    assert check["violations"] == ["new > seed on mean_holdout_spend", "new > seed on repurchase_rate"]
+    # on this simulator recent joiners (new) buy more than engaged non-buyers (seed, who convert at half the rate);
+    # the lower tiers are not ordered among themselves (a seed is not yet paying), so the ladder holds
+    assert table.loc["new", "mean_holdout_spend"] > table.loc["seed", "mean_holdout_spend"]
+    assert check["monotonic_spend"] and check["monotonic_repurchase"] and check["violations"] == []
     scored = world["batches"][END]
     a = truth_agreement(scored, world["data"].truth)
     # against the strongest trivial ladder: "ever bought -> value, else ordinary" (churn_risk exists for buyers only)
@@ -227,7 +228,8 @@ def test_report_page_holds_every_section(world, page):
     assert "Repurchase coupon and replenishment reminders." in text
     assert f"From {T0} (rows) to {AS_OF} (columns)" in text
     assert "Realised outcomes over the full horizon 2025-07-01 .. 2025-12-27 (180 days)." in text
-    assert "Steps down: new > seed on mean_holdout_spend; new > seed on repurchase_rate." in text
+    assert "value more than seed, new and ordinary: yes ; the same on the (re)purchase rate: yes ." in text
+    assert "Steps down" not in text
     assert "No reach counts configured" in text and "first-purchase conversion 20% within the window" in text
     assert res.sections["quality"]["propensity_roc_auc"] > 0.8 and res.sections["quality"]["clv_normalized_gini"] > 0.8
     # the 80% CLV interval, judged on the same realised outcomes (prospects' certain zeros count as covered)

@@ -9,7 +9,8 @@ store, the output of ``tiering.predict.score`` or of ``ScoringBundle.predict``).
   API, the page and the report read. :func:`summarize_counts` builds it from a count matrix, so the
   record of two stored batches (``tiering.ops.migration``, counted in SQL) is the same function's output.
 - :func:`ladder_outcomes` and :func:`ladder_check`: realised holdout spend and repurchase rate per
-  tier, and whether both rise from ordinary to core (the monotonic-ladder check of docs/design.md);
+  tier, and whether the ladder holds on both (:func:`ladder_steps_down`, the one rule the report, train and the
+  backtest judge by);
   :func:`core_top_spenders`: how well core picks the horizon's top 20% spenders.
 - :func:`truth_agreement`: on simulated data, agreement of the tiers with the latent true tier.
 
@@ -26,6 +27,7 @@ from tiering.exceptions import DataQualityError, SchemaError
 from tiering.ladder import TIER_NAMES
 
 LADDER_LOW_TO_HIGH: tuple[str, ...] = tuple(reversed(TIER_NAMES))
+LOWER_TIERS = ("seed", "new", "ordinary")  # the tiers below value: not ordered among themselves on spend
 
 
 def _tiers(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -144,20 +146,35 @@ def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFram
     return table
 
 
-def ladder_check(table: pd.DataFrame, *, min_customers: int = 1) -> dict:
-    """Whether realised spend and repurchase rate rise from ordinary to core in a :func:`ladder_outcomes` table.
+def ladder_steps_down(by: pd.DataFrame, column: str, *, min_customers: int = 1) -> list[str] | None:
+    """Where the ladder fails on ``column`` of a per-tier table (indexed by tier, with a ``customers`` column): core
+    must be above value, and value above each of seed, new and ordinary that has ``min_customers``. The three lower
+    tiers are not ordered among themselves: a seed spreads the word and is not (yet) paying, and a new member has
+    had weeks to buy, so neither is expected to outspend the other (docs/design.md, the ladder). Returns the steps
+    down as "<lower> >= <higher> on <column>" (empty: the ladder holds), or None where core or value has too few
+    members to judge."""
 
-    Only tiers with at least ``min_customers`` are compared, each with the next populated tier
-    up. monotonic_spend / monotonic_repurchase: no step down (non-decreasing) and the top tier
-    above the bottom one; violations: "<lower> > <higher> on <measure>" for each step down.
+    def held(tier: str) -> bool:
+        return bool(by.at[tier, "customers"] >= min_customers)
+
+    if not (held("core") and held("value")):
+        return None
+    pairs = [("value", "core")] + [(lower, "value") for lower in LOWER_TIERS if held(lower)]
+    return [f"{lo} >= {hi} on {column}" for lo, hi in pairs if not by.at[hi, column] > by.at[lo, column]]
+
+
+def ladder_check(table: pd.DataFrame, *, min_customers: int = 1) -> dict:
+    """Whether realised spend and repurchase rate hold the ladder in a :func:`ladder_outcomes` table
+    (:func:`ladder_steps_down`: core above value above each lower tier, tiers with at least ``min_customers``).
+
+    monotonic_spend / monotonic_repurchase: no step down (False where core or value is empty); violations: each
+    step down; tiers_compared: the tiers with at least ``min_customers``.
     """
-    t = table[table["customers"] >= min_customers]
-    out: dict = {"tiers_compared": list(t.index), "violations": []}
+    out: dict = {"tiers_compared": [t for t in table.index if table.at[t, "customers"] >= min_customers], "violations": []}
     for measure, key in (("mean_holdout_spend", "monotonic_spend"), ("repurchase_rate", "monotonic_repurchase")):
-        v = t[measure].to_numpy(float)
-        steps_down = [(t.index[i], t.index[i + 1]) for i in range(len(v) - 1) if v[i] > v[i + 1]]
-        out["violations"] += [f"{lo} > {hi} on {measure}" for lo, hi in steps_down]
-        out[key] = bool(len(v) >= 2 and not steps_down and v[-1] > v[0])
+        steps = ladder_steps_down(table, measure, min_customers=min_customers)
+        out["violations"] += steps or []
+        out[key] = steps == []
     return out
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tiering.exceptions import ConfigError
-from tiering.migration import core_top_spenders
+from tiering.migration import core_top_spenders, ladder_steps_down
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.tiers import TIER_NAMES, NextTierModel, TierPolicy
 
@@ -170,11 +170,9 @@ def next_tier_backtest(
 #
 # A tier is judged by what its members did in the horizon after the origin they were tiered at: realised
 # spend, the share who purchased again, and (where interactions continue) shares and referrals. The ladder
-# should be monotone: core > value > every lower tier on spend and purchase rate, and seed above new and
-# ordinary on shares and referrals. ``tier_outcomes`` measures it; ``ever_bought_ladder`` is the trivial
-# rule every fitted ladder must beat ("ever bought -> value, else ordinary").
-
-LOWER_TIERS = ("seed", "new", "ordinary")
+# should be monotone: core > value > every lower tier on spend and purchase rate (tiering.migration.ladder_steps_down,
+# the report's rule too), and seed above new and ordinary on shares and referrals. ``tier_outcomes`` measures it;
+# ``ever_bought_ladder`` is the trivial rule every fitted ladder must beat ("ever bought -> value, else ordinary").
 
 
 def social_actions_between(interactions, origin, horizon_days: int) -> pd.DataFrame:
@@ -291,11 +289,8 @@ def _ladder_checks(by: pd.DataFrame, has_social: bool) -> dict[str, float]:
     """The monotone checks and the margins between tiers, from the per-tier table indexed by tier."""
 
     def monotone(col: str) -> float:
-        lower = [by.at[x, col] for x in LOWER_TIERS if by.at[x, "customers"] > 0]
-        core, value = by.at["core", col], by.at["value", col]
-        if not (by.at["core", "customers"] and by.at["value", "customers"]):
-            return float("nan")
-        return float(core > value and all(value > x for x in lower))
+        steps = ladder_steps_down(by, col)
+        return float("nan") if steps is None else float(not steps)
 
     def ratio(a: str, b: str, col: str = "spend_mean") -> float:
         num, den = by.at[a, col], by.at[b, col]
