@@ -52,6 +52,27 @@ def test_row_problems_are_quarantined_with_reasons(tmp_path):
     assert len(good.to_pandas()) == 2
 
 
+def test_quarantine_keeps_each_rows_raw_values_as_text(tmp_path):
+    # rows marked after typing (a repeat, an order naming two customers) keep their source values too, also where
+    # the value equals its typed form (the typed stage leaves those out and the last stage restores them)
+    df = _tx(
+        customer_id=["a", " x", "y", "c", "d", "d"],
+        order_id=["o1", "o7", "o7", "o4", "o5", "o5"],
+        amount=[10.0, 1.5, 2.0, float("inf"), 40.0, 40.0],
+        ordered_at=pd.to_datetime(["2024-01-01 00:00", "2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 00:00", "2024-01-08 10:30", "2024-01-08 10:30"]),
+    )
+    _, report = _validate(df, quarantine_dir=tmp_path)
+    assert report.quarantined == {"conflicting_order_customer": 2, "duplicate_line": 1, "non_finite_amount": 1}
+    q = pd.read_parquet(tmp_path / "transactions.parquet").sort_values("raw_customer_id")
+    columns = ["reason", "raw_customer_id", "raw_order_id", "raw_ordered_at", "raw_amount"]
+    assert q[columns].values.tolist() == [
+        ["conflicting_order_customer", " x", "o7", "2024-01-02 00:00:00", "1.5"],
+        ["non_finite_amount", "c", "o4", "2024-01-04 00:00:00", "inf"],
+        ["duplicate_line", "d", "o5", "2024-01-08 10:30:00", "40.0"],
+        ["conflicting_order_customer", "y", "o7", "2024-01-03 00:00:00", "2.0"],
+    ]
+
+
 def test_text_timestamps_and_amounts_parse_or_are_set_aside():
     df = _tx(ordered_at=["2024-01-01", "not a date", "2024-01-05 10:00:00", None, "2024-01-08", "2024-01-09"],
              amount=["10.5", "1", "abc", "3", "", "7"])

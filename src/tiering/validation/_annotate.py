@@ -58,7 +58,7 @@ def annotated_parts(
     case = ibis.cases(*reasons, else_=ibis.null("string"))
     # raw values keep their source type through the duplicate ranking (text casts of every
     # timestamp and amount made the window carry twice the bytes); cast to text after it
-    t = stage(mapped.select(**typed, **{f"raw_{c}": mapped[c] for c in typed}, **{REASON: case}))
+    t = stage(mapped.select(**typed, **{f"raw_{c}": _raw_unless_typed(mapped[c], typed[c]) for c in typed}, **{REASON: case}))
     if contract.order_column in typed:
         t = _mark_conflicting_orders(t, contract, stage)
     if contract.referrer_column in typed:
@@ -71,7 +71,27 @@ def annotated_parts(
         order = None  # the rows of a group are equal on every ordering key anyway
         dup_reason = "duplicate_line"
     parts = _mark_duplicates(t, [k for k in contract.unique_key if k in typed], order, dup_reason, stage)
-    return tuple(p.mutate(**{f"raw_{c}": p[f"raw_{c}"].cast("string") for c in typed}) for p in parts)  # type: ignore[return-value]
+    return tuple(p.mutate(**{f"raw_{c}": _raw_text(p[f"raw_{c}"], p[c]) for c in typed}) for p in parts)  # type: ignore[return-value]
+
+
+def _raw_unless_typed(raw: ir.Value, value: ir.Value) -> ir.Value:
+    """The raw value, or null where it equals its typed value of the same type (a clean source's every value).
+
+    The typed rows are written whole once and read by every later stage; a clean source's raw columns then cost no
+    bytes. Measured at 1M customers (9.9M transaction lines, 10M interactions, median of 4 alternated with the code before): validation
+    34.9 -> 26.5 s, 67 -> 51 CPU s: 1.66x -> 1.26x the hand-written query (benchmarks/README.md)."""
+    import ibis
+
+    if raw.type().copy(nullable=True) != value.type().copy(nullable=True):
+        return raw
+    return ibis.ifelse(raw == value, ibis.null(raw.type()), raw)
+
+
+def _raw_text(raw: ir.Value, value: ir.Value) -> ir.StringValue:
+    """The raw value as text, restored from the typed one where _raw_unless_typed left it out: typing maps a null
+    to a null (tiering.validation._typing), so a null raw value beside a typed one was left out, and equal values of
+    one type have the same text."""
+    return raw.cast("string").coalesce(value.cast("string"))
 
 
 def _key_hash(t: ir.Table, keys: list[str]) -> ir.IntegerValue:
