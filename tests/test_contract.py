@@ -79,6 +79,26 @@ def test_no_secret_in_the_mlflow_run_or_the_output(trained):
     _no_secret(proc.stdout + proc.stderr, "the command's output")
 
 
+def test_a_base_under_the_default_sample_size_is_fitted_whole_and_the_run_says_so(trained):
+    # model.train_sample_customers defaults to a sample (bounded training on a large base); 1,500 customers are under it
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tiering.config import Config
+
+    root, payload, _ = trained
+    default = Config().model.train_sample_customers
+    assert default == 250_000
+    run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db").get_run(payload["run_id"])
+    assert run.data.params["config.model.train_sample_customers"] == str(default)
+    m = run.data.metrics
+    assert m["train_sample_requested"] == default and m["train_sample_share"] == 1.0
+    assert m["train_sample_customers"] == m["train_base_customers"] > 1000
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    notes = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=payload["run_id"], artifact_path="notes.json")).read_text())
+    assert notes[0].startswith("training sample: not drawn (the base has ") and "every customer is fitted" in notes[0]
+
+
 def test_registered_version_has_a_description_and_requirements_name_tiering(trained):
     from mlflow.tracking import MlflowClient
 

@@ -129,9 +129,9 @@ def train(cfg: Config, *, as_of: dt.date, horizon_days: int | None = None, progr
     """Validate the sources, fit every model at ``as_of``, evaluate out of time, log the run to MLflow and
     register a version with alias challenger (``horizon_days`` overrides ``model.horizon_days``).
 
-    With ``model.train_sample_customers`` set, the fit runs on a seeded (``model.seed``), stratified sample of that
-    many customers drawn after validation (tiering.sampling); the run records its size, seed and strata (the
-    metrics ``train_sample_*`` and a note) and the bundle scores the whole base as any other. On
+    With ``model.train_sample_customers`` (default 250,000) a larger base is fitted on a seeded (``model.seed``),
+    stratified sample of that many customers drawn after validation (tiering.sampling); the run records its size,
+    seed and strata (the metrics ``train_sample_*`` and a note) and the bundle scores the whole base as any other. On
     ``features.engine: spark`` (`tiering train --engine spark`), or on ``con`` (an Ibis backend, e.g.
     ``ibis.pyspark.connect(your_session)``), validation and the draw run there and only the sample's rows come
     to the driver (tiering.train.train_and_register)."""

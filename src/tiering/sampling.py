@@ -1,9 +1,10 @@
 """A seeded, stratified sample of customers, so that training fits in bounded memory on a very large base.
 
 Training builds one pandas frame of the customers at each of several origins (tiering.fitting), so its
-memory follows the number of customers. ``model.train_sample_customers`` = n (None: the whole base)
-makes `tiering train` fit on n customers drawn here, in the engine (DuckDB or Spark; nothing of the
-whole base reaches pandas), while the bundle it registers scores the whole base as before.
+memory follows the number of customers. ``model.train_sample_customers`` = n (default 250,000; None: the
+whole base) makes `tiering train` fit a base of more than n customers on n drawn here, in the engine (DuckDB
+or Spark; nothing of the whole base reaches pandas), while the bundle it registers scores the whole base as
+before.
 
 How the sample is drawn (:func:`sample_customers`):
 

@@ -341,7 +341,7 @@ def train_and_register(cfg: Config, *, as_of: dt.date, progress=None, con=None) 
     else:
         from tiering.sampling import on_driver, sample_customers
 
-        step(f"drawing a stratified sample of {n:,} customers (seed {cfg.model.seed})")
+        step(f"drawing a stratified sample of {n:,} customers (seed {cfg.model.seed}) if the base has more")
         sample = sample_customers(tables, n, seed=cfg.model.seed, as_of=as_of)
         step(sample.summary())
         fitted, collect_seconds = on_driver(sample, cfg.features.duckdb_memory_limit, step)
