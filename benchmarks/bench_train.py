@@ -8,10 +8,10 @@ data and every model is judged out of time on all of it.
 Jobs, each in a fresh Python process (wall time of each stage; peak RSS of that process alone: VmHWM from
 /proc/self/status, its own high-water mark since exec, not the parent's or another job's; also read when
 validation ends):
-- whole: what `tiering train` fits without a sample: load_tables (validation, as_of given) and
+- whole: what `tiering train` fits without a sample (`model.train_sample_customers: null`): load_tables (validation, as_of given) and
   tiering.train.fit on every customer;
 - sample: the same with tiering.sampling.sample_customers(--sample) between the two (what
-  `--set model.train_sample_customers=N` does); skipped where the base has at most --sample customers;
+  `--set model.train_sample_customers=N` does; the default is 250,000); skipped where the base has at most --sample customers;
 - judge (not timed): each bundle scores the whole base at as_of; CLV normalized Gini against the spend
   of the horizon after and churn ROC-AUC (p_purchase against repurchase) over the buyers, and the tier
   shares, for every bundle on the same customers. The MLflow logging of `tiering train` is left out
