@@ -119,7 +119,10 @@ def _mark_duplicates(t: ir.Table, keys: list[str], order: list[str] | None, dup_
     j = t.left_join(dups, _key_hash(t, keys) == dups._h)
     j = j.select(*[j[c] for c in t.columns], _dup=ibis.ifelse(good, j._dup, ibis.null("boolean")))
     single = j.filter(j._dup.isnull()).drop("_dup")
-    multi = j.filter(j._dup.notnull()).drop("_dup")
+    # the good rows of candidate groups by a semi-join, which DuckDB skips when no key repeats (the left join above,
+    # filtered through the ifelse, still read every typed row: ~0.7 s per table of 10M rows at 1M customers)
+    gh = g.mutate(_h=_key_hash(g, keys))
+    multi = gh.semi_join(dups, gh._h == dups._h).drop("_h")
     rank = ibis.row_number().over(group_by=[multi[k] for k in keys], order_by=order and [multi[o] for o in order])
     multi = multi.mutate(**{REASON: ibis.ifelse(rank > 0, ibis.literal(dup_reason), multi[REASON])})
     return single, multi.select(*t.columns)
