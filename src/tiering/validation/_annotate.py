@@ -78,8 +78,9 @@ def _raw_unless_typed(raw: ir.Value, value: ir.Value) -> ir.Value:
     """The raw value, or null where it equals its typed value of the same type (a clean source's every value).
 
     The typed rows are written whole once and read by every later stage; a clean source's raw columns then cost no
-    bytes. Measured at 1M customers (9.9M transaction lines, 10M interactions, median of 4 alternated with the code before): validation
-    34.9 -> 26.5 s, 67 -> 51 CPU s: 1.66x -> 1.26x the hand-written query (benchmarks/README.md)."""
+    bytes. Measured at 1M customers (9.9M transaction lines, 10M interactions; medians of 4 alternated with the code
+    before, in two sessions): validation 9-24% less wall and CPU time, 1.47-1.66x -> 1.26-1.35x the hand-written query
+    (benchmarks/README.md)."""
     import ibis
 
     if raw.type().copy(nullable=True) != value.type().copy(nullable=True):
