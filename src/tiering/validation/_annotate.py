@@ -106,10 +106,11 @@ def _mark_duplicates(t: ir.Table, keys: list[str], order: list[str] | None, dup_
     returned as (the rows of no group, the rows of groups).
 
     The candidate groups are the 64-bit hashes of the keys that more than one good row shares (one aggregation of
-    an integer instead of all the key columns; computed once by ``stage``, a few rows). The rows are marked by a
-    left join on the hash; the row-number window, partitioned by the keys themselves, runs over the marked rows
-    alone, so two tuples sharing a hash are still told apart (each stays first of its own group). Ranking every
-    row (a window partitioned by all the key columns, carrying every column) was the largest cost of validation."""
+    an integer instead of all the key columns; computed once by ``stage``, a few rows). The rows outside them are
+    kept by a left join on the hash, the good rows in them taken by a semi-join; the row-number window,
+    partitioned by the keys themselves, runs over those rows alone, so two tuples sharing a hash are still told
+    apart (each stays first of its own group). Ranking every row (a window partitioned by all the key columns,
+    carrying every column) was the largest cost of validation."""
     import ibis
 
     good = t[REASON].isnull()
