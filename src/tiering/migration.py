@@ -8,8 +8,9 @@ store, the output of ``tiering.predict.score`` or of ``ScoringBundle.predict``).
 - :func:`migration_between`: the migration record between two frames: the one shape the CLI, the
   API, the page and the report read. :func:`summarize_counts` builds it from a count matrix, so the
   record of two stored batches (``tiering.ops.migration``, counted in SQL) is the same function's output.
-- :func:`ladder_outcomes` and :func:`ladder_check`: realised holdout spend and repurchase rate per
-  tier, and whether the ladder holds on both (:func:`ladder_steps_down`, the one rule the report, train and the
+- :func:`joined_outcomes`: scores joined with their realised outcomes (the one join every judge of the tiers reads);
+  :func:`ladder_outcomes` (:func:`ladder_table` of that join) and :func:`ladder_check`: realised holdout spend and
+  repurchase rate per tier, and whether the ladder holds on both (:func:`ladder_steps_down`, the one rule the report, train and the
   backtest judge by);
   :func:`core_top_spenders`: how well core picks the horizon's top 20% spenders.
 - :func:`truth_agreement`: on simulated data, agreement of the tiers with the latent true tier.
@@ -117,6 +118,30 @@ def migration_between(prev_scores: pd.DataFrame, curr_scores: pd.DataFrame, *, f
     )
 
 
+def joined_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` (every column) joined by customer_id (as str) with the realised outcomes: holdout_spend (float),
+    purchased_in_horizon (1.0 / 0.0) and social_actions_next where ``outcomes`` has it. ``outcomes`` is
+    ``tiering.features.build_labels`` output (or a frame with those columns); a customer missing from it bought
+    nothing in the window and counts as 0. The one join the report, the ladder table and the tier evaluation
+    (``tiering.tier_eval.tier_outcomes``) read."""
+    _tiers(scores, "scores")
+    cols = ["customer_id", "holdout_spend", "purchased_in_horizon", *[c for c in ("social_actions_next",) if c in outcomes.columns]]
+    missing = [c for c in cols if c not in outcomes.columns]
+    if missing:
+        raise SchemaError(
+            f"the outcomes frame lacks columns {missing}; got {list(outcomes.columns)}. Pass tiering.features.build_labels "
+            "output (customer_id, holdout_spend, purchased_in_horizon)."
+        )
+    s = scores.assign(customer_id=scores["customer_id"].astype(str))
+    o = outcomes[cols].assign(customer_id=outcomes["customer_id"].astype(str))
+    m = s.merge(o, on="customer_id", how="left")
+    m["holdout_spend"] = m["holdout_spend"].fillna(0.0).astype(float)
+    m["purchased_in_horizon"] = (m["purchased_in_horizon"].fillna(0).astype(float) > 0).astype(float)
+    if "social_actions_next" in m.columns:
+        m["social_actions_next"] = m["social_actions_next"].fillna(0.0).astype(float)
+    return m
+
+
 def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per tier, lowest first (ordinary .. core): customers, realised mean holdout spend and repurchase rate.
 
@@ -124,23 +149,23 @@ def ladder_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFram
     output; customers missing from it bought nothing in the window and count as 0).
     repurchase_rate is the share of the tier's customers who bought in the window (for tiers of
     non-buyers it is their first-purchase rate). Also mean predicted clv and p_purchase when the
-    scores carry them. Tiers nobody holds have 0 customers and NaN means.
+    scores carry them. Tiers nobody holds have 0 customers and NaN means. :func:`ladder_table` of
+    :func:`joined_outcomes`.
     """
-    _tiers(scores, "scores")
-    s = scores[["customer_id", "tier", *[c for c in ("clv", "p_purchase") if c in scores.columns]]]
-    s = s.assign(customer_id=s["customer_id"].astype(str))
-    o = outcomes[["customer_id", "holdout_spend", "purchased_in_horizon"]].astype({"customer_id": str})
-    m = s.merge(o, on="customer_id", how="left")
-    m[["holdout_spend", "purchased_in_horizon"]] = m[["holdout_spend", "purchased_in_horizon"]].fillna(0)
+    return ladder_table(joined_outcomes(scores, outcomes))
+
+
+def ladder_table(joined: pd.DataFrame) -> pd.DataFrame:
+    """:func:`ladder_outcomes`'s table from scores already joined with their outcomes (:func:`joined_outcomes`)."""
     agg = {
         "customers": ("customer_id", "size"),
         "mean_holdout_spend": ("holdout_spend", "mean"),
         "repurchase_rate": ("purchased_in_horizon", "mean"),
     }
     for c in ("clv", "p_purchase"):
-        if c in m.columns:
+        if c in joined.columns:
             agg[f"mean_{c}"] = (c, "mean")
-    table = m.groupby("tier").agg(**agg).reindex(list(LADDER_LOW_TO_HIGH))
+    table = joined.groupby("tier").agg(**agg).reindex(list(LADDER_LOW_TO_HIGH))
     table["customers"] = table["customers"].fillna(0).astype("int64")
     table.index.name = "tier"
     return table

@@ -28,7 +28,7 @@ from tiering.evaluation import gain_curve
 from tiering.exceptions import DataQualityError
 from tiering.funnel import FUNNEL_COUNTS, FUNNEL_RATES, funnel_metrics, funnel_rollup, read_reach
 from tiering.ladder import Tier, ladder
-from tiering.migration import core_top_spenders, ladder_check, ladder_outcomes, migration_matrix
+from tiering.migration import core_top_spenders, joined_outcomes, ladder_check, ladder_table, migration_matrix
 from tiering.ops import migration as stored_migration
 from tiering.plots import (
     chart_calibration,
@@ -268,8 +268,7 @@ def _quality_section(scores: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict, 
     from tiering.evaluation import calibration_table, clv_metrics, propensity_metrics
     from tiering.models.intervals import interval_metrics
 
-    m = scores.merge(labels[["customer_id", "holdout_spend", "purchased_in_horizon"]], on="customer_id", how="left")
-    m[["holdout_spend", "purchased_in_horizon"]] = m[["holdout_spend", "purchased_in_horizon"]].fillna(0)
+    m = joined_outcomes(scores, labels)
     buyers = m["churn_risk"].notna()
     quality = {f"clv_{k}": v for k, v in clv_metrics(m.loc[buyers, "holdout_spend"], m.loc[buyers, "clv"]).items()}
     quality |= {f"propensity_{k}": v for k, v in propensity_metrics(m["purchased_in_horizon"], m["p_purchase"]).items()}
@@ -277,7 +276,7 @@ def _quality_section(scores: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict, 
     if has_interval.any():  # a model fitted before clv_p10/clv_p90 existed leaves them empty
         i = m[has_interval]
         quality["clv_interval_coverage"] = interval_metrics(i["holdout_spend"], i["clv_p10"], i["clv_p90"])["coverage"]
-    table = ladder_outcomes(scores, labels)
+    table = ladder_table(m)
     check = ladder_check(table)
     core_top = core_top_spenders(m["tier"], m["holdout_spend"])  # all NaN when nobody spent: the page leaves it out
     ctx = {

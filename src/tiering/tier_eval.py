@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tiering.exceptions import ConfigError
-from tiering.migration import core_top_spenders, ladder_steps_down
+from tiering.migration import core_top_spenders, joined_outcomes, ladder_steps_down
 from tiering.models.bundle import ScoringBundle, model_features
 from tiering.models.tiers import TIER_NAMES, NextTierModel, TierPolicy
 
@@ -223,7 +223,7 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     ``tier_max_share``; ``tier_core_{f1,precision,recall}_top20``: how well core picks the horizon's top spenders
     (:func:`tiering.migration.core_top_spenders`).
     """
-    m = _joined_outcomes(tiers, outcomes)
+    m = joined_outcomes(tiers, outcomes)
     has_social = "social_actions_next" in m.columns
     table = _per_tier(m, has_social)
     by = table.set_index("tier")
@@ -245,18 +245,6 @@ def tier_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataF
     metrics["tier_max_share"] = float(table["share"].max())
     metrics |= {f"tier_core_{k}_top20": v for k, v in core_top_spenders(m["tier"], m["holdout_spend"]).items()}
     return table, metrics
-
-
-def _joined_outcomes(tiers: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """The tiers joined to the outcomes by customer_id (as str), a customer without outcomes doing nothing."""
-    t = tiers.assign(customer_id=tiers["customer_id"].astype(str))
-    o = outcomes.assign(customer_id=outcomes["customer_id"].astype(str))
-    m = t.merge(o, on="customer_id", how="left")
-    m["holdout_spend"] = m["holdout_spend"].fillna(0.0).astype(float)
-    m["purchased_in_horizon"] = (m["purchased_in_horizon"].fillna(0).astype(float) > 0).astype(float)
-    if "social_actions_next" in m.columns:
-        m["social_actions_next"] = m["social_actions_next"].fillna(0.0).astype(float)
-    return m
 
 
 def _per_tier(m: pd.DataFrame, has_social: bool) -> pd.DataFrame:
