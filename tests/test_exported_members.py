@@ -17,6 +17,7 @@ EXPECTED = [
     "FittedModel",
     "LeakageError",
     "ModelError",
+    "ResourceError",
     "SchemaError",
     "ServiceUnavailableError",
     "StoreError",

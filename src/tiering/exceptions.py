@@ -12,7 +12,8 @@
     +-- TrackingError          (RuntimeError)     MLflow tracking or the registry refused             exit 2
     |   +-- ServiceUnavailableError               ... unreachable or locked: retry later               exit 3
     +-- StoreError             (RuntimeError)     the scores store cannot be read or written          exit 2
-        +-- ServiceUnavailableError               (also a TrackingError)                              exit 3
+    |   +-- ServiceUnavailableError               (also a TrackingError)                              exit 3
+    +-- ResourceError          (RuntimeError)     the engine ran out of memory or disk (give it more)  exit 4
 
     TieringWarning (UserWarning)                  worth knowing, does not stop the run (stderr)
 
@@ -90,5 +91,12 @@ class TieringWarning(UserWarning):
     training date). The command line prints these to stderr; third-party warnings stay silent."""
 
 
+class ResourceError(TieringError, RuntimeError):
+    """The engine ran out of memory or disk: the run needs more room, not other data (tiering.io.resource_error names
+    which, and the setting to change)."""
+
+    hint = "Give the run more memory or disk, or smaller buckets: the message names the setting (exit status 4)."
+
+
 # exit statuses of the command line (README, `tiering --help`)
-EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EXIT_RESOURCES = 0, 1, 2, 3, 4

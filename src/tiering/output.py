@@ -33,7 +33,9 @@ from typing import Any, TextIO
 from tiering.exceptions import (
     EXIT_BAD_INPUT,
     EXIT_BUG,
+    EXIT_RESOURCES,
     EXIT_UNAVAILABLE,
+    ResourceError,
     ServiceUnavailableError,
     TieringError,
     TieringWarning,
@@ -42,7 +44,8 @@ from tiering.exceptions import (
 EXIT_HELP = (
     "Exit status: 0 ok; 1 a bug (please report it, with --verbose output); 2 bad input or a refused run "
     "(the message names the problem and the fix); 3 a service (MLflow tracking server, scores database) "
-    "unavailable or locked: retry later. Results go to stdout, progress and logs to stderr; --json output is "
+    "unavailable or locked: retry later; 4 out of memory or disk (the message names the setting to raise or the "
+    "folder to free). Results go to stdout, progress and logs to stderr; --json output is "
     "strict JSON, and an error under --json is a JSON object with error, kind and hint."
 )
 
@@ -110,6 +113,8 @@ def to_json(payload: Any, secrets: tuple[str, ...] = ()) -> str:
 def exit_code(exc: BaseException) -> int:
     if isinstance(exc, ServiceUnavailableError):
         return EXIT_UNAVAILABLE
+    if isinstance(exc, ResourceError):
+        return EXIT_RESOURCES
     if isinstance(exc, TieringError):
         return EXIT_BAD_INPUT
     return EXIT_BUG

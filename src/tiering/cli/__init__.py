@@ -79,8 +79,11 @@ def main(argv: list[str] | None = None) -> None:
             if callable(cause) and cause() and "input" in cause()[0]:
                 message += f" (got {cause()[0]['input']})"
         except Exception as e:  # noqa: BLE001 - the edge: every error becomes a message and an exit status
-            exc, code = e, exit_code(e)
-            message = str(e) if code != 1 else f"internal error ({type(e).__name__}: {e})"
+            from tiering.io import resource_error  # here: the engines' modules stay out of a lookup's start-up
+
+            exc = resource_error(e) or e  # an engine out of memory or disk: say which and what to change
+            code = exit_code(exc)
+            message = str(exc) if code != 1 else f"internal error ({type(e).__name__}: {e})"
             if code == 1 and verbose:
                 import traceback
 

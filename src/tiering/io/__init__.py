@@ -26,7 +26,8 @@ looked up, peeked at, written, moved and removed through the session's Hadoop Fi
 ``file:`` URL is its local file (``_fs``).
 
 Modules: ``_engine`` (connections, memory limits, private folders), ``_fs`` (local paths and URLs), ``_read``
-(source files) with ``_read_errors`` (what went wrong reading them), ``_mapping`` (source columns to contract
+(source files) with ``_read_errors`` (what went wrong reading them), ``_resources`` (an engine out of memory or
+disk, named), ``_mapping`` (source columns to contract
 columns) and ``_write`` (result files).
 """
 
@@ -46,6 +47,7 @@ from tiering.io._fs import display_path, is_url, join_path
 from tiering.io._mapping import compile_expression, map_columns, trim_text
 from tiering.io._read import read_source
 from tiering.io._read_errors import explain_read_error
+from tiering.io._resources import resource_error
 from tiering.io._write import atomic_path, concat_parts, parquet_batches, remove_output, write_sorted_parts, write_table
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "unordered_writes",
     "read_source",
     "explain_read_error",
+    "resource_error",
     "map_columns",
     "compile_expression",
     "trim_text",
