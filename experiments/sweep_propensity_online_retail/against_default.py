@@ -30,8 +30,7 @@ HERE = Path(__file__).resolve().parent
 def _predictions(spec, data, name: str, H: int, work: Path) -> tuple[dict, dict]:
     """The variant's comparison frames per origin (buyers; churn:model is its propensity) and the origin splits."""
     from tiering.backtest import backtest
-    from tiering.experiment._compare import comparison_frames
-    from tiering.experiment._spec import origin_split, resolve_origins, variant_config
+    from tiering.experiment import comparison_frames, origin_split, resolve_origins, variant_config
 
     cache = work / f"{name}_h{H}.pkl"
     if cache.exists():
@@ -54,16 +53,15 @@ def main(folder: Path) -> None:
 
     from tiering.config import load_config
     from tiering.evaluation import compare_to_baselines, verdict
-    from tiering.experiment._run import _load_data
-    from tiering.experiment._spec import _horizons, read_spec
+    from tiering.experiment import horizons_of, load_data, read_spec
 
     spec = read_spec(folder)
     work = Path("outputs/experiments") / folder.name
     names = list(spec.variants)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = _load_data(spec, load_config("configs/base.yaml"), Path(tmp), folder.name, lambda m: None)
-        for H in _horizons(spec.horizon_days):
+        data = load_data(spec, load_config("configs/base.yaml"), Path(tmp), folder.name)
+        for H in horizons_of(spec.horizon_days):
             per = {n: _predictions(spec, data, n, H, work) for n in names}
             splits = per["default"][1]
             report = {}

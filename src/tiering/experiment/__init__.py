@@ -58,7 +58,7 @@ from tiering.experiment._compare import (
     latent_truth,
 )
 from tiering.experiment._markdown import comparison_markdown, interval_markdown, selection_markdown, to_markdown
-from tiering.experiment._run import ExperimentResult, run_experiment
+from tiering.experiment._run import ExperimentData, ExperimentResult, load_data, run_experiment
 from tiering.experiment._spec import (
     SPEC_FILE,
     BootstrapSpec,
@@ -69,6 +69,7 @@ from tiering.experiment._spec import (
     RollingOrigins,
     SimulateSpec,
     VariantSpec,
+    horizons_of,
     monthly_origins,
     origin_split,
     read_spec,
@@ -82,6 +83,7 @@ __all__ = [
     "SPEC_FILE",
     "BootstrapSpec",
     "DataSpec",
+    "ExperimentData",
     "ExperimentResult",
     "ExperimentSpec",
     "Horizons",
@@ -93,8 +95,10 @@ __all__ = [
     "compare",
     "comparison_frames",
     "comparison_markdown",
+    "horizons_of",
     "interval_markdown",
     "latent_truth",
+    "load_data",
     "monthly_origins",
     "origin_split",
     "read_spec",

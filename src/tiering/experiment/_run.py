@@ -21,7 +21,7 @@ from tiering.experiment._spec import (
     SPEC_FILE,
     ExperimentSpec,
     VariantSpec,
-    _horizons,
+    horizons_of,
     origin_split,
     read_spec,
     resolve_origins,
@@ -83,7 +83,7 @@ class ExperimentResult:
 
 
 @dataclass
-class _Data:
+class ExperimentData:
     """The experiment's data, validated once and shared by every variant."""
 
     cfg: Config  # the base config on the experiment's sources, logging to its MLflow experiment
@@ -109,8 +109,11 @@ class _VariantRun:
     run_id: str = ""
 
 
-def _load_data(spec: ExperimentSpec, base: Config, workdir: Path, name: str, step) -> _Data:
-    """The experiment's data as validated tables, with the config that reads them and their span."""
+def load_data(spec: ExperimentSpec, base: Config, workdir: Path, name: str, step=lambda message: None) -> ExperimentData:
+    """The experiment's data as validated tables, with the config that reads them and their span: what every variant
+    of ``spec`` is backtested on (``workdir``: a folder for the data a spec simulates and the quarantine; ``name``:
+    the experiment's, for ``step``'s progress messages). For scripts that compare variants in other ways than
+    :func:`run_experiment` (e.g. experiments/sweep_propensity_online_retail/against_default.py)."""
     from tiering.train import data_fingerprint
     from tiering.validation import load_tables
 
@@ -122,12 +125,12 @@ def _load_data(spec: ExperimentSpec, base: Config, workdir: Path, name: str, ste
     tables = load_tables(cfg, as_of=None)
     t = tables.transactions
     agg = t.aggregate(first=t.ordered_at.min(), last=t.ordered_at.max()).to_pandas().iloc[0]
-    return _Data(
+    return ExperimentData(
         cfg, tables, data_fingerprint(tables)["hash"], pd.Timestamp(agg["first"]).date(), pd.Timestamp(agg["last"]).date(), truth, workdir
     )
 
 
-def _run_variant(spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: VariantSpec, H: int, key: str, step) -> _VariantRun:
+def _run_variant(spec: ExperimentSpec, data: ExperimentData, cfg: Config, name: str, v: VariantSpec, H: int, key: str, step) -> _VariantRun:
     """Backtest one variant at one horizon and compare its models with the best baseline of each report origin."""
     from tiering.backtest import backtest
 
@@ -162,7 +165,7 @@ def _run_variant(spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: V
     return _VariantRun(key, res, tab.assign(variant=name, horizon_days=H), cmp, splits, chosen, round(time.perf_counter() - t0, 1))
 
 
-def _log_variant(folder: Path, spec: ExperimentSpec, data: _Data, cfg: Config, name: str, v: VariantSpec, run: _VariantRun) -> str:
+def _log_variant(folder: Path, spec: ExperimentSpec, data: ExperimentData, cfg: Config, name: str, v: VariantSpec, run: _VariantRun) -> str:
     """Log one variant's run (the spec travels with it) to the experiment's MLflow experiment; its run id."""
     from tiering.backtest import log_backtest
 
@@ -216,10 +219,10 @@ def run_experiment(folder: str | Path, base: Config, *, progress=None) -> Experi
     runs: list[_VariantRun] = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        data = _load_data(spec, base, Path(tmp), folder.name, step)
+        data = load_data(spec, base, Path(tmp), folder.name, step)
         for name, v in spec.variants.items():
             cfg = variant_config(data.cfg, v.config, name)
-            horizons = _horizons(v.horizon_days or spec.horizon_days)
+            horizons = horizons_of(v.horizon_days or spec.horizon_days)
             for H in horizons:
                 run = _run_variant(spec, data, cfg, name, v, H, name if len(horizons) == 1 else f"{name}/h{H}", step)
                 run.run_id = _log_variant(folder, spec, data, cfg, name, v, run)

@@ -164,7 +164,8 @@ def variant_config(base: Config, overrides: dict[str, Any], name: str) -> Config
         raise ConfigError(f"Variant {name!r} of the experiment has invalid overrides: {problems}.") from None
 
 
-def _horizons(h) -> list[int]:
+def horizons_of(h) -> list[int]:
+    """A spec's ``horizon_days`` (one or a list) as a list of days."""
     return [int(x) for x in (h if isinstance(h, list) else [h])]
 
 
