@@ -159,3 +159,43 @@ def test_known_truth_of_the_retail_features_on_spark(spark_con, tmp_path):
     tx = spark_con.read_parquet(str(tmp_path / "tx.parquet"))
     ix = spark_con.read_parquet(str(tmp_path / "ix.parquet"))
     rf.check_known_truth(build_features(tx, ix, as_of=rf.AS_OF, spec=rf.SPEC).to_pandas())
+
+
+def test_spark_sets_aside_the_same_rows_for_the_same_reasons_as_duckdb(spark_con, tmp_path):
+    """Validation on Spark caches each stage of the annotation (typed rows, conflicting orders, repeated keys) as it
+    first computes it; the rows set aside, their reasons and the good rows are DuckDB's: a missing id, a non-finite
+    amount, an order naming two customers, a line repeated three times, a row after as_of."""
+    from tiering.schemas import TRANSACTIONS
+    from tiering.validation import validate_table
+
+    df = pd.DataFrame(
+        {
+            "customer_id": ["a", None, "x", "y", "c", "d", "d", "d", "e", "f"],
+            "order_id": ["o1", "o2", "o7", "o7", "o4", "o5", "o5", "o5", "o6", "o9"],
+            "ordered_at": pd.to_datetime(
+                ["2024-01-01 00:00", "2024-01-02 00:00", "2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 00:00"]
+                + ["2024-01-08 10:30"] * 3
+                + ["2024-01-09 00:00", "2025-03-01 00:00"]
+            ),
+            "amount": [10.0, 1.0, 1.5, 2.0, float("inf"), 40.0, 40.0, 40.0, -5.0, 7.0],
+        }
+    )
+    seen = {}
+    for name, con in (("duckdb", connect()), ("spark", spark_con)):
+        df.to_parquet(tmp_path / "messy.parquet", index=False)
+        raw = con.read_parquet(str(tmp_path / "messy.parquet"))
+        good, report = validate_table(
+            raw, TRANSACTIONS, as_of=dt.date(2024, 12, 31), source="messy", quarantine_dir=tmp_path / name, max_quarantine_share=0.9
+        )
+        q = pd.read_parquet(tmp_path / name / "transactions.parquet")
+        seen[name] = (
+            report.quarantined,
+            report.rows_valid,
+            sorted(zip(q["reason"], q["raw_customer_id"].fillna("<null>"), q["raw_order_id"])),
+            sorted(good.to_pandas()["order_id"]),
+        )
+    assert seen["spark"] == seen["duckdb"]
+    assert seen["duckdb"][0] == {
+        "duplicate_line": 2, "conflicting_order_customer": 2, "missing_customer_id": 1, "non_finite_amount": 1, "after_as_of": 1
+    }
+    assert seen["duckdb"][3] == ["o1", "o5", "o6"]

@@ -114,6 +114,9 @@ class _Coercion:
             self.reasons.append((~one_of(value, list(self.rules.settings.known_event_types)), "unknown_event_type"))
 
 
+_LARGEST_DOUBLE = 1.7976931348623157e308
+
+
 def _number(raw: ir.Value, text: ir.Value | None, name: str, wrong, rules: Rules) -> tuple[ir.Value, list]:
     """A number column typed, and its reasons: missing, unparseable, non-finite, implausible."""
     import ibis
@@ -126,7 +129,9 @@ def _number(raw: ir.Value, text: ir.Value | None, name: str, wrong, rules: Rules
         missing, parse_failed = text.isnull(), text.notnull() & value.isnull()
     else:
         raise wrong("a number")
-    non_finite = value.isnan() | value.isinf()
+    # not isinf(): Ibis compiles it for Spark as a comparison with CAST('Inf' AS DOUBLE), which Spark does not read as
+    # infinity, so an infinite amount was set aside there as implausible; only +-inf lie beyond the largest double
+    non_finite = value.isnan() | (value.abs() > _LARGEST_DOUBLE)
     return value, [
         (missing, f"missing_{name}"),
         (parse_failed, f"unparseable_{name}"),
