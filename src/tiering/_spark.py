@@ -13,14 +13,18 @@ import itertools
 import os
 import shutil
 import sys
+import weakref
 from typing import TYPE_CHECKING
 
 from tiering.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
     from tiering.validation import ValidatedTables
 
 _COLLECTED = itertools.count()  # names of the DuckDB tables collect_to_duckdb creates
+_ON_DISK = itertools.count()  # names of the views persisted_on_disk creates
 
 
 def spark_session(master: str = "local[2]", shuffle_partitions: int = 8):
@@ -89,6 +93,33 @@ def collect_to_duckdb(tables: ValidatedTables, con=None) -> ValidatedTables:
         customers=pull("customers", tables.customers),
         con=local,
     )
+
+
+def persisted_on_disk(table: ir.Table) -> ir.Table:
+    """``table`` (PySpark backend) as a view of its rows computed once, where a plan first needs them, and kept on
+    the executors' local disks (StorageLevel.DISK_ONLY), released when the returned table's node is garbage
+    collected. Ibis's ``cache()`` keeps them in memory first (MEMORY_AND_DISK): validation's typed rows cached so
+    took the heap from the aggregations after them ("No enough memory for aggregation" at 1M customers in a 1 GiB
+    local driver), where on disk they do not."""
+    from pyspark import StorageLevel
+
+    backend = table._find_backend(use_default=True)
+    frame = backend._session.sql(str(backend.compile(table))).persist(StorageLevel.DISK_ONLY)
+    name = f"tiering_on_disk_{os.getpid()}_{next(_ON_DISK)}"
+    frame.createOrReplaceTempView(name)
+    out = backend.table(name)
+    weakref.finalize(out.op(), _release, backend._session, name, frame)
+    return out
+
+
+def _release(session, name: str, frame) -> None:
+    if sys.is_finalizing():
+        return
+    try:
+        session.catalog.dropTempView(name)
+        frame.unpersist()
+    except Exception:  # noqa: BLE001 - the session (or its JVM) is gone: nothing is left to release
+        pass
 
 
 def _to_arrow(frame):

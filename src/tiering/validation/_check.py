@@ -68,12 +68,22 @@ def _annotated_once(mapped: ir.Table, contract: TableContract, **kwargs) -> ir.T
     if _is_duckdb(mapped):
         # DuckDB would otherwise re-run the typing, the groupings and the ranking for each of them
         return _annotated_duckdb(mapped, contract, **kwargs)
-    annotated = annotate(mapped, contract, **kwargs)
-    if is_spark(annotated):
-        # Spark would recompute the typing and duplicate ranking (a shuffle) each time: cache it once (memory
-        # and disk; released by Ibis when the returned tables are garbage collected).
-        return annotated.cache()
-    return annotated
+    if is_spark(mapped):
+        return _annotated_spark(mapped, contract, **kwargs)
+    return annotate(mapped, contract, **kwargs)
+
+
+def _annotated_spark(mapped: ir.Table, contract: TableContract, **kwargs) -> ir.Table:
+    """Spark: each stage of the annotation (the typed rows, the small tables of marks) kept on the executors'
+    disks as the plan first computes it (tiering._spark.persisted_on_disk), so that the later stages read the
+    typed rows instead of scanning and typing the source again for each of them; the annotated rows cached for the
+    counts, the quarantine and every feature pass (Spark would recompute the typing and the duplicate ranking, a
+    shuffle, each time). Released when the returned tables are garbage collected. At 100k customers validation
+    took half the CPU of the plan without the stages (benchmarks/README.md, "Spark end to end")."""
+    from tiering._spark import persisted_on_disk
+
+    single, multi = annotated_parts(mapped, contract, stage=persisted_on_disk, **kwargs)
+    return single.union(multi, distinct=False).cache()
 
 
 def _count(annotated: ir.Table, table: str, source: str, rules: Rules, event_column: str | None) -> TableReport:
