@@ -74,6 +74,14 @@ def test_spark_out_of_memory_names_the_driver_memory():
     err = resource_error(RuntimeError(py4j))
     assert isinstance(err, ResourceError)
     assert "Java heap space" in str(err) and "--driver-memory" in str(err) and "model.train_sample_customers" in str(err)
+    # Spark's own, as at 1M customers on a 1 GiB local driver (py4j's text of it)
+    py4j = (
+        "An error occurred while calling o84.collectToPython.\n: org.apache.spark.SparkException: Job aborted due to stage "
+        "failure: ... org.apache.spark.memory.SparkOutOfMemoryError: No enough memory for aggregation\n\tat ..."
+    )
+    err = resource_error(RuntimeError(py4j))
+    assert isinstance(err, ResourceError)
+    assert str(err).startswith("Spark ran out of memory (No enough memory for aggregation")
 
 
 def test_exit_status_4_is_documented():

@@ -19,6 +19,9 @@ from pathlib import Path
 from tiering.exceptions import ResourceError
 
 _NO_SPACE = "No space left on device"
+# the JVM's heap exhausted; Spark's own, when an operator cannot get the memory it needs (at 1M customers on a 1 GiB
+# local driver: "SparkOutOfMemoryError: No enough memory for aggregation")
+_SPARK_MEMORY = ("java.lang.OutOfMemoryError", "SparkOutOfMemoryError")
 _QUOTED_PATH = re.compile(r"""["']([^"']+)["']""")
 
 
@@ -42,9 +45,10 @@ def _classify(e: BaseException) -> ResourceError | None:
         return _disk_full(e, text)
     if type(e).__name__ == "OutOfMemoryException" and type(e).__module__.lstrip("_").startswith("duckdb"):
         return _duckdb_memory(text)
-    if "java.lang.OutOfMemoryError" in text:
+    marker = next((m for m in _SPARK_MEMORY if m in text), None)
+    if marker is not None:
         return ResourceError(
-            f"Spark's JVM ran out of memory ({_first_line(text, 'java.lang.OutOfMemoryError')}). On a local session "
+            f"Spark ran out of memory ({_first_line(text, marker)}). On a local session "
             "tiering starts, executors share the driver's heap: give it more (PYSPARK_SUBMIT_ARGS='--driver-memory 8g "
             "pyspark-shell', or spark.driver.memory in spark-defaults.conf); on a cluster raise spark.executor.memory "
             "or spark.sql.shuffle.partitions. With `tiering train`, a smaller model.train_sample_customers brings "
