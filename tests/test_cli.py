@@ -39,6 +39,11 @@ def test_bad_date_and_missing_config(tmp_path):
     assert r.returncode == 2 and "error: Config file 'nope.yaml' does not exist" in r.stderr
 
 
+def test_validate_takes_the_engine_flag_of_the_other_data_commands(tmp_path):
+    r = tiering("validate", "--engine", "pandas", cwd=tmp_path)
+    assert r.returncode == 2 and "error: --engine must be duckdb or spark; got 'pandas'." in r.stderr
+
+
 def test_validate_json_counts_and_quarantine(tmp_path):
     path = tmp_path / "tx.parquet"
     pd.DataFrame({"customer_id": ["a", None, "b"], "order_id": ["o1", "o2", "o3"],

@@ -81,7 +81,7 @@ def assert_same_frame(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_cli_features_spark_equals_duckdb(spark_con, sim_files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/base.yaml here: built-in defaults, outputs/ under tmp_path
     runner = CliRunner()
-    frames, quarantines, payloads = {}, {}, {}
+    frames, quarantines, payloads, reports = {}, {}, {}, {}
     for engine in ("duckdb", "spark"):
         out = tmp_path / f"features_{engine}.parquet"
         r = runner.invoke(app, [
@@ -96,7 +96,16 @@ def test_cli_features_spark_equals_duckdb(spark_con, sim_files, tmp_path, monkey
         frames[engine] = pd.read_parquet(out)
         q = pd.read_parquet(tmp_path / "outputs" / "quarantine" / "transactions.parquet")
         quarantines[engine] = q["reason"].value_counts().to_dict()
+        r = runner.invoke(app, [  # `tiering validate --engine` on the same sources
+            "validate", "--as-of", AS_OF.isoformat(), "--engine", engine, "--json",
+            "--transactions", str(sim_files / "transactions.parquet"),
+            "--interactions", str(sim_files / "interactions.csv"),
+            "--customers", str(sim_files / "customers.parquet"),
+        ])
+        assert r.exit_code == 0, r.output
+        reports[engine] = {t["table"]: t["quarantined"] for t in json.loads(r.stdout)["tables"]}
     assert quarantines["duckdb"] == quarantines["spark"]
+    assert reports["duckdb"] == reports["spark"] and reports["spark"]["transactions"] == quarantines["spark"]
     assert quarantines["spark"]["missing_customer_id"] == 1 and quarantines["spark"]["duplicate_line"] == 2
     assert quarantines["spark"]["after_as_of"] > 0
     assert payloads["duckdb"]["customers"] == payloads["spark"]["customers"] == len(frames["spark"]) > 300

@@ -34,6 +34,7 @@ def validate(
     interactions: IxOpt = None,
     customers: CuOpt = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Also set aside rows after this date.")] = None,
+    engine: Annotated[str | None, typer.Option(help="duckdb or spark (default from config).")] = None,
     as_json: JsonOpt = False,
 ):
     """Check the configured sources against the contracts; write the quarantine; print counts per reason."""
@@ -41,7 +42,7 @@ def validate(
 
     from tiering import jobs
 
-    cfg = load(config, transactions, interactions, customers, sets=set_)
+    cfg = with_engine(load(config, transactions, interactions, customers, sets=set_), engine)
     res = jobs.validate(cfg, as_of=parse_date(as_of, "--as-of"))
     reports = res.to_dict()["tables"]
 
