@@ -2,7 +2,8 @@
 
 DuckDB raises ``OutOfMemoryException`` when a query needs more than its memory limit and cannot spill, and an
 ``IOException`` (or Python an ``OSError``, errno ENOSPC) when the disk it writes stage files, feature files or
-its spill to is full; Spark's JVM throws ``java.lang.OutOfMemoryError``. None of those is a bug in tiering or
+its spill to is full; Spark throws ``java.lang.OutOfMemoryError`` (the JVM's heap) or ``SparkOutOfMemoryError`` (an
+operator that cannot get the memory it needs). None of those is a bug in tiering or
 bad input: the run needs a larger limit, smaller buckets or another disk. :func:`resource_error` turns them into a
 :class:`~tiering.exceptions.ResourceError` that says which, with what the machine has and the setting to change,
 so a scheduler can tell "give this job more room" (exit status 4) from "fix the data" (2) and from a bug (1).
@@ -41,14 +42,14 @@ def resource_error(exc: BaseException) -> ResourceError | None:
 
 def _classify(e: BaseException) -> ResourceError | None:
     text = str(e)
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC or _NO_SPACE in text:
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or _NO_SPACE in text:
         return _disk_full(e, text)
     if type(e).__name__ == "OutOfMemoryException" and type(e).__module__.lstrip("_").startswith("duckdb"):
         return _duckdb_memory(text)
     marker = next((m for m in _SPARK_MEMORY if m in text), None)
     if marker is not None:
         return ResourceError(
-            f"Spark ran out of memory ({_first_line(text, marker)}). On a local session "
+            f"Spark ran out of memory ({_engine_words(text, marker)}). On a local session "
             "tiering starts, executors share the driver's heap: give it more (PYSPARK_SUBMIT_ARGS='--driver-memory 8g "
             "pyspark-shell', or spark.driver.memory in spark-defaults.conf); on a cluster raise spark.executor.memory "
             "or spark.sql.shuffle.partitions. With `tiering train`, a smaller model.train_sample_customers brings "
@@ -63,7 +64,7 @@ def _duckdb_memory(text: str) -> ResourceError:
     ram = machine_memory()
     has = f"; this machine has {ram / 2**30:.1f} GiB" if ram else ""
     return ResourceError(
-        f"DuckDB ran out of memory under its limit ({_first_line(text, 'Out of Memory Error')}{has}). Raise "
+        f"DuckDB ran out of memory under its limit ({_engine_words(text, 'Out of Memory Error')}{has}). Raise "
         "features.duckdb_memory_limit (validation and the feature build; predict.duckdb_memory_limit for batch "
         "scoring), e.g. --set features.duckdb_memory_limit=4GB, or lower features.bucket_rows so that each customer "
         "bucket needs less."
@@ -97,7 +98,7 @@ def _existing_parent(path: Path) -> Path | None:
     return None
 
 
-def _first_line(text: str, marker: str) -> str:
+def _engine_words(text: str, marker: str) -> str:
     """What follows ``marker`` on the first line of ``text`` that holds it (the engine's own words for what failed)."""
     line = next((ln.strip() for ln in text.splitlines() if marker in ln), text.strip().splitlines()[0] if text.strip() else "")
     return line.partition(marker)[2].lstrip(": ") or line
