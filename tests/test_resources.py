@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from tiering.datasets import simulate
-from tiering.exceptions import ResourceError
+from tiering.exceptions import ResourceError, StoreError
 from tiering.io import resource_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,13 @@ def test_a_full_disk_in_python_is_found_through_the_exception_chain():
 
 def test_other_errors_are_not_resource_errors():
     assert resource_error(ValueError("column 'amount' holds text")) is None
+    try:  # tiering's own message for a full disk (predict's --out: the batch rolled back) is kept
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as e:
+            raise StoreError("Cannot write --out 'x.parquet': No space left on device (ENOSPC).") from e
+    except StoreError as e:
+        assert resource_error(e) is None
     assert resource_error(duckdb.BinderException("Referenced column x not found")) is None
     assert resource_error(PermissionError(13, "Permission denied", "/root/x")) is None
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tiering.exceptions import ResourceError
+from tiering.exceptions import ResourceError, TieringError
 
 _NO_SPACE = "No space left on device"
 # the JVM's heap exhausted; Spark's own, when an operator cannot get the memory it needs (at 1M customers on a 1 GiB
@@ -28,7 +28,10 @@ _QUOTED_PATH = re.compile(r"""["']([^"']+)["']""")
 
 def resource_error(exc: BaseException) -> ResourceError | None:
     """The :class:`ResourceError` ``exc`` (or an exception it was raised from) stands for, or None when it is not
-    an engine out of memory or a full disk."""
+    an engine out of memory or a full disk. An error tiering raised on purpose (a TieringError, such as predict's
+    message for a full disk under --out, with what happened to the store) keeps its own message: None."""
+    if isinstance(exc, TieringError):
+        return None
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
@@ -36,7 +39,7 @@ def resource_error(exc: BaseException) -> ResourceError | None:
         found = _classify(e)
         if found is not None:
             return found
-        e = e.__cause__ or e.__context__
+        e = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)  # as a traceback
     return None
 
 
