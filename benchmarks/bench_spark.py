@@ -20,7 +20,7 @@ registered bundles, the largest difference between their out-of-time metrics and
 samples drew the same customers (the sample's data fingerprint).
 
     nice .venv/bin/python benchmarks/bench_spark.py [--customers 200000] [--sample 20000] [--runs 3]
-        [--engines duckdb,spark] [--jobs validate,features,train,predict]
+        [--engines duckdb,spark] [--jobs validate,features,train,predict] [--model-from duckdb]
 """
 
 from __future__ import annotations
@@ -148,14 +148,17 @@ def bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spark-", dir=args.cache) as tmp:
         for run in range(args.runs):
             version: dict[str, str | None] = dict.fromkeys(engines)
+            work = Path(tmp) / f"run-{run}"  # one MLflow store per run: --model-from's version serves both engines
+            work.mkdir(exist_ok=True)
             for job in JOBS:  # job by job, the engines in turn: the pairs compared ran under the same load
                 for engine in engines:
-                    if job not in wanted or (job == "predict" and version[engine] is None):
+                    if job not in wanted or (job == "train" and args.model_from not in (None, engine)):
                         continue
-                    work = Path(tmp) / f"{engine}-{run}"
-                    work.mkdir(exist_ok=True)
+                    model = version[args.model_from or engine]
+                    if job == "predict" and model is None:
+                        continue
                     argv = ["--child", job, "--engine", engine, "--data", str(data), "--work", str(work), "--sample", str(args.sample)]
-                    r = _run([*argv, "--model", str(version[engine])] if job == "predict" else argv)
+                    r = _run([*argv, "--model", str(model)] if job == "predict" else argv)
                     version[engine] = r.get("version", version[engine])
                     got.setdefault((engine, job), []).append(r)
                     jvm = f", JVM {r['jvm_peak_gib']:.2f} GiB" if r["jvm_peak_gib"] else ""
@@ -190,7 +193,7 @@ def bench(args: argparse.Namespace) -> None:
         print(f"spark vs duckdb bundle: largest relative difference over {len(keys)} out-of-time metrics {rel[worst]:.2e} ({worst}); "
               f"same sample (data fingerprint of the fitted rows): {a['data_hash'] == b['data_hash']}")
     print("(s: wall; CPU s: user + system of the job's process and its JVM from their start; GiB: the job's Python "
-          "process's own peak RSS; JVM: the Spark driver JVM's (local[2]: driver and executors in one JVM); the two add "
+          "process's own peak RSS; JVM: the Spark driver JVM's (local mode: driver and executors in one JVM); the two add "
           "up to the job's memory on one machine)", flush=True)
 
 
@@ -203,6 +206,8 @@ def main() -> None:
     ap.add_argument("--engines", default="duckdb,spark")
     ap.add_argument("--jobs", default=",".join(JOBS), help="a subset of validate,features,train,predict (predict needs train)")
     ap.add_argument("--cache", default="outputs/bench", help="folder of the simulated bases")
+    ap.add_argument("--model-from", default=None, choices=("duckdb", "spark"),
+                    help="train on this engine only; every engine's predict scores with its bundle (default: each its own)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--engine", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)

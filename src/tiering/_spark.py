@@ -1,7 +1,8 @@
 """The PySpark session for the spark engine (pyspark is the optional extra ``tiering[spark]``), and the way
 training brings a bounded set of rows from Spark to the driver.
 
-``tiering.io.connect("spark")`` wraps :func:`spark_session` in Ibis: a local[2] session on one machine; under
+``tiering.io.connect("spark")`` wraps :func:`spark_session` in Ibis: a local session on one machine (every core
+this process may use, the driver's heap sized from the machine's memory); under
 spark-submit (or wherever a session is already running, as in a Databricks job) the cluster's session, its
 master and settings as submitted. From Python, pass ``ibis.pyspark.connect(your_session)`` as ``con`` instead.
 """
@@ -27,15 +28,18 @@ _COLLECTED = itertools.count()  # names of the DuckDB tables collect_to_duckdb c
 _ON_DISK = itertools.count()  # names of the views persisted_on_disk creates
 
 
-def spark_session(master: str = "local[2]", shuffle_partitions: int = 8):
+def spark_session(master: str | None = None, shuffle_partitions: int | None = None):
     """Get or create the Spark session; binds to loopback unless SPARK_LOCAL_IP says otherwise.
 
-    ``master`` applies only to a session started here: a process launched by spark-submit (PYSPARK_GATEWAY_PORT
-    set) keeps the submitted ``--master`` and ``--conf`` settings, and an active session is returned as it is
-    but for the SQL settings below. Settings for one machine: UTC session time zone (timestamps without a
-    zone keep their wall-clock value), no web UI, few shuffle partitions (adaptive execution still coalesces
-    them), Parquet timestamps written as microseconds (not INT96), Spark's own log at ERROR. A submitted or
-    active session keeps its UI and its ``spark.sql.shuffle.partitions``.
+    ``master`` (default ``local[N]``, N the cores this process may use) and the driver's memory apply only to a
+    session started here: a process launched by spark-submit (PYSPARK_GATEWAY_PORT set) keeps the submitted
+    ``--master`` and ``--conf`` settings, and an active session is returned as it is but for the SQL settings
+    below. Settings for one machine: UTC session time zone (timestamps without a zone keep their wall-clock
+    value), no web UI, few shuffle partitions (``shuffle_partitions``, default twice the cores and at least 8;
+    adaptive execution still coalesces them), Parquet timestamps written as microseconds (not INT96), Spark's
+    own log at ERROR, and the driver's heap (which in local mode holds the executors too) from
+    :func:`local_driver_memory` unless the user set it (SPARK_DRIVER_MEMORY, or ``--driver-memory`` in
+    PYSPARK_SUBMIT_ARGS). A submitted or active session keeps its UI and its ``spark.sql.shuffle.partitions``.
     """
     try:
         from pyspark.sql import SparkSession
@@ -43,21 +47,38 @@ def spark_session(master: str = "local[2]", shuffle_partitions: int = 8):
         raise ConfigError("The spark engine needs pyspark and Java: pip install 'tiering[spark]'.") from None
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise ConfigError("The spark engine needs Java (a JDK 17 or 21): install one and put `java` on PATH or set JAVA_HOME.")
+    from tiering.io import available_cores
+
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers (UDFs such as mlflow's spark_udf) run this interpreter and its packages, unless set otherwise
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ or SparkSession.getActiveSession() is not None
+    cores = available_cores()
     builder = SparkSession.builder.appName("tiering")
     if not submitted:  # spark-submit's --master and the cluster's UI stay as the user set them
-        builder = builder.master(master).config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        builder = builder.master(master or f"local[{cores}]").config("spark.ui.enabled", "false")
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
+        user_set = os.environ.get("SPARK_DRIVER_MEMORY") or "--driver-memory" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+        if not user_set:  # read when the driver's JVM starts, so only by the session that starts it
+            builder = builder.config("spark.driver.memory", local_driver_memory())
     session = builder.getOrCreate()
     settings = [("spark.sql.session.timeZone", "UTC"), ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")]
     if not submitted:  # a cluster keeps its own (or Spark's default 200; adaptive execution coalesces them)
-        settings.append(("spark.sql.shuffle.partitions", str(shuffle_partitions)))
+        settings.append(("spark.sql.shuffle.partitions", str(shuffle_partitions or max(8, 2 * cores))))
     for key, value in settings:
         session.conf.set(key, value)
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def local_driver_memory(memory: int | None = None) -> str:
+    """The heap of a local session's driver JVM (which runs the executors too): a quarter of the machine's memory
+    (``memory`` bytes; default :func:`tiering.io.machine_memory`), at least Spark's default 1 GiB and at most
+    31 GiB (past that the JVM's object pointers double in size). The JVM takes it as needed, not at start."""
+    from tiering.io import machine_memory
+
+    memory = machine_memory() if memory is None else memory
+    return f"{max(1024, min(31 * 1024, memory // 4 // 2**20))}m"
 
 
 def collect_to_duckdb(tables: ValidatedTables, con=None) -> ValidatedTables:

@@ -9,6 +9,7 @@ relative (1e-9 absolute where a sum cancels to ~0: engines add in different orde
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,23 @@ def test_spark_sets_aside_the_same_rows_for_the_same_reasons_as_duckdb(spark_con
         "duplicate_line": 2, "conflicting_order_customer": 2, "missing_customer_id": 1, "non_finite_amount": 1, "after_as_of": 1
     }
     assert seen["duckdb"][3] == ["o1", "o5", "o6"]
+
+
+def test_a_local_session_takes_every_core_and_a_heap_sized_from_the_machine(spark_con):
+    """The session tiering starts on one machine: local[cores], and the driver's JVM (which runs the executors too)
+    started with a quarter of the machine's memory, not Spark's default 1 GiB (the heap validation at 1M customers
+    ran out of with its stages in memory)."""
+    from tiering._spark import local_driver_memory
+    from tiering.io import available_cores
+
+    assert local_driver_memory(4 * 2**30) == "1024m"  # never below Spark's default
+    assert local_driver_memory(24 * 2**30) == "6144m"
+    assert local_driver_memory(2**40) == f"{31 * 1024}m"  # compressed object pointers stop at 32 GiB
+    session = spark_con._session
+    conf = session.sparkContext.getConf()
+    assert conf.get("spark.master") == f"local[{available_cores()}]"
+    assert int(session.conf.get("spark.sql.shuffle.partitions")) == max(8, 2 * available_cores())
+    if not os.environ.get("SPARK_DRIVER_MEMORY"):
+        assert conf.get("spark.driver.memory") == local_driver_memory()
+        heap = session.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+        assert heap > 0.8 * int(local_driver_memory()[:-1]) * 2**20  # the JVM really started with it

@@ -53,8 +53,9 @@ def _classify(e: BaseException) -> ResourceError | None:
     if marker is not None:
         return ResourceError(
             f"Spark ran out of memory ({_engine_words(text, marker)}). On a local session "
-            "tiering starts, executors share the driver's heap: give it more (PYSPARK_SUBMIT_ARGS='--driver-memory 8g "
-            "pyspark-shell', or spark.driver.memory in spark-defaults.conf); on a cluster raise spark.executor.memory "
+            "tiering starts, executors share the driver's heap (a quarter of the machine's memory unless set): give "
+            "it more with SPARK_DRIVER_MEMORY=8g (or PYSPARK_SUBMIT_ARGS='--driver-memory 8g pyspark-shell'); on a "
+            "cluster raise spark.executor.memory "
             "or spark.sql.shuffle.partitions. With `tiering train`, a smaller model.train_sample_customers brings "
             "fewer rows to the driver."
         )
