@@ -97,3 +97,20 @@ def test_exit_status_4_is_documented():
     env = {**os.environ, "COLUMNS": "200"}
     r = subprocess.run([sys.executable, "-m", "tiering", "--help"], capture_output=True, text=True, timeout=120, env=env)
     assert "4 out of memory or disk" in " ".join(r.stdout.split())
+
+
+def test_the_python_api_names_an_engine_out_of_memory_and_keeps_the_engines_error_as_its_cause():
+    import inspect
+
+    import tiering as tg
+
+    data = simulate(2000, dt.date(2024, 1, 1), dt.date(2025, 6, 30), seed=1)
+    with pytest.raises(ResourceError) as raised:
+        tg.features(data.transactions, data.interactions, data.customers, as_of="2025-06-30", features__duckdb_memory_limit="1MB")
+    assert str(raised.value).startswith("DuckDB ran out of memory under its limit (could not allocate block")
+    assert "features.duckdb_memory_limit" in str(raised.value)
+    assert type(raised.value.__cause__).__name__ == "OutOfMemoryException"  # the engine's own, for a traceback
+    assert isinstance(raised.value, RuntimeError)  # code that caught the engine's RuntimeError-like errors still does
+    assert "as_of" in inspect.signature(tg.features).parameters  # the wrapper keeps the documented signature
+    with pytest.raises(tg.ConfigError):  # other errors pass through as they were
+        tg.features(data.transactions, as_of="2025-13-01")

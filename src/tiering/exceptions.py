@@ -23,6 +23,13 @@ ValueError by pydantic's contract; :mod:`tiering.config` turns them into ConfigE
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 
 class TieringError(Exception):
     """Base of every error raised on purpose by tiering."""
@@ -96,6 +103,26 @@ class ResourceError(TieringError, RuntimeError):
     which, and the setting to change)."""
 
     hint = "Give the run more memory or disk, or smaller buckets: the message names the setting (exit status 4)."
+
+
+def names_resources(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn``, raising :class:`ResourceError` (from the engine's own exception) where an engine ran out of memory or
+    disk: what the command line's edge does, for the Python API's entry points (``tg.validate``, ``tg.features``,
+    ``tg.fit``, ``tg.backtest``, ``FittedModel.score``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            from tiering.io import resource_error  # here: the engines' modules stay out of `import tiering`
+
+            found = resource_error(e)
+            if found is None:
+                raise
+            raise found from e
+
+    return wrapper
 
 
 # exit statuses of the command line (README, `tiering --help`)

@@ -39,7 +39,7 @@ from tiering.api._fitted import RULE_INPUTS, RULE_THRESHOLDS, FittedModel
 from tiering.api._inputs import ACCEPTED, read_tables
 from tiering.api._settings import TABLES, as_day
 from tiering.api._validated import Validated
-from tiering.exceptions import ConfigError
+from tiering.exceptions import ConfigError, names_resources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 
+@names_resources
 def validate(
     transactions: Any = None,
     interactions: Any = None,
@@ -96,6 +97,7 @@ def validate(
     )
 
 
+@names_resources
 def features(
     transactions: Any = None,
     interactions: Any = None,
@@ -120,6 +122,7 @@ def features(
     return frame.sort_values("customer_id", kind="stable", ignore_index=True)
 
 
+@names_resources
 def fit(
     transactions: Any = None,
     interactions: Any = None,
@@ -153,6 +156,7 @@ def fit(
     return FittedModel(result, data.config, day, data)
 
 
+@names_resources
 def backtest(
     transactions: Any = None,
     interactions: Any = None,

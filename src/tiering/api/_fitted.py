@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tiering.api._inputs import read_tables
 from tiering.api._settings import as_day
 from tiering.api._validated import Validated
-from tiering.exceptions import ConfigError
+from tiering.exceptions import ConfigError, names_resources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,6 +97,7 @@ class FittedModel:
         """The prediction horizon H the models were fitted for."""
         return self.bundle.horizon_days
 
+    @names_resources
     def score(
         self,
         transactions: Any = None,
