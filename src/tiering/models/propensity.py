@@ -268,7 +268,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
                 if learner == "logistic":
                     z = self.model_.decision_function(signed_log_columns(names, column, n_rows))
                 else:
-                    X = np.empty((n_rows, len(names)))
+                    X = np.empty((n_rows, len(names)), order="F")  # column by column: contiguous writes
                     for j, c in enumerate(names):
                         X[:, j] = column(c)
                     z = _logit(self.model_.predict_proba(np.round(X, 6))[:, 1])
