@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 import shutil
 import sys
 import weakref
@@ -38,8 +39,9 @@ def spark_session(master: str | None = None, shuffle_partitions: int | None = No
     value), no web UI, few shuffle partitions (``shuffle_partitions``, default twice the cores and at least 8;
     adaptive execution still coalesces them), Parquet timestamps written as microseconds (not INT96), Spark's
     own log at ERROR, and the driver's heap (which in local mode holds the executors too) from
-    :func:`local_driver_memory` unless the user set it (SPARK_DRIVER_MEMORY, or ``--driver-memory`` in
-    PYSPARK_SUBMIT_ARGS). A submitted or active session keeps its UI and its ``spark.sql.shuffle.partitions``.
+    :func:`local_driver_memory` unless the user set it (SPARK_DRIVER_MEMORY, ``--driver-memory`` in
+    PYSPARK_SUBMIT_ARGS, or spark.driver.memory in spark-defaults.conf). A submitted or active session keeps its
+    UI and its ``spark.sql.shuffle.partitions``.
     """
     try:
         from pyspark.sql import SparkSession
@@ -58,8 +60,7 @@ def spark_session(master: str | None = None, shuffle_partitions: int | None = No
     if not submitted:  # spark-submit's --master and the cluster's UI stay as the user set them
         builder = builder.master(master or f"local[{cores}]").config("spark.ui.enabled", "false")
         builder = builder.config("spark.ui.showConsoleProgress", "false")
-        user_set = os.environ.get("SPARK_DRIVER_MEMORY") or "--driver-memory" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
-        if not user_set:  # read when the driver's JVM starts, so only by the session that starts it
+        if not _driver_memory_set():  # read when the driver's JVM starts, so only by the session that starts it
             builder = builder.config("spark.driver.memory", local_driver_memory())
     session = builder.getOrCreate()
     settings = [("spark.sql.session.timeZone", "UTC"), ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")]
@@ -69,6 +70,23 @@ def spark_session(master: str | None = None, shuffle_partitions: int | None = No
         session.conf.set(key, value)
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _driver_memory_set() -> bool:
+    """Whether the user chose the driver's memory where spark-submit reads it: SPARK_DRIVER_MEMORY, ``--driver-memory``
+    in PYSPARK_SUBMIT_ARGS, or spark.driver.memory in the spark-defaults.conf of SPARK_CONF_DIR (or SPARK_HOME/conf)."""
+    if os.environ.get("SPARK_DRIVER_MEMORY") or "--driver-memory" in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        return True
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or (
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None
+    )
+    if conf_dir is None:
+        return False
+    try:
+        with open(os.path.join(conf_dir, "spark-defaults.conf"), encoding="utf-8") as f:
+            return any(re.match(r"\s*spark\.driver\.memory\s*[=:\s]", line) for line in f)  # Java properties
+    except OSError:
+        return False
 
 
 def local_driver_memory(memory: int | None = None) -> str:

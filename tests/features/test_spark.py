@@ -229,3 +229,27 @@ def test_a_local_session_takes_every_core_and_a_heap_sized_from_the_machine(spar
         assert conf.get("spark.driver.memory") == local_driver_memory()
         heap = session.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
         assert heap > 0.8 * int(local_driver_memory()[:-1]) * 2**20  # the JVM really started with it
+
+
+def test_the_driver_memory_a_user_chose_is_left_alone(tmp_path, monkeypatch):
+    """SPARK_DRIVER_MEMORY, --driver-memory in PYSPARK_SUBMIT_ARGS or spark.driver.memory in spark-defaults.conf:
+    the user's choice, which tiering's automatic size must not override (a --conf from the builder would)."""
+    from tiering._spark import _driver_memory_set
+
+    for name in ("SPARK_DRIVER_MEMORY", "PYSPARK_SUBMIT_ARGS", "SPARK_CONF_DIR", "SPARK_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    assert not _driver_memory_set()
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master local[4] pyspark-shell")
+    assert not _driver_memory_set()
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--driver-memory 8g pyspark-shell")
+    assert _driver_memory_set()
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS")
+    monkeypatch.setenv("SPARK_DRIVER_MEMORY", "8g")
+    assert _driver_memory_set()
+    monkeypatch.delenv("SPARK_DRIVER_MEMORY")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    (tmp_path / "spark-defaults.conf").write_text("spark.driver.maxResultSize 2g\n# spark.driver.memory 4g\n")
+    assert not _driver_memory_set()  # another setting, and a comment
+    for line in ("spark.driver.memory 4g", "spark.driver.memory=4g", "  spark.driver.memory\t4g"):
+        (tmp_path / "spark-defaults.conf").write_text(f"spark.master local[2]\n{line}\n")
+        assert _driver_memory_set(), line
