@@ -4,7 +4,7 @@ Data: tiering.datasets.simulate at --customers (default 200k), 2024-01-01 .. 202
 once as Parquet to --cache/features-sim-<customers>-seed<seed>/ (the same files bench_features.py makes, so
 either benchmark reuses the other's) in a child process. as_of 2025-12-31, built-in config otherwise.
 
-Jobs, per engine (duckdb; spark = a local[2] session from tiering.io.connect("spark")), each in a fresh Python
+Jobs, per engine (duckdb; spark = the local session of tiering.io.connect("spark"), local[cores]), each in a fresh Python
 process (a new JVM too), job by job with the engines in turn (each pair under the same load), so that each
 has its own peak RSS (benchmarks/_rss.py: the Python process's VmHWM; on Spark the driver JVM is a child
 process with its own heap: its peak is read from /proc as well, and the two are printed apart) and its own
