@@ -237,7 +237,7 @@ class PredictConfig(_Strict):
     work_dir: str | None = None
     # DuckDB's memory limit for the feature stage (it spills to work_dir beyond it), e.g. "2GB"; None: DuckDB's default
     duckdb_memory_limit: str | None = Field(None, pattern=_MEMORY)
-    # OpenMP threads for the models while scoring (None: the library default, all cores); 1 is faster on a busy machine
+    # OpenMP threads for the models while scoring (None: every core but one, which the store's writer uses beside them)
     model_threads: int | None = Field(None, gt=0, le=1024)
 
 

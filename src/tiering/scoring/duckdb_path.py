@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from tiering.config import Config
 from tiering.features import FeatureSpec, build_features
-from tiering.io import atomic_path, connect, parquet_batches, write_sorted_parts
+from tiering.io import atomic_path, available_cores, connect, parquet_batches, write_sorted_parts
 from tiering.models import thread_limits
 from tiering.models.bundle import ScoringBundle
 from tiering.scoring.as_of import gap_days_sql
@@ -170,9 +170,13 @@ class BackgroundScorer:
             on_rows(done)
             self._ready.put(part)  # after the count: a part handed out is counted
 
+        # unset: every core but one, which the store's writer (the caller's thread) needs beside the models. On 2 cores
+        # at 1M customers, alternated: 98.6 / 101.3 s end to end with 1 model thread, 114.2 / 113.9 s with 2
+        threads = model_threads if model_threads is not None else max(1, available_cores() - 1)
+
         def work() -> None:
             try:
-                with thread_limits(model_threads, "openmp"):  # OpenMP limits are per thread: set them in this one
+                with thread_limits(threads, "openmp"):  # OpenMP limits are per thread: set them in this one
                     score_parts(run, bundle, chunk_rows, on_part, self._stop, hysteresis, **finish)
                 self.finished = time.perf_counter()
                 self._ready.put(None)
