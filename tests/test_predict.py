@@ -761,7 +761,7 @@ def test_scores_types_come_from_the_column_kinds():
 
 def test_the_models_leave_one_core_to_the_store_writer_unless_model_threads_is_set(trained, monkeypatch, tmp_path):
     """predict.model_threads unset: every core but one for the models' OpenMP threads, since the store's writer runs
-    beside them (on 2 cores at 1M customers two model threads made the run 13% slower); set, exactly that."""
+    beside them (on 2 cores at 1M customers: 114 s end to end with two model threads, 99-101 s with one); set, exactly that."""
     from tiering.scoring import duckdb_path
 
     seen: list = []
